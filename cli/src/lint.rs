@@ -1,0 +1,236 @@
+//! `gantry lint`: every problem of every file at once, and the jobs each expands to.
+
+use clap::Args;
+use gantry_pipeline::{parse, BuildContext, Catalog, Event, ImageSpec, Job, Severity};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct LintArgs {
+    /// Print one JSON array with, per file, its diagnostics and jobs.
+    #[arg(long)]
+    json: bool,
+    /// The branch the build is for (for pull requests: the base branch).
+    #[arg(long, default_value = "master")]
+    branch: String,
+    /// The event the build is for: push, pull_request, tag, api or cron.
+    #[arg(long, default_value = "push", value_parser = parse_event)]
+    event: Event,
+    /// The tag the build is for (implies --event tag).
+    #[arg(long)]
+    tag: Option<String>,
+    /// The repository slug (`owner/name`) conditions see.
+    #[arg(long, default_value = "owner/repo")]
+    repo: String,
+    /// Pipeline files, or directories holding `.gantry.yml` or `.travis.yml` (default: the current directory).
+    files: Vec<PathBuf>,
+}
+
+fn parse_event(s: &str) -> Result<Event, String> {
+    s.parse()
+}
+
+#[derive(Serialize)]
+struct FileReport {
+    file: String,
+    diagnostics: Vec<DiagnosticReport>,
+    jobs: Vec<JobReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<String>,
+    skipped: Vec<SkippedReport>,
+}
+
+#[derive(Serialize)]
+struct DiagnosticReport {
+    severity: Severity,
+    line: usize,
+    column: usize,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JobReport {
+    number: u32,
+    name: String,
+    stage: String,
+    image: ImageSpec,
+    env: BTreeMap<String, String>,
+    allow_failure: bool,
+}
+
+#[derive(Serialize)]
+struct SkippedReport {
+    name: String,
+    reason: String,
+}
+
+impl From<&Job> for JobReport {
+    fn from(job: &Job) -> Self {
+        JobReport {
+            number: job.number,
+            name: job.name.clone(),
+            stage: job.stage.clone(),
+            image: job.image.clone(),
+            env: job.env_map(),
+            allow_failure: job.allow_failure,
+        }
+    }
+}
+
+/// A directory stands for the pipeline file inside it.
+fn resolve(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        let name = gantry_pipeline::choose_file(|n| path.join(n).is_file())
+            .unwrap_or(gantry_pipeline::PIPELINE_FILES[1]);
+        return path.join(name);
+    }
+    path.to_path_buf()
+}
+
+fn build_context(args: &LintArgs) -> BuildContext {
+    let mut build = BuildContext {
+        event: args.event,
+        branch: args.branch.clone(),
+        repo: args.repo.clone(),
+        ..Default::default()
+    };
+    if let Some(tag) = &args.tag {
+        build.event = Event::Tag;
+        build.tag = Some(tag.clone());
+        build.branch = tag.clone();
+    }
+    build
+}
+
+fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
+    let parsed = parse(source);
+    let mut diagnostics = parsed.diagnostics.clone();
+    let mut jobs = Vec::new();
+    let mut rejected = None;
+    let mut skipped = Vec::new();
+    if let Some(pipeline) = &parsed.pipeline {
+        let plan = pipeline.plan(build, &Catalog::default());
+        diagnostics.extend(plan.diagnostics.iter().cloned());
+        diagnostics.sort_by_key(|d| (d.line, d.column));
+        jobs = plan.jobs.iter().map(JobReport::from).collect();
+        rejected = plan.rejected.clone();
+        skipped = plan
+            .skipped
+            .iter()
+            .map(|s| SkippedReport {
+                name: s.name.clone(),
+                reason: s.reason.clone(),
+            })
+            .collect();
+    }
+    FileReport {
+        file: file.to_string(),
+        diagnostics: diagnostics
+            .into_iter()
+            .map(|d| DiagnosticReport {
+                severity: d.severity,
+                line: d.line,
+                column: d.column,
+                message: d.message,
+                hint: d.hint,
+            })
+            .collect(),
+        jobs,
+        rejected,
+        skipped,
+    }
+}
+
+fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
+    for d in &r.diagnostics {
+        writeln!(
+            out,
+            "{}:{}:{}: {}: {}",
+            r.file, d.line, d.column, d.severity, d.message
+        )?;
+        if let Some(hint) = &d.hint {
+            writeln!(out, "  hint: {hint}")?;
+        }
+    }
+    let errors = r
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        let warnings = r.diagnostics.len() - errors;
+        writeln!(out, "{}: {errors} error(s), {warnings} warning(s)", r.file)?;
+        return Ok(());
+    }
+    if let Some(reason) = &r.rejected {
+        writeln!(out, "{}: no build for this event: {reason}", r.file)?;
+        return Ok(());
+    }
+    writeln!(out, "{}: ok, {} job(s)", r.file, r.jobs.len())?;
+    for job in &r.jobs {
+        let image = match &job.image {
+            ImageSpec::Name(name) => name.clone(),
+            ImageSpec::Build { build } => format!("built from {}", build.dockerfile),
+        };
+        let failure = if job.allow_failure {
+            " (allowed to fail)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {}. [{}] {} — {image}{failure}",
+            job.number, job.stage, job.name
+        )?;
+    }
+    for s in &r.skipped {
+        writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &LintArgs) -> ExitCode {
+    let build = build_context(args);
+    let inputs = if args.files.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.files.clone()
+    };
+    let mut reports = Vec::new();
+    let mut unreadable = false;
+    for input in &inputs {
+        let path = resolve(input);
+        match std::fs::read_to_string(&path) {
+            Ok(source) => reports.push(report(&path.display().to_string(), &source, &build)),
+            Err(e) => {
+                eprintln!("gantry lint: cannot read {}: {e}", path.display());
+                unreadable = true;
+            }
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &reports)
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        reports.iter().try_for_each(|r| print_text(&mut out, r))
+    };
+    if let Err(e) = written {
+        eprintln!("gantry lint: cannot write output: {e}");
+        return ExitCode::from(2);
+    }
+    if unreadable {
+        return ExitCode::from(2);
+    }
+    let errors = reports
+        .iter()
+        .any(|r| r.diagnostics.iter().any(|d| d.severity == Severity::Error));
+    ExitCode::from(u8::from(errors))
+}

@@ -1,0 +1,45 @@
+//! `gantry`: one binary for the server, the runner, local runs and linting.
+//! Wiring only: each subcommand lives in its own module or crate.
+
+mod lint;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "A self-hosted CI/CD server in the spirit of Travis CI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (webhooks, API, web viewer) with an embedded runner.
+    Server,
+    /// Run a remote runner that claims jobs from a server.
+    Runner,
+    /// Run the pipeline of the current checkout on the local Docker, without a server.
+    Exec,
+    /// Check pipeline files and show the jobs they expand to.
+    Lint(lint::LintArgs),
+}
+
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("gantry {what}: not available in this version yet; `gantry lint` is.");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server => not_built("server"),
+        Command::Runner => not_built("runner"),
+        Command::Exec => not_built("exec"),
+        Command::Lint(args) => lint::run(&args),
+    }
+}

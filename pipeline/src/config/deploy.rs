@@ -1,0 +1,627 @@
+//! `deploy:` — providers that run after a job passed (dpl-compatible options).
+
+use crate::context::BuildContext;
+use crate::decode::{Decoder, Spanned};
+use crate::diagnostic::Span;
+use crate::yaml::{Node, NodeKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A deploy option's value: written in the file, or a reference to a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    /// Text from the file; `$NAME` references expand from the job's env at deploy time.
+    Plain(String),
+    /// A Travis `secure:` value: resolved from the repository secret of the option's name.
+    Secure { secret: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deploy {
+    pub provider: Provider,
+    pub on: DeployOn,
+    pub allow_failure: bool,
+    /// Line of the provider in the file, to point logs back at it.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum Provider {
+    Elasticbeanstalk(ElasticBeanstalk),
+    S3(S3),
+    Ecs(Ecs),
+    /// dpl's `script` provider: run a command in the job's container.
+    Script {
+        script: String,
+    },
+    /// A dpl provider Gantry does not run; the job logs that it was skipped.
+    Unsupported {
+        name: String,
+    },
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::Elasticbeanstalk(_) => "elasticbeanstalk",
+            Provider::S3(_) => "s3",
+            Provider::Ecs(_) => "ecs",
+            Provider::Script { .. } => "script",
+            Provider::Unsupported { name } => name,
+        }
+    }
+}
+
+/// AWS credentials and endpoint, shared by every AWS provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AwsAccess {
+    pub access_key_id: Option<Value>,
+    pub secret_access_key: Option<Value>,
+    pub region: String,
+    /// An endpoint URL for S3-compatible stores and local stand-ins.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElasticBeanstalk {
+    #[serde(flatten)]
+    pub aws: AwsAccess,
+    /// Defaults to the repository name.
+    pub app: Option<String>,
+    /// Without an environment only an application version is created.
+    pub env: Option<String>,
+    pub bucket: String,
+    pub bucket_path: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub zip_file: Option<String>,
+    pub only_create_app_version: bool,
+    pub wait_until_deployed: bool,
+    pub wait_until_deployed_timeout: u64,
+    pub rollback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3 {
+    #[serde(flatten)]
+    pub aws: AwsAccess,
+    pub bucket: String,
+    pub local_dir: String,
+    pub upload_dir: Option<String>,
+    pub glob: String,
+    pub dot_match: bool,
+    pub acl: String,
+    pub cache_control: Vec<String>,
+    pub expires: Vec<String>,
+    pub storage_class: String,
+    pub server_side_encryption: bool,
+    pub detect_encoding: bool,
+    pub default_text_charset: Option<String>,
+    pub index_document_suffix: Option<String>,
+    pub overwrite: bool,
+    pub force_path_style: bool,
+    pub max_threads: u64,
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ecs {
+    #[serde(flatten)]
+    pub aws: AwsAccess,
+    pub cluster: String,
+    pub service: String,
+    /// The container whose image is replaced; required when the task has several.
+    pub container: Option<String>,
+    /// The new image; defaults to the first pushed image at its first tag.
+    pub image: Option<String>,
+    /// Seconds to wait for the deployment to finish.
+    pub timeout: u64,
+    pub rollback: bool,
+    pub force_new_deployment: bool,
+}
+
+/// `deploy.on`: when a provider runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeployOn {
+    /// Empty: the repository's default branch.
+    pub branches: Vec<String>,
+    pub all_branches: bool,
+    pub tags: Option<bool>,
+    pub repo: Option<String>,
+    /// Shell tests (`[[ … ]]`), evaluated by the runner in the job's environment.
+    pub condition: Vec<String>,
+    /// Runtime versions (`node_js: '18'`): the job must have them.
+    pub versions: BTreeMap<String, String>,
+}
+
+impl DeployOn {
+    /// Whether the build may deploy, leaving shell `condition`s to the runner.
+    /// `Err` carries the reason printed in the log.
+    pub fn check(
+        &self,
+        build: &BuildContext,
+        job_versions: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        if build.is_pull_request() {
+            return Err("pull requests never deploy".into());
+        }
+        if let Some(repo) = &self.repo {
+            if repo != &build.repo {
+                return Err(format!("this repository is {}, not {repo}", build.repo));
+            }
+        }
+        match (self.tags, &build.tag) {
+            (Some(true), None) => return Err("this is not a tag build (on.tags: true)".into()),
+            (Some(false), Some(tag)) => {
+                return Err(format!("this is a build of tag {tag} (on.tags: false)"))
+            }
+            _ => {}
+        }
+        if !self.all_branches && self.tags != Some(true) {
+            let allowed: Vec<&str> = if self.branches.is_empty() {
+                vec![build.default_branch.as_str()]
+            } else {
+                self.branches.iter().map(String::as_str).collect()
+            };
+            if !allowed.contains(&build.branch.as_str()) {
+                return Err(format!(
+                    "branch {} is not {}",
+                    build.branch,
+                    allowed.join(" or ")
+                ));
+            }
+        }
+        for (key, want) in &self.versions {
+            let have = job_versions.get(key).map(String::as_str).unwrap_or("");
+            if have != want {
+                return Err(format!("{key} is {have}, not {want}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+const COMMON_KEYS: &[&str] = &[
+    "provider",
+    "on",
+    "allow_failure",
+    "skip_cleanup",
+    "cleanup",
+    "edge",
+    "run",
+    "strategy",
+];
+const AWS_KEYS: &[&str] = &["access_key_id", "secret_access_key", "region", "endpoint"];
+const EB_KEYS: &[&str] = &[
+    "app",
+    "env",
+    "bucket",
+    "bucket_name",
+    "bucket_path",
+    "label",
+    "description",
+    "zip_file",
+    "only_create_app_version",
+    "wait_until_deployed",
+    "wait_until_deployed_timeout",
+    "rollback",
+];
+const S3_KEYS: &[&str] = &[
+    "bucket",
+    "local_dir",
+    "upload_dir",
+    "glob",
+    "dot_match",
+    "acl",
+    "cache_control",
+    "expires",
+    "storage_class",
+    "server_side_encryption",
+    "detect_encoding",
+    "default_text_charset",
+    "index_document_suffix",
+    "overwrite",
+    "force_path_style",
+    "max_threads",
+    "verbose",
+];
+const ECS_KEYS: &[&str] = &[
+    "cluster",
+    "service",
+    "container",
+    "image",
+    "timeout",
+    "rollback",
+    "force_new_deployment",
+];
+const SCRIPT_KEYS: &[&str] = &["script"];
+const ON_KEYS: &[&str] = &[
+    "branch",
+    "branches",
+    "all_branches",
+    "tags",
+    "repo",
+    "condition",
+];
+const ACLS: &[&str] = &[
+    "private",
+    "public_read",
+    "public_read_write",
+    "authenticated_read",
+    "bucket_owner_read",
+    "bucket_owner_full_control",
+];
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "REDUCED_REDUNDANCY",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+];
+
+/// Reads `deploy:` (one provider or a list). `versions` are the language's runtime keys, allowed in `on:`.
+pub fn deploys(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Vec<Deploy> {
+    let items: Vec<&Node> = match &node.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        NodeKind::Map(_) => vec![node],
+        NodeKind::Scalar(s) if s.is_null() => Vec::new(),
+        NodeKind::Scalar(_) => {
+            d.type_error(node, "deploy", "a provider map or a list of them");
+            return Vec::new();
+        }
+    };
+    items
+        .into_iter()
+        .filter_map(|item| deploy(d, item, version_keys))
+        .collect()
+}
+
+/// The options of one provider entry, with the keys already read.
+struct Options<'n> {
+    /// Keys with dashes read as underscores: dpl v1 accepted `local-dir` for `local_dir`.
+    entries: Vec<(String, &'n Node, Span)>,
+    span: Span,
+}
+
+impl<'n> Options<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, _)| *v)
+    }
+    fn string(&self, d: &mut Decoder, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|n| d.string(n, key))
+            .map(|s| s.value)
+    }
+    fn required(&self, d: &mut Decoder, provider: &str, keys: &[&str]) -> Option<String> {
+        let found = keys.iter().find_map(|k| self.string(d, k));
+        if found.is_none() && keys.iter().all(|k| self.get(k).is_none()) {
+            d.diags
+                .error(
+                    self.span,
+                    format!("deploy provider `{provider}` needs `{}`", keys[0]),
+                )
+                .hint(format!("add `{}: …` to this deploy entry", keys[0]));
+        }
+        found
+    }
+    fn bool(&self, d: &mut Decoder, key: &str, default: bool) -> bool {
+        self.get(key)
+            .and_then(|n| d.bool(n, key))
+            .unwrap_or(default)
+    }
+    fn number(&self, d: &mut Decoder, key: &str, min: u64, max: u64, default: u64) -> u64 {
+        self.get(key)
+            .and_then(|n| d.number(n, key, min, max))
+            .unwrap_or(default)
+    }
+    fn secret(&self, d: &mut Decoder, key: &str) -> Option<Value> {
+        let node = self.get(key)?;
+        if let Some(secure) = node.get("secure") {
+            d.string(secure, "secure")?;
+            return Some(Value::Secure {
+                secret: key.to_string(),
+            });
+        }
+        d.string(node, key).map(|s| Value::Plain(s.value))
+    }
+    fn aws(&self, d: &mut Decoder) -> AwsAccess {
+        AwsAccess {
+            access_key_id: self.secret(d, "access_key_id"),
+            secret_access_key: self.secret(d, "secret_access_key"),
+            region: self
+                .string(d, "region")
+                .unwrap_or_else(|| "us-east-1".into()),
+            endpoint: self.string(d, "endpoint"),
+        }
+    }
+    fn choice(
+        &self,
+        d: &mut Decoder,
+        key: &str,
+        allowed: &[&str],
+        default: &str,
+        normalize: fn(&str) -> String,
+    ) -> String {
+        let Some(node) = self.get(key) else {
+            return default.to_string();
+        };
+        let Some(value) = d.string(node, key) else {
+            return default.to_string();
+        };
+        let normalized = normalize(&value.value);
+        if !allowed.contains(&normalized.as_str()) {
+            d.diags.error(
+                node.span,
+                format!(
+                    "`{key}` must be one of {}, found `{}`",
+                    allowed.join(", "),
+                    value.value
+                ),
+            );
+            return default.to_string();
+        }
+        normalized
+    }
+}
+
+fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy> {
+    let entries = d
+        .entries(node, "deploy")
+        .into_iter()
+        .map(|(k, v, s)| (k.replace('-', "_"), v, s))
+        .collect();
+    let options = Options {
+        entries,
+        span: node.span,
+    };
+    let provider_node = match options.get("provider") {
+        Some(n) => n,
+        None => {
+            d.diags
+                .error(node.span, "a deploy entry needs a `provider`")
+                .hint("provider: elasticbeanstalk, s3 or ecs");
+            return None;
+        }
+    };
+    let provider_name = d.string(provider_node, "provider")?.value;
+    let (specific, provider): (&[&str], Provider) = match provider_name.as_str() {
+        "elasticbeanstalk" | "elastic_beanstalk" => {
+            let eb = ElasticBeanstalk {
+                aws: options.aws(d),
+                app: options.string(d, "app"),
+                env: options.string(d, "env"),
+                bucket: options
+                    .required(d, "elasticbeanstalk", &["bucket", "bucket_name"])
+                    .unwrap_or_default(),
+                bucket_path: options.string(d, "bucket_path"),
+                label: options.string(d, "label"),
+                description: options.string(d, "description"),
+                zip_file: options.string(d, "zip_file"),
+                only_create_app_version: options.bool(d, "only_create_app_version", false),
+                wait_until_deployed: options.bool(d, "wait_until_deployed", true),
+                wait_until_deployed_timeout: options.number(
+                    d,
+                    "wait_until_deployed_timeout",
+                    1,
+                    86_400,
+                    600,
+                ),
+                rollback: options.bool(d, "rollback", false),
+            };
+            if eb.env.is_none() && eb.rollback {
+                d.diags.warning(node.span, "`rollback` needs `env`: without an environment nothing is deployed to roll back");
+            }
+            (EB_KEYS, Provider::Elasticbeanstalk(eb))
+        }
+        "s3" => {
+            let cache_control = options
+                .get("cache_control")
+                .and_then(|n| d.strings(n, "cache_control"))
+                .map(|l| l.into_iter().map(|s| s.value).collect())
+                .unwrap_or_else(|| vec!["no-cache".to_string()]);
+            let expires = options
+                .get("expires")
+                .and_then(|n| d.strings(n, "expires"))
+                .map(|l| l.into_iter().map(|s| s.value).collect())
+                .unwrap_or_default();
+            let s3 = S3 {
+                aws: options.aws(d),
+                bucket: options.required(d, "s3", &["bucket"]).unwrap_or_default(),
+                local_dir: options.string(d, "local_dir").unwrap_or_else(|| ".".into()),
+                upload_dir: options.string(d, "upload_dir"),
+                glob: options.string(d, "glob").unwrap_or_else(|| "**/*".into()),
+                dot_match: options.bool(d, "dot_match", false),
+                acl: options.choice(d, "acl", ACLS, "private", |s| s.replace('-', "_")),
+                cache_control,
+                expires,
+                storage_class: options.choice(
+                    d,
+                    "storage_class",
+                    STORAGE_CLASSES,
+                    "STANDARD",
+                    |s| s.to_ascii_uppercase(),
+                ),
+                server_side_encryption: options.bool(d, "server_side_encryption", false),
+                detect_encoding: options.bool(d, "detect_encoding", false),
+                default_text_charset: options.string(d, "default_text_charset"),
+                index_document_suffix: options.string(d, "index_document_suffix"),
+                overwrite: options.bool(d, "overwrite", true),
+                force_path_style: options.bool(d, "force_path_style", false),
+                max_threads: options.number(d, "max_threads", 1, 15, 5),
+                verbose: options.bool(d, "verbose", false),
+            };
+            (S3_KEYS, Provider::S3(s3))
+        }
+        "ecs" => {
+            let ecs = Ecs {
+                aws: options.aws(d),
+                cluster: options.required(d, "ecs", &["cluster"]).unwrap_or_default(),
+                service: options.required(d, "ecs", &["service"]).unwrap_or_default(),
+                container: options.string(d, "container"),
+                image: options.string(d, "image"),
+                timeout: options.number(d, "timeout", 1, 86_400, 600),
+                rollback: options.bool(d, "rollback", false),
+                force_new_deployment: options.bool(d, "force_new_deployment", false),
+            };
+            (ECS_KEYS, Provider::Ecs(ecs))
+        }
+        "script" => {
+            let script = options
+                .required(d, "script", &["script"])
+                .unwrap_or_default();
+            (SCRIPT_KEYS, Provider::Script { script })
+        }
+        other => {
+            d.diags
+                .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs and script; run other tools with `provider: script`");
+            (
+                &[],
+                Provider::Unsupported {
+                    name: other.to_string(),
+                },
+            )
+        }
+    };
+    if !matches!(provider, Provider::Unsupported { .. }) {
+        let known: Vec<&str> = COMMON_KEYS
+            .iter()
+            .chain(AWS_KEYS)
+            .chain(specific)
+            .copied()
+            .collect();
+        for (key, _, span) in &options.entries {
+            if !known.contains(&key.as_str()) {
+                d.unknown_key(
+                    key,
+                    *span,
+                    &known,
+                    &format!("the `{provider_name}` provider"),
+                );
+            }
+        }
+    }
+    let on = options
+        .get("on")
+        .map(|n| deploy_on(d, n, version_keys))
+        .unwrap_or_default();
+    let allow_failure = options.bool(d, "allow_failure", false);
+    Some(Deploy {
+        provider,
+        on,
+        allow_failure,
+        line: node.span.line,
+    })
+}
+
+fn deploy_on(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> DeployOn {
+    let mut on = DeployOn::default();
+    for (key, value, span) in d.entries(node, "deploy.on") {
+        match key {
+            "branch" | "branches" => {
+                on.branches = d
+                    .strings(value, key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s: Spanned<String>| s.value)
+                    .collect();
+            }
+            "all_branches" => on.all_branches = d.bool(value, key).unwrap_or(false),
+            "tags" => on.tags = d.bool(value, key),
+            "repo" => on.repo = d.string(value, key).map(|s| s.value),
+            "condition" => {
+                on.condition = d
+                    .strings(value, key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.value)
+                    .collect();
+            }
+            other
+                if version_keys.contains(&other)
+                    || crate::catalog::all_version_keys().any(|k| k == other) =>
+            {
+                if let Some(v) = d.string(value, other) {
+                    on.versions.insert(other.to_string(), v.value);
+                }
+            }
+            other => d.unknown_key(other, span, ON_KEYS, "`deploy.on`"),
+        }
+    }
+    on
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Event;
+
+    #[test]
+    fn deploy_on_follows_travis_rules() {
+        let none = BTreeMap::new();
+        let on_default = DeployOn::default();
+        assert!(on_default
+            .check(&BuildContext::push("master"), &none)
+            .is_ok());
+        let err = on_default
+            .check(&BuildContext::push("dev"), &none)
+            .unwrap_err();
+        assert_eq!(err, "branch dev is not master");
+        let pr = BuildContext {
+            event: Event::PullRequest,
+            ..BuildContext::push("master")
+        };
+        assert_eq!(
+            on_default.check(&pr, &none).unwrap_err(),
+            "pull requests never deploy"
+        );
+
+        let tags = DeployOn {
+            tags: Some(true),
+            ..Default::default()
+        };
+        assert!(tags.check(&BuildContext::tag("v1.0"), &none).is_ok());
+        assert!(tags.check(&BuildContext::push("master"), &none).is_err());
+
+        let all = DeployOn {
+            all_branches: true,
+            ..Default::default()
+        };
+        assert!(all.check(&BuildContext::push("feature/x"), &none).is_ok());
+
+        let repo = DeployOn {
+            repo: Some("golang/dep".into()),
+            ..Default::default()
+        };
+        assert!(repo
+            .check(&BuildContext::push("master"), &none)
+            .unwrap_err()
+            .contains("not golang/dep"));
+
+        let main = BuildContext {
+            default_branch: "main".into(),
+            ..BuildContext::push("main")
+        };
+        assert!(on_default.check(&main, &none).is_ok());
+
+        let node12 = DeployOn {
+            versions: [("node_js".to_string(), "12".to_string())].into(),
+            ..Default::default()
+        };
+        let job: BTreeMap<String, String> = [("node_js".to_string(), "14".to_string())].into();
+        assert_eq!(
+            node12
+                .check(&BuildContext::push("master"), &job)
+                .unwrap_err(),
+            "node_js is 14, not 12"
+        );
+    }
+}

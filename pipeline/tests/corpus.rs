@@ -1,0 +1,196 @@
+//! Thirty real `.travis.yml` files from public projects (`../shared/fixtures/travis-corpus`,
+//! beside the repository): none may panic or error, and job counts follow Travis's rules.
+
+use gantry_pipeline::{parse, BuildContext, Catalog, Plan, Severity};
+use std::path::PathBuf;
+
+fn corpus_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/travis-corpus");
+    assert!(
+        dir.is_dir(),
+        "the Travis corpus is missing at {}: check out shared/ beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+fn plan(name: &str) -> Plan {
+    let path = corpus_dir().join(format!("{name}.travis.yml"));
+    let source =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let parsed = parse(&source);
+    assert!(!parsed.has_errors(), "{name}: {:#?}", parsed.diagnostics);
+    parsed
+        .pipeline
+        .unwrap()
+        .plan(&BuildContext::push("master"), &Catalog::default())
+}
+
+#[test]
+fn every_corpus_file_reads_without_errors() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 30, "the corpus has 30 files");
+    for path in files {
+        let source = std::fs::read_to_string(&path).unwrap();
+        let parsed = parse(&source);
+        let errors: Vec<_> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+        let plan = parsed
+            .pipeline
+            .unwrap()
+            .plan(&BuildContext::push("master"), &Catalog::default());
+        assert!(
+            plan.rejected.is_some() || !plan.jobs.is_empty() || !plan.skipped.is_empty(),
+            "{}: no job at all",
+            path.display()
+        );
+        assert!(
+            plan.diagnostics
+                .iter()
+                .all(|d| d.severity == Severity::Warning),
+            "{}: {:#?}",
+            path.display(),
+            plan.diagnostics
+        );
+    }
+}
+
+/// Jobs Travis would create: the ones Gantry runs plus the ones it skips (macOS, Windows, other arches).
+fn travis_count(plan: &Plan) -> usize {
+    plan.jobs.len()
+        + plan
+            .skipped
+            .iter()
+            .filter(|s| s.reason.contains("not supported"))
+            .count()
+}
+
+#[test]
+fn ripgrep_nine_included_jobs_one_on_macos() {
+    // No matrix key at the root (env has only `global`), so only the 9 includes exist.
+    let p = plan("BurntSushi__ripgrep");
+    assert_eq!(travis_count(&p), 9);
+    assert_eq!(p.jobs.len(), 8);
+    assert_eq!(
+        p.skipped[0].name,
+        "rust: nightly, TARGET=x86_64-apple-darwin XML_CATALOG_FILES=/usr/local/etc/xml/catalog"
+    );
+    assert_eq!(
+        p.jobs[0].env_map().get("PROJECT_NAME").map(String::as_str),
+        Some("ripgrep"),
+        "global map entries"
+    );
+    assert_eq!(
+        p.jobs[0].env_map().get("TARGET").map(String::as_str),
+        Some("i686-unknown-linux-musl")
+    );
+    assert_eq!(
+        p.jobs[0].image,
+        gantry_pipeline::ImageSpec::Name("rustlang/rust:nightly".into())
+    );
+    assert!(p.fast_finish);
+}
+
+#[test]
+fn celery_four_pythons_plus_ten_includes_across_three_stages() {
+    // python (4) × os (1) × env.jobs (1) = 4 root jobs in `test`, plus 10 includes.
+    let p = plan("celery__celery");
+    assert_eq!(p.jobs.len(), 14);
+    assert_eq!(p.stages, ["test", "integration", "lint"]);
+    assert_eq!(p.jobs_in_stage("test").count(), 5);
+    assert_eq!(p.jobs_in_stage("integration").count(), 8);
+    // allow_failures `python: '3.9'` matches the root 3.9 job, the 3.9 integration job and lint.
+    let allowed: Vec<&str> = p
+        .jobs
+        .iter()
+        .filter(|j| j.allow_failure)
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(allowed.len(), 3, "{allowed:?}");
+    let lint = p.jobs_in_stage("lint").next().unwrap();
+    assert_eq!(
+        lint.env_map().get("TOXENV").map(String::as_str),
+        Some("flake8,apicheck,configcheck,bandit")
+    );
+    assert_eq!(
+        lint.env_map().get("PYTHONUNBUFFERED").map(String::as_str),
+        Some("yes")
+    );
+}
+
+#[test]
+fn devise_matrix_of_84_minus_49_excluded() {
+    // rvm (7) × gemfile (6) × env (2) = 84; 15 rvm+gemfile rules remove 30 rows, the
+    // 4 env+gemfile rules remove 28 more of which 9 were already gone: 84 - 49 = 35.
+    let p = plan("heartcombo__devise");
+    assert_eq!(p.jobs.len(), 35);
+    // ruby-head keeps 4 gemfiles with active_record only (mongoid rows are excluded) = 4;
+    // rails-6.0 survives for 2.5.3, 2.6.0 and ruby-head, active_record only: 2 more.
+    assert_eq!(p.jobs.iter().filter(|j| j.allow_failure).count(), 6);
+}
+
+#[test]
+fn express_fourteen_versions_plus_an_allowed_nightly() {
+    let p = plan("expressjs__express");
+    assert_eq!(p.jobs.len(), 15);
+    let allowed: Vec<&str> = p
+        .jobs
+        .iter()
+        .filter(|j| j.allow_failure)
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(
+        allowed,
+        ["node_js: 13, NVM_NODEJS_ORG_MIRROR=https://nodejs.org/download/nightly"]
+    );
+}
+
+#[test]
+fn mocha_root_job_plus_nine_includes_in_declared_stage_order() {
+    // The root sets `node_js` and an `env` list: one matrix job of its own (Travis's
+    // "extra job"), plus 9 includes; unnamed includes inherit the previous stage.
+    let p = plan("mochajs__mocha");
+    assert_eq!(p.jobs.len(), 10);
+    assert_eq!(p.stages, ["smoke", "precache", "lint", "test"]);
+    let smoke: Vec<&str> = p.jobs_in_stage("smoke").map(|j| j.name.as_str()).collect();
+    assert_eq!(smoke, ["Latest Node.js", "Node.js v12", "Node.js v10"]);
+    let v10 = p.jobs_in_stage("smoke").last().unwrap();
+    assert_eq!(
+        v10.image,
+        gantry_pipeline::ImageSpec::Name("node:10".into()),
+        "merge key keeps own node_js"
+    );
+    assert!(
+        v10.env.is_empty(),
+        "`env: null` in the anchor clears the inherited env"
+    );
+    assert_eq!(p.jobs_in_stage("test").count(), 5);
+}
+
+#[test]
+fn golang_dep_six_includes_two_on_macos() {
+    let p = plan("golang__dep");
+    assert_eq!(travis_count(&p), 6);
+    assert_eq!(p.jobs.len(), 4);
+    assert_eq!(p.stages, ["test"]);
+}
+
+#[test]
+fn requests_six_includes_in_two_stages() {
+    let p = plan("psf__requests");
+    assert_eq!(p.jobs.len(), 6);
+    assert_eq!(p.stages, ["test", "coverage"]);
+    assert_eq!(
+        p.jobs[5].commands(gantry_pipeline::Phase::Script),
+        ["codecov"]
+    );
+}
