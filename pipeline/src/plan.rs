@@ -6,7 +6,7 @@ use crate::catalog::{self, Catalog};
 use crate::condition::Facts;
 use crate::config::env::{EnvEntry, EnvVar};
 use crate::config::image::ImageSpec;
-use crate::config::job::{GitOptions, JobConfig};
+use crate::config::job::JobConfig;
 use crate::config::phase::Phase;
 use crate::config::service::{self, ServiceRequest};
 use crate::config::{Config, JobRule};
@@ -43,6 +43,9 @@ impl Plan {
             .filter(move |j| j.stage.eq_ignore_ascii_case(stage))
     }
 }
+
+/// One matrix row: a value per matrix key, and the `env` entry of the row.
+type Row<'a> = (Vec<(String, String)>, Option<&'a EnvEntry>);
 
 /// A job on its way: its merged keys and the matrix env entry it came from.
 struct Candidate {
@@ -204,7 +207,7 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
             );
         }
     }
-    let mut rows: Vec<(Vec<(String, String)>, Option<&EnvEntry>)> = vec![(Vec::new(), None)];
+    let mut rows: Vec<Row> = vec![(Vec::new(), None)];
     for (key, values) in &axes {
         rows = rows
             .into_iter()
@@ -512,7 +515,7 @@ fn finish(
         deploy: cfg.deploy.clone().unwrap_or_default(),
         images: cfg.images.clone().unwrap_or_default(),
         timeout_minutes: cfg.timeout_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES),
-        git: cfg.git.clone().unwrap_or_else(GitOptions::default),
+        git: cfg.git.clone().unwrap_or_default(),
         versions,
         dist: cfg.dist.clone(),
         line: cfg.span.line,

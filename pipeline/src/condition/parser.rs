@@ -215,36 +215,37 @@ impl Parser<'_> {
                     self.next()?;
                     negated = true;
                 }
-                let predicate =
-                    match self.next()? {
-                        Some((Token::Word(p), at)) => match p.to_ascii_lowercase().as_str() {
-                            "present" => Predicate::Present,
-                            "blank" => Predicate::Blank,
-                            "true" => Predicate::True,
-                            "false" => Predicate::False,
-                            _ => return Err(ConditionError {
+                let predicate = match self.next()? {
+                    Some((Token::Word(p), at)) => match p.to_ascii_lowercase().as_str() {
+                        "present" => Predicate::Present,
+                        "blank" => Predicate::Blank,
+                        "true" => Predicate::True,
+                        "false" => Predicate::False,
+                        _ => {
+                            return Err(ConditionError {
                                 offset: at,
                                 message: format!(
                                     "expected present, blank, true or false after IS, found `{p}`"
                                 ),
-                            }),
-                        },
-                        Some((t, at)) => {
-                            return Err(ConditionError {
-                                offset: at,
-                                message: format!(
-                                    "expected present, blank, true or false after IS, found {}",
-                                    describe(&t)
-                                ),
                             })
                         }
-                        None => {
-                            return Err(ConditionError {
-                                offset: self.end_offset(),
-                                message: "expected present, blank, true or false after IS".into(),
-                            })
-                        }
-                    };
+                    },
+                    Some((t, at)) => {
+                        return Err(ConditionError {
+                            offset: at,
+                            message: format!(
+                                "expected present, blank, true or false after IS, found {}",
+                                describe(&t)
+                            ),
+                        })
+                    }
+                    None => {
+                        return Err(ConditionError {
+                            offset: self.end_offset(),
+                            message: "expected present, blank, true or false after IS".into(),
+                        })
+                    }
+                };
                 Ok(Condition::Is {
                     term,
                     predicate,

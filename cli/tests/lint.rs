@@ -1,0 +1,213 @@
+//! `gantry lint` as a user runs it: output format, exit codes, JSON, build flags.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gantry(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run gantry")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn a_clean_file_exits_zero_and_lists_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".travis.yml",
+        "language: python\npython: ['3.11', '3.12']\nscript: pytest\n",
+    );
+    let out = gantry(&["lint"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = text(&out);
+    assert!(stdout.contains("./.travis.yml: ok, 2 job(s)"), "{stdout}");
+    assert!(
+        stdout.contains("1. [test] python: 3.11 — python:3.11"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn errors_print_file_line_column_and_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.yml",
+        "language: shell\nscript:\n  run: x\nif: branch = $X\nscirpt: y\n",
+    );
+    let out = gantry(&["lint", "bad.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[0],
+        "bad.yml:3:3: error: `script` must be a string or a list of strings, found a map"
+    );
+    assert_eq!(lines[1], "bad.yml:4:14: error: invalid `if` condition: unquoted `$` variable: use env(NAME) to read a variable, or quote the value");
+    assert!(lines[2].starts_with("  hint: "), "{lines:?}");
+    assert_eq!(
+        lines[3],
+        "bad.yml:5:1: warning: unknown key `scirpt` in the pipeline; it is ignored"
+    );
+    assert_eq!(lines[4], "  hint: did you mean `script`?");
+    assert_eq!(lines.last().unwrap(), "bad.yml: 2 error(s), 1 warning(s)");
+}
+
+#[test]
+fn warnings_alone_exit_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "w.yml",
+        "language: shell\nscript: ./test\naddons:\n  apt: [jq]\n",
+    );
+    let out = gantry(&["lint", "w.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out).starts_with("w.yml:3:1: warning: `addons` are not supported"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn every_file_is_checked_and_any_error_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yml", "script: ./test\n");
+    write(dir.path(), "bad.yml", "script: [\n");
+    let out = gantry(&["lint", "bad.yml", "good.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out);
+    assert!(
+        stdout.contains("bad.yml:2:1: error: YAML syntax error"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("good.yml: ok, 1 job(s)"), "{stdout}");
+}
+
+#[test]
+fn unreadable_files_and_bad_usage_exit_two() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.yml", "script: ./test\n");
+    let out = gantry(&["lint", "missing.yml", "good.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read missing.yml"));
+    assert!(
+        text(&out).contains("good.yml: ok"),
+        "the readable file is still checked"
+    );
+    let out = gantry(&["lint", "--event", "merge", "good.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown event `merge`"));
+    let out = gantry(&["lint", "--frobnicate"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn gantry_yml_wins_over_travis_yml_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".travis.yml", "script: [\n");
+    write(
+        dir.path(),
+        ".gantry.yml",
+        "image: alpine:3.20\nscript: ./test\n",
+    );
+    let out = gantry(&["lint", "."], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(".gantry.yml: ok"));
+}
+
+#[test]
+fn json_lists_diagnostics_and_expanded_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yml",
+        "language: node_js\nnode_js: ['18', '20']\nenv:\n  global: [CI_MODE=full]\n  jobs: [SUITE=unit]\nscript: npm test\nnotifications: {email: false}\njobs:\n  include:\n    - stage: deploy\n      name: ship\n      image: {build: {dockerfile: Dockerfile.dev}}\n  allow_failures:\n    - node_js: '20'\n",
+    );
+    let out = gantry(&["lint", "--json", "p.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let file = &json[0];
+    assert_eq!(file["file"], "p.yml");
+    assert_eq!(file["diagnostics"][0]["severity"], "warning");
+    assert_eq!(file["diagnostics"][0]["line"], 7);
+    assert_eq!(file["diagnostics"][0]["column"], 1);
+    let jobs = file["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs[0]["name"], "node_js: 18, SUITE=unit");
+    assert_eq!(jobs[0]["stage"], "test");
+    assert_eq!(jobs[0]["image"], "node:18");
+    assert_eq!(
+        jobs[0]["env"],
+        serde_json::json!({"CI_MODE": "full", "SUITE": "unit"})
+    );
+    assert_eq!(jobs[0]["allow_failure"], false);
+    assert_eq!(jobs[1]["allow_failure"], true);
+    assert_eq!(jobs[2]["stage"], "deploy");
+    assert_eq!(jobs[2]["image"]["build"]["dockerfile"], "Dockerfile.dev");
+}
+
+#[test]
+fn branch_event_and_tag_flags_set_the_build_conditions_see() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yml",
+        "language: shell\nscript: ./test\nstages:\n  - test\n  - name: release\n    if: tag IS present\njobs:\n  include:\n    - name: unit\n    - name: pr-only\n      if: type = pull_request\n    - stage: release\n      name: publish\n",
+    );
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["lint", "--json"];
+        all.extend_from_slice(args);
+        all.push("p.yml");
+        let out = gantry(&all, dir.path());
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        json[0]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&[]), ["unit"]);
+    assert_eq!(names(&["--event", "pull_request"]), ["unit", "pr-only"]);
+    assert_eq!(names(&["--tag", "v1.0.0"]), ["unit", "publish"]);
+
+    write(
+        dir.path(),
+        "b.yml",
+        "script: ./test\nbranches:\n  only: [main]\n",
+    );
+    let out = gantry(&["lint", "--branch", "dev", "b.yml"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out).contains("b.yml: no build for this event: branch dev is not in branches.only"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn other_subcommands_say_they_are_not_available_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["server", "runner", "exec"] {
+        let out = gantry(&[sub], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not available"),
+            "{sub}"
+        );
+    }
+}

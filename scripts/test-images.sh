@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the container images Gantry's tests run, without pulling anything
+# (no registry is reachable): a busybox image from scratch, and a Debian image
+# with git, sh and python3 from debootstrap. Images are cached by tag: bump the
+# tag when what goes into an image changes.
+set -euo pipefail
+
+BUSYBOX_IMAGE=gantry-test/busybox:1
+DEBIAN_IMAGE=gantry-test/debian:bookworm-1
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+
+if ! have "$BUSYBOX_IMAGE"; then
+  echo "building $BUSYBOX_IMAGE from Debian's busybox-static"
+  ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+  cp /bin/busybox "$ctx/busybox"
+  cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "mkdir", "-p", "/usr/bin", "/sbin", "/usr/sbin", "/tmp", "/root"]
+RUN ["/bin/busybox", "--install", "-s"]
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CMD ["/bin/sh"]
+DOCKERFILE
+  docker build -q -t "$BUSYBOX_IMAGE" --label gantry.test=1 "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
+fi
+docker run --rm "$BUSYBOX_IMAGE" sh -c 'echo busybox image ok' >/dev/null
+
+if ! have "$DEBIAN_IMAGE"; then
+  echo "building $DEBIAN_IMAGE with debootstrap (a few minutes, once)"
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  debootstrap --variant=minbase --include=git,python3,ca-certificates bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["/bin/bash"]' - "$DEBIAN_IMAGE" >/dev/null
+  rm -rf "$root"
+  trap - EXIT
+fi
+docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 --version' >/dev/null
+echo "test images ready: $BUSYBOX_IMAGE $DEBIAN_IMAGE"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every Gantry test. On a fresh machine it first installs and starts what
+# the tests need; when that is already there it goes straight to the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+scripts/test-images.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
