@@ -3,7 +3,7 @@
 # Idempotent: does nothing (and needs no network) when everything is present.
 set -euo pipefail
 
-packages=(busybox-static debootstrap)
+packages=(busybox-static debootstrap postgresql postgresql-client git)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 scripts/test-images.sh
+GANTRY_TEST_DATABASE_URL=$(scripts/start-postgres.sh)
+export GANTRY_TEST_DATABASE_URL
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

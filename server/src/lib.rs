@@ -1,5 +1,133 @@
 //! The Gantry server: receives GitHub webhooks, turns pushes into builds and
-//! jobs with [`gantry_pipeline`], hands jobs to runners over the runner API,
-//! stores builds and logs, and serves the JSON API and the web viewer.
+//! jobs with [`gantry_pipeline`], hands jobs to runners over the runner API
+//! ([`gantry_protocol`]), stores builds and logs, and serves the JSON API.
 //!
-//! Not built yet: see the server issue. `gantry server` says so and exits 2.
+//! ```text
+//! webhook ─▶ intake (verify, journal: group commit) ─▶ planner (fetch file, plan) ─▶ jobs queued
+//! runner ─▶ queue::claim (long-poll, woken by Notify) ─▶ heartbeat / log / finish ─▶ progress
+//! leases: silent runners' jobs are taken back once, then errored "runner lost"
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod forge;
+pub mod intake;
+pub mod leases;
+pub mod logs;
+pub mod metrics;
+pub mod planner;
+pub mod progress;
+pub mod queue;
+pub mod state;
+pub mod store;
+
+use config::Config;
+use forge::Forge;
+use gantry_protocol::JobId;
+use logs::LogStore;
+use metrics::Metrics;
+use std::future::Future;
+use std::sync::Arc;
+use store::Db;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// Everything a handler or background task needs; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub logs: Arc<LogStore>,
+    pub forge: Arc<dyn Forge>,
+    pub journal: intake::journal::Journal,
+    pub metrics: Arc<Metrics>,
+    /// Woken whenever jobs are queued: waiting claims look again.
+    pub dispatch: Arc<Notify>,
+    /// Woken when deliveries are stored: the planner looks again.
+    pub planner_wake: Arc<Notify>,
+    /// Bumped on every build or job state change (for live pages).
+    pub events: Arc<watch::Sender<i64>>,
+    /// The latest log size of a job that received output (for live logs).
+    pub log_events: Arc<watch::Sender<(JobId, u64)>>,
+    pub admin_token_hash: Option<[u8; 32]>,
+    /// `GANTRY_RUNNER_TOKEN` and the embedded runner's token.
+    pub runner_token_hashes: Vec<[u8; 32]>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot use the data directory: {0}")]
+    DataDir(#[from] std::io::Error),
+    #[error("{0}")]
+    Forge(String),
+}
+
+/// A built server: storage open, migrations run, ready to serve.
+pub struct Server {
+    app: App,
+}
+
+impl Server {
+    /// Opens storage and wires the parts; `embedded_runner_token` is the
+    /// token an in-process runner will present.
+    pub async fn build(
+        config: Config,
+        embedded_runner_token: Option<&str>,
+    ) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Db::connect(&config.database).await?;
+        let logs = Arc::new(LogStore::new(config.data_dir.join("logs"))?);
+        let forge: Arc<dyn Forge> = Arc::new(
+            forge::GitHub::new(&config.github_api_url, config.github_token.as_deref())
+                .map_err(StartError::Forge)?,
+        );
+        let planner_wake = Arc::new(Notify::new());
+        let journal = intake::journal::Journal::start(db.clone(), planner_wake.clone());
+        let mut runner_token_hashes: Vec<[u8; 32]> = config
+            .runner_token
+            .iter()
+            .map(|t| api::auth::hash_token(t))
+            .collect();
+        runner_token_hashes.extend(embedded_runner_token.map(api::auth::hash_token));
+        let app = App {
+            admin_token_hash: config.admin_token.as_deref().map(api::auth::hash_token),
+            runner_token_hashes,
+            config: Arc::new(config),
+            db,
+            logs,
+            forge,
+            journal,
+            metrics: Arc::new(Metrics::default()),
+            dispatch: Arc::new(Notify::new()),
+            planner_wake,
+            events: Arc::new(watch::channel(0).0),
+            log_events: Arc::new(watch::channel((JobId(0), 0)).0),
+        };
+        Ok(Server { app })
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, with the planner and lease checker running.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let planner = tokio::spawn(planner::run(self.app.clone()));
+        let leases = tokio::spawn(leases::run(self.app.clone()));
+        let router = api::router(self.app.clone());
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        planner.abort();
+        leases.abort();
+        result
+    }
+}

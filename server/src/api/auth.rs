@@ -1,0 +1,67 @@
+//! Who may call: the admin token for write calls, a runner token for the runner API.
+
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Tokens are kept as SHA-256 hashes and compared in constant time.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn matches(hash: &[u8; 32], token: &str) -> bool {
+    hash.ct_eq(&hash_token(token)).into()
+}
+
+/// A caller holding `GANTRY_ADMIN_TOKEN`.
+pub struct Admin;
+
+impl FromRequestParts<App> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let Some(hash) = &app.admin_token_hash else {
+            return Err(ApiError::Forbidden(
+                "write calls are disabled: set GANTRY_ADMIN_TOKEN on the server".into(),
+            ));
+        };
+        match bearer(parts) {
+            Some(token) if matches(hash, token) => Ok(Admin),
+            Some(_) => Err(ApiError::Unauthorized("wrong admin token".into())),
+            None => Err(ApiError::Unauthorized(
+                "this call needs `Authorization: Bearer <GANTRY_ADMIN_TOKEN>`".into(),
+            )),
+        }
+    }
+}
+
+/// A runner: holds `GANTRY_RUNNER_TOKEN` or the embedded runner's own token.
+pub struct Runner;
+
+impl FromRequestParts<App> for Runner {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "runners authenticate with `Authorization: Bearer <GANTRY_RUNNER_TOKEN>`".into(),
+            )
+        })?;
+        if app.runner_token_hashes.iter().any(|h| matches(h, token)) {
+            Ok(Runner)
+        } else {
+            Err(ApiError::Unauthorized("wrong runner token".into()))
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Repositories, builds and jobs: reads for everyone, writes for the admin.
+
+use super::auth::Admin;
+use super::views::{BuildView, JobView, RepoView};
+use crate::error::{ApiError, ApiResult};
+use crate::intake::github::BuildRequest;
+use crate::planner::{self, Planned};
+use crate::state::{self, BuildState, JobEvent, JobState};
+use crate::store::builds::{self, BuildFilter};
+use crate::store::{jobs, now_ms, repos};
+use crate::{progress, App};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gantry_pipeline::Event;
+use gantry_protocol::{BuildId, JobId};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+pub async fn list_repos(State(app): State<App>) -> ApiResult<Json<Vec<RepoView>>> {
+    let mut conn = app.db.pool.acquire().await?;
+    let mut out = Vec::new();
+    for repo in repos::all(&mut conn).await? {
+        let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
+        out.push(RepoView::new(&repo, last.as_ref()));
+    }
+    Ok(Json(out))
+}
+
+async fn repo_by_path(app: &App, owner: &str, name: &str) -> ApiResult<repos::Repo> {
+    let mut conn = app.db.pool.acquire().await?;
+    repos::by_name(&mut conn, &format!("{owner}/{name}"))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no repository {owner}/{name}: Gantry learns repositories from their webhooks"
+            ))
+        })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    branch: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+pub async fn list_builds(
+    State(app): State<App>,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<BuildView>>> {
+    let repo = repo_by_path(&app, &owner, &name).await?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| s.parse::<BuildState>())
+        .transpose()
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "{e}; states are {}",
+                BuildState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let filter = BuildFilter {
+        branch: q.branch,
+        state,
+        before: q.before,
+        limit: q.limit.unwrap_or(25).clamp(1, 100),
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let list = builds::list(&mut conn, repo.id, &filter).await?;
+    Ok(Json(list.iter().map(BuildView::new).collect()))
+}
+
+pub async fn get_build(State(app): State<App>, Path(id): Path<i64>) -> ApiResult<Json<BuildView>> {
+    let mut conn = app.db.pool.acquire().await?;
+    let build = builds::get(&mut conn, BuildId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    let build_jobs = jobs::for_build(&mut conn, build.id).await?;
+    Ok(Json(BuildView::full(&build, &build_jobs)))
+}
+
+pub async fn get_job(State(app): State<App>, Path(id): Path<i64>) -> ApiResult<Json<JobView>> {
+    let mut conn = app.db.pool.acquire().await?;
+    let job = jobs::get(&mut conn, JobId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let build = builds::get(&mut conn, job.build_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build for job {id}")))?;
+    Ok(Json(JobView::new(&job, build.number)))
+}
+
+/// The raw log, with HTTP Range support for viewers that fetch parts of big logs.
+pub async fn job_log(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    request: Request<Body>,
+) -> ApiResult<Response> {
+    let job = JobId(id);
+    let mut conn = app.db.pool.acquire().await?;
+    if jobs::get(&mut conn, job).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    }
+    let path = app.logs.path(job);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Ok(([("content-type", "text/plain; charset=utf-8")], "").into_response());
+    }
+    let response = tower_http::services::ServeFile::new_with_mime(
+        path,
+        &"text/plain; charset=utf-8"
+            .parse()
+            .map_err(|e| ApiError::Internal(Box::new(e)))?,
+    )
+    .oneshot(request)
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(response.map(Body::new))
+}
+
+async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
+    let mut tx = app.db.pool.begin().await?;
+    let current = builds::get(&mut tx, build)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build {build}")))?;
+    let all = jobs::for_build(&mut tx, build).await?;
+    if all.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "build {build} has no jobs to run: {}",
+            current.reason.unwrap_or_default()
+        )));
+    }
+    let targets: Vec<&jobs::Job> = all
+        .iter()
+        .filter(|j| only.is_none_or(|id| j.id == id))
+        .collect();
+    for job in &targets {
+        state::next(job.state, JobEvent::Restart).map_err(|_| {
+            ApiError::Conflict(format!(
+                "job {} is {}; cancel it before restarting",
+                job.id, job.state
+            ))
+        })?;
+    }
+    let first_stage = all.iter().map(|j| j.stage_index).min().unwrap_or(0);
+    for job in &targets {
+        let to = if only.is_some() || job.stage_index == first_stage {
+            JobState::Queued
+        } else {
+            JobState::Created
+        };
+        jobs::reset(&mut tx, job.id, to).await?;
+    }
+    if only.is_none() {
+        builds::reset(&mut tx, build).await?;
+    }
+    progress::refresh_build_state(&mut tx, build).await?;
+    tx.commit().await?;
+    for job in targets {
+        let logs = app.logs.clone();
+        let id = job.id;
+        tokio::task::spawn_blocking(move || logs.clear(id))
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    }
+    app.dispatch.notify_waiters();
+    app.events.send_replace(now_ms());
+    Ok(())
+}
+
+async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
+    let mut tx = app.db.pool.begin().await?;
+    let all = jobs::for_build(&mut tx, build).await?;
+    for job in all.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
+        match job.state {
+            JobState::Created | JobState::Queued => {
+                jobs::transition(
+                    &mut tx,
+                    job.id,
+                    job.state,
+                    JobState::Canceled,
+                    Some("canceled by a user"),
+                )
+                .await?;
+            }
+            JobState::Running => jobs::request_cancel(&mut tx, job.id).await?,
+            _ => {}
+        }
+    }
+    progress::advance(&mut tx, build).await?;
+    tx.commit().await?;
+    app.events.send_replace(now_ms());
+    Ok(())
+}
+
+pub async fn restart_build(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    restart_jobs(&app, BuildId(id), None).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn cancel_build(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let mut conn = app.db.pool.acquire().await?;
+    builds::get(&mut conn, BuildId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    drop(conn);
+    cancel_jobs(&app, BuildId(id), None).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn job_build(app: &App, id: i64) -> ApiResult<BuildId> {
+    let mut conn = app.db.pool.acquire().await?;
+    Ok(jobs::get(&mut conn, JobId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?
+        .build_id)
+}
+
+pub async fn restart_job(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let build = job_build(&app, id).await?;
+    restart_jobs(&app, build, Some(JobId(id))).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn cancel_job(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let build = job_build(&app, id).await?;
+    cancel_jobs(&app, build, Some(JobId(id))).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+pub struct ManualBuild {
+    branch: Option<String>,
+    commit: Option<String>,
+    message: Option<String>,
+}
+
+/// A build of a branch's head or of a given commit, requested through the API.
+pub async fn create_build(
+    State(app): State<App>,
+    _: Admin,
+    Path((owner, name)): Path<(String, String)>,
+    Json(body): Json<ManualBuild>,
+) -> ApiResult<(StatusCode, Json<BuildView>)> {
+    let repo = repo_by_path(&app, &owner, &name).await?;
+    let branch = body.branch.unwrap_or_else(|| repo.default_branch.clone());
+    let commit = match body.commit {
+        Some(sha) => sha,
+        None => app
+            .forge
+            .branch_head(&repo.full_name, &branch)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no branch {branch} in {}", repo.full_name))
+            })?,
+    };
+    let request = BuildRequest {
+        repo: repos::RepoFacts {
+            full_name: repo.full_name.clone(),
+            clone_url: repo.clone_url.clone(),
+            private: repo.private,
+            default_branch: repo.default_branch.clone(),
+        },
+        event: Event::Api,
+        branch,
+        tag: None,
+        commit,
+        message: body.message.unwrap_or_else(|| "manual build".into()),
+        author: "api".into(),
+        sender: "api".into(),
+        pull_request: None,
+        head_branch: None,
+        head_repo: None,
+        fork: false,
+    };
+    let id = match planner::create_build(&app, &request, None, i64::MAX).await? {
+        Planned::Build(id) => id,
+        Planned::Retry(reason) => return Err(ApiError::Unavailable(reason)),
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let build = builds::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    let build_jobs = jobs::for_build(&mut conn, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BuildView::full(&build, &build_jobs)),
+    ))
+}

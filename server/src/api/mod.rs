@@ -1,0 +1,108 @@
+//! The HTTP routes: webhooks, the JSON API, the runner API, health and metrics.
+
+pub mod auth;
+pub mod builds;
+pub mod runner;
+pub mod views;
+
+use crate::metrics::Metrics;
+use crate::store::{builds as build_store, deliveries, jobs};
+use crate::{intake, App};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use std::fmt::Write;
+
+/// Log chunks larger than this are refused; runners send far smaller ones.
+const MAX_LOG_CHUNK: usize = 16 * 1024 * 1024;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route(
+            "/hooks/github",
+            post(intake::receive).layer(DefaultBodyLimit::max(intake::MAX_BODY)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/repos", get(builds::list_repos))
+        .route(
+            "/api/repos/{owner}/{name}/builds",
+            get(builds::list_builds).post(builds::create_build),
+        )
+        .route("/api/builds/{id}", get(builds::get_build))
+        .route("/api/builds/{id}/restart", post(builds::restart_build))
+        .route("/api/builds/{id}/cancel", post(builds::cancel_build))
+        .route("/api/jobs/{id}", get(builds::get_job))
+        .route("/api/jobs/{id}/log", get(builds::job_log))
+        .route("/api/jobs/{id}/restart", post(builds::restart_job))
+        .route("/api/jobs/{id}/cancel", post(builds::cancel_job))
+        .route(gantry_protocol::CLAIM_PATH, post(runner::claim))
+        .route("/api/runner/jobs/{id}/heartbeat", post(runner::heartbeat))
+        .route(
+            "/api/runner/jobs/{id}/log",
+            post(runner::log).layer(DefaultBodyLimit::max(MAX_LOG_CHUNK)),
+        )
+        .route("/api/runner/jobs/{id}/finish", post(runner::finish))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<App>) -> (StatusCode, &'static str) {
+    match sqlx::query("SELECT 1").execute(&app.db.pool).await {
+        Ok(_) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(
+    State(app): State<App>,
+) -> Result<([(&'static str, &'static str); 1], String), crate::error::ApiError> {
+    let m = &app.metrics;
+    let mut out = String::new();
+    let mut conn = app.db.pool.acquire().await?;
+    let build_states = build_store::count_by_state(&mut conn).await?;
+    let job_states = jobs::count_by_state(&mut conn).await?;
+    drop(conn);
+    let _ = writeln!(
+        out,
+        "# HELP gantry_builds Builds by state.\n# TYPE gantry_builds gauge"
+    );
+    for (state, n) in &build_states {
+        let _ = writeln!(out, "gantry_builds{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_jobs Jobs by state.\n# TYPE gantry_jobs gauge"
+    );
+    for (state, n) in &job_states {
+        let _ = writeln!(out, "gantry_jobs{{state=\"{state}\"}} {n}");
+    }
+    let queued = job_states
+        .iter()
+        .find(|(s, _)| s == "queued")
+        .map_or(0, |(_, n)| *n);
+    let _ = writeln!(out, "# HELP gantry_queue_length Jobs waiting for a runner.\n# TYPE gantry_queue_length gauge\ngantry_queue_length {queued}");
+    let pending = deliveries::pending_count(&app.db).await?;
+    let _ = writeln!(out, "# HELP gantry_deliveries_pending Webhook deliveries stored but not yet planned.\n# TYPE gantry_deliveries_pending gauge\ngantry_deliveries_pending {pending}");
+    let _ = writeln!(out, "# HELP gantry_webhooks_total Webhook deliveries by result.\n# TYPE gantry_webhooks_total counter");
+    for (result, counter) in [
+        ("accepted", &m.webhooks_accepted),
+        ("duplicate", &m.webhooks_duplicate),
+        ("ignored", &m.webhooks_ignored),
+        ("rejected", &m.webhooks_rejected),
+    ] {
+        let _ = writeln!(
+            out,
+            "gantry_webhooks_total{{result=\"{result}\"}} {}",
+            Metrics::get(counter)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_claim_wait_seconds Time jobs waited in the queue before a runner claimed them.\n# TYPE gantry_claim_wait_seconds summary\ngantry_claim_wait_seconds_sum {}\ngantry_claim_wait_seconds_count {}",
+        Metrics::get(&m.claim_wait_ms_total) as f64 / 1000.0,
+        Metrics::get(&m.claims)
+    );
+    Ok(([("content-type", "text/plain; version=0.0.4")], out))
+}

@@ -1,0 +1,137 @@
+//! The runner API (see `gantry_protocol`): claim, heartbeat, log, finish.
+
+use super::auth::Runner;
+use crate::error::{ApiError, ApiResult};
+use crate::logs::AppendError;
+use crate::state::{self, JobEvent, JobState};
+use crate::store::{jobs, now_ms};
+use crate::{progress, queue, App};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gantry_protocol::{
+    ClaimRequest, FinishRequest, HeartbeatResponse, JobId, LogAck, LEASE_HEADER,
+};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Longest a claim is held open.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn lease(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("missing {LEASE_HEADER} header")))
+}
+
+fn lease_lost(job: JobId) -> ApiError {
+    ApiError::Conflict(format!(
+        "job {job} is no longer held by this lease (it expired, was canceled or finished)"
+    ))
+}
+
+pub async fn claim(
+    State(app): State<App>,
+    _: Runner,
+    Json(request): Json<ClaimRequest>,
+) -> ApiResult<Response> {
+    let wait = Duration::from_secs(request.wait_seconds).min(MAX_WAIT);
+    match queue::claim(&app, &request.runner, wait).await? {
+        Some(assignment) => Ok(Json(assignment).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+pub async fn heartbeat(
+    State(app): State<App>,
+    _: Runner,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let job = JobId(job);
+    let lease_ms = app.config.lease.as_millis() as i64;
+    match jobs::heartbeat(&app.db, job, lease(&headers)?, lease_ms).await? {
+        Some(cancel) => Ok(Json(HeartbeatResponse {
+            cancel,
+            lease_seconds: app.config.lease.as_secs(),
+        })),
+        None => Err(lease_lost(job)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    offset: u64,
+}
+
+pub async fn log(
+    State(app): State<App>,
+    _: Runner,
+    Path(job): Path<i64>,
+    Query(query): Query<LogQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let job = JobId(job);
+    let mut conn = app.db.pool.acquire().await?;
+    if !jobs::holds_lease(&mut conn, job, lease(&headers)?).await? {
+        return Err(lease_lost(job));
+    }
+    drop(conn);
+    let logs = app.logs.clone();
+    let result = tokio::task::spawn_blocking(move || logs.append(job, query.offset, &body))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    match result {
+        Ok(ack) => {
+            app.log_events.send_replace((job, ack.size));
+            Ok(Json(ack).into_response())
+        }
+        Err(AppendError::Gap { size, .. }) => {
+            Ok((StatusCode::CONFLICT, Json(LogAck { size })).into_response())
+        }
+        Err(AppendError::Io(e)) => Err(e.into()),
+    }
+}
+
+pub async fn finish(
+    State(app): State<App>,
+    _: Runner,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+    Json(report): Json<FinishRequest>,
+) -> ApiResult<StatusCode> {
+    let job = JobId(job);
+    let to = state::next(JobState::Running, JobEvent::Finish(report.outcome))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let phases =
+        serde_json::to_string(&report.phases).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut tx = app.db.pool.begin().await?;
+    let Some(current) = jobs::get(&mut tx, job).await? else {
+        return Err(ApiError::NotFound(format!("no job {job}")));
+    };
+    let reason = report.reason.as_deref();
+    if !jobs::finish(
+        &mut tx,
+        job,
+        lease(&headers)?,
+        to,
+        report.exit_code.map(i64::from),
+        reason,
+        &phases,
+    )
+    .await?
+    {
+        return Err(lease_lost(job));
+    }
+    let released = progress::advance(&mut tx, current.build_id).await?;
+    tx.commit().await?;
+    if released {
+        app.dispatch.notify_waiters();
+    }
+    app.events.send_replace(now_ms());
+    Ok(StatusCode::OK)
+}

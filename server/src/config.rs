@@ -1,0 +1,151 @@
+//! Server settings: every one a flag and an env var; checked before start-up.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `gantry server` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the database (SQLite) and logs are kept.
+    #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL; default SQLite at DATA_DIR/gantry.db.
+    #[arg(long, env = "GANTRY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The URL users reach Gantry at, for links in statuses and logs.
+    #[arg(long, env = "GANTRY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The secret GitHub signs webhooks with (the webhook's "Secret" field).
+    #[arg(long, env = "GANTRY_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    /// A GitHub token to read pipeline files (and, later, report statuses).
+    #[arg(long, env = "GANTRY_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "GANTRY_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// Bearer token for write calls of the JSON API (restart, cancel, manual builds).
+    #[arg(long, env = "GANTRY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Shared token remote runners present.
+    #[arg(long, env = "GANTRY_RUNNER_TOKEN", hide_env_values = true)]
+    pub runner_token: Option<String>,
+    /// Jobs the embedded runner runs at once; 0 disables it.
+    #[arg(long, env = "GANTRY_EMBEDDED_RUNNERS", default_value_t = 1)]
+    pub embedded_runners: u32,
+    /// Seconds a runner may go without a heartbeat before its job is taken back.
+    #[arg(long, env = "GANTRY_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u64,
+}
+
+/// Where builds are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Settings after checking: what the server runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub public_url: Option<String>,
+    pub webhook_secret: String,
+    pub github_token: Option<String>,
+    pub github_api_url: String,
+    pub admin_token: Option<String>,
+    pub runner_token: Option<String>,
+    pub embedded_runners: u32,
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    // Tokens and secrets stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field("public_url", &self.public_url)
+            .field("github_api_url", &self.github_api_url)
+            .field("embedded_runners", &self.embedded_runners)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that stops start-up, naming what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ServerArgs {
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let webhook_secret = self.github_webhook_secret.filter(|s| !s.is_empty()).ok_or_else(|| {
+            ConfigError(
+                "GANTRY_GITHUB_WEBHOOK_SECRET is not set: set it to the secret of your GitHub webhook (any long random string, e.g. `openssl rand -hex 32`), so Gantry can refuse forged deliveries".into(),
+            )
+        })?;
+        let database = match self.database_url.as_deref() {
+            None | Some("") => Database::Sqlite(self.data_dir.join("gantry.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(url.to_string())
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                Database::Sqlite(PathBuf::from(url.trim_start_matches("sqlite://")))
+            }
+            Some(other) => {
+                let scheme = other.split(':').next().unwrap_or(other);
+                return Err(ConfigError(format!(
+                    "GANTRY_DATABASE_URL must start with postgres:// or sqlite://, found `{scheme}:`; leave it unset for SQLite in GANTRY_DATA_DIR"
+                )));
+            }
+        };
+        if self.lease_seconds < 5 {
+            return Err(ConfigError(
+                "GANTRY_LEASE_SECONDS must be at least 5".into(),
+            ));
+        }
+        for (name, value) in [
+            ("GANTRY_ADMIN_TOKEN", &self.admin_token),
+            ("GANTRY_RUNNER_TOKEN", &self.runner_token),
+        ] {
+            if value.as_deref().is_some_and(|t| t.len() < 16) {
+                return Err(ConfigError(format!(
+                    "{name} is shorter than 16 characters: use a long random token"
+                )));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "GANTRY_PUBLIC_URL must start with http:// or https://, found `{url}`"
+                )));
+            }
+        }
+        Ok(Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database,
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            webhook_secret,
+            github_token: self.github_token.filter(|t| !t.is_empty()),
+            github_api_url: self.github_api_url.trim_end_matches('/').to_string(),
+            admin_token: self.admin_token,
+            runner_token: self.runner_token,
+            embedded_runners: self.embedded_runners,
+            lease: Duration::from_secs(self.lease_seconds),
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! Turns stored deliveries (and manual requests) into builds and jobs: reads
+//! the pipeline file at the commit, checks it, expands it, queues the first stage.
+//! Runs after GitHub got its answer, so a slow GitHub never delays the ack.
+
+use crate::forge::ForgeError;
+use crate::intake::github::{self, BuildRequest, Trigger};
+use crate::state::{BuildState, JobState};
+use crate::store::builds::{self, NewBuild};
+use crate::store::deliveries::{self, PendingDelivery};
+use crate::store::{jobs, now_ms, repos};
+use crate::App;
+use gantry_pipeline::{BuildContext, Catalog, ImageSpec, Severity};
+use gantry_protocol::BuildId;
+use std::time::Duration;
+
+/// How long a delivery is held while it is planned.
+const LEASE_MS: i64 = 120_000;
+/// Attempts at reading the pipeline file before the build errors.
+const MAX_ATTEMPTS: i64 = 6;
+/// Deliveries planned at once (each may wait on GitHub).
+const CONCURRENCY: usize = 8;
+
+/// Plans pending deliveries until none is left; returns how many were taken.
+pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
+    let pending = deliveries::lease_pending(&app.db, 64, LEASE_MS).await?;
+    let count = pending.len();
+    use futures::StreamExt;
+    futures::stream::iter(pending)
+        .for_each_concurrent(CONCURRENCY, |delivery| async move {
+            let id = delivery.id.clone();
+            if let Err(e) = plan_delivery(app, delivery).await {
+                tracing::error!(delivery = %id, error = %e, "planning a delivery failed; it will be retried");
+            }
+        })
+        .await;
+    Ok(count)
+}
+
+/// Plans forever, woken by new deliveries (and every few seconds for retries).
+pub async fn run(app: App) {
+    loop {
+        let wake = app.planner_wake.notified();
+        match try_once(&app).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read pending deliveries"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), wake).await;
+    }
+}
+
+async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx::Error> {
+    let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut conn = app.db.pool.acquire().await?;
+            return deliveries::mark_processed(
+                &mut conn,
+                &delivery.id,
+                &format!("invalid JSON: {e}"),
+            )
+            .await;
+        }
+    };
+    let request = match github::trigger(&delivery.event, &payload) {
+        Ok(Trigger::Build(request)) => request,
+        Ok(Trigger::Ignore(reason)) => {
+            let mut conn = app.db.pool.acquire().await?;
+            return deliveries::mark_processed(
+                &mut conn,
+                &delivery.id,
+                &format!("ignored: {reason}"),
+            )
+            .await;
+        }
+        Err(e) => {
+            let mut conn = app.db.pool.acquire().await?;
+            return deliveries::mark_processed(
+                &mut conn,
+                &delivery.id,
+                &format!("invalid payload: {e}"),
+            )
+            .await;
+        }
+    };
+    match create_build(app, &request, Some(&delivery.id), delivery.attempts).await? {
+        Planned::Build(_) => Ok(()),
+        Planned::Retry(reason) => {
+            let backoff = 1_000 * (1i64 << delivery.attempts.clamp(0, 6));
+            deliveries::retry_later(&app.db, &delivery.id, now_ms() + backoff, &reason).await
+        }
+    }
+}
+
+pub enum Planned {
+    Build(BuildId),
+    /// GitHub could not be reached; try again later.
+    Retry(String),
+}
+
+fn build_context(request: &BuildRequest) -> BuildContext {
+    BuildContext {
+        event: request.event,
+        branch: request.branch.clone(),
+        tag: request.tag.clone(),
+        repo: request.repo.full_name.clone(),
+        default_branch: request.repo.default_branch.clone(),
+        fork: request.fork,
+        sender: request.sender.clone(),
+        commit_message: request.message.clone(),
+        head_repo: request.head_repo.clone(),
+        head_branch: request.head_branch.clone(),
+        pull_request: request.pull_request.and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+/// The image column: a name, or where it is built from.
+pub fn image_label(image: &ImageSpec) -> String {
+    match image {
+        ImageSpec::Name(name) => name.clone(),
+        ImageSpec::Build { build } => format!("build: {}", build.dockerfile),
+    }
+}
+
+/// Creates the build a request asks for (and its jobs), recording the
+/// delivery as processed in the same transaction.
+pub async fn create_build(
+    app: &App,
+    request: &BuildRequest,
+    delivery: Option<&str>,
+    attempts: i64,
+) -> Result<Planned, sqlx::Error> {
+    let repo = {
+        let mut conn = app.db.pool.acquire().await?;
+        if let Some(id) = delivery {
+            if let Some(existing) = builds::by_delivery(&mut conn, id).await? {
+                deliveries::mark_processed(&mut conn, id, "build created").await?;
+                return Ok(Planned::Build(existing.id));
+            }
+        }
+        repos::upsert(&mut conn, &request.repo).await?
+    };
+    let mut build = NewBuild {
+        repo_id: repo.id,
+        number: 0,
+        state: BuildState::Queued,
+        event: request.event,
+        branch: request.branch.clone(),
+        tag: request.tag.clone(),
+        commit: request.commit.clone(),
+        message: request.message.clone(),
+        author: request.author.clone(),
+        sender: request.sender.clone(),
+        pull_request: request.pull_request,
+        head_branch: request.head_branch.clone(),
+        head_repo: request.head_repo.clone(),
+        fork: request.fork,
+        delivery_id: delivery.map(str::to_string),
+        reason: None,
+        diagnostics: "[]".into(),
+        fast_finish: false,
+    };
+    let mut planned_jobs = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+
+    if let Some(marker) = gantry_pipeline::skip_marker(&request.message)
+        .filter(|_| request.event != gantry_pipeline::Event::Api)
+    {
+        build.state = BuildState::Skipped;
+        build.reason = Some(format!("the commit message says {marker}"));
+    } else {
+        match app
+            .forge
+            .pipeline_file(&request.repo.full_name, &request.commit)
+            .await
+        {
+            Err(ForgeError::Transient(reason)) if attempts < MAX_ATTEMPTS => {
+                return Ok(Planned::Retry(reason))
+            }
+            Err(e) => {
+                build.state = BuildState::Errored;
+                build.reason = Some(format!("could not read the pipeline file: {e}"));
+            }
+            Ok(None) => {
+                build.state = BuildState::Errored;
+                build.reason = Some(
+                    "no pipeline file: add .gantry.yml or .travis.yml to the repository".into(),
+                );
+            }
+            Ok(Some(file)) => {
+                let parsed = gantry_pipeline::parse(&file.content);
+                let mut diagnostics = parsed.diagnostics.clone();
+                match &parsed.pipeline {
+                    None => {
+                        let errors = diagnostics
+                            .iter()
+                            .filter(|d| d.severity == Severity::Error)
+                            .count();
+                        build.state = BuildState::Errored;
+                        build.reason = Some(format!("{} has {errors} error(s)", file.name));
+                    }
+                    Some(pipeline) => {
+                        let plan = pipeline.plan(&build_context(request), &Catalog::default());
+                        diagnostics.extend(plan.diagnostics.iter().cloned());
+                        build.fast_finish = plan.fast_finish;
+                        if let Some(reason) = plan.rejected {
+                            build.state = BuildState::Skipped;
+                            build.reason = Some(reason);
+                        } else if plan
+                            .diagnostics
+                            .iter()
+                            .any(|d| d.severity == Severity::Error)
+                        {
+                            build.state = BuildState::Errored;
+                            build.reason =
+                                Some(format!("{} expands to an invalid build", file.name));
+                        } else if plan.jobs.is_empty() {
+                            build.state = BuildState::Skipped;
+                            build.reason = Some(match plan.skipped.first() {
+                                Some(s) => format!("no job runs: {}", s.reason),
+                                None => "the pipeline has no jobs".into(),
+                            });
+                        } else {
+                            stages = plan.stages.clone();
+                            planned_jobs = plan.jobs;
+                        }
+                    }
+                }
+                build.diagnostics =
+                    serde_json::to_string(&diagnostics).unwrap_or_else(|_| "[]".into());
+            }
+        }
+    }
+
+    let mut tx = app.db.pool.begin().await?;
+    build.number = repos::next_build_number(&mut tx, repo.id).await?;
+    let build_id = builds::insert(&mut tx, &build).await?;
+    let first_stage = planned_jobs.first().map(|j| j.stage.clone());
+    for job in &planned_jobs {
+        let stage_index = stages
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(&job.stage))
+            .unwrap_or(0) as i64;
+        let state = if Some(&job.stage) == first_stage.as_ref() {
+            JobState::Queued
+        } else {
+            JobState::Created
+        };
+        let spec = serde_json::to_string(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        jobs::insert(
+            &mut tx,
+            &jobs::NewJob {
+                build_id,
+                number: i64::from(job.number),
+                name: job.name.clone(),
+                stage: job.stage.clone(),
+                stage_index,
+                state,
+                allow_failure: job.allow_failure,
+                image: image_label(&job.image),
+                spec,
+                reason: None,
+            },
+        )
+        .await?;
+    }
+    if let Some(id) = delivery {
+        deliveries::mark_processed(&mut tx, id, "build created").await?;
+    }
+    tx.commit().await?;
+    tracing::info!(repo = %request.repo.full_name, build = build.number, state = %build.state, jobs = planned_jobs.len(), "build created");
+    if !planned_jobs.is_empty() {
+        app.dispatch.notify_waiters();
+    }
+    app.events.send_replace(now_ms());
+    Ok(Planned::Build(build_id))
+}

@@ -1,0 +1,63 @@
+//! After a job changes: release the next stage or stop, and recompute the build's state.
+
+use crate::state::{self, BuildState, JobState, StageStep};
+use crate::store::{builds, jobs};
+use gantry_protocol::BuildId;
+use sqlx::AnyConnection;
+
+/// Applies the stage rules and the build state; returns whether jobs were queued.
+pub async fn advance(conn: &mut AnyConnection, build: BuildId) -> Result<bool, sqlx::Error> {
+    let mut released = false;
+    let all = jobs::for_build(conn, build).await?;
+    let stage_view: Vec<(i64, JobState, bool)> = all
+        .iter()
+        .map(|j| (j.stage_index, j.state, j.allow_failure))
+        .collect();
+    match state::stage_step(&stage_view) {
+        StageStep::Release(index) => {
+            for job in all
+                .iter()
+                .filter(|j| j.stage_index == index && j.state == JobState::Created)
+            {
+                released |=
+                    jobs::transition(conn, job.id, JobState::Created, JobState::Queued, None)
+                        .await?;
+            }
+        }
+        StageStep::Stop => {
+            for job in all.iter().filter(|j| j.state == JobState::Created) {
+                jobs::transition(
+                    conn,
+                    job.id,
+                    JobState::Created,
+                    JobState::Canceled,
+                    Some("an earlier stage failed"),
+                )
+                .await?;
+            }
+        }
+        StageStep::Wait | StageStep::Done => {}
+    }
+    refresh_build_state(conn, build).await?;
+    Ok(released)
+}
+
+/// Sets the build's state from its jobs, if it changed.
+pub async fn refresh_build_state(
+    conn: &mut AnyConnection,
+    build: BuildId,
+) -> Result<BuildState, sqlx::Error> {
+    let Some(current) = builds::get(conn, build).await? else {
+        return Ok(BuildState::Errored);
+    };
+    let all = jobs::for_build(conn, build).await?;
+    if all.is_empty() {
+        return Ok(current.state);
+    }
+    let view: Vec<(JobState, bool)> = all.iter().map(|j| (j.state, j.allow_failure)).collect();
+    let new = state::build_state(&view, current.fast_finish);
+    if new != current.state {
+        builds::set_state(conn, build, new).await?;
+    }
+    Ok(new)
+}

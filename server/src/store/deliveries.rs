@@ -1,0 +1,123 @@
+//! The webhook journal: deliveries stored before they are acknowledged, then
+//! turned into builds by the planner. A delivery id is stored once, so a
+//! redelivery is recognised and creates nothing.
+
+use super::{now_ms, Db};
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub event: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub id: String,
+    pub event: String,
+    pub payload: String,
+    /// How many times processing was started, this one included.
+    pub attempts: i64,
+}
+
+/// Stores a batch in one transaction — one commit, one fsync, for all of them.
+/// Returns, per delivery, whether it was new (false: a redelivery).
+pub async fn insert_batch(db: &Db, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut tx = db.pool.begin().await?;
+    let now = now_ms();
+    let mut stored = Vec::with_capacity(batch.len());
+    for d in batch {
+        let result = sqlx::query(
+            "INSERT INTO deliveries (id, event, payload, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.event)
+        .bind(&d.payload)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        stored.push(result.rows_affected() == 1);
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Takes up to `limit` unprocessed deliveries for `lease_ms`; a server that
+/// dies while planning leaves them to be taken again when the lease ends.
+pub async fn lease_pending(
+    db: &Db,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<PendingDelivery>, sqlx::Error> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE deliveries SET lease_until = $1, attempts = attempts + 1
+         WHERE id IN (SELECT id FROM deliveries WHERE processed_at IS NULL AND (lease_until IS NULL OR lease_until < $2)
+                      ORDER BY received_at, id LIMIT $3 {})
+         RETURNING id, event, payload, attempts",
+        db.skip_locked()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut out: Vec<PendingDelivery> = rows
+        .iter()
+        .map(|r| {
+            Ok(PendingDelivery {
+                id: r.try_get("id")?,
+                event: r.try_get("event")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// Done with a delivery; `outcome` says what came of it.
+pub async fn mark_processed(
+    conn: &mut AnyConnection,
+    id: &str,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE deliveries SET processed_at = $1, outcome = $2 WHERE id = $3")
+        .bind(now_ms())
+        .bind(outcome)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Try again no sooner than `retry_at_ms` (a passing GitHub outage).
+pub async fn retry_later(
+    db: &Db,
+    id: &str,
+    retry_at_ms: i64,
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE deliveries SET lease_until = $1, outcome = $2 WHERE id = $3")
+        .bind(retry_at_ms)
+        .bind(outcome)
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+        .fetch_one(&db.pool)
+        .await
+}
+
+pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE processed_at IS NULL")
+        .fetch_one(&db.pool)
+        .await
+}

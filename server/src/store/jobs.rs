@@ -1,0 +1,285 @@
+//! Jobs: what runners claim, with their lease, result and timings.
+
+use super::{flag, now_ms, Db};
+use crate::state::JobState;
+use gantry_protocol::{BuildId, JobId};
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub build_id: BuildId,
+    pub number: i64,
+    pub name: String,
+    pub stage: String,
+    pub stage_index: i64,
+    pub state: JobState,
+    pub allow_failure: bool,
+    pub image: String,
+    /// The pipeline's `Job`, as JSON: what the runner runs.
+    pub spec: String,
+    pub runner: Option<String>,
+    pub lease: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub attempts: i64,
+    pub cancel_requested: bool,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    /// Per-phase timings reported by the runner, as JSON.
+    pub phases: String,
+    pub created_at: i64,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub build_id: BuildId,
+    pub number: i64,
+    pub name: String,
+    pub stage: String,
+    pub stage_index: i64,
+    pub state: JobState,
+    pub allow_failure: bool,
+    pub image: String,
+    pub spec: String,
+    pub reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, build_id, number, name, stage, stage_index, state, allow_failure, image, spec, runner, lease, lease_expires_at, attempts, cancel_requested, exit_code, reason, phases, created_at, queued_at, started_at, finished_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Job, sqlx::Error> {
+    Ok(Job {
+        id: JobId(row.try_get(0)?),
+        build_id: BuildId(row.try_get(1)?),
+        number: row.try_get(2)?,
+        name: row.try_get(3)?,
+        stage: row.try_get(4)?,
+        stage_index: row.try_get(5)?,
+        state: row
+            .try_get::<String, _>(6)?
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        allow_failure: row.try_get::<i64, _>(7)? != 0,
+        image: row.try_get(8)?,
+        spec: row.try_get(9)?,
+        runner: row.try_get(10)?,
+        lease: row.try_get(11)?,
+        lease_expires_at: row.try_get(12)?,
+        attempts: row.try_get(13)?,
+        cancel_requested: row.try_get::<i64, _>(14)? != 0,
+        exit_code: row.try_get(15)?,
+        reason: row.try_get(16)?,
+        phases: row.try_get(17)?,
+        created_at: row.try_get(18)?,
+        queued_at: row.try_get(19)?,
+        started_at: row.try_get(20)?,
+        finished_at: row.try_get(21)?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, j: &NewJob) -> Result<JobId, sqlx::Error> {
+    let now = now_ms();
+    let queued_at = (j.state == JobState::Queued).then_some(now);
+    let finished_at = j.state.is_finished().then_some(now);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (build_id, number, name, stage, stage_index, state, allow_failure, image, spec, reason, created_at, queued_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(j.build_id.0)
+    .bind(j.number)
+    .bind(&j.name)
+    .bind(&j.stage)
+    .bind(j.stage_index)
+    .bind(j.state.as_str())
+    .bind(flag(j.allow_failure))
+    .bind(&j.image)
+    .bind(&j.spec)
+    .bind(&j.reason)
+    .bind(now)
+    .bind(queued_at)
+    .bind(finished_at)
+    .fetch_one(conn)
+    .await?;
+    Ok(JobId(id))
+}
+
+pub async fn get(conn: &mut AnyConnection, id: JobId) -> Result<Option<Job>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn for_build(conn: &mut AnyConnection, build: BuildId) -> Result<Vec<Job>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE build_id = $1 ORDER BY number"
+    ))
+    .bind(build.0)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Gives the oldest queued job to `runner` under a new lease, or nothing.
+/// The state check in the `UPDATE` makes a double claim impossible.
+pub async fn claim(
+    db: &Db,
+    runner: &str,
+    lease: &str,
+    lease_ms: i64,
+) -> Result<Option<Job>, sqlx::Error> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', runner = $1, lease = $2, lease_expires_at = $3, attempts = attempts + 1,
+                         started_at = $4, cancel_requested = 0
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 {}) AND state = 'queued'
+         RETURNING {COLUMNS}",
+        db.skip_locked()
+    );
+    let row = sqlx::query(&sql)
+        .bind(runner)
+        .bind(lease)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Extends a lease; `None` when the lease is no longer this runner's.
+/// Returns whether a cancel was requested.
+pub async fn heartbeat(
+    db: &Db,
+    id: JobId,
+    lease: &str,
+    lease_ms: i64,
+) -> Result<Option<bool>, sqlx::Error> {
+    let cancel: Option<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET lease_expires_at = $1 WHERE id = $2 AND lease = $3 AND state = 'running' RETURNING cancel_requested",
+    )
+    .bind(now_ms() + lease_ms)
+    .bind(id.0)
+    .bind(lease)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(cancel.map(|c| c != 0))
+}
+
+/// Whether `lease` is the current lease of a running job.
+pub async fn holds_lease(
+    conn: &mut AnyConnection,
+    id: JobId,
+    lease: &str,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE id = $1 AND lease = $2 AND state = 'running'",
+    )
+    .bind(id.0)
+    .bind(lease)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Moves a job from `from` to `to`; false when it was no longer in `from`.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    id: JobId,
+    from: JobState,
+    to: JobState,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let result = sqlx::query(
+        "UPDATE jobs SET state = $1,
+            reason = COALESCE($2, reason),
+            queued_at = CASE WHEN $1 = 'queued' THEN $3 ELSE queued_at END,
+            finished_at = CASE WHEN $4 = 1 THEN $3 ELSE finished_at END,
+            lease = CASE WHEN $1 = 'running' THEN lease ELSE NULL END,
+            lease_expires_at = CASE WHEN $1 = 'running' THEN lease_expires_at ELSE NULL END
+         WHERE id = $5 AND state = $6",
+    )
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(now)
+    .bind(flag(to.is_finished()))
+    .bind(id.0)
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records the runner's report on a running job held under `lease`.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    id: JobId,
+    lease: &str,
+    to: JobState,
+    exit_code: Option<i64>,
+    reason: Option<&str>,
+    phases: &str,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE jobs SET state = $1, exit_code = $2, reason = $3, phases = $4, finished_at = $5, lease = NULL, lease_expires_at = NULL
+         WHERE id = $6 AND lease = $7 AND state = 'running'",
+    )
+    .bind(to.as_str())
+    .bind(exit_code)
+    .bind(reason)
+    .bind(phases)
+    .bind(now_ms())
+    .bind(id.0)
+    .bind(lease)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// A restarted job starts over.
+pub async fn reset(conn: &mut AnyConnection, id: JobId, to: JobState) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE jobs SET state = $1, runner = NULL, lease = NULL, lease_expires_at = NULL, attempts = 0, cancel_requested = 0,
+                         exit_code = NULL, reason = NULL, phases = '[]', queued_at = CASE WHEN $1 = 'queued' THEN $2 ELSE NULL END,
+                         started_at = NULL, finished_at = NULL
+         WHERE id = $3",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(id.0)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn request_cancel(conn: &mut AnyConnection, id: JobId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND state = 'running'")
+        .bind(id.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Running jobs whose runner stopped sending heartbeats.
+pub async fn expired(db: &Db) -> Result<Vec<Job>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE state = 'running' AND lease_expires_at < $1 ORDER BY id"
+    ))
+    .bind(now_ms())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! Repositories, created the first time a webhook names them.
+
+use super::now_ms;
+use gantry_protocol::RepoId;
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Repo {
+    pub id: RepoId,
+    pub full_name: String,
+    pub clone_url: String,
+    pub private: bool,
+    pub default_branch: String,
+}
+
+/// What a webhook says about a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoFacts {
+    pub full_name: String,
+    pub clone_url: String,
+    pub private: bool,
+    pub default_branch: String,
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Repo, sqlx::Error> {
+    Ok(Repo {
+        id: RepoId(row.try_get("id")?),
+        full_name: row.try_get("full_name")?,
+        clone_url: row.try_get("clone_url")?,
+        private: row.try_get::<i64, _>("private")? != 0,
+        default_branch: row.try_get("default_branch")?,
+    })
+}
+
+const COLUMNS: &str = "id, full_name, clone_url, private, default_branch";
+
+/// Creates the repository or refreshes what GitHub says about it.
+pub async fn upsert(conn: &mut AnyConnection, facts: &RepoFacts) -> Result<Repo, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO repos (full_name, clone_url, private, default_branch, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (full_name) DO UPDATE SET clone_url = excluded.clone_url, private = excluded.private, default_branch = excluded.default_branch
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&facts.full_name)
+    .bind(&facts.clone_url)
+    .bind(super::flag(facts.private))
+    .bind(&facts.default_branch)
+    .bind(now_ms())
+    .fetch_one(conn)
+    .await?;
+    from_row(&row)
+}
+
+/// The next build number of a repository (1, 2, …), reserved atomically.
+pub async fn next_build_number(conn: &mut AnyConnection, repo: RepoId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("UPDATE repos SET last_build_number = last_build_number + 1 WHERE id = $1 RETURNING last_build_number")
+        .bind(repo.0)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn by_name(
+    conn: &mut AnyConnection,
+    full_name: &str,
+) -> Result<Option<Repo>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM repos WHERE full_name = $1"))
+        .bind(full_name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn by_id(conn: &mut AnyConnection, id: RepoId) -> Result<Option<Repo>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM repos WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn all(conn: &mut AnyConnection) -> Result<Vec<Repo>, sqlx::Error> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM repos ORDER BY full_name"))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,251 @@
+//! Starts the real server on a random port against a real database, with a
+//! local GitHub double, and talks to it over HTTP like GitHub and runners do.
+#![allow(dead_code)]
+
+use gantry_protocol::{Assignment, ClaimRequest, FinishRequest, JobOutcome, LEASE_HEADER};
+use gantry_server::config::{Config, Database};
+use gantry_server::{App, Server};
+use gantry_testkit::db::{fresh_postgres, Engine};
+use gantry_testkit::git::Repo;
+use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::webhook;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+
+pub const SECRET: &str = "webhook-secret-for-tests";
+pub const ADMIN: &str = "admin-token-0123456789";
+pub const RUNNER: &str = "runner-token-0123456789";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub url: String,
+    pub app: App,
+    pub github: GitHubDouble,
+    pub http: reqwest::Client,
+    pub data: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Runs a scenario once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(gantry_testkit::db::Engine::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(gantry_testkit::db::Engine::Postgres).await } )*
+        }
+    };
+}
+
+impl TestServer {
+    pub async fn start(engine: Engine) -> TestServer {
+        Self::start_with(engine, Duration::from_secs(60)).await
+    }
+
+    pub async fn start_with(engine: Engine, lease: Duration) -> TestServer {
+        let github = GitHubDouble::start().await;
+        let data = tempfile::tempdir().expect("temp dir");
+        let database = match engine {
+            Engine::Sqlite => Database::Sqlite(data.path().join("gantry.db")),
+            Engine::Postgres => Database::Postgres(fresh_postgres().await),
+        };
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data.path().to_path_buf(),
+            database,
+            public_url: Some("http://gantry.test".into()),
+            webhook_secret: SECRET.into(),
+            github_token: Some("github-token-for-tests".into()),
+            github_api_url: github.url.clone(),
+            admin_token: Some(ADMIN.into()),
+            runner_token: Some(RUNNER.into()),
+            embedded_runners: 0,
+            lease,
+        };
+        let server = Server::build(config, None).await.expect("server builds");
+        let app = server.app().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            url,
+            app,
+            github,
+            http: reqwest::Client::new(),
+            data,
+            _shutdown: tx,
+        }
+    }
+
+    /// A local repository with `files` committed, known to the GitHub double as `full_name`.
+    pub fn repo(&self, full_name: &str, files: &[(&str, &str)], message: &str) -> (Repo, String) {
+        let repo = Repo::new();
+        let sha = repo.commit(files, message);
+        self.github.add_repo(full_name, repo.path.clone());
+        (repo, sha)
+    }
+
+    /// Sends a webhook signed with the right secret.
+    pub async fn webhook(&self, event: &str, delivery: &str, payload: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(payload).unwrap();
+        self.webhook_raw(
+            event,
+            delivery,
+            body.clone(),
+            Some(webhook::sign(SECRET, &body)),
+        )
+        .await
+    }
+
+    pub async fn webhook_raw(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/hooks/github", self.url))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .body(body);
+        if let Some(sig) = signature {
+            request = request.header("x-hub-signature-256", sig);
+        }
+        request.send().await.expect("send webhook")
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until a build of `repo` satisfies `check` and returns it (with jobs).
+    pub async fn wait_build(&self, repo: &str, check: impl Fn(&Value) -> bool) -> Value {
+        gantry_testkit::eventually(&format!("a matching build of {repo}"), WAIT, || async {
+            let (status, list) = self.get(&format!("/api/repos/{repo}/builds")).await;
+            if status != StatusCode::OK {
+                return None;
+            }
+            for b in list.as_array()? {
+                let (_, full) = self.get(&format!("/api/builds/{}", b["id"])).await;
+                if check(&full) {
+                    return Some(full);
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    pub async fn build(&self, id: &Value) -> Value {
+        self.get(&format!("/api/builds/{id}")).await.1
+    }
+
+    pub async fn claim(&self, runner: &str, wait_seconds: u64) -> Option<Assignment> {
+        let response = self
+            .http
+            .post(format!("{}{}", self.url, gantry_protocol::CLAIM_PATH))
+            .bearer_auth(RUNNER)
+            .json(&ClaimRequest {
+                runner: runner.into(),
+                wait_seconds,
+                labels: Default::default(),
+            })
+            .send()
+            .await
+            .expect("claim");
+        match response.status() {
+            StatusCode::OK => Some(response.json().await.expect("assignment")),
+            StatusCode::NO_CONTENT => None,
+            other => panic!(
+                "claim answered {other}: {}",
+                response.text().await.unwrap_or_default()
+            ),
+        }
+    }
+
+    pub async fn runner_post(
+        &self,
+        path: &str,
+        lease: &str,
+        body: reqwest::Body,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(RUNNER)
+            .header(LEASE_HEADER, lease)
+            .body(body)
+            .send()
+            .await
+            .expect("runner call")
+    }
+
+    pub async fn finish(&self, a: &Assignment, outcome: JobOutcome) -> StatusCode {
+        let report = FinishRequest {
+            outcome,
+            exit_code: Some(if outcome == JobOutcome::Passed { 0 } else { 1 }),
+            reason: None,
+            phases: vec![],
+        };
+        let response = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.url,
+                gantry_protocol::finish_path(a.job_id)
+            ))
+            .bearer_auth(RUNNER)
+            .header(LEASE_HEADER, &a.lease)
+            .json(&report)
+            .send()
+            .await
+            .expect("finish");
+        response.status()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.app.db.pool)
+            .await
+            .expect("count")
+    }
+}
+
+/// The repository of the `go-playground.push.json` fixture: a consistent push to master.
+pub const PUSH_REPO: &str = "binkkatal/sample_app";
+
+/// That push, pointed at `sha` of a local repository.
+pub fn push_payload(clone_url: &str, sha: &str, message: &str) -> Value {
+    let mut payload = webhook::fixture("push", "go-playground.push.json");
+    webhook::point_push(&mut payload, clone_url, sha, message);
+    payload
+}

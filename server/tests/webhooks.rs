@@ -1,0 +1,418 @@
+//! `POST /hooks/github` with GitHub's real payloads: what builds, what is
+//! refused, what is ignored — on SQLite and PostgreSQL.
+
+mod support;
+
+use gantry_testkit::db::Engine;
+use gantry_testkit::webhook::{fixture, point_pull_request, point_push, sign};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::*;
+
+const PIPELINE: &str = "language: python\npython: ['3.11', '3.12']\nscript: pytest\n";
+
+async fn push_to_a_branch_queues_a_build_of_its_commit(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "Add tests");
+    let response = server
+        .webhook(
+            "push",
+            "d-1",
+            &push_payload(&repo.path.display().to_string(), &sha, "Add tests"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let build = server
+        .wait_build(PUSH_REPO, |b| {
+            b["jobs"].as_array().is_some_and(|j| !j.is_empty())
+        })
+        .await;
+    assert_eq!(build["state"], "queued");
+    assert_eq!(build["event"], "push");
+    assert_eq!(build["branch"], "master");
+    assert_eq!(build["commit"], sha.as_str());
+    assert_eq!(build["message"], "Add tests");
+    assert_eq!(build["number"], 1);
+    let jobs = build["jobs"].as_array().unwrap();
+    let summary: Vec<(&str, &str, &str, &str)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["number"].as_str().unwrap(),
+                j["name"].as_str().unwrap(),
+                j["state"].as_str().unwrap(),
+                j["image"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("1.1", "python: 3.11", "queued", "python:3.11"),
+            ("1.2", "python: 3.12", "queued", "python:3.12")
+        ]
+    );
+    // The repository was created from the payload.
+    let (_, repos) = server.get("/api/repos").await;
+    assert_eq!(repos[0]["full_name"], PUSH_REPO);
+    assert_eq!(repos[0]["default_branch"], "master");
+    assert_eq!(repos[0]["last_build"]["number"], 1);
+    // The contents API was asked for the file at the pushed commit, with the token.
+    let asked = server.github.requests();
+    assert!(asked
+        .iter()
+        .any(|r| r.path == format!("/repos/{PUSH_REPO}/contents/.gantry.yml")));
+    assert!(asked.iter().any(
+        |r| r.path == format!("/repos/{PUSH_REPO}/contents/.travis.yml")
+            && r.authorization.as_deref() == Some("Bearer github-token-for-tests")
+    ));
+}
+
+async fn a_tag_push_is_a_tag_build(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let mut payload = fixture("push", "go-scm.push_tag.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (repo, sha) = server.repo(
+        &full_name,
+        &[(".travis.yml", "language: shell\nscript: ./release\n")],
+        "Release",
+    );
+    point_push(
+        &mut payload,
+        &repo.path.display().to_string(),
+        &sha,
+        "Release",
+    );
+    assert_eq!(
+        server.webhook("push", "tag-1", &payload).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let build = server
+        .wait_build(&full_name, |b| b["state"] == "queued")
+        .await;
+    assert_eq!(build["event"], "tag");
+    assert_eq!(build["tag"], "v0.0.1");
+    assert_eq!(
+        build["branch"], "v0.0.1",
+        "Travis reports the tag as the branch"
+    );
+}
+
+async fn deletions_closed_prs_and_other_events_build_nothing(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let cases = [
+        (
+            "push",
+            "go-scm.push_branch_delete.json",
+            StatusCode::ACCEPTED,
+        ),
+        ("push", "payload.json", StatusCode::ACCEPTED),
+        ("push", "go-scm.push_tag_delete.json", StatusCode::ACCEPTED),
+        ("pull_request", "closed.payload.json", StatusCode::ACCEPTED),
+        ("create", "go-scm.branch_create.json", StatusCode::ACCEPTED),
+        ("delete", "go-scm.tag_delete.json", StatusCode::ACCEPTED),
+        ("ping", "payload.json", StatusCode::OK),
+    ];
+    for (i, (event, file, status)) in cases.iter().enumerate() {
+        let response = server
+            .webhook(event, &format!("ignored-{i}"), &fixture(event, file))
+            .await;
+        assert_eq!(response.status(), *status, "{event}/{file}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "ignored", "{event}/{file}: {body}");
+    }
+    let response = server
+        .webhook(
+            "issues",
+            "ignored-x",
+            &serde_json::json!({"action": "opened"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(server.count("deliveries").await, 0);
+    assert_eq!(server.count("builds").await, 0);
+}
+
+async fn pull_requests_build_the_head_commit_and_flag_forks(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(
+        "Codertocat/Hello-World",
+        &[(".travis.yml", "script: ./test\n")],
+        "Change",
+    );
+    let url = repo.path.display().to_string();
+    for (i, file) in [
+        "opened.payload.json",
+        "synchronize.payload.json",
+        "reopened.payload.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut payload = fixture("pull_request", file);
+        point_pull_request(&mut payload, &url, &sha);
+        assert_eq!(
+            server
+                .webhook("pull_request", &format!("pr-{i}"), &payload)
+                .await
+                .status(),
+            StatusCode::ACCEPTED,
+            "{file}"
+        );
+    }
+    // A pull request from someone else's fork.
+    let mut forked = fixture("pull_request", "opened.payload.json");
+    point_pull_request(&mut forked, &url, &sha);
+    forked["pull_request"]["head"]["repo"]["full_name"] =
+        Value::String("stranger/Hello-World".into());
+    assert_eq!(
+        server
+            .webhook("pull_request", "pr-fork", &forked)
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    let (_, list) = gantry_testkit::eventually("four PR builds", WAIT, || async {
+        let (status, list) = server.get("/api/repos/Codertocat/Hello-World/builds").await;
+        (list.as_array().map_or(0, |l| l.len()) == 4).then_some((status, list))
+    })
+    .await;
+    for b in list.as_array().unwrap() {
+        assert_eq!(b["event"], "pull_request");
+        assert_eq!(b["commit"], sha.as_str());
+        assert_eq!(b["branch"], "master", "the base branch");
+        assert_eq!(b["pull_request"], 2);
+        assert_eq!(b["head_branch"], "changes");
+    }
+    let forks: Vec<bool> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["fork"].as_bool().unwrap())
+        .collect();
+    assert_eq!(forks.iter().filter(|f| **f).count(), 1, "{forks:?}");
+}
+
+async fn bad_signatures_are_refused_and_store_nothing(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    let body =
+        serde_json::to_vec(&push_payload(&repo.path.display().to_string(), &sha, "x")).unwrap();
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let cases = [
+        ("missing", body.clone(), None),
+        (
+            "wrong secret",
+            body.clone(),
+            Some(sign("not-the-secret", &body)),
+        ),
+        ("tampered body", tampered, Some(sign(SECRET, &body))),
+        ("sha1 only", body.clone(), Some("sha1=0123".to_string())),
+    ];
+    for (what, body, signature) in cases {
+        let response = server
+            .webhook_raw("push", &format!("sig-{what}"), body, signature)
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("X-Hub-Signature-256"),
+            "{what}: {error}"
+        );
+    }
+    assert_eq!(server.count("deliveries").await, 0);
+    assert_eq!(server.count("repos").await, 0);
+    assert_eq!(server.count("builds").await, 0);
+}
+
+async fn a_redelivery_creates_no_second_build(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
+    assert_eq!(
+        server.webhook("push", "same-id", &payload).await.status(),
+        StatusCode::ACCEPTED
+    );
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let again = server.webhook("push", "same-id", &payload).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap()["status"], "duplicate");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(server.count("builds").await, 1);
+}
+
+async fn oversize_malformed_and_incomplete_deliveries_get_clear_errors(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let huge = vec![b' '; 26 * 1024 * 1024];
+    let sig = sign(SECRET, &huge);
+    assert_eq!(
+        server
+            .webhook_raw("push", "big", huge, Some(sig))
+            .await
+            .status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    let garbage = b"{not json".to_vec();
+    let response = server
+        .webhook_raw(
+            "push",
+            "bad-json",
+            garbage.clone(),
+            Some(sign(SECRET, &garbage)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+
+    let no_repo =
+        serde_json::to_vec(&serde_json::json!({"ref": "refs/heads/master", "after": "abc"}))
+            .unwrap();
+    let response = server
+        .webhook_raw(
+            "push",
+            "no-repo",
+            no_repo.clone(),
+            Some(sign(SECRET, &no_repo)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("repository"));
+
+    let ok = serde_json::to_vec(&fixture("ping", "payload.json")).unwrap();
+    let response = server
+        .http
+        .post(format!("{}/hooks/github", server.url))
+        .header("x-hub-signature-256", sign(SECRET, &ok))
+        .header("x-github-event", "ping")
+        .body(ok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "no X-GitHub-Delivery"
+    );
+    assert_eq!(server.count("deliveries").await, 0);
+}
+
+async fn a_pipeline_with_errors_errors_the_build_with_its_diagnostics(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let broken = "language: shell\nscript:\n  run: ./test\nif: branch = $X\n";
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", broken)], "Break it");
+    server
+        .webhook(
+            "push",
+            "broken",
+            &push_payload(&repo.path.display().to_string(), &sha, "Break it"),
+        )
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "errored")
+        .await;
+    assert_eq!(build["reason"], ".travis.yml has 2 error(s)");
+    let diagnostics = build["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics[0]["line"], 3);
+    assert_eq!(diagnostics[0]["column"], 3);
+    assert_eq!(diagnostics[0]["severity"], "error");
+    assert!(diagnostics[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`script` must be"));
+    assert_eq!(diagnostics[1]["line"], 4);
+    assert_eq!(diagnostics[1]["column"], 14);
+    assert!(build["jobs"].as_array().unwrap().is_empty());
+}
+
+async fn no_pipeline_file_skip_markers_and_branch_filters(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[("README.md", "hi")], "No CI yet");
+    let url = repo.path.display().to_string();
+    server
+        .webhook("push", "none", &push_payload(&url, &sha, "No CI yet"))
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "errored")
+        .await;
+    assert_eq!(
+        build["reason"],
+        "no pipeline file: add .gantry.yml or .travis.yml to the repository"
+    );
+
+    let sha2 = repo.commit(
+        &[(
+            ".travis.yml",
+            "script: ./test\nbranches:\n  only: [release]\n",
+        )],
+        "Filter",
+    );
+    server
+        .webhook("push", "filtered", &push_payload(&url, &sha2, "Filter"))
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["number"] == 2 && b["state"] == "skipped")
+        .await;
+    assert_eq!(build["reason"], "branch master is not in branches.only");
+
+    server
+        .webhook(
+            "push",
+            "skip",
+            &push_payload(&url, &sha2, "Docs only [skip ci]"),
+        )
+        .await;
+    let build = server.wait_build(PUSH_REPO, |b| b["number"] == 3).await;
+    assert_eq!(build["state"], "skipped");
+    assert_eq!(build["reason"], "the commit message says [skip ci]");
+}
+
+async fn github_outages_are_retried_not_fatal(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    server.github.fail_next(1, 502);
+    server
+        .webhook(
+            "push",
+            "outage",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    assert_eq!(build["jobs"].as_array().unwrap().len(), 2);
+    assert!(
+        server.github.requests().len() >= 3,
+        "the failed read was tried again"
+    );
+}
+
+on_both_databases!(
+    push_to_a_branch_queues_a_build_of_its_commit,
+    a_tag_push_is_a_tag_build,
+    deletions_closed_prs_and_other_events_build_nothing,
+    pull_requests_build_the_head_commit_and_flag_forks,
+    bad_signatures_are_refused_and_store_nothing,
+    a_redelivery_creates_no_second_build,
+    oversize_malformed_and_incomplete_deliveries_get_clear_errors,
+    a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
+    no_pipeline_file_skip_markers_and_branch_filters,
+    github_outages_are_retried_not_fatal,
+);
