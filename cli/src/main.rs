@@ -2,6 +2,7 @@
 //! Wiring only: each subcommand lives in its own module or crate.
 
 mod lint;
+mod server;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (webhooks, API, web viewer) with an embedded runner.
-    Server,
+    Server(gantry_server::config::ServerArgs),
     /// Run a remote runner that claims jobs from a server.
     Runner,
     /// Run the pipeline of the current checkout on the local Docker, without a server.
@@ -34,10 +35,22 @@ fn not_built(what: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Server => not_built("server"),
+        Command::Server(args) => {
+            init_logging();
+            server::run(args)
+        }
         Command::Runner => not_built("runner"),
         Command::Exec => not_built("exec"),
         Command::Lint(args) => lint::run(&args),

@@ -202,7 +202,7 @@ fn branch_event_and_tag_flags_set_the_build_conditions_see() {
 #[test]
 fn other_subcommands_say_they_are_not_available_yet() {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["server", "runner", "exec"] {
+    for sub in ["runner", "exec"] {
         let out = gantry(&[sub], dir.path());
         assert_eq!(out.status.code(), Some(2), "{sub}");
         assert!(

@@ -80,6 +80,15 @@ impl Server {
     ) -> Result<Server, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = Db::connect(&config.database).await?;
+        if db.backend == store::Backend::Sqlite {
+            let released = store::deliveries::release_all(&db).await?;
+            if released > 0 {
+                tracing::warn!(
+                    count = released,
+                    "deliveries left half-planned by a previous run are planned again"
+                );
+            }
+        }
         let logs = Arc::new(LogStore::new(config.data_dir.join("logs"))?);
         let forge: Arc<dyn Forge> = Arc::new(
             forge::GitHub::new(&config.github_api_url, config.github_token.as_deref())

@@ -13,8 +13,8 @@ use gantry_pipeline::{BuildContext, Catalog, ImageSpec, Severity};
 use gantry_protocol::BuildId;
 use std::time::Duration;
 
-/// How long a delivery is held while it is planned.
-const LEASE_MS: i64 = 120_000;
+/// How long a delivery is held while it is planned (then another server may take it).
+const LEASE_MS: i64 = 30_000;
 /// Attempts at reading the pipeline file before the build errors.
 const MAX_ATTEMPTS: i64 = 6;
 /// Deliveries planned at once (each may wait on GitHub).

@@ -135,7 +135,8 @@ pub fn next(from: JobState, event: JobEvent) -> Result<JobState, InvalidTransiti
 }
 
 /// What the build's state is given its jobs (Travis's rules): a required job
-/// that errored makes the build errored, one that failed makes it failed;
+/// that errored makes the build errored, one that failed makes it failed,
+/// one that was canceled (with no failure) makes it canceled;
 /// jobs allowed to fail never decide it. With `fast_finish` the result is
 /// known as soon as the required jobs are done, or one of them failed.
 pub fn build_state(jobs: &[(JobState, bool)], fast_finish: bool) -> BuildState {
@@ -149,13 +150,15 @@ pub fn build_state(jobs: &[(JobState, bool)], fast_finish: bool) -> BuildState {
         .collect();
     let all_finished = jobs.iter().all(|(s, _)| s.is_finished());
     let required_finished = required.iter().all(|s| s.is_finished());
+    // A failure says more than a cancel: jobs canceled because an earlier
+    // stage failed leave the build failed, as on Travis.
     let verdict = |states: &[JobState]| -> BuildState {
-        if states.contains(&JobState::Canceled) {
-            BuildState::Canceled
-        } else if states.contains(&JobState::Errored) {
+        if states.contains(&JobState::Errored) {
             BuildState::Errored
         } else if states.contains(&JobState::Failed) {
             BuildState::Failed
+        } else if states.contains(&JobState::Canceled) {
+            BuildState::Canceled
         } else {
             BuildState::Passed
         }
@@ -316,6 +319,11 @@ mod tests {
             ),
             (
                 &[(Canceled, false), (Failed, false)],
+                false,
+                BuildState::Failed,
+            ),
+            (
+                &[(Canceled, false), (Passed, false)],
                 false,
                 BuildState::Canceled,
             ),

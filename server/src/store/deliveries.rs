@@ -121,3 +121,12 @@ pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
         .fetch_one(&db.pool)
         .await
 }
+
+/// Frees every planning lease: on SQLite only one server runs, so leases left
+/// at start-up belong to a server that died, and its deliveries are retried now.
+pub async fn release_all(db: &Db) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("UPDATE deliveries SET lease_until = NULL WHERE processed_at IS NULL AND lease_until IS NOT NULL")
+        .execute(&db.pool)
+        .await?;
+    Ok(result.rows_affected())
+}

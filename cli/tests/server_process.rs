@@ -1,0 +1,167 @@
+//! `gantry server` as a process: start-up checks, and kill -9 right after a
+//! burst of acknowledged webhooks loses none of them.
+
+use gantry_testkit::git::Repo;
+use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::webhook::{fixture, point_push, sign};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "crash-test-secret";
+
+/// Starts the server on a random port; returns it and its base URL.
+fn start(data: &Path, github: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("server")
+        .env("GANTRY_LISTEN", "127.0.0.1:0")
+        .env("GANTRY_DATA_DIR", data)
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GANTRY_GITHUB_API_URL", github)
+        .env("GANTRY_EMBEDDED_RUNNERS", "0")
+        .env_remove("GANTRY_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gantry server");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a first line").expect("read stdout");
+    let url = first
+        .strip_prefix("gantry server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+#[test]
+fn settings_that_make_no_sense_stop_start_up_with_their_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["server"])
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s")
+        .env("GANTRY_DATABASE_URL", "mysql://localhost/gantry")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("GANTRY_DATABASE_URL must start with postgres:// or sqlite://"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["server"])
+        .env_remove("GANTRY_GITHUB_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GANTRY_GITHUB_WEBHOOK_SECRET is not set")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_a_burst_loses_no_acknowledged_delivery() {
+    let github = GitHubDouble::start().await;
+    let mut payload = fixture("push", "go-playground.push.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = Repo::new();
+    let sha = repo.commit(&[(".travis.yml", "script: ./test\n")], "x");
+    github.add_repo(&full_name, repo.path.clone());
+    point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let signature = sign(SECRET, &body);
+
+    let data = tempfile::tempdir().unwrap();
+    let (mut server, url) = start(data.path(), &github.url);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+
+    // A bounded burst over many connections; remember what was acknowledged.
+    const BURST: usize = 400;
+    let acked = futures::future::join_all((0..BURST).map(|i| {
+        let (client, url, body, signature) =
+            (client.clone(), url.clone(), body.clone(), signature.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/hooks/github"))
+                .header("x-github-event", "push")
+                .header("x-github-delivery", format!("burst-{i}"))
+                .header("x-hub-signature-256", signature)
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 202).then_some(i)
+        }
+    }))
+    .await;
+    server.kill().expect("kill -9");
+    server.wait().unwrap();
+    let acked: Vec<usize> = acked.into_iter().flatten().collect();
+    assert_eq!(
+        acked.len(),
+        BURST,
+        "every delivery of the burst was acknowledged before the kill"
+    );
+
+    // On disk right after the kill: every acknowledged delivery.
+    sqlx::any::install_default_drivers();
+    let db_url = format!("sqlite://{}", data.path().join("gantry.db").display());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE processed_at IS NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    drop(conn);
+    assert_eq!(stored, BURST as i64);
+    eprintln!("at the kill: {pending} of {BURST} deliveries not yet planned");
+
+    // Restart on the same data: every acknowledged delivery becomes a build.
+    let (mut server, url) = start(data.path(), &github.url);
+    let count_builds = || async {
+        let mut total = 0usize;
+        let mut before = String::new();
+        loop {
+            let page: Value = client
+                .get(format!(
+                    "{url}/api/repos/{full_name}/builds?limit=100{before}"
+                ))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let page = page.as_array()?.clone();
+            if page.is_empty() {
+                return Some(total);
+            }
+            total += page.len();
+            before = format!("&before={}", page.last()?["number"]);
+        }
+    };
+    let builds = gantry_testkit::eventually(
+        "a build per acknowledged delivery",
+        Duration::from_secs(60),
+        || async {
+            let n = count_builds().await?;
+            (n >= acked.len()).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(builds, acked.len(), "no delivery lost, none built twice");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -1,0 +1,329 @@
+//! The JSON API a user or script calls — on SQLite and PostgreSQL.
+
+mod support;
+
+use gantry_protocol::JobOutcome;
+use gantry_testkit::db::Engine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+
+/// Pushes `count` commits of `pipeline`, one build each; returns the repo for more.
+async fn builds(server: &TestServer, pipeline: &str, count: usize) -> gantry_testkit::git::Repo {
+    let (repo, _) = server.repo(PUSH_REPO, &[(".travis.yml", pipeline)], "first");
+    let url = repo.path.display().to_string();
+    for i in 0..count {
+        let sha = repo.commit(&[], &format!("commit {i}"));
+        server
+            .webhook(
+                "push",
+                &format!("api-{i}"),
+                &push_payload(&url, &sha, &format!("commit {i}")),
+            )
+            .await;
+        server
+            .wait_build(PUSH_REPO, |b| {
+                b["number"] == i + 1 && b["state"] == "queued"
+            })
+            .await;
+    }
+    repo
+}
+
+async fn builds_list_newest_first_with_filters_and_pages(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    builds(&server, "script: ./test\n", 5).await;
+    let a = server.claim("r", 0).await.unwrap();
+    server.finish(&a, JobOutcome::Passed).await;
+    let (status, list) = server.get(&format!("/api/repos/{PUSH_REPO}/builds")).await;
+    assert_eq!(status, StatusCode::OK);
+    let numbers: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [5, 4, 3, 2, 1]);
+    for key in [
+        "id",
+        "number",
+        "state",
+        "event",
+        "branch",
+        "tag",
+        "commit",
+        "message",
+        "author",
+        "pull_request",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(list[0].get(key).is_some(), "builds carry `{key}`");
+    }
+    assert!(
+        list[0]["created_at"].as_str().unwrap().ends_with('Z'),
+        "RFC 3339 times"
+    );
+    let (_, page) = server
+        .get(&format!("/api/repos/{PUSH_REPO}/builds?limit=2&before=4"))
+        .await;
+    let numbers: Vec<i64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["number"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [3, 2]);
+    let (_, passed) = server
+        .get(&format!("/api/repos/{PUSH_REPO}/builds?state=passed"))
+        .await;
+    assert_eq!(passed.as_array().unwrap().len(), 1);
+    assert_eq!(passed[0]["number"], 1);
+    let (_, other) = server
+        .get(&format!("/api/repos/{PUSH_REPO}/builds?branch=dev"))
+        .await;
+    assert!(other.as_array().unwrap().is_empty());
+    let (status, error) = server
+        .get(&format!("/api/repos/{PUSH_REPO}/builds?state=green"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("states are queued, running"));
+    let (status, _) = server.get("/api/repos/nobody/nothing/builds").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn jobs_show_their_fields(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    builds(
+        &server,
+        "language: node_js\nnode_js: '20'\nscript: npm test\n",
+        1,
+    )
+    .await;
+    let a = server.claim("runner-7", 0).await.unwrap();
+    let report = gantry_protocol::FinishRequest {
+        outcome: JobOutcome::Failed,
+        exit_code: Some(3),
+        reason: None,
+        phases: vec![gantry_protocol::PhaseTiming {
+            phase: "script".into(),
+            started_at_ms: 1,
+            duration_ms: 1500,
+            exit_code: 3,
+        }],
+    };
+    let response = server
+        .http
+        .post(format!(
+            "{}{}",
+            server.url,
+            gantry_protocol::finish_path(a.job_id)
+        ))
+        .bearer_auth(RUNNER)
+        .header(gantry_protocol::LEASE_HEADER, &a.lease)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, job) = server.get(&format!("/api/jobs/{}", a.job_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(job["number"], "1.1");
+    assert_eq!(job["name"], "node_js: 20");
+    assert_eq!(job["stage"], "test");
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["allow_failure"], false);
+    assert_eq!(job["image"], "node:20");
+    assert_eq!(job["exit_code"], 3);
+    assert_eq!(job["runner"], "runner-7");
+    assert_eq!(job["phases"][0]["duration_ms"], 1500);
+    assert!(job["started_at"].is_string() && job["finished_at"].is_string());
+    let (status, _) = server.get("/api/jobs/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn write_calls_need_the_admin_token(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    builds(&server, "script: ./test\n", 1).await;
+    let (_, list) = server.get(&format!("/api/repos/{PUSH_REPO}/builds")).await;
+    let id = &list[0]["id"];
+    for path in [
+        format!("/api/builds/{id}/cancel"),
+        format!("/api/builds/{id}/restart"),
+        format!("/api/repos/{PUSH_REPO}/builds"),
+    ] {
+        let response = server
+            .http
+            .post(format!("{}{path}", server.url))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let response = server
+            .http
+            .post(format!("{}{path}", server.url))
+            .bearer_auth("wrong-token-0123456789")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(server.build(id).await["state"], "queued", "nothing changed");
+}
+
+async fn cancel_and_restart_builds_and_jobs(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    builds(&server, "script: ./test\nenv: [A=1, A=2]\n", 1).await;
+    let (_, list) = server.get(&format!("/api/repos/{PUSH_REPO}/builds")).await;
+    let id = list[0]["id"].clone();
+    let (status, _) = server
+        .admin_post(&format!("/api/builds/{id}/restart"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a build still queued cannot restart"
+    );
+    let (status, _) = server
+        .admin_post(&format!("/api/builds/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let build = server.build(&id).await;
+    assert_eq!(build["state"], "canceled");
+    assert!(build["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["state"] == "canceled"));
+    assert!(
+        server.claim("r", 0).await.is_none(),
+        "canceled jobs are not handed out"
+    );
+
+    let (status, _) = server
+        .admin_post(&format!("/api/builds/{id}/restart"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let build = server.build(&id).await;
+    assert_eq!(build["state"], "queued");
+    assert!(build["finished_at"].is_null());
+    let a = server.claim("r", 0).await.unwrap();
+    let b = server.claim("r", 0).await.unwrap();
+    server.finish(&a, JobOutcome::Passed).await;
+    server.finish(&b, JobOutcome::Errored).await;
+    assert_eq!(server.build(&id).await["state"], "errored");
+
+    let (status, _) = server
+        .admin_post(&format!("/api/jobs/{}/restart", b.job_id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        server.build(&id).await["state"],
+        "running",
+        "one job passed, one queued again"
+    );
+    let again = server.claim("r", 0).await.unwrap();
+    assert_eq!(again.job_id, b.job_id);
+    let (status, _) = server
+        .admin_post(&format!("/api/jobs/{}/cancel", again.job_id), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    server.finish(&again, JobOutcome::Canceled).await;
+    assert_eq!(server.build(&id).await["state"], "canceled");
+}
+
+async fn manual_builds_of_a_branch_head_or_a_commit(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let repo = builds(&server, "script: ./test\n", 1).await;
+    let head = repo.commit(&[("x", "y")], "newer");
+    let (status, build) = server
+        .admin_post(
+            &format!("/api/repos/{PUSH_REPO}/builds"),
+            json!({"branch": "master"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{build}");
+    assert_eq!(build["event"], "api");
+    assert_eq!(build["commit"], head.as_str());
+    assert_eq!(build["number"], 2);
+    assert_eq!(build["jobs"][0]["state"], "queued");
+    let (status, build) = server
+        .admin_post(
+            &format!("/api/repos/{PUSH_REPO}/builds"),
+            json!({"commit": head, "message": "rebuild"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(build["message"], "rebuild");
+    let (status, error) = server
+        .admin_post(
+            &format!("/api/repos/{PUSH_REPO}/builds"),
+            json!({"branch": "nope"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+}
+
+async fn health_and_metrics(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    builds(&server, "script: ./test\nenv: [A=1, A=2]\n", 1).await;
+    server
+        .webhook(
+            "ping",
+            "ping-1",
+            &gantry_testkit::webhook::fixture("ping", "payload.json"),
+        )
+        .await;
+    server
+        .webhook_raw("push", "forged", b"{}".to_vec(), None)
+        .await;
+    let a = server.claim("r", 0).await.unwrap();
+    server.finish(&a, JobOutcome::Passed).await;
+    let health = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "gantry_builds{state=\"running\"} 1",
+        "gantry_jobs{state=\"queued\"} 1",
+        "gantry_jobs{state=\"passed\"} 1",
+        "gantry_queue_length 1",
+        "gantry_webhooks_total{result=\"accepted\"} 1",
+        "gantry_webhooks_total{result=\"ignored\"} 1",
+        "gantry_webhooks_total{result=\"rejected\"} 1",
+        "gantry_claim_wait_seconds_count 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in:\n{metrics}"
+        );
+    }
+    let _: Value = json!(null);
+}
+
+on_both_databases!(
+    builds_list_newest_first_with_filters_and_pages,
+    jobs_show_their_fields,
+    write_calls_need_the_admin_token,
+    cancel_and_restart_builds_and_jobs,
+    manual_builds_of_a_branch_head_or_a_commit,
+    health_and_metrics,
+);

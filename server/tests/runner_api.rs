@@ -1,0 +1,393 @@
+//! The runner API: claims, leases, logs, results and stages — on SQLite and PostgreSQL.
+
+mod support;
+
+use gantry_protocol::{heartbeat_path, log_path, HeartbeatResponse, JobOutcome, LogAck};
+use gantry_testkit::db::Engine;
+use reqwest::StatusCode;
+use std::time::Duration;
+use support::*;
+
+async fn queue_push(server: &TestServer, pipeline: &str, delivery: &str) -> serde_json::Value {
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", pipeline)], "x");
+    let status = server
+        .webhook(
+            "push",
+            delivery,
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await
+        .status();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    server
+        .wait_build(PUSH_REPO, |b| {
+            b["state"] == "queued" && !b["jobs"].as_array().unwrap().is_empty()
+        })
+        .await
+}
+
+async fn a_waiting_claim_gets_a_job_queued_while_it_waits(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    assert!(
+        server.claim("idle", 0).await.is_none(),
+        "nothing queued yet"
+    );
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    let waiting = {
+        let url = server.url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            client
+                .post(format!("{url}{}", gantry_protocol::CLAIM_PATH))
+                .bearer_auth(RUNNER)
+                .json(&gantry_protocol::ClaimRequest {
+                    runner: "r1".into(),
+                    wait_seconds: 30,
+                    labels: Default::default(),
+                })
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .webhook(
+            "push",
+            "wake",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    let response = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the claim returned")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let a: gantry_protocol::Assignment = response.json().await.unwrap();
+    assert_eq!(a.number, "1.1");
+    assert_eq!(a.build.commit, sha);
+    assert_eq!(a.repo.full_name, PUSH_REPO);
+    assert_eq!(a.job.commands(gantry_pipeline::Phase::Script), ["./test"]);
+    assert_eq!(a.log_offset, 0);
+    assert_eq!(
+        a.web_url.as_deref(),
+        Some(format!("http://gantry.test/{PUSH_REPO}/builds/{}", a.build_id).as_str())
+    );
+    let build = server.build(&serde_json::json!(a.build_id.0)).await;
+    assert_eq!(build["state"], "running");
+    assert_eq!(build["jobs"][0]["runner"], "r1");
+}
+
+async fn two_claimers_racing_for_one_job_one_wins(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    queue_push(&server, "script: ./test\n", "race").await;
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(server.claim("a", 0), server.claim("b", 0));
+        let winners = [a.is_some(), b.is_some()].iter().filter(|w| **w).count();
+        assert!(winners <= 1);
+        if winners == 1 {
+            assert!(
+                server.claim("c", 0).await.is_none(),
+                "the job was given out once"
+            );
+            return;
+        }
+    }
+    panic!("no claimer got the job");
+}
+
+async fn many_claimers_never_get_the_same_job(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let envs: Vec<String> = (0..12).map(|i| format!("N={i}")).collect();
+    queue_push(
+        &server,
+        &format!("script: ./test\nenv: [{}]\n", envs.join(", ")),
+        "many",
+    )
+    .await;
+    let claims = futures::future::join_all((0..16).map(|i| {
+        let server = &server;
+        async move { server.claim(&format!("r{i}"), 1).await }
+    }))
+    .await;
+    let mut ids: Vec<i64> = claims.iter().flatten().map(|a| a.job_id.0).collect();
+    assert_eq!(ids.len(), 12);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "no job claimed twice");
+}
+
+async fn logs_are_ordered_idempotent_and_served_with_ranges(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    queue_push(&server, "script: ./test\n", "logs").await;
+    let a = server.claim("r", 0).await.unwrap();
+    let send = |offset: u64, bytes: &'static [u8]| {
+        let server = &server;
+        let lease = a.lease.clone();
+        async move {
+            server
+                .runner_post(&log_path(a.job_id, offset), &lease, bytes.to_vec().into())
+                .await
+        }
+    };
+    let r = send(0, b"line 1\nline 2\n").await;
+    assert_eq!(r.json::<LogAck>().await.unwrap().size, 14);
+    let r = send(0, b"line 1\nline 2\n").await;
+    assert_eq!(
+        r.json::<LogAck>().await.unwrap().size,
+        14,
+        "a resent chunk is not duplicated"
+    );
+    let r = send(99, b"lost?\n").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT, "a gap is refused");
+    assert_eq!(
+        r.json::<LogAck>().await.unwrap().size,
+        14,
+        "and says where to resume"
+    );
+    send(14, b"line 3\n").await;
+    let log = server
+        .http
+        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(log.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(log.text().await.unwrap(), "line 1\nline 2\nline 3\n");
+    let part = server
+        .http
+        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
+        .header("range", "bytes=7-13")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.text().await.unwrap(), "line 2\n");
+    let r = server
+        .runner_post(
+            &log_path(a.job_id, 21),
+            "not-the-lease",
+            b"x".to_vec().into(),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "a stale lease cannot write"
+    );
+}
+
+async fn heartbeats_extend_the_lease_and_carry_cancel(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let build = queue_push(&server, "script: ./test\n", "hb").await;
+    let a = server.claim("r", 0).await.unwrap();
+    let hb = server
+        .runner_post(&heartbeat_path(a.job_id), &a.lease, reqwest::Body::from(""))
+        .await;
+    assert_eq!(
+        hb.json::<HeartbeatResponse>().await.unwrap(),
+        HeartbeatResponse {
+            cancel: false,
+            lease_seconds: 60
+        }
+    );
+    let (status, _) = server
+        .admin_post(
+            &format!("/api/builds/{}/cancel", build["id"]),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let hb = server
+        .runner_post(&heartbeat_path(a.job_id), &a.lease, reqwest::Body::from(""))
+        .await;
+    assert!(hb.json::<HeartbeatResponse>().await.unwrap().cancel);
+    assert_eq!(
+        server.finish(&a, JobOutcome::Canceled).await,
+        StatusCode::OK
+    );
+    let build = server.build(&build["id"]).await;
+    assert_eq!(build["state"], "canceled");
+    assert_eq!(build["jobs"][0]["state"], "canceled");
+    assert_eq!(
+        server.finish(&a, JobOutcome::Passed).await,
+        StatusCode::CONFLICT,
+        "finished once"
+    );
+}
+
+async fn an_expired_lease_requeues_once_then_errors_runner_lost(engine: Engine) {
+    let server = TestServer::start_with(engine, Duration::from_secs(1)).await;
+    let build = queue_push(&server, "script: ./test\n", "lease").await;
+    let first = server.claim("doomed-1", 0).await.unwrap();
+    server
+        .runner_post(
+            &log_path(first.job_id, 0),
+            &first.lease,
+            b"working...\n".to_vec().into(),
+        )
+        .await;
+    // No heartbeats: the job comes back to the queue once.
+    let second = server
+        .claim("doomed-2", 10)
+        .await
+        .expect("requeued after the lease expired");
+    assert_eq!(second.job_id, first.job_id);
+    assert!(
+        second.log_offset > 0,
+        "the new attempt appends after the old log"
+    );
+    let hb = server
+        .runner_post(
+            &heartbeat_path(first.job_id),
+            &first.lease,
+            reqwest::Body::from(""),
+        )
+        .await;
+    assert_eq!(
+        hb.status(),
+        StatusCode::CONFLICT,
+        "the first runner's lease is gone"
+    );
+    // Silent again: now it errors.
+    let job = gantry_testkit::eventually("runner lost", WAIT, || async {
+        let (_, job) = server.get(&format!("/api/jobs/{}", first.job_id)).await;
+        (job["state"] == "errored").then_some(job)
+    })
+    .await;
+    assert_eq!(job["reason"], "runner lost");
+    assert_eq!(server.build(&build["id"]).await["state"], "errored");
+    let log = server
+        .http
+        .get(format!("{}/api/jobs/{}/log", server.url, first.job_id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.starts_with("working...\n"), "{log}");
+    assert!(
+        log.contains("runner lost: no heartbeat from doomed-1 for 1 s; the job runs again"),
+        "{log}"
+    );
+    assert!(
+        log.contains("runner lost: no heartbeat from doomed-2 for 1 s; the job is errored"),
+        "{log}"
+    );
+}
+
+async fn stages_run_in_order_and_a_failure_cancels_the_rest(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let pipeline = "script: ./test\nstages: [test, deploy]\njobs:\n  include:\n    - name: unit\n    - name: lint\n      allow_failure: true\n    - stage: deploy\n      name: ship\n";
+    let build = queue_push(&server, pipeline, "stages").await;
+    let states = |b: &serde_json::Value| -> Vec<String> {
+        b["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                format!(
+                    "{}:{}",
+                    j["name"].as_str().unwrap(),
+                    j["state"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        states(&build),
+        ["unit:queued", "lint:queued", "ship:created"]
+    );
+    let unit = server.claim("r", 0).await.unwrap();
+    let lint = server.claim("r", 0).await.unwrap();
+    assert!(
+        server.claim("r", 0).await.is_none(),
+        "deploy waits for test"
+    );
+    server.finish(&lint, JobOutcome::Failed).await;
+    server.finish(&unit, JobOutcome::Passed).await;
+    let build_now = server.build(&build["id"]).await;
+    assert_eq!(
+        states(&build_now),
+        ["unit:passed", "lint:failed", "ship:queued"],
+        "an allowed failure does not stop the next stage"
+    );
+    let ship = server.claim("r", 0).await.unwrap();
+    assert_eq!(ship.job.name, "ship");
+    server.finish(&ship, JobOutcome::Passed).await;
+    let done = server.build(&build["id"]).await;
+    assert_eq!(done["state"], "passed");
+    assert!(done["finished_at"].is_string());
+
+    // A required failure: later stages are canceled and the build fails.
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", pipeline)], "again");
+    server
+        .webhook(
+            "push",
+            "stages-2",
+            &push_payload(&repo.path.display().to_string(), &sha, "again"),
+        )
+        .await;
+    let second = server
+        .wait_build(PUSH_REPO, |b| b["number"] == 2 && b["state"] == "queued")
+        .await;
+    let a = server.claim("r", 0).await.unwrap();
+    let b = server.claim("r", 0).await.unwrap();
+    server
+        .finish(
+            &a,
+            if a.job.name == "unit" {
+                JobOutcome::Failed
+            } else {
+                JobOutcome::Passed
+            },
+        )
+        .await;
+    server
+        .finish(
+            &b,
+            if b.job.name == "unit" {
+                JobOutcome::Failed
+            } else {
+                JobOutcome::Passed
+            },
+        )
+        .await;
+    let second = server.build(&second["id"]).await;
+    assert_eq!(second["state"], "failed");
+    assert_eq!(states(&second)[2], "ship:canceled");
+    assert_eq!(second["jobs"][2]["reason"], "an earlier stage failed");
+}
+
+async fn runners_need_the_runner_token(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let response = server
+        .http
+        .post(format!("{}{}", server.url, gantry_protocol::CLAIM_PATH))
+        .bearer_auth("guess-0123456789")
+        .json(&serde_json::json!({"runner": "x", "wait_seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = server
+        .http
+        .post(format!("{}{}", server.url, gantry_protocol::CLAIM_PATH))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+on_both_databases!(
+    a_waiting_claim_gets_a_job_queued_while_it_waits,
+    two_claimers_racing_for_one_job_one_wins,
+    many_claimers_never_get_the_same_job,
+    logs_are_ordered_idempotent_and_served_with_ranges,
+    heartbeats_extend_the_lease_and_carry_cancel,
+    an_expired_lease_requeues_once_then_errors_runner_lost,
+    stages_run_in_order_and_a_failure_cancels_the_rest,
+    runners_need_the_runner_token,
+);
