@@ -13,15 +13,21 @@ use std::time::Duration;
 const SECRET: &str = "crash-test-secret";
 
 /// Starts the server on a random port; returns it and its base URL.
-fn start(data: &Path, github: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+/// `database`: a PostgreSQL URL, or `None` for SQLite in `data`.
+fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
         .arg("server")
         .env("GANTRY_LISTEN", "127.0.0.1:0")
         .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_GITHUB_API_URL", github)
         .env("GANTRY_EMBEDDED_RUNNERS", "0")
-        .env_remove("GANTRY_DATABASE_URL")
+        .env_remove("GANTRY_DATABASE_URL");
+    if let Some(url) = database {
+        command.env("GANTRY_DATABASE_URL", url);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -60,7 +66,17 @@ fn settings_that_make_no_sense_stop_start_up_with_their_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_after_a_burst_loses_no_acknowledged_delivery() {
+async fn kill_9_after_a_burst_loses_no_acknowledged_delivery_sqlite() {
+    kill_9_after_a_burst(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_after_a_burst_loses_no_acknowledged_delivery_postgres() {
+    let url = gantry_testkit::db::fresh_postgres().await;
+    kill_9_after_a_burst(Some(&url)).await;
+}
+
+async fn kill_9_after_a_burst(database: Option<&str>) {
     let github = GitHubDouble::start().await;
     let mut payload = fixture("push", "go-playground.push.json");
     let full_name = payload["repository"]["full_name"]
@@ -75,7 +91,7 @@ async fn kill_9_after_a_burst_loses_no_acknowledged_delivery() {
     let signature = sign(SECRET, &body);
 
     let data = tempfile::tempdir().unwrap();
-    let (mut server, url) = start(data.path(), &github.url);
+    let (mut server, url) = start(data.path(), &github.url, database);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -111,7 +127,7 @@ async fn kill_9_after_a_burst_loses_no_acknowledged_delivery() {
 
     // On disk right after the kill: every acknowledged delivery.
     sqlx::any::install_default_drivers();
-    let db_url = format!("sqlite://{}", data.path().join("gantry.db").display());
+    let db_url = database.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", data.path().join("gantry.db").display()));
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
         .await
         .unwrap();
@@ -129,7 +145,7 @@ async fn kill_9_after_a_burst_loses_no_acknowledged_delivery() {
     eprintln!("at the kill: {pending} of {BURST} deliveries not yet planned");
 
     // Restart on the same data: every acknowledged delivery becomes a build.
-    let (mut server, url) = start(data.path(), &github.url);
+    let (mut server, url) = start(data.path(), &github.url, database);
     let count_builds = || async {
         let mut total = 0usize;
         let mut before = String::new();
