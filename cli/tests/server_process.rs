@@ -127,7 +127,9 @@ async fn kill_9_after_a_burst(database: Option<&str>) {
 
     // On disk right after the kill: every acknowledged delivery.
     sqlx::any::install_default_drivers();
-    let db_url = database.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", data.path().join("gantry.db").display()));
+    let db_url = database
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", data.path().join("gantry.db").display()));
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
         .await
         .unwrap();
