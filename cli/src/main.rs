@@ -2,6 +2,7 @@
 //! Wiring only: each subcommand lives in its own module or crate.
 
 mod lint;
+mod runner;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -21,9 +22,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (webhooks, API, web viewer) with an embedded runner.
-    Server(gantry_server::config::ServerArgs),
+    Server(server::ServerCommand),
     /// Run a remote runner that claims jobs from a server.
-    Runner,
+    Runner(gantry_runner::config::RunnerArgs),
     /// Run the pipeline of the current checkout on the local Docker, without a server.
     Exec,
     /// Check pipeline files and show the jobs they expand to.
@@ -51,7 +52,10 @@ fn main() -> ExitCode {
             init_logging();
             server::run(args)
         }
-        Command::Runner => not_built("runner"),
+        Command::Runner(args) => {
+            init_logging();
+            runner::run(args)
+        }
         Command::Exec => not_built("exec"),
         Command::Lint(args) => lint::run(&args),
     }

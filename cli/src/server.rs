@@ -1,10 +1,28 @@
 //! `gantry server`: settings in, a running server out, until Ctrl-C or SIGTERM.
+//! The embedded runner talks to the server over HTTP like any remote runner,
+//! with a token made at start-up.
 
+use clap::Args;
+use gantry_runner::config::LimitArgs;
 use gantry_server::config::{Database, ServerArgs};
 use gantry_server::Server;
+use rand::RngCore;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
-pub fn run(args: ServerArgs) -> ExitCode {
+#[derive(Debug, Args)]
+pub struct ServerCommand {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+pub fn run(command: ServerCommand) -> ExitCode {
+    let ServerCommand {
+        server: args,
+        limits,
+    } = command;
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -33,8 +51,12 @@ pub fn run(args: ServerArgs) -> ExitCode {
             Database::Postgres(_) => "PostgreSQL (GANTRY_DATABASE_URL)".to_string(),
         };
         let data_dir = config.data_dir.display().to_string();
+        let runner_dir = config.data_dir.join("runner");
         let embedded = config.embedded_runners;
-        let server = match Server::build(config, None).await {
+        let mut token_bytes = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut token_bytes);
+        let embedded_token = hex::encode(token_bytes);
+        let server = match Server::build(config, (embedded > 0).then_some(embedded_token.as_str())).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("gantry server: {e}");
@@ -44,10 +66,32 @@ pub fn run(args: ServerArgs) -> ExitCode {
         println!("gantry server listening on http://{address}");
         println!("  webhooks: POST http://{address}/hooks/github");
         println!("  data: {data_dir} ({database})");
-        if embedded > 0 {
-            println!("  embedded runner: not available in this version yet; start no jobs until a runner connects");
+        let stop_runner = CancellationToken::new();
+        let runner = (embedded > 0).then(|| {
+            let host = if address.starts_with("0.0.0.0:") { address.replacen("0.0.0.0", "127.0.0.1", 1) } else { address.clone() };
+            let config = gantry_runner::agent::AgentConfig {
+                server: format!("http://{host}"),
+                token: embedded_token.clone(),
+                name: format!("embedded@{}", gantry_runner::config::default_name().trim_start_matches("runner@")),
+                capacity: embedded as usize,
+                data_dir: runner_dir,
+                limits: limits.limits(),
+                no_output_timeout: limits.no_output_timeout(),
+            };
+            println!("  embedded runner: {} job(s) at once", embedded);
+            let stop = stop_runner.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gantry_runner::agent::run(config, stop).await {
+                    eprintln!("gantry server: the embedded runner stopped: {e}; jobs wait for a remote runner");
+                }
+            })
+        });
+        let result = server.serve(listener, shutdown_signal()).await;
+        stop_runner.cancel();
+        if let Some(runner) = runner {
+            let _ = runner.await;
         }
-        match server.serve(listener, shutdown_signal()).await {
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gantry server: {e}");
@@ -57,7 +101,7 @@ pub fn run(args: ServerArgs) -> ExitCode {
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

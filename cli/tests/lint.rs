@@ -198,16 +198,3 @@ fn branch_event_and_tag_flags_set_the_build_conditions_see() {
         text(&out)
     );
 }
-
-#[test]
-fn other_subcommands_say_they_are_not_available_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["runner", "exec"] {
-        let out = gantry(&[sub], dir.path());
-        assert_eq!(out.status.code(), Some(2), "{sub}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("not available"),
-            "{sub}"
-        );
-    }
-}

@@ -85,6 +85,23 @@ pub struct Assignment {
     pub job: Job,
     /// The build's page, when the server knows its public URL.
     pub web_url: Option<String>,
+    /// Secrets for this job (none for pull requests from forks): set as env
+    /// vars and masked in the log.
+    #[serde(default)]
+    pub secrets: Vec<SecretVar>,
+}
+
+/// A secret env var. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl fmt::Debug for SecretVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretVar {{ name: {:?}, value: [secure] }}", self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

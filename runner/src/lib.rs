@@ -1,5 +1,20 @@
 //! The Gantry runner: claims jobs from a server (or takes one from a local
-//! checkout with `gantry exec`), clones the commit and runs each job's phases
-//! in a throwaway Docker container, streaming the log back.
+//! checkout with `gantry exec`), checks out the commit and runs each job's
+//! phases in a throwaway Docker container, streaming the log back.
 //!
-//! Not built yet: see the runner issue. `gantry runner` and `gantry exec` say so and exit 2.
+//! ```text
+//! agent (claim, heartbeat, upload) ─▶ job::run ─▶ workspace (git mirror → checkout)
+//!                                              ├▶ docker (image, network, job container, services)
+//!                                              ├▶ script (the phases, as sh) ─exec─▶ logs (mask, time, chunk)
+//!                                              └▶ destroy (always)
+//! ```
+
+pub mod agent;
+pub mod client;
+pub mod config;
+pub mod docker;
+pub mod job;
+pub mod logs;
+pub mod script;
+pub mod travis_env;
+pub mod workspace;

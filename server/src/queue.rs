@@ -98,5 +98,6 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             .public_url
             .as_ref()
             .map(|u| format!("{u}/{}/builds/{}", repo.full_name, build.id)),
+        secrets: Vec::new(),
     }))
 }

@@ -1,0 +1,198 @@
+//! Push to build to log, through the real `gantry server` binary with its
+//! embedded runner (SQLite), real Docker and images built locally.
+
+use gantry_testkit::git::Repo;
+use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::webhook::{fixture, point_push, sign};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "e2e-webhook-secret";
+const IMAGE: &str = "gantry-test/busybox:1";
+
+struct Gantry {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Gantry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .arg("server")
+        .env("GANTRY_LISTEN", "127.0.0.1:0")
+        .env("GANTRY_DATA_DIR", data)
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GANTRY_GITHUB_API_URL", github)
+        .env("GANTRY_ADMIN_TOKEN", "e2e-admin-token-0123456789")
+        .env_remove("GANTRY_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start gantry server");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("gantry server listening on ")
+        .expect("listening line")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Gantry {
+        child,
+        url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Gantry {
+    async fn push(&self, payload: &Value, delivery: &str) {
+        let body = serde_json::to_vec(payload).unwrap();
+        let response = self
+            .http
+            .post(format!("{}/hooks/github", self.url))
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn log(&self, job: &Value) -> String {
+        self.http
+            .get(format!("{}/api/jobs/{}/log", self.url, job["id"]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits for build `number` of `repo` to finish; returns it with jobs.
+    async fn finished(&self, repo: &str, number: i64) -> Value {
+        gantry_testkit::eventually(
+            &format!("build {number} to finish"),
+            Duration::from_secs(120),
+            || async {
+                let list = self.get(&format!("/api/repos/{repo}/builds")).await;
+                let build = list
+                    .as_array()?
+                    .iter()
+                    .find(|b| b["number"] == number)?
+                    .clone();
+                let full = self.get(&format!("/api/builds/{}", build["id"])).await;
+                let state = full["state"].as_str()?;
+                (!matches!(state, "queued" | "running")).then_some(full)
+            },
+        )
+        .await
+    }
+}
+
+fn require_image() {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "test image {IMAGE} is missing: run scripts/test-images.sh"
+    );
+}
+
+/// A repository with `pipeline`, and a push payload for its head.
+fn pushed(github: &GitHubDouble, pipeline: &str, files: &[(&str, &str)]) -> (Repo, Value, String) {
+    let mut payload = fixture("push", "go-playground.push.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = Repo::new();
+    let mut all = vec![(".gantry.yml", pipeline)];
+    all.extend_from_slice(files);
+    let sha = repo.commit(&all, "Test it");
+    github.add_repo(&full_name, repo.path.clone());
+    point_push(
+        &mut payload,
+        &repo.path.display().to_string(),
+        &sha,
+        "Test it",
+    );
+    (repo, payload, full_name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_ends_in_a_passed_build_with_its_full_log() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!(
+        "image: {IMAGE}\nenv:\n  global: [GREETING=hello]\nbefore_install: echo \"before install on $TRAVIS_BRANCH\"\ninstall: cat README.md\nscript:\n  - echo \"$GREETING from $TRAVIS_REPO_SLUG at $TRAVIS_COMMIT\"\n  - test \"$CI\" = true\nafter_success: echo all good\nafter_script: echo after script saw $GREETING\n"
+    );
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[("README.md", "the readme\n")]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(data.path(), &github.url, &[]);
+    gantry.push(&payload, "e2e-1").await;
+    let build = gantry.finished(&full_name, 1).await;
+    let job = &build["jobs"][0];
+    let log = gantry.log(job).await;
+    assert_eq!(build["state"], "passed", "{log}");
+    assert_eq!(job["state"], "passed");
+    assert_eq!(job["exit_code"], 0);
+    assert!(job["runner"].as_str().unwrap().starts_with("embedded@"));
+    let sha = payload["after"].as_str().unwrap();
+    for expected in [
+        "before install on master",
+        "the readme",
+        &format!("hello from {full_name} at {sha}"),
+        "The command \"test \"$CI\" = true\" exited with 0.",
+        "all good",
+        "after script saw hello",
+        "travis_fold:start:script",
+        "The job passed",
+    ] {
+        assert!(log.contains(expected), "log lacks `{expected}`:\n{log}");
+    }
+    let phases: Vec<&str> = job["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "before_install",
+            "install",
+            "script",
+            "after_success",
+            "after_script"
+        ]
+    );
+    assert!(!log.contains("duration=0,"), "phase times are filled in");
+}

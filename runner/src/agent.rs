@@ -1,0 +1,219 @@
+//! The runner loop: claim jobs up to capacity, run each with heartbeats and
+//! a log uploader, report the result. Survives the server going away
+//! (reconnects with backoff); on shutdown it stops claiming and lets running
+//! jobs finish.
+
+use crate::client::{ClientError, ServerClient};
+use crate::docker::{Docker, Limits};
+use crate::job::{self, Runtime};
+use crate::workspace::Workspaces;
+use bytes::Bytes;
+use gantry_protocol::{Assignment, FinishRequest, JobOutcome};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: String,
+    pub name: String,
+    pub capacity: usize,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub no_output_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot use the data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+}
+
+/// Runs until `shutdown` is cancelled and every running job has ended.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| AgentError::DataDir(config.data_dir.clone(), e))?;
+    let docker = Docker::connect(&config.name).await?;
+    let left = docker.janitor().await;
+    if left > 0 {
+        tracing::warn!(
+            removed = left,
+            "removed containers and networks left by an earlier run of this runner"
+        );
+    }
+    let runtime = Arc::new(Runtime {
+        docker,
+        workspaces: Workspaces::new(&config.data_dir),
+        data_dir: config.data_dir.clone(),
+        limits: config.limits.clone(),
+        no_output_timeout: config.no_output_timeout,
+    });
+    let client = ServerClient::new(&config.server, &config.token);
+    let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let mut jobs = JoinSet::new();
+    let mut backoff = Duration::from_millis(500);
+    tracing::info!(server = %config.server, runner = %config.name, capacity = config.capacity, "runner started");
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let claimed = tokio::select! {
+            claimed = client.claim(&config.name, Duration::from_secs(30)) => claimed,
+            _ = shutdown.cancelled() => break,
+        };
+        while jobs.try_join_next().is_some() {}
+        match claimed {
+            Ok(Some(assignment)) => {
+                backoff = Duration::from_millis(500);
+                tracing::info!(job = %assignment.job_id, number = %assignment.number, "claimed");
+                let (client, runtime) = (client.clone(), runtime.clone());
+                jobs.spawn(async move {
+                    run_assignment(&client, &runtime, assignment).await;
+                    drop(permit);
+                });
+            }
+            Ok(None) => {}
+            Err(ClientError::Unauthorized) => return Err(ClientError::Unauthorized.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot claim jobs; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    if !jobs.is_empty() {
+        tracing::info!(
+            running = jobs.len(),
+            "stopping: waiting for running jobs to finish"
+        );
+    }
+    while jobs.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Retries a call while the server is unreachable, up to `patience`.
+async fn retry<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(ClientError::Unreachable(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "server unreachable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs one claimed job against the server.
+pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignment) {
+    let cancel = CancellationToken::new();
+    let lost = Arc::new(AtomicBool::new(false));
+    let patience = Duration::from_secs(a.lease_seconds);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+
+    // Log uploader: one chunk at a time, in order, from where the log stands.
+    let uploader = {
+        let (client, lease, cancel, lost) = (
+            client.clone(),
+            a.lease.clone(),
+            cancel.clone(),
+            lost.clone(),
+        );
+        let job = a.job_id;
+        let mut offset = a.log_offset;
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut chunk = first.to_vec();
+                while chunk.len() < 1024 * 1024 {
+                    match rx.try_recv() {
+                        Ok(more) => chunk.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if lost.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let bytes = Bytes::from(chunk);
+                match retry(patience, || client.log(job, &lease, offset, bytes.clone())).await {
+                    Ok(ack) => offset = ack.size,
+                    Err(ClientError::LeaseLost) => {
+                        lost.store(true, Ordering::Relaxed);
+                        cancel.cancel();
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %job, error = %e, "could not store a log chunk")
+                    }
+                }
+            }
+        })
+    };
+
+    // Heartbeats: keep the lease, learn about cancels.
+    let heartbeat = {
+        let (client, lease, cancel, lost) = (
+            client.clone(),
+            a.lease.clone(),
+            cancel.clone(),
+            lost.clone(),
+        );
+        let job = a.job_id;
+        let every = Duration::from_secs((a.lease_seconds / 4).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match client.heartbeat(job, &lease).await {
+                    Ok(beat) if beat.cancel => cancel.cancel(),
+                    Ok(_) => {}
+                    Err(ClientError::LeaseLost) => {
+                        lost.store(true, Ordering::Relaxed);
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %job, error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    };
+
+    let outcome = job::run(runtime, &a, None, tx, cancel).await;
+    let _ = uploader.await;
+    heartbeat.abort();
+    if lost.load(Ordering::Relaxed) {
+        tracing::warn!(job = %a.job_id, "the job was taken back by the server; not reporting");
+        return;
+    }
+    let reason = match outcome.outcome {
+        JobOutcome::Canceled => Some("canceled by a user".to_string()),
+        _ => outcome.reason.clone(),
+    };
+    let report = FinishRequest {
+        outcome: outcome.outcome,
+        exit_code: outcome.exit_code,
+        reason,
+        phases: outcome.phases,
+    };
+    match retry(patience, || client.finish(a.job_id, &a.lease, &report)).await {
+        Ok(()) => tracing::info!(job = %a.job_id, outcome = ?report.outcome, "finished"),
+        Err(e) => tracing::error!(job = %a.job_id, error = %e, "could not report the result"),
+    }
+}

@@ -1,0 +1,186 @@
+//! The runner's side of the runner API (`gantry_protocol`), over HTTP.
+
+use gantry_protocol::{
+    Assignment, ClaimRequest, FinishRequest, HeartbeatResponse, JobId, LogAck, CLAIM_PATH,
+    LEASE_HEADER,
+};
+use reqwest::StatusCode;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the server is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the server refused the runner token: check --token / GANTRY_RUNNER_TOKEN")]
+    Unauthorized,
+    #[error("the job is no longer this runner's (its lease expired, or it was canceled)")]
+    LeaseLost,
+    #[error("the log has a gap: the server holds {size} bytes")]
+    Gap { size: u64 },
+    #[error("the server answered {status}: {message}")]
+    Server { status: u16, message: String },
+}
+
+#[derive(Clone)]
+pub struct ServerClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ServerClient {
+    pub fn new(base: &str, token: &str) -> ServerClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        ServerClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    async fn check(
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = response.map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized),
+            s if s.is_server_error() => Err(ClientError::Unreachable(format!("{s}"))),
+            _ => Ok(response),
+        }
+    }
+
+    /// Waits up to `wait` for a job.
+    pub async fn claim(
+        &self,
+        runner: &str,
+        wait: Duration,
+    ) -> Result<Option<Assignment>, ClientError> {
+        let request = ClaimRequest {
+            runner: runner.into(),
+            wait_seconds: wait.as_secs(),
+            labels: Default::default(),
+        };
+        let response = self
+            .http
+            .post(format!("{}{CLAIM_PATH}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(wait + Duration::from_secs(30))
+            .json(&request)
+            .send()
+            .await;
+        let response = Self::check(response).await?;
+        match response.status() {
+            StatusCode::OK => response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unreachable(format!("bad assignment: {e}"))),
+            StatusCode::NO_CONTENT => Ok(None),
+            status => Err(ClientError::Server {
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+
+    pub async fn heartbeat(
+        &self,
+        job: JobId,
+        lease: &str,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let response = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.base,
+                gantry_protocol::heartbeat_path(job)
+            ))
+            .bearer_auth(&self.token)
+            .header(LEASE_HEADER, lease)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        let response = Self::check(response).await?;
+        match response.status() {
+            StatusCode::OK => response
+                .json()
+                .await
+                .map_err(|e| ClientError::Unreachable(e.to_string())),
+            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
+            status => Err(ClientError::Server {
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+
+    pub async fn log(
+        &self,
+        job: JobId,
+        lease: &str,
+        offset: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<LogAck, ClientError> {
+        let response = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.base,
+                gantry_protocol::log_path(job, offset)
+            ))
+            .bearer_auth(&self.token)
+            .header(LEASE_HEADER, lease)
+            .timeout(Duration::from_secs(60))
+            .body(chunk)
+            .send()
+            .await;
+        let response = Self::check(response).await?;
+        match response.status() {
+            StatusCode::OK => response
+                .json()
+                .await
+                .map_err(|e| ClientError::Unreachable(e.to_string())),
+            StatusCode::CONFLICT => match response.json::<LogAck>().await {
+                Ok(ack) => Err(ClientError::Gap { size: ack.size }),
+                Err(_) => Err(ClientError::LeaseLost),
+            },
+            status => Err(ClientError::Server {
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+
+    pub async fn finish(
+        &self,
+        job: JobId,
+        lease: &str,
+        report: &FinishRequest,
+    ) -> Result<(), ClientError> {
+        let response = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.base,
+                gantry_protocol::finish_path(job)
+            ))
+            .bearer_auth(&self.token)
+            .header(LEASE_HEADER, lease)
+            .timeout(Duration::from_secs(30))
+            .json(report)
+            .send()
+            .await;
+        let response = Self::check(response).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
+            status => Err(ClientError::Server {
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Runs one job: workspace → image → network → job container and services →
+//! the `main` step → `after_script` → destroy, streaming the log as it goes.
+//! A failing build is an outcome, not an error: every ending is reported
+//! with a reason a user understands, and everything is removed afterwards.
+
+use crate::docker::{self, Docker, DockerError, JobContainer, Limits};
+use crate::logs::{LogPipeline, Masker};
+use crate::script::{self, EXIT_ERRORED, EXIT_FAILED, EXIT_PASSED};
+use crate::travis_env;
+use crate::workspace::{Credentials, Workspaces};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bytes::Bytes;
+use futures::StreamExt;
+use gantry_pipeline::{ImageSpec, Phase};
+use gantry_protocol::{Assignment, JobOutcome, PhaseTiming};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What a runner brings to every job.
+pub struct Runtime {
+    pub docker: Docker,
+    pub workspaces: Workspaces,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// A job printing nothing for this long is stopped (Travis: 10 minutes).
+    pub no_output_timeout: Duration,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub outcome: JobOutcome,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub phases: Vec<PhaseTiming>,
+}
+
+impl Outcome {
+    fn errored(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            outcome: JobOutcome::Errored,
+            exit_code: None,
+            reason: Some(reason.into()),
+            phases: Vec::new(),
+        }
+    }
+}
+
+/// Why a step stopped before its script ended.
+enum Interrupted {
+    Canceled,
+    TimedOut(String),
+    Engine(String),
+}
+
+const GREEN: &str = "\x1b[32;1m";
+const RED: &str = "\x1b[31;1m";
+const YELLOW: &str = "\x1b[33;1m";
+const RESET: &str = "\x1b[0m";
+
+/// Runs `a`; chunks of its log go to `log`. `cancel` stops it (a user's
+/// cancel, or the runner losing the job).
+pub async fn run(
+    rt: &Runtime,
+    a: &Assignment,
+    credentials: Option<&Credentials>,
+    log: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let masker = Masker::new(
+        a.secrets
+            .iter()
+            .map(|s| s.value.as_str())
+            .chain(credentials.map(|c| c.password.as_str())),
+    );
+    let mut pipeline = LogPipeline::new(masker, log);
+    let started = Instant::now();
+    let mut outcome = run_inner(rt, a, credentials, &mut pipeline, &cancel, started).await;
+    rt.docker.destroy(a.job_id.0).await;
+    let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, a.job_id.0);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(workspace);
+        let _ = std::fs::remove_dir_all(gantry_dir);
+    })
+    .await;
+    outcome.phases = std::mem::take(&mut pipeline.phases);
+    let summary = summary(&outcome, started.elapsed());
+    pipeline.runner_line(&summary).await;
+    pipeline.finish().await;
+    outcome
+}
+
+fn summary(o: &Outcome, took: Duration) -> String {
+    let mut out = String::from("\n");
+    for p in &o.phases {
+        let mark = if p.exit_code == 0 {
+            format!("{GREEN}ok{RESET}")
+        } else {
+            format!("{RED}exit {}{RESET}", p.exit_code)
+        };
+        out.push_str(&format!(
+            "{:<16} {:>8.1}s  {mark}\n",
+            p.phase,
+            p.duration_ms as f64 / 1000.0
+        ));
+    }
+    let (color, word) = match o.outcome {
+        JobOutcome::Passed => (GREEN, "passed"),
+        JobOutcome::Failed => (RED, "failed"),
+        JobOutcome::Errored => (RED, "errored"),
+        JobOutcome::Canceled => (YELLOW, "canceled"),
+    };
+    out.push_str(&format!(
+        "{color}The job {word}{RESET} after {:.1}s",
+        took.as_secs_f64()
+    ));
+    if let Some(reason) = &o.reason {
+        out.push_str(&format!(": {reason}"));
+    }
+    out.push('\n');
+    out
+}
+
+async fn run_inner(
+    rt: &Runtime,
+    a: &Assignment,
+    credentials: Option<&Credentials>,
+    p: &mut LogPipeline,
+    cancel: &CancellationToken,
+    started: Instant,
+) -> Outcome {
+    let job = &a.job;
+    let id = a.job_id.0;
+    let deadline = started + Duration::from_secs(u64::from(job.timeout_minutes) * 60);
+    let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, id);
+    p.runner_line(&format!(
+        "{YELLOW}Gantry job {} on runner {}{RESET}: {} ({})",
+        a.number,
+        rt.docker.runner(),
+        job.name,
+        a.repo.full_name
+    ))
+    .await;
+
+    // 1. The code.
+    if let Err(e) = std::fs::create_dir_all(&gantry_dir) {
+        return Outcome::errored(format!(
+            "the runner cannot create {}: {e}",
+            gantry_dir.display()
+        ));
+    }
+    match rt
+        .workspaces
+        .checkout(
+            &a.repo.clone_url,
+            &a.build.commit,
+            &job.git,
+            &workspace,
+            credentials,
+        )
+        .await
+    {
+        Ok(lines) => {
+            for line in lines {
+                p.runner_line(&line).await;
+            }
+        }
+        Err(e) => {
+            p.runner_line(&format!(
+                "{RED}Cloning {} failed: {e}{RESET}",
+                a.repo.clone_url
+            ))
+            .await;
+            return Outcome::errored(format!("cloning the repository failed: {e}"));
+        }
+    }
+
+    // 2. The image.
+    let image = match &job.image {
+        ImageSpec::Name(name) => {
+            let mut lines = Vec::new();
+            let result = rt.docker.ensure_image(name, &mut lines).await;
+            for line in lines {
+                p.runner_line(&line).await;
+            }
+            if let Err(e) = result {
+                return report_docker(p, e).await;
+            }
+            name.clone()
+        }
+        ImageSpec::Build { build } => {
+            let tag = docker::build_tag(&a.repo.full_name, build);
+            p.runner_line(&format!(
+                "{YELLOW}$ docker build -f {} -t {tag} {}{RESET}",
+                build.dockerfile, build.context
+            ))
+            .await;
+            let mut lines = Vec::new();
+            let mut progress = |line: String| lines.push(line);
+            let result = rt
+                .docker
+                .build_image(
+                    &workspace,
+                    build,
+                    &tag,
+                    docker::labels(id, rt.docker.runner()),
+                    &mut progress,
+                )
+                .await;
+            for line in lines {
+                p.runner_line(&line).await;
+            }
+            if let Err(e) = result {
+                return report_docker(p, e).await;
+            }
+            tag
+        }
+    };
+
+    // 3. Network, job container, services.
+    let network = format!("gantry-job-{id}");
+    let container = format!("gantry-job-{id}");
+    if let Err(e) = rt.docker.create_network(&network, id).await {
+        return report_docker(p, e).await;
+    }
+    let mut env = travis_env::variables(a);
+    env.extend(a.secrets.iter().map(|s| (s.name.clone(), s.value.clone())));
+    if !a.secrets.is_empty() {
+        env.retain(|(k, _)| k != "TRAVIS_SECURE_ENV_VARS");
+        env.push(("TRAVIS_SECURE_ENV_VARS".into(), "true".into()));
+    }
+    let socket = job.docker && rt.limits.allow_docker_socket && !a.build.fork;
+    if job.docker && !socket {
+        let why = if a.build.fork {
+            "never for pull requests from forks"
+        } else {
+            "this runner does not allow it"
+        };
+        p.runner_line(&format!(
+            "{YELLOW}services: docker asks for the host's Docker, which is not given: {why}{RESET}"
+        ))
+        .await;
+    }
+    let build_dir = travis_env::build_dir(&a.repo.full_name);
+    let spec = docker::job_container_spec(&JobContainer {
+        job_id: id,
+        runner: rt.docker.runner(),
+        image: &image,
+        env: &env,
+        workspace: &workspace,
+        build_dir: &build_dir,
+        gantry_dir: &gantry_dir,
+        network: &network,
+        services: &job.services,
+        limits: &rt.limits,
+        docker_socket: socket,
+    });
+    if let Err(e) = rt
+        .docker
+        .create_and_start(&container, spec, "start the job container")
+        .await
+    {
+        return report_docker(p, e).await;
+    }
+    for service in &job.services {
+        let mut lines = Vec::new();
+        if let Err(e) = rt.docker.ensure_image(&service.image, &mut lines).await {
+            return report_docker(p, e).await;
+        }
+        let spec = docker::service_spec(id, rt.docker.runner(), &container, service, &rt.limits);
+        let name = format!(
+            "gantry-job-{id}-{}",
+            service
+                .name
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        if let Err(e) = rt
+            .docker
+            .create_and_start(&name, spec, "start a service")
+            .await
+        {
+            return report_docker(p, e).await;
+        }
+        p.runner_line(&format!(
+            "Started service {} ({}), reachable as {} and localhost",
+            service.name,
+            service.image,
+            service.hostnames.join(", ")
+        ))
+        .await;
+    }
+
+    // 4. The main step.
+    let exports: Vec<(String, String)> = job
+        .env
+        .iter()
+        .map(|v| (v.name.clone(), v.raw.clone()))
+        .collect();
+    let main = script::main_step(job, &exports, &build_dir);
+    let end = run_step(
+        rt,
+        &container,
+        &gantry_dir,
+        "main.sh",
+        &main,
+        p,
+        cancel,
+        deadline,
+    )
+    .await;
+    let mut outcome = match end {
+        Ok(code) => {
+            let code = code.unwrap_or(-1);
+            let oom = rt.docker.oom_killed(&container).await;
+            let (outcome, reason) = match code {
+                EXIT_PASSED => (JobOutcome::Passed, None),
+                EXIT_FAILED => (JobOutcome::Failed, None),
+                EXIT_ERRORED => (
+                    JobOutcome::Errored,
+                    Some(format!(
+                        "a command failed during {}",
+                        p.phases.last().map(|p| p.phase.as_str()).unwrap_or("setup")
+                    )),
+                ),
+                _ if oom || code == 137 => (
+                    JobOutcome::Errored,
+                    Some(format!(
+                        "out of memory: the job used more than its {} MiB limit and was killed",
+                        rt.limits.memory_bytes / (1024 * 1024)
+                    )),
+                ),
+                _ => {
+                    // `exit N` inside a phase ends the shell: judge by the phase it happened in.
+                    let phase = p.current_phase.clone().unwrap_or_default();
+                    let errored = matches!(
+                        phase.as_str(),
+                        "before_install" | "install" | "before_script"
+                    );
+                    let outcome = if errored {
+                        JobOutcome::Errored
+                    } else {
+                        JobOutcome::Failed
+                    };
+                    (
+                        outcome,
+                        Some(format!(
+                            "the shell exited with {code} during {}",
+                            if phase.is_empty() { "the job" } else { &phase }
+                        )),
+                    )
+                }
+            };
+            Outcome {
+                outcome,
+                exit_code: Some(code as i32),
+                reason,
+                phases: Vec::new(),
+            }
+        }
+        Err(Interrupted::Canceled) => {
+            return Outcome {
+                outcome: JobOutcome::Canceled,
+                exit_code: None,
+                reason: Some("canceled".into()),
+                phases: Vec::new(),
+            }
+        }
+        Err(Interrupted::TimedOut(reason)) => {
+            p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
+            return Outcome::errored(reason);
+        }
+        Err(Interrupted::Engine(message)) => {
+            p.runner_line(&format!("\n{RED}{message}{RESET}")).await;
+            return Outcome::errored(message);
+        }
+    };
+
+    // 5. after_script: always, never changes the result.
+    let after = job.commands(Phase::AfterScript);
+    if !after.is_empty() {
+        let step = script::phase_step(Phase::AfterScript, after, &build_dir, 99);
+        if let Err(Interrupted::Canceled) = run_step(
+            rt,
+            &container,
+            &gantry_dir,
+            "after_script.sh",
+            &step,
+            p,
+            cancel,
+            deadline,
+        )
+        .await
+        {
+            outcome = Outcome {
+                outcome: JobOutcome::Canceled,
+                exit_code: None,
+                reason: Some("canceled".into()),
+                phases: Vec::new(),
+            };
+        }
+    }
+    outcome
+}
+
+async fn report_docker(p: &mut LogPipeline, e: DockerError) -> Outcome {
+    p.runner_line(&format!("{RED}{e}{RESET}")).await;
+    Outcome::errored(e.to_string())
+}
+
+/// Execs `sh /gantry/<file>` in the job container, streaming its output.
+/// Returns its exit code, or why it was stopped.
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    rt: &Runtime,
+    container: &str,
+    gantry_dir: &std::path::Path,
+    file: &str,
+    text: &str,
+    p: &mut LogPipeline,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<Option<i64>, Interrupted> {
+    std::fs::write(gantry_dir.join(file), text)
+        .map_err(|e| Interrupted::Engine(format!("the runner cannot write the job script: {e}")))?;
+    let client = rt.docker.client();
+    let exec = client
+        .create_exec(
+            container,
+            CreateExecOptions::<String> {
+                cmd: Some(vec![
+                    "/bin/sh".into(),
+                    format!("{}/{file}", script::GANTRY_DIR),
+                ]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| {
+            Interrupted::Engine(format!("Docker could not start the job's script: {e}"))
+        })?;
+    let started = client.start_exec(&exec.id, None).await.map_err(|e| {
+        Interrupted::Engine(format!("Docker could not start the job's script: {e}"))
+    })?;
+    let StartExecResults::Attached { mut output, .. } = started else {
+        return Err(Interrupted::Engine(
+            "Docker did not attach to the job's script".into(),
+        ));
+    };
+    p.last_output = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            item = output.next() => match item {
+                Some(Ok(chunk)) => p.push(&chunk.into_bytes()).await,
+                Some(Err(e)) => {
+                    p.finish().await;
+                    return Err(Interrupted::Engine(format!("lost the connection to Docker while the job ran: {e}")));
+                }
+                None => break,
+            },
+            _ = cancel.cancelled() => {
+                p.finish().await;
+                rt.docker.destroy_container(container).await;
+                return Err(Interrupted::Canceled);
+            }
+            _ = tick.tick() => {
+                p.flush().await;
+                if Instant::now() > deadline {
+                    rt.docker.destroy_container(container).await;
+                    return Err(Interrupted::TimedOut("The job exceeded its time limit (`timeout` in the pipeline) and has been terminated.".into()));
+                }
+                if p.last_output.elapsed() > rt.no_output_timeout {
+                    rt.docker.destroy_container(container).await;
+                    let mins = rt.no_output_timeout.as_secs_f64() / 60.0;
+                    return Err(Interrupted::TimedOut(format!("No output has been received in the last {mins:.1} minutes; the job has been terminated (a stalled build?).")));
+                }
+            }
+        }
+    }
+    p.finish().await;
+    let inspect = client.inspect_exec(&exec.id).await.map_err(|e| {
+        Interrupted::Engine(format!(
+            "Docker could not report how the job's script ended: {e}"
+        ))
+    })?;
+    Ok(inspect.exit_code)
+}

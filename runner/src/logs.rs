@@ -1,0 +1,359 @@
+//! From a container's raw output to log chunks: whole lines only (a line is
+//! never split between chunks, so a secret is never split either), secrets
+//! replaced by `[secure]`, phase markers timed. Chunks go out through a
+//! bounded channel, so a job printing faster than the server stores waits
+//! instead of filling memory.
+
+use base64::Engine;
+use bytes::Bytes;
+use gantry_protocol::PhaseTiming;
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// A line longer than this is cut and sent anyway (a binary blob, a progress bar).
+const MAX_LINE: usize = 1024 * 1024;
+/// Send as soon as this much is waiting.
+const CHUNK: usize = 256 * 1024;
+/// Values this short are not masked (they would hide ordinary words), as on Travis.
+const MIN_SECRET: usize = 4;
+
+/// Replaces secret values, and their usual encodings, with `[secure]`.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    /// Longest first, so a value is masked before any part of it.
+    patterns: Vec<Vec<u8>>,
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Masker {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Masker {
+        let mut patterns: Vec<String> = Vec::new();
+        for value in secrets {
+            let mut forms = vec![value.to_string()];
+            // A multi-line value (a key file) prints line by line.
+            forms.extend(value.lines().map(str::to_string));
+            forms.push(base64::engine::general_purpose::STANDARD.encode(value));
+            forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(value));
+            forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
+            forms.push(url_encode(value));
+            forms.push(url_encode(value).to_lowercase());
+            for form in forms {
+                let trimmed = form.trim().to_string();
+                if trimmed.len() >= MIN_SECRET && !patterns.contains(&trimmed) {
+                    patterns.push(trimmed);
+                }
+            }
+        }
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Masker {
+            patterns: patterns.into_iter().map(String::into_bytes).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Masks one line (or any bytes).
+    pub fn mask(&self, line: &[u8]) -> Vec<u8> {
+        let mut out = line.to_vec();
+        for pattern in &self.patterns {
+            if out.len() < pattern.len() {
+                continue;
+            }
+            let mut result = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(pattern) {
+                    result.extend_from_slice(b"[secure]");
+                    i += pattern.len();
+                } else {
+                    result.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = result;
+        }
+        out
+    }
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Turns raw output into masked, timed, whole-line chunks.
+pub struct LogPipeline {
+    masker: Masker,
+    partial: Vec<u8>,
+    pending: Vec<u8>,
+    out: mpsc::Sender<Bytes>,
+    /// `travis_time` id → start time (ns since the epoch).
+    timers: HashMap<String, u128>,
+    phase_started: Option<(u128, Instant)>,
+    pub phases: Vec<PhaseTiming>,
+    /// The phase whose fold is open (the one running now).
+    pub current_phase: Option<String>,
+    /// When output last arrived, for the no-output timeout.
+    pub last_output: Instant,
+    pub bytes_in: u64,
+}
+
+impl LogPipeline {
+    pub fn new(masker: Masker, out: mpsc::Sender<Bytes>) -> Self {
+        LogPipeline {
+            masker,
+            partial: Vec::new(),
+            pending: Vec::new(),
+            out,
+            timers: HashMap::new(),
+            phase_started: None,
+            phases: Vec::new(),
+            current_phase: None,
+            last_output: Instant::now(),
+            bytes_in: 0,
+        }
+    }
+
+    /// Feeds raw output; sends a chunk when enough is waiting.
+    pub async fn push(&mut self, bytes: &[u8]) {
+        self.last_output = Instant::now();
+        self.bytes_in += bytes.len() as u64;
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                self.partial.extend_from_slice(&bytes[start..=i]);
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line);
+                start = i + 1;
+            }
+        }
+        self.partial.extend_from_slice(&bytes[start..]);
+        if self.partial.len() > MAX_LINE {
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+        }
+        if self.pending.len() >= CHUNK {
+            self.flush().await;
+        }
+    }
+
+    /// Adds a whole line written by the runner itself (not masked: the runner knows what it says).
+    pub async fn runner_line(&mut self, text: &str) {
+        self.complete_partial();
+        self.pending.extend_from_slice(text.as_bytes());
+        if !text.ends_with('\n') {
+            self.pending.push(b'\n');
+        }
+        self.flush().await;
+    }
+
+    fn complete_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let mut line = std::mem::take(&mut self.partial);
+            line.push(b'\n');
+            self.line(&line);
+        }
+    }
+
+    /// Sends what is waiting (the 100 ms tick, or the end).
+    pub async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.pending));
+        // A closed receiver means nobody stores the log any more (the job was taken back).
+        let _ = self.out.send(chunk).await;
+    }
+
+    /// Ends the stream: an unfinished last line is completed and everything sent.
+    pub async fn finish(&mut self) {
+        self.complete_partial();
+        self.flush().await;
+    }
+
+    fn line(&mut self, raw: &[u8]) {
+        let masked = if self.masker.is_empty() {
+            raw.to_vec()
+        } else {
+            self.masker.mask(raw)
+        };
+        let line = self.time_markers(masked);
+        self.pending.extend_from_slice(&line);
+    }
+
+    /// Records phase starts and ends, and writes real times into `travis_time:end`.
+    fn time_markers(&mut self, line: Vec<u8>) -> Vec<u8> {
+        let Ok(text) = std::str::from_utf8(&line) else {
+            return line;
+        };
+        if !text.contains("travis_time:")
+            && !text.contains("travis_fold:")
+            && !text.contains("gantry_phase:end:")
+        {
+            return line;
+        }
+        let mut text = text.to_string();
+        if let Some(pos) = text.find("travis_fold:start:") {
+            let phase: String = text[pos + 18..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            self.current_phase = Some(phase);
+        }
+        if let Some(pos) = text.find("travis_time:start:") {
+            let id: String = text[pos + 18..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            self.timers.insert(id, now_ns());
+            self.phase_started = Some((now_ns(), Instant::now()));
+        }
+        if let Some(pos) = text.find("travis_time:end:") {
+            let rest = &text[pos + 16..];
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            let placeholder = format!("travis_time:end:{id}:start=0,finish=0,duration=0");
+            if text.contains(&placeholder) {
+                let finish = now_ns();
+                let start = self.timers.remove(&id).unwrap_or(finish);
+                let real = format!(
+                    "travis_time:end:{id}:start={start},finish={finish},duration={}",
+                    finish - start
+                );
+                text = text.replace(&placeholder, &real);
+            }
+        }
+        if let Some(pos) = text.find("gantry_phase:end:") {
+            let rest = &text[pos + 17..];
+            if let Some((phase, tail)) = rest.split_once(":rc=") {
+                let rc: String = tail
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '-')
+                    .collect();
+                self.current_phase = None;
+                let (started_ns, started) = self
+                    .phase_started
+                    .take()
+                    .unwrap_or((now_ns(), Instant::now()));
+                self.phases.push(PhaseTiming {
+                    phase: phase.to_string(),
+                    started_at_ms: (started_ns / 1_000_000) as i64,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    exit_code: rc.parse().unwrap_or(-1),
+                });
+            }
+        }
+        text.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(rx: &mut mpsc::Receiver<Bytes>) -> String {
+        let mut out = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            out.extend_from_slice(&chunk);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_usual_form() {
+        let m = Masker::new(["s3cr3t-value", "ab", "line one\nline two"]);
+        let show = |s: &str| String::from_utf8(m.mask(s.as_bytes())).unwrap();
+        assert_eq!(show("token=s3cr3t-value!"), "token=[secure]!");
+        assert_eq!(
+            show(&format!(
+                "b64 {}",
+                base64::engine::general_purpose::STANDARD.encode("s3cr3t-value")
+            )),
+            "b64 [secure]"
+        );
+        assert_eq!(show("url s3cr3t-value"), "url [secure]");
+        assert_eq!(
+            show("url a%20b s3cr3t%2Dvalue"),
+            "url a%20b s3cr3t%2Dvalue",
+            "a different encoding than ours is not guessed"
+        );
+        assert_eq!(
+            show("grab ab"),
+            "grab ab",
+            "values of 3 characters or fewer are left alone"
+        );
+        assert_eq!(
+            show("> line two"),
+            "> [secure]",
+            "each line of a multi-line value"
+        );
+        let m = Masker::new(["p@ss word/+"]);
+        assert_eq!(
+            String::from_utf8(m.mask(b"u=p%40ss%20word%2F%2B")).unwrap(),
+            "u=[secure]"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_split_across_output_frames_is_still_masked() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut p = LogPipeline::new(Masker::new(["hunter22"]), tx);
+        p.push(b"password is hun").await;
+        p.push(b"ter22 ok\nnext").await;
+        p.finish().await;
+        assert_eq!(collect(&mut rx), "password is [secure] ok\nnext\n");
+    }
+
+    #[tokio::test]
+    async fn markers_get_real_times_and_phases_are_recorded() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut p = LogPipeline::new(Masker::default(), tx);
+        p.push(b"travis_fold:start:script\r\x1b[0Ktravis_time:start:00000002\r\x1b[0K$ make\n")
+            .await;
+        p.push(b"ok\ntravis_time:end:00000002:start=0,finish=0,duration=0,event=script\r\x1b[0Ktravis_fold:end:script\r\x1b[0K\n").await;
+        p.push(b"gantry_phase:end:script:rc=1\r\x1b[0K\n").await;
+        p.finish().await;
+        let log = collect(&mut rx);
+        assert!(!log.contains("start=0,finish=0"), "{log}");
+        assert!(log.contains("travis_time:end:00000002:start="));
+        assert_eq!(p.phases.len(), 1);
+        assert_eq!(p.phases[0].phase, "script");
+        assert_eq!(p.phases[0].exit_code, 1);
+    }
+
+    #[tokio::test]
+    async fn chunks_end_on_line_boundaries() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut p = LogPipeline::new(Masker::default(), tx);
+        let line = "x".repeat(999) + "\n";
+        for _ in 0..1000 {
+            p.push(line.as_bytes()).await;
+        }
+        p.finish().await;
+        let mut total = 0;
+        while let Ok(chunk) = rx.try_recv() {
+            assert!(chunk.ends_with(b"\n"));
+            assert_eq!(chunk.len() % 1000, 0);
+            total += chunk.len();
+        }
+        assert_eq!(total, 1_000_000);
+    }
+}
