@@ -30,6 +30,16 @@ DOCKERFILE
 fi
 docker run --rm "$BUSYBOX_IMAGE" sh -c 'echo busybox image ok' >/dev/null
 
+# A service for the tests: busybox's httpd answering on port 8000.
+WEB_IMAGE=gantry-test/web:1
+if ! have "$WEB_IMAGE"; then
+  echo "building $WEB_IMAGE"
+  ctx=$(mktemp -d)
+  printf 'FROM %s\nRUN mkdir -p /www && echo "hello from the web service" > /www/index.html\nEXPOSE 8000\nCMD ["httpd", "-f", "-p", "8000", "-h", "/www"]\n' "$BUSYBOX_IMAGE" > "$ctx/Dockerfile"
+  docker build -q -t "$WEB_IMAGE" --label gantry.test=1 "$ctx" >/dev/null
+  rm -rf "$ctx"
+fi
+
 if ! have "$DEBIAN_IMAGE"; then
   echo "building $DEBIAN_IMAGE with debootstrap (a few minutes, once)"
   root=$(mktemp -d)
@@ -41,4 +51,4 @@ if ! have "$DEBIAN_IMAGE"; then
   trap - EXIT
 fi
 docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 --version' >/dev/null
-echo "test images ready: $BUSYBOX_IMAGE $DEBIAN_IMAGE"
+echo "test images ready: $BUSYBOX_IMAGE $WEB_IMAGE $DEBIAN_IMAGE"

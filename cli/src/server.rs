@@ -77,6 +77,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
                 data_dir: runner_dir,
                 limits: limits.limits(),
                 no_output_timeout: limits.no_output_timeout(),
+                max_job_time: limits.max_job_time(),
             };
             println!("  embedded runner: {} job(s) at once", embedded);
             let stop = stop_runner.clone();

@@ -26,6 +26,7 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub no_output_timeout: Duration,
+    pub max_job_time: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         data_dir: config.data_dir.clone(),
         limits: config.limits.clone(),
         no_output_timeout: config.no_output_timeout,
+        max_job_time: config.max_job_time,
     });
     let client = ServerClient::new(&config.server, &config.token);
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
@@ -177,7 +179,9 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
             lost.clone(),
         );
         let job = a.job_id;
-        let every = Duration::from_secs((a.lease_seconds / 4).max(1));
+        // Often enough that a cancel stops the job within seconds.
+        let every = Duration::from_secs(a.lease_seconds / 4)
+            .clamp(Duration::from_millis(500), Duration::from_secs(2));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;

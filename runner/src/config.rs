@@ -45,6 +45,9 @@ pub struct LimitArgs {
     /// Minutes a job may print nothing before it is stopped.
     #[arg(long, env = "GANTRY_NO_OUTPUT_TIMEOUT_MINUTES", default_value_t = 10)]
     pub no_output_timeout_minutes: u64,
+    /// Cap on any job's minutes, below the pipeline's `timeout`.
+    #[arg(long, env = "GANTRY_MAX_JOB_MINUTES")]
+    pub max_job_minutes: Option<u64>,
     /// Give jobs that ask with `services: docker` the host's Docker socket (never to forks).
     #[arg(long, env = "GANTRY_ALLOW_DOCKER_SOCKET", default_value_t = false)]
     pub allow_docker_socket: bool,
@@ -64,6 +67,11 @@ impl LimitArgs {
             pids: self.job_pids.max(16),
             allow_docker_socket: self.allow_docker_socket,
         }
+    }
+
+    pub fn max_job_time(&self) -> Option<Duration> {
+        self.max_job_minutes
+            .map(|m| Duration::from_secs(m.max(1) * 60))
     }
 
     pub fn no_output_timeout(&self) -> Duration {
@@ -94,6 +102,7 @@ impl RunnerArgs {
             data_dir: self.data_dir,
             limits: self.limits.limits(),
             no_output_timeout: self.limits.no_output_timeout(),
+            max_job_time: self.limits.max_job_time(),
         }
     }
 }

@@ -368,6 +368,39 @@ impl Docker {
             .unwrap_or(false)
     }
 
+    /// How many processes the kernel's OOM killer killed in the container's
+    /// cgroup (`oom_kill` of cgroup v1 `memory.oom_control` or v2 `memory.events`).
+    /// Docker's own flag only covers the container's first process.
+    pub async fn oom_kills(&self, name: &str) -> u64 {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let options = CreateExecOptions::<String> {
+            cmd: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null".into(),
+            ]),
+            attach_stdout: Some(true),
+            ..Default::default()
+        };
+        let Ok(exec) = self.client.create_exec(name, options).await else {
+            return 0;
+        };
+        let Ok(StartExecResults::Attached { mut output, .. }) =
+            self.client.start_exec(&exec.id, None).await
+        else {
+            return 0;
+        };
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = output.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        text.lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Stops a container at once (cancel, timeout).
     pub async fn destroy_container(&self, name: &str) {
         let options = RemoveContainerOptionsBuilder::new()

@@ -26,6 +26,8 @@ pub struct Runtime {
     pub limits: Limits,
     /// A job printing nothing for this long is stopped (Travis: 10 minutes).
     pub no_output_timeout: Duration,
+    /// The operator's cap on any job's time, below the pipeline's `timeout`.
+    pub max_job_time: Option<Duration>,
 }
 
 /// How a job ended.
@@ -133,7 +135,11 @@ async fn run_inner(
 ) -> Outcome {
     let job = &a.job;
     let id = a.job_id.0;
-    let deadline = started + Duration::from_secs(u64::from(job.timeout_minutes) * 60);
+    let mut limit = Duration::from_secs(u64::from(job.timeout_minutes) * 60);
+    if let Some(cap) = rt.max_job_time {
+        limit = limit.min(cap);
+    }
+    let deadline = started + limit;
     let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, id);
     p.runner_line(&format!(
         "{YELLOW}Gantry job {} on runner {}{RESET}: {} ({})",
@@ -314,7 +320,16 @@ async fn run_inner(
         Ok(code) => {
             let code = code.unwrap_or(-1);
             let oom = rt.docker.oom_killed(&container).await;
+            let killed = code == 137 || p.phases.iter().any(|ph| ph.exit_code == 137);
+            let out_of_memory = oom || (killed && rt.docker.oom_kills(&container).await > 0);
             let (outcome, reason) = match code {
+                _ if out_of_memory => (
+                    JobOutcome::Errored,
+                    Some(format!(
+                        "out of memory: a process used more than the job's {} MiB and was killed",
+                        rt.limits.memory_bytes / (1024 * 1024)
+                    )),
+                ),
                 EXIT_PASSED => (JobOutcome::Passed, None),
                 EXIT_FAILED => (JobOutcome::Failed, None),
                 EXIT_ERRORED => (
@@ -322,13 +337,6 @@ async fn run_inner(
                     Some(format!(
                         "a command failed during {}",
                         p.phases.last().map(|p| p.phase.as_str()).unwrap_or("setup")
-                    )),
-                ),
-                _ if oom || code == 137 => (
-                    JobOutcome::Errored,
-                    Some(format!(
-                        "out of memory: the job used more than its {} MiB limit and was killed",
-                        rt.limits.memory_bytes / (1024 * 1024)
                     )),
                 ),
                 _ => {
@@ -352,6 +360,11 @@ async fn run_inner(
                     )
                 }
             };
+            if out_of_memory {
+                if let Some(reason) = &reason {
+                    p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
+                }
+            }
             Outcome {
                 outcome,
                 exit_code: Some(code as i32),
@@ -404,6 +417,15 @@ async fn run_inner(
     outcome
 }
 
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
 async fn report_docker(p: &mut LogPipeline, e: DockerError) -> Outcome {
     p.runner_line(&format!("{RED}{e}{RESET}")).await;
     Outcome::errored(e.to_string())
@@ -451,6 +473,7 @@ async fn run_step(
         ));
     };
     p.last_output = Instant::now();
+    let started_at = p.started;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -471,7 +494,7 @@ async fn run_step(
                 p.flush().await;
                 if Instant::now() > deadline {
                     rt.docker.destroy_container(container).await;
-                    return Err(Interrupted::TimedOut("The job exceeded its time limit (`timeout` in the pipeline) and has been terminated.".into()));
+                    return Err(Interrupted::TimedOut(format!("The job exceeded its time limit ({}) and has been terminated.", human(deadline.duration_since(started_at)))));
                 }
                 if p.last_output.elapsed() > rt.no_output_timeout {
                     rt.docker.destroy_container(container).await;

@@ -111,6 +111,8 @@ pub struct LogPipeline {
     pub current_phase: Option<String>,
     /// When output last arrived, for the no-output timeout.
     pub last_output: Instant,
+    /// When the job started.
+    pub started: Instant,
     pub bytes_in: u64,
 }
 
@@ -126,6 +128,7 @@ impl LogPipeline {
             phases: Vec::new(),
             current_phase: None,
             last_output: Instant::now(),
+            started: Instant::now(),
             bytes_in: 0,
         }
     }

@@ -1,0 +1,465 @@
+//! Jobs run by the executor against the real Docker engine, with images
+//! built locally (scripts/test-images.sh). Each test checks that the job left
+//! no container or network behind.
+
+use bytes::Bytes;
+use gantry_pipeline::{BuildContext, Catalog, Event};
+use gantry_protocol::{Assignment, BuildId, BuildInfo, JobId, JobOutcome, RepoInfo, SecretVar};
+use gantry_runner::docker::{Docker, Limits};
+use gantry_runner::job::{self, Outcome, Runtime};
+use gantry_runner::workspace::Workspaces;
+use gantry_testkit::git::Repo;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "gantry-test/busybox:1";
+
+struct Harness {
+    rt: Arc<Runtime>,
+    _data: tempfile::TempDir,
+}
+
+async fn harness(limits: Limits, no_output: Duration, max_job: Option<Duration>) -> Harness {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "test image {IMAGE} is missing: run scripts/test-images.sh"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("test-{:x}", rand::random::<u32>());
+    let docker = Docker::connect(&name).await.expect("Docker is reachable");
+    let rt = Runtime {
+        docker,
+        workspaces: Workspaces::new(data.path()),
+        data_dir: data.path().to_path_buf(),
+        limits,
+        no_output_timeout: no_output,
+        max_job_time: max_job,
+    };
+    Harness {
+        rt: Arc::new(rt),
+        _data: data,
+    }
+}
+
+async fn default_harness() -> Harness {
+    harness(Limits::default(), Duration::from_secs(600), None).await
+}
+
+fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str)]) -> Assignment {
+    let parsed = gantry_pipeline::parse(pipeline);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let plan = parsed
+        .pipeline
+        .unwrap()
+        .plan(&BuildContext::push("master"), &Catalog::default());
+    let job = plan.jobs.into_iter().next().expect("a job");
+    let id = 1_000_000 + i64::from(rand::random::<u32>() % 1_000_000_000);
+    Assignment {
+        job_id: JobId(id),
+        build_id: BuildId(id),
+        number: "7.1".into(),
+        lease: "lease".into(),
+        lease_seconds: 60,
+        log_offset: 0,
+        repo: RepoInfo {
+            full_name: "acme/widget".into(),
+            clone_url: repo.path.display().to_string(),
+            private: false,
+            default_branch: "master".into(),
+        },
+        build: BuildInfo {
+            number: 7,
+            event: Event::Push,
+            branch: "master".into(),
+            tag: None,
+            commit: sha.into(),
+            message: "test".into(),
+            pull_request: None,
+            head_branch: None,
+            head_repo: None,
+            fork: false,
+            sender: "dev".into(),
+        },
+        job,
+        web_url: None,
+        secrets: secrets
+            .iter()
+            .map(|(n, v)| SecretVar {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// Runs a job, collecting its whole log.
+async fn run(h: &Harness, a: &Assignment, cancel: CancellationToken) -> (Outcome, String) {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let collector = tokio::spawn(async move {
+        let mut log = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            log.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&log).into_owned()
+    });
+    let outcome = job::run(&h.rt, a, None, tx, cancel).await;
+    let log = collector.await.unwrap();
+    assert_no_leftovers(a.job_id.0);
+    (outcome, log)
+}
+
+fn assert_no_leftovers(job: i64) {
+    for what in [
+        &["ps", "-aq"][..],
+        &["network", "ls", "-q"][..],
+        &["volume", "ls", "-q"][..],
+    ] {
+        let mut args: Vec<String> = what.iter().map(|s| s.to_string()).collect();
+        args.push("--filter".into());
+        args.push(format!("label=gantry.job={job}"));
+        let out = Command::new("docker").args(&args).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+            "docker {what:?} still lists job {job}'s objects"
+        );
+    }
+}
+
+fn repo_with(files: &[(&str, &str)]) -> (Repo, String) {
+    let repo = Repo::new();
+    let sha = repo.commit(files, "x");
+    (repo, sha)
+}
+
+#[tokio::test]
+async fn a_passing_job_runs_its_phases_in_the_checked_out_repository() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("hello.txt", "hello from the repo\n")]);
+    let pipeline = format!("image: {IMAGE}\nenv: [MODE=fast]\ninstall: echo installing in $(pwd)\nscript:\n  - cat hello.txt\n  - echo \"mode=$MODE job=$TRAVIS_JOB_NUMBER test_result=$TRAVIS_TEST_RESULT\"\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("installing in /home/travis/build/acme/widget"),
+        "{log}"
+    );
+    assert!(log.contains("hello from the repo"));
+    assert!(log.contains("mode=fast job=7.1 test_result=0"));
+    assert_eq!(
+        outcome
+            .phases
+            .iter()
+            .map(|p| p.phase.as_str())
+            .collect::<Vec<_>>(),
+        ["install", "script"]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_script_fails_and_an_install_failure_errors() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let failing = format!("image: {IMAGE}\nscript:\n  - 'false'\n  - echo still runs\nafter_failure: echo reporting failure\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &failing, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert_eq!(outcome.exit_code, Some(1));
+    assert!(log.contains("still runs") && log.contains("reporting failure"));
+
+    let erroring = format!("image: {IMAGE}\ninstall: ls /no/such/dir\nscript: echo never\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &erroring, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
+    assert_eq!(
+        outcome.reason.as_deref(),
+        Some("a command failed during install")
+    );
+    assert!(!log.contains("\nnever"));
+    assert!(log.contains("failed and exited with 1 during install"));
+}
+
+#[tokio::test]
+async fn services_answer_by_name_and_on_localhost() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!(
+        "image: {IMAGE}\nservices:\n  - name: web\n    image: gantry-test/web:1\nscript:\n  - for i in $(seq 1 50); do wget -qO- http://web:8000/ && break; sleep 0.1; done\n  - wget -qO- http://localhost:8000/\n"
+    );
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_eq!(
+        log.matches("hello from the web service").count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("Started service web (gantry-test/web:1), reachable as web and localhost"));
+}
+
+#[tokio::test]
+async fn an_image_built_from_the_repositorys_dockerfile() {
+    let h = default_harness().await;
+    let dockerfile = format!("FROM {IMAGE}\nRUN echo baked into the image > /baked.txt\n");
+    let (repo, sha) = repo_with(&[("ci/Dockerfile.test", &dockerfile)]);
+    let pipeline = "image:\n  build:\n    dockerfile: Dockerfile.test\n    context: ci\nscript: cat /baked.txt\n";
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(log.contains("$ docker build -f Dockerfile.test -t gantry-build/acme/widget:"));
+    assert!(log.contains("baked into the image"));
+
+    let broken = "image:\n  build:\n    dockerfile: Missing.dockerfile\nscript: 'true'\n";
+    let (outcome, _) = run(
+        &h,
+        &assignment(&repo, &sha, broken, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored);
+    assert!(outcome
+        .reason
+        .unwrap()
+        .contains("Missing.dockerfile does not exist in the repository"));
+}
+
+#[tokio::test]
+async fn a_missing_image_errors_with_a_clear_reason() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = "image: gantry-test/no-such-image:404\nscript: 'true'\n";
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored);
+    let reason = outcome.reason.unwrap();
+    assert!(
+        reason.starts_with("image gantry-test/no-such-image:404 is not available"),
+        "{reason}"
+    );
+    assert!(log.contains(&reason));
+}
+
+#[tokio::test]
+async fn secrets_are_masked_however_they_are_printed() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let secret = "s3cr3t-T0ken/value+1";
+    let pem = "-----BEGIN KEY-----\nMIIBVgIBADANBgkqhkiG9w0B\n-----END KEY-----";
+    let pipeline = format!(
+        "image: {IMAGE}\nscript:\n  - echo \"plain $API_TOKEN\"\n  - printf '%s' \"$API_TOKEN\" | base64\n  - printf 'split %s' \"${{API_TOKEN%%value+1}}\"; sleep 0.3; printf 'value+1 end\\n'\n  - echo \"$PEM\"\n  - echo \"url s3cr3t-T0ken%2Fvalue%2B1\"\n  - env | grep API_TOKEN\n"
+    );
+    let (outcome, log) = run(
+        &h,
+        &assignment(
+            &repo,
+            &sha,
+            &pipeline,
+            &[("API_TOKEN", secret), ("PEM", pem)],
+        ),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(!log.contains(secret), "{log}");
+    assert!(
+        !log.contains("czNjcjN0LVQwa2VuL3ZhbHVlKzE"),
+        "base64 of the secret: {log}"
+    );
+    assert!(
+        !log.contains("MIIBVgIBADANBgkqhkiG9w0B"),
+        "a line of a multi-line secret: {log}"
+    );
+    assert!(
+        !log.contains("s3cr3t-T0ken%2Fvalue%2B1"),
+        "URL-encoded: {log}"
+    );
+    assert!(log.contains("plain [secure]"));
+    assert!(
+        log.contains("split [secure] end"),
+        "a value split across two writes: {log}"
+    );
+    assert!(log.contains("API_TOKEN=[secure]"));
+}
+
+#[tokio::test]
+async fn a_job_over_its_time_limit_is_stopped() {
+    let h = harness(
+        Limits::default(),
+        Duration::from_secs(600),
+        Some(Duration::from_secs(3)),
+    )
+    .await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!("image: {IMAGE}\nscript: while true; do echo tick; sleep 0.2; done\nafter_script: echo never\n");
+    let started = std::time::Instant::now();
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored);
+    assert_eq!(
+        outcome.reason.as_deref(),
+        Some("The job exceeded its time limit (3 seconds) and has been terminated.")
+    );
+    assert!(log.contains("tick"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_silent_job_is_stopped() {
+    let h = harness(Limits::default(), Duration::from_secs(2), None).await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!("image: {IMAGE}\nscript: echo start; sleep 60\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
+    assert!(outcome
+        .reason
+        .unwrap()
+        .starts_with("No output has been received in the last"));
+}
+
+#[tokio::test]
+async fn a_canceled_job_stops_within_seconds() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!("image: {IMAGE}\nscript: echo started; sleep 120\n");
+    let a = assignment(&repo, &sha, &pipeline, &[]);
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        trigger.cancel();
+    });
+    let started = std::time::Instant::now();
+    let (outcome, log) = run(&h, &a, cancel).await;
+    assert_eq!(outcome.outcome, JobOutcome::Canceled, "{log}");
+    assert!(log.contains("started"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped quickly: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_job_using_too_much_memory_errors_as_out_of_memory() {
+    let limits = Limits {
+        memory_bytes: 32 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let h = harness(limits, Duration::from_secs(600), None).await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline =
+        format!("image: {IMAGE}\nscript: dd if=/dev/zero of=/dev/null bs=128M count=1\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
+    let reason = outcome.reason.unwrap();
+    assert_eq!(
+        reason,
+        "out of memory: a process used more than the job's 32 MiB and was killed"
+    );
+    assert!(log.contains(&reason));
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_megabytes_of_output_arrive_whole_in_order_with_flat_memory() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    const LINES: u64 = 20_000_000;
+    let pipeline = format!("image: {IMAGE}\nscript: seq 1 {LINES}\n");
+    let a = assignment(&repo, &sha, &pipeline, &[]);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let peak = Arc::new(AtomicU64::new(0));
+    let before = rss_kib();
+    // Check order as chunks arrive, holding only a partial line.
+    let checker = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            let (mut next, mut partial, mut total, mut in_order) = (1u64, Vec::new(), 0u64, true);
+            while let Some(chunk) = rx.recv().await {
+                total += chunk.len() as u64;
+                assert!(chunk.ends_with(b"\n"), "chunks end on a line boundary");
+                partial.extend_from_slice(&chunk);
+                let mut start = 0;
+                for i in 0..partial.len() {
+                    if partial[i] == b'\n' {
+                        let line = &partial[start..i];
+                        if next <= LINES {
+                            if line == next.to_string().as_bytes() {
+                                next += 1;
+                            } else if next > 1 {
+                                in_order = false;
+                            }
+                        }
+                        start = i + 1;
+                    }
+                }
+                partial.drain(..start);
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+            }
+            (next - 1, total, in_order)
+        })
+    };
+    let outcome = job::run(&h.rt, &a, None, tx, CancellationToken::new()).await;
+    let (seen, total, in_order) = checker.await.unwrap();
+    assert_eq!(outcome.outcome, JobOutcome::Passed);
+    assert_eq!(seen, LINES, "every line arrived");
+    assert!(in_order);
+    assert!(total > 168_000_000, "{total} bytes");
+    let growth_mib = peak.load(Ordering::Relaxed).saturating_sub(before) / 1024;
+    assert!(growth_mib < 64, "memory grew by {growth_mib} MiB");
+    assert_no_leftovers(a.job_id.0);
+}
