@@ -15,3 +15,15 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+# Every container, network and volume Gantry made during the tests is gone.
+leftovers=""
+for kind in "ps -aq" "network ls -q" "volume ls -q"; do
+  found=$(docker $kind --filter label=gantry.job)
+  [ -z "$found" ] || leftovers="$leftovers docker $kind: $found;"
+done
+if [ -n "$leftovers" ]; then
+  echo "FAILED: the tests left Gantry's Docker objects behind:$leftovers" >&2
+  exit 1
+fi
+echo "no Gantry container, network or volume left behind"

@@ -1,6 +1,7 @@
 //! `gantry`: one binary for the server, the runner, local runs and linting.
 //! Wiring only: each subcommand lives in its own module or crate.
 
+mod exec;
 mod lint;
 mod runner;
 mod server;
@@ -26,14 +27,9 @@ enum Command {
     /// Run a remote runner that claims jobs from a server.
     Runner(gantry_runner::config::RunnerArgs),
     /// Run the pipeline of the current checkout on the local Docker, without a server.
-    Exec,
+    Exec(exec::ExecArgs),
     /// Check pipeline files and show the jobs they expand to.
     Lint(lint::LintArgs),
-}
-
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("gantry {what}: not available in this version yet; `gantry lint` is.");
-    ExitCode::from(2)
 }
 
 fn init_logging() {
@@ -56,7 +52,7 @@ fn main() -> ExitCode {
             init_logging();
             runner::run(args)
         }
-        Command::Exec => not_built("exec"),
+        Command::Exec(args) => exec::run(args),
         Command::Lint(args) => lint::run(&args),
     }
 }

@@ -72,7 +72,13 @@ pub fn run(command: ServerCommand) -> ExitCode {
             let config = gantry_runner::agent::AgentConfig {
                 server: format!("http://{host}"),
                 token: embedded_token.clone(),
-                name: format!("embedded@{}", gantry_runner::config::default_name().trim_start_matches("runner@")),
+                // Unique per server on a host: a runner's janitor removes
+                // everything labelled with its name.
+                name: format!(
+                    "embedded@{}:{}",
+                    gantry_runner::config::default_name().trim_start_matches("runner@"),
+                    host.rsplit(':').next().unwrap_or("0")
+                ),
                 capacity: embedded as usize,
                 data_dir: runner_dir,
                 limits: limits.limits(),

@@ -35,6 +35,7 @@ fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_GITHUB_API_URL", github)
         .env("GANTRY_ADMIN_TOKEN", "e2e-admin-token-0123456789")
+        .env("GANTRY_LOG", "warn")
         .env_remove("GANTRY_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -195,4 +196,195 @@ async fn a_push_ends_in_a_passed_build_with_its_full_log() {
         ]
     );
     assert!(!log.contains("duration=0,"), "phase times are filled in");
+}
+
+fn parse_time(t: &Value) -> std::time::SystemTime {
+    humantime::parse_rfc3339(t.as_str().expect("a time")).expect("RFC 3339")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_two_job_matrix_runs_in_parallel_with_capacity_two() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nenv: [SIDE=left, SIDE=right]\nscript: echo \"$SIDE starts\"; sleep 4; echo \"$SIDE done\"\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[("GANTRY_EMBEDDED_RUNNERS", "2")],
+    );
+    gantry.push(&payload, "matrix-1").await;
+    let build = gantry.finished(&full_name, 1).await;
+    assert_eq!(build["state"], "passed");
+    let jobs = build["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (a, b) = (&jobs[0], &jobs[1]);
+    // Both ran at once: each started before the other finished.
+    assert!(parse_time(&a["started_at"]) < parse_time(&b["finished_at"]));
+    assert!(parse_time(&b["started_at"]) < parse_time(&a["finished_at"]));
+    assert!(gantry.log(a).await.contains("left done"));
+    assert!(gantry.log(b).await.contains("right done"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn canceling_a_running_build_stops_its_job_within_seconds() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: echo working; sleep 300\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(data.path(), &github.url, &[]);
+    gantry.push(&payload, "cancel-1").await;
+    let job = gantry_testkit::eventually("the job to print", Duration::from_secs(60), || async {
+        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
+        let build = gantry
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        let job = build["jobs"].as_array()?.first()?.clone();
+        gantry.log(&job).await.contains("working").then_some(job)
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let response = gantry
+        .http
+        .post(format!(
+            "{}/api/builds/{}/cancel",
+            gantry.url, job["build_id"]
+        ))
+        .bearer_auth("e2e-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let build = gantry.finished(&full_name, 1).await;
+    assert_eq!(build["state"], "canceled");
+    assert_eq!(build["jobs"][0]["reason"], "canceled by a user");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "stopped in {:?}",
+        asked.elapsed()
+    );
+    let leftovers = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=gantry.job={}", job["id"]),
+            "--filter",
+            &format!(
+                "label=gantry.runner={}",
+                build["jobs"][0]["runner"].as_str().unwrap()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(leftovers.stdout.is_empty());
+}
+
+/// A `gantry runner` process, killed when dropped (also when a test fails).
+struct RunnerProcess(Child);
+
+impl RunnerProcess {
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `gantry runner` against `server`.
+fn start_runner(server: &str, data: &Path, name: &str) -> RunnerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("runner")
+        .env("GANTRY_SERVER_URL", server)
+        .env("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789")
+        .env("GANTRY_RUNNER_NAME", name)
+        .env("GANTRY_DATA_DIR", data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start gantry runner");
+    RunnerProcess(child)
+}
+
+fn labelled(kind: &[&str], name: &str) -> String {
+    let mut args: Vec<&str> = kind.to_vec();
+    let filter = format!("label=gantry.runner={name}");
+    args.extend(["--filter", &filter]);
+    let out = Command::new("docker").args(&args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: echo running; sleep 300\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let runner_data = tempfile::tempdir().unwrap();
+    let name = format!("killable-{:x}", rand::random::<u32>());
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_EMBEDDED_RUNNERS", "0"),
+            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
+            ("GANTRY_LEASE_SECONDS", "5"),
+        ],
+    );
+    gantry.push(&payload, "kill-1").await;
+    let job_running = || async {
+        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
+        let build = gantry
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        let job = build["jobs"].as_array()?.first()?.clone();
+        let log = gantry.log(&job).await;
+        (job["state"] == "running"
+            && log.matches("\nrunning").count() + usize::from(log.starts_with("running")) >= 1)
+            .then_some((job, log))
+    };
+    // Twice: the first loss puts the job back in the queue, the second errors it.
+    for attempt in 1..=2 {
+        let mut runner = start_runner(&gantry.url, runner_data.path(), &name);
+        gantry_testkit::eventually("the job to run", Duration::from_secs(60), || async {
+            let (_, log) = job_running().await?;
+            (log.matches("echo running").count() >= attempt).then_some(())
+        })
+        .await;
+        runner.kill_9();
+        assert!(
+            !labelled(&["ps", "-aq"], &name).is_empty(),
+            "the killed runner left its container"
+        );
+    }
+    let job = gantry_testkit::eventually("runner lost", Duration::from_secs(60), || async {
+        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
+        let build = gantry
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        let job = build["jobs"].as_array()?.first()?.clone();
+        (job["state"] == "errored").then_some(job)
+    })
+    .await;
+    assert_eq!(job["reason"], "runner lost");
+    let log = gantry.log(&job).await;
+    assert!(log.contains("runner lost: no heartbeat from"), "{log}");
+    // The next start of the runner clears what the killed ones left.
+    let mut runner = start_runner(&gantry.url, runner_data.path(), &name);
+    gantry_testkit::eventually("leftovers removed", Duration::from_secs(30), || async {
+        (labelled(&["ps", "-aq"], &name).is_empty()
+            && labelled(&["network", "ls", "-q"], &name).is_empty())
+        .then_some(())
+    })
+    .await;
+    runner.kill_9();
 }

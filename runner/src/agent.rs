@@ -199,7 +199,7 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
         })
     };
 
-    let outcome = job::run(runtime, &a, None, tx, cancel).await;
+    let outcome = job::run(runtime, &a, job::Source::Clone(None), tx, cancel).await;
     let _ = uploader.await;
     heartbeat.abort();
     if lost.load(Ordering::Relaxed) {

@@ -410,9 +410,32 @@ impl Docker {
         let _ = self.client.remove_container(name, Some(options)).await;
     }
 
-    /// Removes every container and network of a job.
+    /// The name of a job's container (and network): job ids are per server, so
+    /// the runner's name keeps two servers' jobs apart on one Docker engine.
+    pub fn job_name(&self, job_id: i64) -> String {
+        let runner: String = self
+            .runner
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("gantry-{runner}-job-{job_id}")
+    }
+
+    /// Removes every container and network of this runner's job.
     pub async fn destroy(&self, job_id: i64) {
-        let filter = HashMap::from([("label".to_string(), vec![format!("{JOB_LABEL}={job_id}")])]);
+        let filter = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{JOB_LABEL}={job_id}"),
+                format!("{RUNNER_LABEL}={}", self.runner),
+            ],
+        )]);
         self.remove_matching(filter).await;
     }
 

@@ -62,15 +62,27 @@ const RED: &str = "\x1b[31;1m";
 const YELLOW: &str = "\x1b[33;1m";
 const RESET: &str = "\x1b[0m";
 
+/// Where a job's files come from.
+pub enum Source<'a> {
+    /// The assignment's repository at its commit (with a login for private ones).
+    Clone(Option<&'a Credentials>),
+    /// A local directory, copied as it is (`gantry exec`: uncommitted changes included).
+    Copy(&'a std::path::Path),
+}
+
 /// Runs `a`; chunks of its log go to `log`. `cancel` stops it (a user's
 /// cancel, or the runner losing the job).
 pub async fn run(
     rt: &Runtime,
     a: &Assignment,
-    credentials: Option<&Credentials>,
+    source: Source<'_>,
     log: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
 ) -> Outcome {
+    let credentials = match source {
+        Source::Clone(c) => c,
+        Source::Copy(_) => None,
+    };
     let masker = Masker::new(
         a.secrets
             .iter()
@@ -79,7 +91,7 @@ pub async fn run(
     );
     let mut pipeline = LogPipeline::new(masker, log);
     let started = Instant::now();
-    let mut outcome = run_inner(rt, a, credentials, &mut pipeline, &cancel, started).await;
+    let mut outcome = run_inner(rt, a, source, &mut pipeline, &cancel, started).await;
     rt.docker.destroy(a.job_id.0).await;
     let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, a.job_id.0);
     let _ = tokio::task::spawn_blocking(move || {
@@ -128,7 +140,7 @@ fn summary(o: &Outcome, took: Duration) -> String {
 async fn run_inner(
     rt: &Runtime,
     a: &Assignment,
-    credentials: Option<&Credentials>,
+    source: Source<'_>,
     p: &mut LogPipeline,
     cancel: &CancellationToken,
     started: Instant,
@@ -157,17 +169,21 @@ async fn run_inner(
             gantry_dir.display()
         ));
     }
-    match rt
-        .workspaces
-        .checkout(
-            &a.repo.clone_url,
-            &a.build.commit,
-            &job.git,
-            &workspace,
-            credentials,
-        )
-        .await
-    {
+    let checkout = match source {
+        Source::Clone(credentials) => rt
+            .workspaces
+            .checkout(
+                &a.repo.clone_url,
+                &a.build.commit,
+                &job.git,
+                &workspace,
+                credentials,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        Source::Copy(dir) => copy_dir(dir, &workspace).await,
+    };
+    match checkout {
         Ok(lines) => {
             for line in lines {
                 p.runner_line(&line).await;
@@ -226,8 +242,8 @@ async fn run_inner(
     };
 
     // 3. Network, job container, services.
-    let network = format!("gantry-job-{id}");
-    let container = format!("gantry-job-{id}");
+    let network = rt.docker.job_name(id);
+    let container = rt.docker.job_name(id);
     if let Err(e) = rt.docker.create_network(&network, id).await {
         return report_docker(p, e).await;
     }
@@ -277,7 +293,7 @@ async fn run_inner(
         }
         let spec = docker::service_spec(id, rt.docker.runner(), &container, service, &rt.limits);
         let name = format!(
-            "gantry-job-{id}-{}",
+            "{container}-{}",
             service
                 .name
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
@@ -415,6 +431,25 @@ async fn run_inner(
         }
     }
     outcome
+}
+
+/// Copies a working tree as it is (symlinks and modes kept).
+async fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let out = tokio::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run cp: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(vec![format!(
+        "$ cp -a {} (the working tree, uncommitted changes included)",
+        from.display()
+    )])
 }
 
 fn human(d: Duration) -> String {

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod docker;
 pub mod job;
+pub mod local;
 pub mod logs;
 pub mod script;
 pub mod travis_env;

@@ -110,7 +110,7 @@ async fn run(h: &Harness, a: &Assignment, cancel: CancellationToken) -> (Outcome
         }
         String::from_utf8_lossy(&log).into_owned()
     });
-    let outcome = job::run(&h.rt, a, None, tx, cancel).await;
+    let outcome = job::run(&h.rt, a, job::Source::Clone(None), tx, cancel).await;
     let log = collector.await.unwrap();
     assert_no_leftovers(a.job_id.0);
     (outcome, log)
@@ -453,7 +453,14 @@ async fn two_hundred_megabytes_of_output_arrive_whole_in_order_with_flat_memory(
             (next - 1, total, in_order)
         })
     };
-    let outcome = job::run(&h.rt, &a, None, tx, CancellationToken::new()).await;
+    let outcome = job::run(
+        &h.rt,
+        &a,
+        job::Source::Clone(None),
+        tx,
+        CancellationToken::new(),
+    )
+    .await;
     let (seen, total, in_order) = checker.await.unwrap();
     assert_eq!(outcome.outcome, JobOutcome::Passed);
     assert_eq!(seen, LINES, "every line arrived");
