@@ -388,3 +388,82 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     .await;
     runner.kill_9();
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_megabytes_are_stored_whole_and_in_order_with_flat_memory() {
+    require_image();
+    const LINES: u64 = 20_000_000;
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: seq 1 {LINES}\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(data.path(), &github.url, &[]);
+    let pid = gantry.child.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = rss_kib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    gantry.push(&payload, "big-1").await;
+    let build = gantry.finished(&full_name, 1).await;
+    sampler.abort();
+    assert_eq!(build["state"], "passed");
+    let growth_mib = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(baseline)
+        / 1024;
+    assert!(
+        growth_mib < 64,
+        "server + runner memory grew by {growth_mib} MiB"
+    );
+
+    // Read the stored log back as a stream, checking every number in order.
+    use futures::StreamExt;
+    let response = gantry
+        .http
+        .get(format!(
+            "{}/api/jobs/{}/log",
+            gantry.url, build["jobs"][0]["id"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let (mut next, mut partial, mut in_order) = (1u64, Vec::new(), true);
+    while let Some(chunk) = body.next().await {
+        partial.extend_from_slice(&chunk.unwrap());
+        let mut start = 0;
+        for i in 0..partial.len() {
+            if partial[i] == b'\n' {
+                let line = &partial[start..i];
+                if next <= LINES && line.first().is_some_and(u8::is_ascii_digit) {
+                    in_order &= line == next.to_string().as_bytes();
+                    next += 1;
+                }
+                start = i + 1;
+            }
+        }
+        partial.drain(..start);
+    }
+    assert!(in_order, "lines out of order");
+    assert_eq!(next - 1, LINES, "every line stored");
+}
