@@ -89,6 +89,27 @@ pub struct Assignment {
     /// vars and masked in the log.
     #[serde(default)]
     pub secrets: Vec<SecretVar>,
+    /// A login for cloning a private repository; given to git only through
+    /// its credential prompt, never in a URL or a log.
+    #[serde(default)]
+    pub git_credentials: Option<GitCredentials>,
+}
+
+/// A git login. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "GitCredentials {{ username: {:?}, password: [secure] }}",
+            self.username
+        )
+    }
 }
 
 /// A secret env var. Its `Debug` never shows the value.

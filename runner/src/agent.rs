@@ -199,7 +199,21 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
         })
     };
 
-    let outcome = job::run(runtime, &a, job::Source::Clone(None), tx, cancel).await;
+    let credentials = a
+        .git_credentials
+        .as_ref()
+        .map(|c| crate::workspace::Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        });
+    let outcome = job::run(
+        runtime,
+        &a,
+        job::Source::Clone(credentials.as_ref()),
+        tx,
+        cancel,
+    )
+    .await;
     let _ = uploader.await;
     heartbeat.abort();
     if lost.load(Ordering::Relaxed) {

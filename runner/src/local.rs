@@ -240,6 +240,7 @@ pub async fn exec(
         job,
         web_url: None,
         secrets: Vec::new(),
+        git_credentials: None,
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let printer = tokio::task::spawn_blocking(move || {

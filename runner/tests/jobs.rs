@@ -97,6 +97,7 @@ fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str)]) 
                 value: v.to_string(),
             })
             .collect(),
+        git_credentials: None,
     }
 }
 

@@ -99,5 +99,14 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             .as_ref()
             .map(|u| format!("{u}/{}/builds/{}", repo.full_name, build.id)),
         secrets: Vec::new(),
+        // GitHub accepts a token as the password of `x-access-token`.
+        git_credentials: repo
+            .private
+            .then(|| app.config.github_token.clone())
+            .flatten()
+            .map(|token| gantry_protocol::GitCredentials {
+                username: "x-access-token".into(),
+                password: token,
+            }),
     }))
 }

@@ -381,7 +381,41 @@ async fn runners_need_the_runner_token(engine: Engine) {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+async fn private_repositories_come_with_clone_credentials(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    // go-scm's fixtures are of a private repository.
+    let mut payload = gantry_testkit::webhook::fixture("push", "go-scm.push_tag.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (repo, sha) = server.repo(&full_name, &[(".travis.yml", "script: ./test\n")], "x");
+    gantry_testkit::webhook::point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", "private-1", &payload).await;
+    server
+        .wait_build(&full_name, |b| b["state"] == "queued")
+        .await;
+    let a = server.claim("r", 5).await.unwrap();
+    let creds = a
+        .git_credentials
+        .expect("credentials for a private repository");
+    assert_eq!(creds.username, "x-access-token");
+    assert_eq!(creds.password, "github-token-for-tests");
+    assert!(
+        !format!("{creds:?}").contains("github-token-for-tests"),
+        "Debug hides the password"
+    );
+
+    queue_push(&server, "script: ./test\n", "public-1").await;
+    let public = server.claim("r", 5).await.unwrap();
+    assert!(
+        public.git_credentials.is_none(),
+        "public repositories get none"
+    );
+}
+
 on_both_databases!(
+    private_repositories_come_with_clone_credentials,
     a_waiting_claim_gets_a_job_queued_while_it_waits,
     two_claimers_racing_for_one_job_one_wins,
     many_claimers_never_get_the_same_job,
