@@ -39,6 +39,9 @@ pub struct ServerArgs {
     /// Shared token remote runners present.
     #[arg(long, env = "GANTRY_RUNNER_TOKEN", hide_env_values = true)]
     pub runner_token: Option<String>,
+    /// Commit statuses are named `<context>/push` and `<context>/pr`.
+    #[arg(long, env = "GANTRY_STATUS_CONTEXT", default_value = "gantry")]
+    pub status_context: String,
     /// Jobs the embedded runner runs at once; 0 disables it.
     #[arg(long, env = "GANTRY_EMBEDDED_RUNNERS", default_value_t = 1)]
     pub embedded_runners: u32,
@@ -68,6 +71,7 @@ pub struct Config {
     pub runner_token: Option<String>,
     pub embedded_runners: u32,
     pub lease: Duration,
+    pub status_context: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -146,6 +150,7 @@ impl ServerArgs {
             runner_token: self.runner_token,
             embedded_runners: self.embedded_runners,
             lease: Duration::from_secs(self.lease_seconds),
+            status_context: self.status_context,
         })
     }
 }

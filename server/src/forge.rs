@@ -23,6 +23,17 @@ pub enum ForgeError {
     Permanent(String),
 }
 
+/// A status for GitHub to show on a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub sha: String,
+    /// `pending`, `success`, `failure` or `error`.
+    pub state: String,
+    pub context: String,
+    pub description: String,
+    pub target_url: Option<String>,
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Reads files of a repository at a commit.
@@ -33,6 +44,12 @@ pub trait Forge: Send + Sync {
         repo: &'a str,
         commit: &'a str,
     ) -> BoxFuture<'a, Result<Option<PipelineFile>, ForgeError>>;
+    /// Sets a commit status (`POST /repos/{repo}/statuses/{sha}`).
+    fn create_status<'a>(
+        &'a self,
+        repo: &'a str,
+        status: &'a CommitStatus,
+    ) -> BoxFuture<'a, Result<(), ForgeError>>;
     /// The commit a branch points at; `Ok(None)` when there is no such branch.
     fn branch_head<'a>(
         &'a self,
@@ -139,6 +156,40 @@ impl Forge for GitHub {
                 }
             }
             Ok(None)
+        })
+    }
+
+    fn create_status<'a>(
+        &'a self,
+        repo: &'a str,
+        status: &'a CommitStatus,
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let (owner, name) = split(repo)?;
+            let state = match status.state.as_str() {
+                "pending" => octocrab::models::StatusState::Pending,
+                "success" => octocrab::models::StatusState::Success,
+                "failure" => octocrab::models::StatusState::Failure,
+                _ => octocrab::models::StatusState::Error,
+            };
+            let repos = self.client.repos(owner, name);
+            let mut builder = repos
+                .create_status(status.sha.clone(), state)
+                .context(status.context.clone())
+                .description(status.description.clone());
+            if let Some(url) = &status.target_url {
+                builder = builder.target(url.clone());
+            }
+            match builder.send().await {
+                Ok(_) => Ok(()),
+                // Not found here means the token cannot reach the repository: permanent.
+                Err(e) => Err(classify(e).err().unwrap_or_else(|| {
+                    ForgeError::Permanent(
+                        "GitHub answered 404/422: the token cannot set statuses on this repository"
+                            .into(),
+                    )
+                })),
+            }
         })
     }
 

@@ -34,7 +34,7 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
         if !jobs::transition(&mut tx, job.id, JobState::Running, to, reason).await? {
             continue; // finished or heartbeat in the meantime
         }
-        progress::advance(&mut tx, job.build_id).await?;
+        progress::advance(app, &mut tx, job.build_id).await?;
         tx.commit().await?;
         let logs = app.logs.clone();
         let id = job.id;

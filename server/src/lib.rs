@@ -20,6 +20,7 @@ pub mod planner;
 pub mod progress;
 pub mod queue;
 pub mod state;
+pub mod statuses;
 pub mod store;
 
 use config::Config;
@@ -46,6 +47,8 @@ pub struct App {
     pub dispatch: Arc<Notify>,
     /// Woken when deliveries are stored: the planner looks again.
     pub planner_wake: Arc<Notify>,
+    /// Woken when commit statuses are queued.
+    pub status_wake: Arc<Notify>,
     /// Bumped on every build or job state change (for live pages).
     pub events: Arc<watch::Sender<i64>>,
     /// The latest log size of a job that received output (for live logs).
@@ -113,6 +116,7 @@ impl Server {
             metrics: Arc::new(Metrics::default()),
             dispatch: Arc::new(Notify::new()),
             planner_wake,
+            status_wake: Arc::new(Notify::new()),
             events: Arc::new(watch::channel(0).0),
             log_events: Arc::new(watch::channel((JobId(0), 0)).0),
         };
@@ -131,12 +135,14 @@ impl Server {
     ) -> std::io::Result<()> {
         let planner = tokio::spawn(planner::run(self.app.clone()));
         let leases = tokio::spawn(leases::run(self.app.clone()));
+        let statuses = tokio::spawn(statuses::run(self.app.clone()));
         let router = api::router(self.app.clone());
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         planner.abort();
         leases.abort();
+        statuses.abort();
         result
     }
 }

@@ -267,6 +267,9 @@ pub async fn create_build(
     if let Some(id) = delivery {
         deliveries::mark_processed(&mut tx, id, "build created").await?;
     }
+    if let Some(created) = builds::get(&mut tx, build_id).await? {
+        crate::statuses::enqueue(&mut tx, app, &created).await?;
+    }
     tx.commit().await?;
     tracing::info!(repo = %request.repo.full_name, build = build.number, state = %build.state, jobs = planned_jobs.len(), "build created");
     if !planned_jobs.is_empty() {

@@ -2,11 +2,16 @@
 
 use crate::state::{self, BuildState, JobState, StageStep};
 use crate::store::{builds, jobs};
+use crate::{statuses, App};
 use gantry_protocol::BuildId;
 use sqlx::AnyConnection;
 
 /// Applies the stage rules and the build state; returns whether jobs were queued.
-pub async fn advance(conn: &mut AnyConnection, build: BuildId) -> Result<bool, sqlx::Error> {
+pub async fn advance(
+    app: &App,
+    conn: &mut AnyConnection,
+    build: BuildId,
+) -> Result<bool, sqlx::Error> {
     let mut released = false;
     let all = jobs::for_build(conn, build).await?;
     let stage_view: Vec<(i64, JobState, bool)> = all
@@ -38,12 +43,13 @@ pub async fn advance(conn: &mut AnyConnection, build: BuildId) -> Result<bool, s
         }
         StageStep::Wait | StageStep::Done => {}
     }
-    refresh_build_state(conn, build).await?;
+    refresh_build_state(app, conn, build).await?;
     Ok(released)
 }
 
 /// Sets the build's state from its jobs, if it changed.
 pub async fn refresh_build_state(
+    app: &App,
     conn: &mut AnyConnection,
     build: BuildId,
 ) -> Result<BuildState, sqlx::Error> {
@@ -58,6 +64,9 @@ pub async fn refresh_build_state(
     let new = state::build_state(&view, current.fast_finish);
     if new != current.state {
         builds::set_state(conn, build, new).await?;
+        if let Some(updated) = builds::get(conn, build).await? {
+            statuses::enqueue(conn, app, &updated).await?;
+        }
     }
     Ok(new)
 }

@@ -51,7 +51,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
         );
     }
     crate::metrics::Metrics::add(&app.metrics.claims, 1);
-    progress::refresh_build_state(&mut conn, job.build_id).await?;
+    progress::refresh_build_state(app, &mut conn, job.build_id).await?;
     app.events.send_replace(now_ms());
     let build = builds::get(&mut conn, job.build_id)
         .await?

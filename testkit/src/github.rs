@@ -22,6 +22,8 @@ pub struct Recorded {
     pub path: String,
     pub authorization: Option<String>,
     pub body: Option<Value>,
+    /// Answered with an injected failure (see [`GitHubDouble::fail_next`]).
+    pub failed: bool,
 }
 
 #[derive(Default)]
@@ -102,11 +104,13 @@ fn enter(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let failed = inner.failures.is_some();
     inner.requests.push(Recorded {
         method: method.into(),
         path,
         authorization,
         body,
+        failed,
     });
     if let Some((count, status)) = inner.failures {
         inner.failures = (count > 1).then_some((count - 1, status));

@@ -163,7 +163,13 @@ async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResu
     if only.is_none() {
         builds::reset(&mut tx, build).await?;
     }
-    progress::refresh_build_state(&mut tx, build).await?;
+    // GitHub shows the commit as pending again.
+    let queued = builds::Build {
+        state: BuildState::Queued,
+        ..current.clone()
+    };
+    crate::statuses::enqueue(&mut tx, app, &queued).await?;
+    progress::refresh_build_state(app, &mut tx, build).await?;
     tx.commit().await?;
     for job in targets {
         let logs = app.logs.clone();
@@ -196,7 +202,7 @@ async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResul
             _ => {}
         }
     }
-    progress::advance(&mut tx, build).await?;
+    progress::advance(app, &mut tx, build).await?;
     tx.commit().await?;
     app.events.send_replace(now_ms());
     Ok(())

@@ -127,7 +127,7 @@ pub async fn finish(
     {
         return Err(lease_lost(job));
     }
-    let released = progress::advance(&mut tx, current.build_id).await?;
+    let released = progress::advance(&app, &mut tx, current.build_id).await?;
     tx.commit().await?;
     if released {
         app.dispatch.notify_waiters();

@@ -64,6 +64,7 @@ impl TestServer {
             runner_token: Some(RUNNER.into()),
             embedded_runners: 0,
             lease,
+            status_context: "gantry".into(),
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
