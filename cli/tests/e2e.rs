@@ -467,3 +467,78 @@ async fn two_hundred_megabytes_are_stored_whole_and_in_order_with_flat_memory() 
     assert!(in_order, "lines out of order");
     assert_eq!(next - 1, LINES, "every line stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_reach_pushes_masked_and_never_reach_forks() {
+    require_image();
+    const SECRET_VALUE: &str = "hunter2-deploy-token";
+    let github = GitHubDouble::start().await;
+    let pipeline =
+        format!("image: {IMAGE}\nscript:\n  - env | sort\n  - echo \"token is $DEPLOY_TOKEN\"\n");
+    let (repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[("GANTRY_SECRET_KEY", "e2e-secret-key-0123456789")],
+    );
+    gantry.push(&payload, "s-1").await;
+    gantry.finished(&full_name, 1).await;
+    let response = gantry
+        .http
+        .put(format!(
+            "{}/api/repos/{full_name}/secrets/DEPLOY_TOKEN",
+            gantry.url
+        ))
+        .bearer_auth("e2e-admin-token-0123456789")
+        .json(&serde_json::json!({"value": SECRET_VALUE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    gantry.push(&payload, "s-2").await;
+    let build = gantry.finished(&full_name, 2).await;
+    let log = gantry.log(&build["jobs"][0]).await;
+    assert!(log.contains("token is [secure]"), "{log}");
+    assert!(log.contains("DEPLOY_TOKEN=[secure]"));
+    assert!(!log.contains(SECRET_VALUE));
+
+    let mut fork = fixture("pull_request", "opened.payload.json");
+    gantry_testkit::webhook::point_pull_request(
+        &mut fork,
+        &repo.path.display().to_string(),
+        payload["after"].as_str().unwrap(),
+    );
+    fork["repository"]["full_name"] = Value::String(full_name.clone());
+    fork["pull_request"]["base"]["repo"]["full_name"] = Value::String(full_name.clone());
+    fork["pull_request"]["head"]["repo"]["full_name"] = Value::String("stranger/sample_app".into());
+    let body = serde_json::to_vec(&fork).unwrap();
+    let response = gantry
+        .http
+        .post(format!("{}/hooks/github", gantry.url))
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", "s-3")
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let build = gantry.finished(&full_name, 3).await;
+    let log = gantry.log(&build["jobs"][0]).await;
+    assert_eq!(build["fork"], true);
+    assert!(
+        log.contains("Secrets and deploys are not given to pull requests from forks."),
+        "{log}"
+    );
+    assert!(
+        !log.contains("DEPLOY_TOKEN="),
+        "the fork's env has no secret: {log}"
+    );
+    assert!(
+        log.lines().any(|l| l.trim_end() == "token is"),
+        "the variable is empty: {log}"
+    );
+    assert!(!log.contains(SECRET_VALUE));
+}

@@ -93,6 +93,9 @@ pub struct Assignment {
     /// its credential prompt, never in a URL or a log.
     #[serde(default)]
     pub git_credentials: Option<GitCredentials>,
+    /// Lines from the server for the top of the job's log (e.g. why secrets were withheld).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// A git login. Its `Debug` never shows the password.

@@ -162,6 +162,10 @@ async fn run_inner(
     ))
     .await;
 
+    for note in &a.notes {
+        p.runner_line(&format!("{YELLOW}{note}{RESET}")).await;
+    }
+
     // 1. The code.
     if let Err(e) = std::fs::create_dir_all(&gantry_dir) {
         return Outcome::errored(format!(

@@ -241,6 +241,7 @@ pub async fn exec(
         web_url: None,
         secrets: Vec::new(),
         git_credentials: None,
+        notes: Vec::new(),
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let printer = tokio::task::spawn_blocking(move || {

@@ -98,6 +98,7 @@ fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str)]) 
             })
             .collect(),
         git_credentials: None,
+        notes: Vec::new(),
     }
 }
 

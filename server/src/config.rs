@@ -39,6 +39,9 @@ pub struct ServerArgs {
     /// Shared token remote runners present.
     #[arg(long, env = "GANTRY_RUNNER_TOKEN", hide_env_values = true)]
     pub runner_token: Option<String>,
+    /// Encrypts repository secrets at rest (any long random string; keep it safe).
+    #[arg(long, env = "GANTRY_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// Commit statuses are named `<context>/push` and `<context>/pr`.
     #[arg(long, env = "GANTRY_STATUS_CONTEXT", default_value = "gantry")]
     pub status_context: String,
@@ -72,6 +75,7 @@ pub struct Config {
     pub embedded_runners: u32,
     pub lease: Duration,
     pub status_context: String,
+    pub secret_key: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -116,6 +120,13 @@ impl ServerArgs {
                 )));
             }
         };
+        if self
+            .secret_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty() && k.len() < 16)
+        {
+            return Err(ConfigError("GANTRY_SECRET_KEY is shorter than 16 characters: use a long random string (openssl rand -hex 32)".into()));
+        }
         if self.lease_seconds < 5 {
             return Err(ConfigError(
                 "GANTRY_LEASE_SECONDS must be at least 5".into(),
@@ -151,6 +162,7 @@ impl ServerArgs {
             embedded_runners: self.embedded_runners,
             lease: Duration::from_secs(self.lease_seconds),
             status_context: self.status_context,
+            secret_key: self.secret_key.filter(|k| !k.is_empty()),
         })
     }
 }

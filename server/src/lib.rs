@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod planner;
 pub mod progress;
 pub mod queue;
+pub mod secrets;
 pub mod state;
 pub mod statuses;
 pub mod store;
@@ -53,6 +54,8 @@ pub struct App {
     pub events: Arc<watch::Sender<i64>>,
     /// The latest log size of a job that received output (for live logs).
     pub log_events: Arc<watch::Sender<(JobId, u64)>>,
+    /// Seals and opens repository secrets; `None` without `GANTRY_SECRET_KEY`.
+    pub secrets: Option<secrets::SecretBox>,
     pub admin_token_hash: Option<[u8; 32]>,
     /// `GANTRY_RUNNER_TOKEN` and the embedded runner's token.
     pub runner_token_hashes: Vec<[u8; 32]>,
@@ -67,6 +70,8 @@ pub enum StartError {
     DataDir(#[from] std::io::Error),
     #[error("{0}")]
     Forge(String),
+    #[error("{0}")]
+    Secrets(String),
 }
 
 /// A built server: storage open, migrations run, ready to serve.
@@ -92,6 +97,13 @@ impl Server {
                 );
             }
         }
+        let sealer = config.secret_key.as_deref().map(secrets::SecretBox::new);
+        {
+            let mut conn = db.pool.acquire().await?;
+            secrets::check_key(&mut conn, sealer.as_ref())
+                .await
+                .map_err(StartError::Secrets)?;
+        }
         let logs = Arc::new(LogStore::new(config.data_dir.join("logs"))?);
         let forge: Arc<dyn Forge> = Arc::new(
             forge::GitHub::new(&config.github_api_url, config.github_token.as_deref())
@@ -106,6 +118,7 @@ impl Server {
             .collect();
         runner_token_hashes.extend(embedded_runner_token.map(api::auth::hash_token));
         let app = App {
+            secrets: sealer,
             admin_token_hash: config.admin_token.as_deref().map(api::auth::hash_token),
             runner_token_hashes,
             config: Arc::new(config),

@@ -59,6 +59,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
     let repo = repos::by_id(&mut conn, build.repo_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
+    let (secrets, notes) = job_secrets(app, &mut conn, &build).await;
     let spec: JobSpec =
         serde_json::from_str(&job.spec).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let logs = app.logs.clone();
@@ -98,7 +99,8 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             .public_url
             .as_ref()
             .map(|u| format!("{u}/{}/builds/{}", repo.full_name, build.id)),
-        secrets: Vec::new(),
+        secrets,
+        notes,
         // GitHub accepts a token as the password of `x-access-token`.
         git_credentials: repo
             .private
@@ -109,4 +111,38 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
                 password: token,
             }),
     }))
+}
+
+/// The secrets a job gets: none for pull requests from forks (said in the log).
+async fn job_secrets(
+    app: &App,
+    conn: &mut sqlx::AnyConnection,
+    build: &crate::store::builds::Build,
+) -> (Vec<gantry_protocol::SecretVar>, Vec<String>) {
+    let Some(sealer) = &app.secrets else {
+        return (Vec::new(), Vec::new());
+    };
+    if build.fork {
+        return (
+            Vec::new(),
+            vec!["Secrets and deploys are not given to pull requests from forks.".to_string()],
+        );
+    }
+    match crate::secrets::for_build(conn, sealer, build.repo_id, &build.branch).await {
+        Ok(list) => (
+            list.into_iter()
+                .map(|(name, value)| gantry_protocol::SecretVar { name, value })
+                .collect(),
+            Vec::new(),
+        ),
+        Err(e) => {
+            tracing::error!(build = %build.id, error = %e, "cannot open the repository's secrets");
+            (
+                Vec::new(),
+                vec![format!(
+                    "The repository's secrets could not be read ({e}); the job runs without them."
+                )],
+            )
+        }
+    }
 }

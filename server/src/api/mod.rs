@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod builds;
 pub mod runner;
+pub mod secrets;
 pub mod views;
 
 use crate::metrics::Metrics;
@@ -29,6 +30,11 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/repos/{owner}/{name}/builds",
             get(builds::list_builds).post(builds::create_build),
+        )
+        .route("/api/repos/{owner}/{name}/secrets", get(secrets::list))
+        .route(
+            "/api/repos/{owner}/{name}/secrets/{secret}",
+            axum::routing::put(secrets::put).delete(secrets::delete),
         )
         .route("/api/builds/{id}", get(builds::get_build))
         .route("/api/builds/{id}/restart", post(builds::restart_build))

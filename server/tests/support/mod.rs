@@ -16,6 +16,7 @@ use std::time::Duration;
 pub const SECRET: &str = "webhook-secret-for-tests";
 pub const ADMIN: &str = "admin-token-0123456789";
 pub const RUNNER: &str = "runner-token-0123456789";
+pub const SECRET_KEY: &str = "secret-key-for-tests-0123456789";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct TestServer {
@@ -65,6 +66,7 @@ impl TestServer {
             embedded_runners: 0,
             lease,
             status_context: "gantry".into(),
+            secret_key: Some(SECRET_KEY.into()),
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
