@@ -42,6 +42,9 @@ pub struct ServerArgs {
     /// Encrypts repository secrets at rest (any long random string; keep it safe).
     #[arg(long, env = "GANTRY_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Show every repository's builds only to the admin, public ones too.
+    #[arg(long, env = "GANTRY_PRIVATE_BY_DEFAULT", default_value_t = false)]
+    pub private_by_default: bool,
     /// Commit statuses are named `<context>/push` and `<context>/pr`.
     #[arg(long, env = "GANTRY_STATUS_CONTEXT", default_value = "gantry")]
     pub status_context: String,
@@ -76,6 +79,7 @@ pub struct Config {
     pub lease: Duration,
     pub status_context: String,
     pub secret_key: Option<String>,
+    pub private_by_default: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -163,6 +167,7 @@ impl ServerArgs {
             lease: Duration::from_secs(self.lease_seconds),
             status_context: self.status_context,
             secret_key: self.secret_key.filter(|k| !k.is_empty()),
+            private_by_default: self.private_by_default,
         })
     }
 }

@@ -319,7 +319,55 @@ async fn health_and_metrics(engine: Engine) {
     let _: Value = json!(null);
 }
 
+async fn private_repositories_are_shown_to_the_admin_only(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    // go-scm's fixtures are of a private repository; go-playground's of a public one.
+    let mut payload = gantry_testkit::webhook::fixture("push", "go-scm.push_tag.json");
+    let private = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (repo, sha) = server.repo(&private, &[(".travis.yml", "script: ./test\n")], "x");
+    gantry_testkit::webhook::point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", "private", &payload).await;
+    let build = server
+        .wait_build(&private, |b| b["state"] == "queued")
+        .await;
+    builds(&server, "script: ./test\n", 1).await;
+    let job = &build["jobs"][0]["id"];
+    for path in [
+        format!("/api/repos/{private}/builds"),
+        format!("/api/builds/{}", build["id"]),
+        format!("/api/jobs/{job}"),
+        format!("/api/jobs/{job}/log"),
+    ] {
+        let (status, _) = server.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "anyone: {path}");
+        let (status, _) = server.admin_get(&path).await;
+        assert_eq!(status, StatusCode::OK, "the admin: {path}");
+    }
+    let (_, repos) = server.get("/api/repos").await;
+    let names: Vec<&str> = repos
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["full_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [PUSH_REPO], "the private repository is not listed");
+    let (_, repos) = server.admin_get("/api/repos").await;
+    assert_eq!(repos.as_array().unwrap().len(), 2);
+    let wrong = server
+        .http
+        .get(format!("{}/api/repos", server.url))
+        .bearer_auth("wrong-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
+
 on_both_databases!(
+    private_repositories_are_shown_to_the_admin_only,
     builds_list_newest_first_with_filters_and_pages,
     jobs_show_their_fields,
     write_calls_need_the_admin_token,

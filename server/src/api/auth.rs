@@ -65,3 +65,32 @@ impl FromRequestParts<App> for Runner {
         }
     }
 }
+
+/// Whoever reads: anyone, or the admin. Private repositories (and every
+/// repository with `GANTRY_PRIVATE_BY_DEFAULT`) are shown to the admin only,
+/// until users sign in with GitHub.
+pub struct Viewer {
+    pub admin: bool,
+}
+
+impl Viewer {
+    /// `NotFound` (not 403: a private repository's existence is not revealed).
+    pub fn check(&self, app: &App, private: bool, what: &str) -> Result<(), ApiError> {
+        if self.admin || (!private && !app.config.private_by_default) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!("no {what}")))
+        }
+    }
+}
+
+impl FromRequestParts<App> for Viewer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        match (bearer(parts), &app.admin_token_hash) {
+            (Some(token), Some(hash)) if matches(hash, token) => Ok(Viewer { admin: true }),
+            (Some(_), _) => Err(ApiError::Unauthorized("wrong admin token".into())),
+            (None, _) => Ok(Viewer { admin: false }),
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Repositories, builds and jobs: reads for everyone, writes for the admin.
 
-use super::auth::Admin;
+use super::auth::{Admin, Viewer};
 use super::views::{BuildView, JobView, RepoView};
 use crate::error::{ApiError, ApiResult};
 use crate::intake::github::BuildRequest;
@@ -19,10 +19,13 @@ use gantry_protocol::{BuildId, JobId};
 use serde::Deserialize;
 use tower::ServiceExt;
 
-pub async fn list_repos(State(app): State<App>) -> ApiResult<Json<Vec<RepoView>>> {
+pub async fn list_repos(State(app): State<App>, viewer: Viewer) -> ApiResult<Json<Vec<RepoView>>> {
     let mut conn = app.db.pool.acquire().await?;
     let mut out = Vec::new();
     for repo in repos::all(&mut conn).await? {
+        if viewer.check(&app, repo.private, "repository").is_err() {
+            continue;
+        }
         let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
         out.push(RepoView::new(&repo, last.as_ref()));
     }
@@ -50,10 +53,12 @@ pub struct ListQuery {
 
 pub async fn list_builds(
     State(app): State<App>,
+    viewer: Viewer,
     Path((owner, name)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<BuildView>>> {
     let repo = repo_by_path(&app, &owner, &name).await?;
+    viewer.check(&app, repo.private, &format!("repository {owner}/{name}"))?;
     let state = q
         .state
         .as_deref()
@@ -80,16 +85,36 @@ pub async fn list_builds(
     Ok(Json(list.iter().map(BuildView::new).collect()))
 }
 
-pub async fn get_build(State(app): State<App>, Path(id): Path<i64>) -> ApiResult<Json<BuildView>> {
+/// Whether the repository of `build` is private (a missing repository counts as private).
+async fn private(conn: &mut sqlx::AnyConnection, build: &builds::Build) -> ApiResult<bool> {
+    Ok(repos::by_id(conn, build.repo_id)
+        .await?
+        .is_none_or(|r| r.private))
+}
+
+pub async fn get_build(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<BuildView>> {
     let mut conn = app.db.pool.acquire().await?;
     let build = builds::get(&mut conn, BuildId(id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    viewer.check(
+        &app,
+        private(&mut conn, &build).await?,
+        &format!("build {id}"),
+    )?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     Ok(Json(BuildView::full(&build, &build_jobs)))
 }
 
-pub async fn get_job(State(app): State<App>, Path(id): Path<i64>) -> ApiResult<Json<JobView>> {
+pub async fn get_job(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<JobView>> {
     let mut conn = app.db.pool.acquire().await?;
     let job = jobs::get(&mut conn, JobId(id))
         .await?
@@ -97,20 +122,34 @@ pub async fn get_job(State(app): State<App>, Path(id): Path<i64>) -> ApiResult<J
     let build = builds::get(&mut conn, job.build_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build for job {id}")))?;
+    viewer.check(
+        &app,
+        private(&mut conn, &build).await?,
+        &format!("job {id}"),
+    )?;
     Ok(Json(JobView::new(&job, build.number)))
 }
 
 /// The raw log, with HTTP Range support for viewers that fetch parts of big logs.
 pub async fn job_log(
     State(app): State<App>,
+    viewer: Viewer,
     Path(id): Path<i64>,
     request: Request<Body>,
 ) -> ApiResult<Response> {
     let job = JobId(id);
     let mut conn = app.db.pool.acquire().await?;
-    if jobs::get(&mut conn, job).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no job {id}")));
-    }
+    let found = jobs::get(&mut conn, job)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let build = builds::get(&mut conn, found.build_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    viewer.check(
+        &app,
+        private(&mut conn, &build).await?,
+        &format!("job {id}"),
+    )?;
     let path = app.logs.path(job);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Ok(([("content-type", "text/plain; charset=utf-8")], "").into_response());

@@ -67,6 +67,7 @@ impl TestServer {
             lease,
             status_context: "gantry".into(),
             secret_key: Some(SECRET_KEY.into()),
+            private_by_default: false,
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
@@ -138,6 +139,20 @@ impl TestServer {
         (status, body)
     }
 
+    /// A read as the admin, who sees private repositories too.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .http
@@ -154,12 +169,12 @@ impl TestServer {
     /// Waits until a build of `repo` satisfies `check` and returns it (with jobs).
     pub async fn wait_build(&self, repo: &str, check: impl Fn(&Value) -> bool) -> Value {
         gantry_testkit::eventually(&format!("a matching build of {repo}"), WAIT, || async {
-            let (status, list) = self.get(&format!("/api/repos/{repo}/builds")).await;
+            let (status, list) = self.admin_get(&format!("/api/repos/{repo}/builds")).await;
             if status != StatusCode::OK {
                 return None;
             }
             for b in list.as_array()? {
-                let (_, full) = self.get(&format!("/api/builds/{}", b["id"])).await;
+                let (_, full) = self.admin_get(&format!("/api/builds/{}", b["id"])).await;
                 if check(&full) {
                     return Some(full);
                 }
@@ -170,7 +185,7 @@ impl TestServer {
     }
 
     pub async fn build(&self, id: &Value) -> Value {
-        self.get(&format!("/api/builds/{id}")).await.1
+        self.admin_get(&format!("/api/builds/{id}")).await.1
     }
 
     pub async fn claim(&self, runner: &str, wait_seconds: u64) -> Option<Assignment> {
