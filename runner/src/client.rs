@@ -52,6 +52,23 @@ impl ServerClient {
         }
     }
 
+    /// A call about a held job: authenticated, with its lease.
+    fn job_call(&self, path: &str, lease: &str, timeout: Duration) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(LEASE_HEADER, lease)
+            .timeout(timeout)
+    }
+
+    /// Any status the protocol does not name.
+    async fn unexpected(response: reqwest::Response) -> ClientError {
+        ClientError::Server {
+            status: response.status().as_u16(),
+            message: response.text().await.unwrap_or_default(),
+        }
+    }
+
     /// Waits up to `wait` for a job.
     pub async fn claim(
         &self,
@@ -79,10 +96,7 @@ impl ServerClient {
                 .map(Some)
                 .map_err(|e| ClientError::Unreachable(format!("bad assignment: {e}"))),
             StatusCode::NO_CONTENT => Ok(None),
-            status => Err(ClientError::Server {
-                status: status.as_u16(),
-                message: response.text().await.unwrap_or_default(),
-            }),
+            _ => Err(Self::unexpected(response).await),
         }
     }
 
@@ -92,15 +106,11 @@ impl ServerClient {
         lease: &str,
     ) -> Result<HeartbeatResponse, ClientError> {
         let response = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                gantry_protocol::heartbeat_path(job)
-            ))
-            .bearer_auth(&self.token)
-            .header(LEASE_HEADER, lease)
-            .timeout(Duration::from_secs(20))
+            .job_call(
+                &gantry_protocol::heartbeat_path(job),
+                lease,
+                Duration::from_secs(20),
+            )
             .send()
             .await;
         let response = Self::check(response).await?;
@@ -110,10 +120,7 @@ impl ServerClient {
                 .await
                 .map_err(|e| ClientError::Unreachable(e.to_string())),
             StatusCode::CONFLICT => Err(ClientError::LeaseLost),
-            status => Err(ClientError::Server {
-                status: status.as_u16(),
-                message: response.text().await.unwrap_or_default(),
-            }),
+            _ => Err(Self::unexpected(response).await),
         }
     }
 
@@ -125,15 +132,11 @@ impl ServerClient {
         chunk: bytes::Bytes,
     ) -> Result<LogAck, ClientError> {
         let response = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                gantry_protocol::log_path(job, offset)
-            ))
-            .bearer_auth(&self.token)
-            .header(LEASE_HEADER, lease)
-            .timeout(Duration::from_secs(60))
+            .job_call(
+                &gantry_protocol::log_path(job, offset),
+                lease,
+                Duration::from_secs(60),
+            )
             .body(chunk)
             .send()
             .await;
@@ -143,14 +146,12 @@ impl ServerClient {
                 .json()
                 .await
                 .map_err(|e| ClientError::Unreachable(e.to_string())),
+            // A gap answers with the size to resume from; a lost lease answers with an error.
             StatusCode::CONFLICT => match response.json::<LogAck>().await {
                 Ok(ack) => Err(ClientError::Gap { size: ack.size }),
                 Err(_) => Err(ClientError::LeaseLost),
             },
-            status => Err(ClientError::Server {
-                status: status.as_u16(),
-                message: response.text().await.unwrap_or_default(),
-            }),
+            _ => Err(Self::unexpected(response).await),
         }
     }
 
@@ -161,15 +162,11 @@ impl ServerClient {
         report: &FinishRequest,
     ) -> Result<(), ClientError> {
         let response = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                gantry_protocol::finish_path(job)
-            ))
-            .bearer_auth(&self.token)
-            .header(LEASE_HEADER, lease)
-            .timeout(Duration::from_secs(30))
+            .job_call(
+                &gantry_protocol::finish_path(job),
+                lease,
+                Duration::from_secs(30),
+            )
             .json(report)
             .send()
             .await;
@@ -177,10 +174,7 @@ impl ServerClient {
         match response.status() {
             s if s.is_success() => Ok(()),
             StatusCode::CONFLICT => Err(ClientError::LeaseLost),
-            status => Err(ClientError::Server {
-                status: status.as_u16(),
-                message: response.text().await.unwrap_or_default(),
-            }),
+            _ => Err(Self::unexpected(response).await),
         }
     }
 }

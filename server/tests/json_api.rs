@@ -321,15 +321,7 @@ async fn health_and_metrics(engine: Engine) {
 
 async fn private_repositories_are_shown_to_the_admin_only(engine: Engine) {
     let server = TestServer::start(engine).await;
-    // go-scm's fixtures are of a private repository; go-playground's of a public one.
-    let mut payload = gantry_testkit::webhook::fixture("push", "go-scm.push_tag.json");
-    let private = payload["repository"]["full_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (repo, sha) = server.repo(&private, &[(".travis.yml", "script: ./test\n")], "x");
-    gantry_testkit::webhook::point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
-    server.webhook("push", "private", &payload).await;
+    let (_repo, private) = push_private(&server, "script: ./test\n", "private").await;
     let build = server
         .wait_build(&private, |b| b["state"] == "queued")
         .await;

@@ -383,15 +383,7 @@ async fn runners_need_the_runner_token(engine: Engine) {
 
 async fn private_repositories_come_with_clone_credentials(engine: Engine) {
     let server = TestServer::start(engine).await;
-    // go-scm's fixtures are of a private repository.
-    let mut payload = gantry_testkit::webhook::fixture("push", "go-scm.push_tag.json");
-    let full_name = payload["repository"]["full_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (repo, sha) = server.repo(&full_name, &[(".travis.yml", "script: ./test\n")], "x");
-    gantry_testkit::webhook::point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
-    server.webhook("push", "private-1", &payload).await;
+    let (_repo, full_name) = push_private(&server, "script: ./test\n", "private-1").await;
     server
         .wait_build(&full_name, |b| b["state"] == "queued")
         .await;

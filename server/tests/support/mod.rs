@@ -267,3 +267,19 @@ pub fn push_payload(clone_url: &str, sha: &str, message: &str) -> Value {
     webhook::point_push(&mut payload, clone_url, sha, message);
     payload
 }
+
+/// A push of go-scm's tag fixture, which is of a *private* repository, pointed
+/// at a local repository with `pipeline`. Returns the local repository (keep
+/// it alive: dropping it deletes it) and the repository's name.
+pub async fn push_private(server: &TestServer, pipeline: &str, delivery: &str) -> (Repo, String) {
+    let mut payload = webhook::fixture("push", "go-scm.push_tag.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(payload["repository"]["private"], true);
+    let (repo, sha) = server.repo(&full_name, &[(".travis.yml", pipeline)], "x");
+    webhook::point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", delivery, &payload).await;
+    (repo, full_name)
+}
