@@ -254,7 +254,7 @@ pub async fn exec(
     });
     let outcome = job::run(&rt, &assignment, Source::Copy(dir), tx, cancel).await;
     let _ = printer.await;
-    let _ = std::fs::remove_dir_all(&data);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&data)).await;
     Ok(outcome)
 }
 

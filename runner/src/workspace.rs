@@ -185,10 +185,18 @@ impl Workspaces {
         let mut log = Vec::new();
         let started = std::time::Instant::now();
         let mirror = self.update_mirror(clone_url, commit, creds).await?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| CloneError(format!("cannot clear {}: {e}", dir.display())))?;
-        }
+        // An old tree can be large: remove it off the async runtime.
+        let old = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if old.exists() {
+                std::fs::remove_dir_all(&old)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .map_err(|e| CloneError(e.to_string()))?
+        .map_err(|e| CloneError(format!("cannot clear {}: {e}", dir.display())))?;
         std::fs::create_dir_all(dir)
             .map_err(|e| CloneError(format!("cannot create {}: {e}", dir.display())))?;
         let source = format!("file://{}", mirror.display());
