@@ -542,3 +542,64 @@ async fn secrets_reach_pushes_masked_and_never_reach_forks() {
     );
     assert!(!log.contains(SECRET_VALUE));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: echo begun; sleep 3; echo completed\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let runner_data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let name = format!("patient-{:x}", rand::random::<u32>());
+    // The runner starts first, with no server there: it keeps retrying.
+    let mut runner = start_runner(&url, runner_data.path(), &name);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let listen = format!("127.0.0.1:{port}");
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_LISTEN", &listen),
+            ("GANTRY_EMBEDDED_RUNNERS", "0"),
+            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
+        ],
+    );
+    gantry.push(&payload, "patient-1").await;
+    gantry_testkit::eventually("the job to start", Duration::from_secs(60), || async {
+        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
+        let build = gantry
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        let job = build["jobs"].as_array()?.first()?.clone();
+        gantry.log(&job).await.contains("\nbegun").then_some(())
+    })
+    .await;
+    // SIGTERM: the runner stops claiming but lets the running job finish.
+    let pid = runner.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let build = gantry.finished(&full_name, 1).await;
+    assert_eq!(build["state"], "passed");
+    assert!(gantry.log(&build["jobs"][0]).await.contains("completed"));
+    let status = tokio::task::spawn_blocking(move || runner.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the runner exits cleanly after its job: {status:?}"
+    );
+}
