@@ -9,6 +9,7 @@ use crate::job::{self, Runtime};
 use crate::workspace::Workspaces;
 use bytes::Bytes;
 use gantry_protocol::{Assignment, FinishRequest, JobOutcome};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     pub no_output_timeout: Duration,
     pub max_job_time: Option<Duration>,
+    /// Sent with every claim; the server does not route jobs by label yet.
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +73,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             _ = shutdown.cancelled() => break,
         };
         let claimed = tokio::select! {
-            claimed = client.claim(&config.name, Duration::from_secs(30)) => claimed,
+            claimed = client.claim(&config.name, &config.labels, Duration::from_secs(30)) => claimed,
             _ = shutdown.cancelled() => break,
         };
         while jobs.try_join_next().is_some() {}

@@ -73,12 +73,13 @@ impl ServerClient {
     pub async fn claim(
         &self,
         runner: &str,
+        labels: &std::collections::BTreeMap<String, String>,
         wait: Duration,
     ) -> Result<Option<Assignment>, ClientError> {
         let request = ClaimRequest {
             runner: runner.into(),
             wait_seconds: wait.as_secs(),
-            labels: Default::default(),
+            labels: labels.clone(),
         };
         let response = self
             .http

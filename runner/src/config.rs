@@ -103,6 +103,7 @@ impl RunnerArgs {
             limits: self.limits.limits(),
             no_output_timeout: self.limits.no_output_timeout(),
             max_job_time: self.limits.max_job_time(),
+            labels: self.labels.into_iter().collect(),
         }
     }
 }

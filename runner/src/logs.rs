@@ -113,7 +113,6 @@ pub struct LogPipeline {
     pub last_output: Instant,
     /// When the job started.
     pub started: Instant,
-    pub bytes_in: u64,
 }
 
 impl LogPipeline {
@@ -129,14 +128,12 @@ impl LogPipeline {
             current_phase: None,
             last_output: Instant::now(),
             started: Instant::now(),
-            bytes_in: 0,
         }
     }
 
     /// Feeds raw output; sends a chunk when enough is waiting.
     pub async fn push(&mut self, bytes: &[u8]) {
         self.last_output = Instant::now();
-        self.bytes_in += bytes.len() as u64;
         let mut start = 0;
         for (i, b) in bytes.iter().enumerate() {
             if *b == b'\n' {

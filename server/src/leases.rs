@@ -2,7 +2,7 @@
 
 use crate::progress;
 use crate::state::{self, JobEvent, JobState};
-use crate::store::{jobs, now_ms};
+use crate::store::jobs;
 use crate::App;
 use std::time::Duration;
 
@@ -44,7 +44,6 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
     }
     if touched > 0 {
         app.dispatch.notify_waiters();
-        app.events.send_replace(now_ms());
     }
     Ok(touched)
 }

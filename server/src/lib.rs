@@ -26,14 +26,13 @@ pub mod store;
 
 use config::Config;
 use forge::Forge;
-use gantry_protocol::JobId;
 use logs::LogStore;
 use metrics::Metrics;
 use std::future::Future;
 use std::sync::Arc;
 use store::Db;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// Everything a handler or background task needs; cheap to clone.
 #[derive(Clone)]
@@ -50,10 +49,6 @@ pub struct App {
     pub planner_wake: Arc<Notify>,
     /// Woken when commit statuses are queued.
     pub status_wake: Arc<Notify>,
-    /// Bumped on every build or job state change (for live pages).
-    pub events: Arc<watch::Sender<i64>>,
-    /// The latest log size of a job that received output (for live logs).
-    pub log_events: Arc<watch::Sender<(JobId, u64)>>,
     /// Seals and opens repository secrets; `None` without `GANTRY_SECRET_KEY`.
     pub secrets: Option<secrets::SecretBox>,
     pub admin_token_hash: Option<[u8; 32]>,
@@ -130,8 +125,6 @@ impl Server {
             dispatch: Arc::new(Notify::new()),
             planner_wake,
             status_wake: Arc::new(Notify::new()),
-            events: Arc::new(watch::channel(0).0),
-            log_events: Arc::new(watch::channel((JobId(0), 0)).0),
         };
         Ok(Server { app })
     }

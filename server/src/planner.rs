@@ -275,6 +275,5 @@ pub async fn create_build(
     if !planned_jobs.is_empty() {
         app.dispatch.notify_waiters();
     }
-    app.events.send_replace(now_ms());
     Ok(Planned::Build(build_id))
 }

@@ -52,7 +52,6 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
     }
     crate::metrics::Metrics::add(&app.metrics.claims, 1);
     progress::refresh_build_state(app, &mut conn, job.build_id).await?;
-    app.events.send_replace(now_ms());
     let build = builds::get(&mut conn, job.build_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;

@@ -7,7 +7,7 @@ use crate::intake::github::BuildRequest;
 use crate::planner::{self, Planned};
 use crate::state::{self, BuildState, JobEvent, JobState};
 use crate::store::builds::{self, BuildFilter};
-use crate::store::{jobs, now_ms, repos};
+use crate::store::{jobs, repos};
 use crate::{progress, App};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -218,7 +218,6 @@ async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResu
             .map_err(|e| ApiError::Internal(Box::new(e)))??;
     }
     app.dispatch.notify_waiters();
-    app.events.send_replace(now_ms());
     Ok(())
 }
 
@@ -243,7 +242,6 @@ async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResul
     }
     progress::advance(app, &mut tx, build).await?;
     tx.commit().await?;
-    app.events.send_replace(now_ms());
     Ok(())
 }
 

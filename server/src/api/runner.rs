@@ -4,7 +4,7 @@ use super::auth::Runner;
 use crate::error::{ApiError, ApiResult};
 use crate::logs::AppendError;
 use crate::state::{self, JobEvent, JobState};
-use crate::store::{jobs, now_ms};
+use crate::store::jobs;
 use crate::{progress, queue, App};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -86,10 +86,7 @@ pub async fn log(
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     match result {
-        Ok(ack) => {
-            app.log_events.send_replace((job, ack.size));
-            Ok(Json(ack).into_response())
-        }
+        Ok(ack) => Ok(Json(ack).into_response()),
         Err(AppendError::Gap { size, .. }) => {
             Ok((StatusCode::CONFLICT, Json(LogAck { size })).into_response())
         }
@@ -132,6 +129,5 @@ pub async fn finish(
     if released {
         app.dispatch.notify_waiters();
     }
-    app.events.send_replace(now_ms());
     Ok(StatusCode::OK)
 }
