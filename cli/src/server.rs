@@ -10,7 +10,7 @@ use rand::RngCore;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ServerCommand {
     #[command(flatten)]
     server: ServerArgs,

@@ -29,7 +29,7 @@ mod yaml;
 
 pub use catalog::Catalog;
 pub use config::deploy::{Deploy, DeployOn, Provider, Value};
-pub use config::env::EnvVar;
+pub use config::env::{is_name as is_env_name, EnvVar};
 pub use config::image::{BuildSpec, ImagePush, ImageSpec, RegistryCredentials};
 pub use config::job::GitOptions;
 pub use config::phase::{FailureEffect, Phase};

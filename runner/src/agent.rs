@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConfig {
     pub server: String,
     pub token: String,
@@ -30,6 +30,19 @@ pub struct AgentConfig {
     pub max_job_time: Option<Duration>,
     /// Sent with every claim; the server does not route jobs by label yet.
     pub labels: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    // The token stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("server", &self.server)
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("data_dir", &self.data_dir)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,17 +215,10 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
         })
     };
 
-    let credentials = a
-        .git_credentials
-        .as_ref()
-        .map(|c| crate::workspace::Credentials {
-            username: c.username.clone(),
-            password: c.password.clone(),
-        });
     let outcome = job::run(
         runtime,
         &a,
-        job::Source::Clone(credentials.as_ref()),
+        job::Source::Clone(a.git_credentials.as_ref()),
         tx,
         cancel,
     )

@@ -6,7 +6,8 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Args)]
+/// No `Debug`: it holds the runner token.
+#[derive(Clone, Args)]
 pub struct RunnerArgs {
     /// The Gantry server to take jobs from.
     #[arg(long, env = "GANTRY_SERVER_URL")]

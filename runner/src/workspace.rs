@@ -6,25 +6,13 @@
 //! environment, never through a URL, an argument, a log or an error message.
 
 use gantry_pipeline::GitOptions;
+pub use gantry_protocol::GitCredentials as Credentials;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use tokio::process::Command;
-
-/// A login for a private repository.
-#[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credentials { .. }")
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `gantry server` settings.
-#[derive(Debug, Clone, Args)]
+/// `gantry server` settings. No `Debug`: it holds tokens and keys.
+#[derive(Clone, Args)]
 pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:8080")]

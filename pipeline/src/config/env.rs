@@ -36,7 +36,8 @@ pub struct RootEnv {
     pub matrix_span: Option<Span>,
 }
 
-fn is_name(name: &str) -> bool {
+/// Whether `name` can be a shell variable: letters, digits and `_`, not starting with a digit.
+pub fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -24,14 +24,6 @@ async fn repo(app: &App, owner: &str, name: &str) -> ApiResult<repos::Repo> {
         .ok_or_else(|| ApiError::NotFound(format!("no repository {owner}/{name}")))
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 pub async fn put(
     State(app): State<App>,
     _: Admin,
@@ -41,7 +33,7 @@ pub async fn put(
     let sealer = app.secrets.as_ref().ok_or_else(|| {
         ApiError::Conflict("secrets are disabled: set GANTRY_SECRET_KEY on the server".into())
     })?;
-    if !valid_name(&secret) {
+    if !gantry_pipeline::is_env_name(&secret) {
         return Err(ApiError::BadRequest(format!("`{secret}` is not a valid variable name: letters, digits and _, not starting with a digit")));
     }
     if body.value.is_empty() {
