@@ -1,9 +1,10 @@
 //! Jobs whose runner went silent: taken back once, then errored as "runner lost".
 
 use crate::progress;
-use crate::state::{self, JobEvent, JobState};
+use crate::state::JobEvent;
 use crate::store::jobs;
 use crate::App;
+use gantry_protocol::JobOutcome;
 use std::time::Duration;
 
 /// Handles every expired lease; returns how many jobs it touched.
@@ -13,25 +14,30 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
     let mut touched = 0;
     for job in expired {
         let runner = job.runner.clone().unwrap_or_else(|| "the runner".into());
-        let (to, reason, note) = if job.cancel_requested {
+        let (event, reason, note) = if job.cancel_requested {
             (
-                JobState::Canceled,
+                JobEvent::Finish(JobOutcome::Canceled),
                 "canceled; the runner stopped responding".to_string(),
                 format!("{runner} stopped responding; the job is canceled"),
             )
         } else {
             let requeue = job.attempts <= 1;
-            let to = state::next(JobState::Running, JobEvent::LeaseExpired { requeue })
-                .unwrap_or(JobState::Errored);
-            if requeue {
-                (to, String::new(), format!("runner lost: no heartbeat from {runner} for {lease_secs} s; the job runs again"))
+            let (reason, what) = if requeue {
+                (String::new(), "runs again")
             } else {
-                (to, "runner lost".to_string(), format!("runner lost: no heartbeat from {runner} for {lease_secs} s; the job is errored"))
-            }
+                ("runner lost".to_string(), "is errored")
+            };
+            (
+                JobEvent::LeaseExpired { requeue },
+                reason,
+                format!(
+                    "runner lost: no heartbeat from {runner} for {lease_secs} s; the job {what}"
+                ),
+            )
         };
-        let mut tx = app.db.pool.begin().await?;
+        let mut tx = app.db.begin().await?;
         let reason = (!reason.is_empty()).then_some(reason.as_str());
-        if !jobs::transition(&mut tx, job.id, JobState::Running, to, reason).await? {
+        if !progress::apply(&mut tx, &job, event, reason).await? {
             continue; // finished or heartbeat in the meantime
         }
         progress::advance(app, &mut tx, job.build_id).await?;
@@ -39,7 +45,7 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
         let logs = app.logs.clone();
         let id = job.id;
         let _ = tokio::task::spawn_blocking(move || logs.note(id, &note)).await;
-        tracing::warn!(job = %job.id, runner = %runner, to = %to, "lease expired");
+        tracing::warn!(job = %job.id, runner = %runner, event = ?event, "lease expired");
         touched += 1;
     }
     if touched > 0 {

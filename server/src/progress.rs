@@ -1,10 +1,24 @@
 //! After a job changes: release the next stage or stop, and recompute the build's state.
 
-use crate::state::{self, BuildState, JobState, StageStep};
+use crate::state::{self, BuildState, JobEvent, JobState, StageStep};
 use crate::store::{builds, jobs};
 use crate::{statuses, App};
 use gantry_protocol::BuildId;
 use sqlx::AnyConnection;
+
+/// Moves `job` as the state machine says `event` does; false when the event
+/// does not apply to its state, or the job moved on in the meantime.
+pub async fn apply(
+    conn: &mut AnyConnection,
+    job: &jobs::Job,
+    event: JobEvent,
+    reason: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    match state::next(job.state, event) {
+        Ok(to) => jobs::transition(conn, job.id, job.state, to, reason).await,
+        Err(_) => Ok(false),
+    }
+}
 
 /// Applies the stage rules and the build state; returns whether jobs were queued.
 pub async fn advance(
@@ -24,21 +38,12 @@ pub async fn advance(
                 .iter()
                 .filter(|j| j.stage_index == index && j.state == JobState::Created)
             {
-                released |=
-                    jobs::transition(conn, job.id, JobState::Created, JobState::Queued, None)
-                        .await?;
+                released |= apply(conn, job, JobEvent::Release, None).await?;
             }
         }
         StageStep::Stop => {
             for job in all.iter().filter(|j| j.state == JobState::Created) {
-                jobs::transition(
-                    conn,
-                    job.id,
-                    JobState::Created,
-                    JobState::Canceled,
-                    Some("an earlier stage failed"),
-                )
-                .await?;
+                apply(conn, job, JobEvent::Skip, Some("an earlier stage failed")).await?;
             }
         }
         StageStep::Wait | StageStep::Done => {}

@@ -167,7 +167,7 @@ pub async fn job_log(
 }
 
 async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let current = builds::get(&mut tx, build)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {build}")))?;
@@ -222,19 +222,12 @@ async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResu
 }
 
 async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let all = jobs::for_build(&mut tx, build).await?;
     for job in all.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
         match job.state {
             JobState::Created | JobState::Queued => {
-                jobs::transition(
-                    &mut tx,
-                    job.id,
-                    job.state,
-                    JobState::Canceled,
-                    Some("canceled by a user"),
-                )
-                .await?;
+                progress::apply(&mut tx, job, JobEvent::Cancel, Some("canceled by a user")).await?;
             }
             JobState::Running => jobs::request_cancel(&mut tx, job.id).await?,
             _ => {}
