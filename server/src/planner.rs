@@ -232,7 +232,7 @@ pub async fn create_build(
         }
     }
 
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     build.number = repos::next_build_number(&mut tx, repo.id).await?;
     let build_id = builds::insert(&mut tx, &build).await?;
     let first_stage = planned_jobs.first().map(|j| j.stage.clone());

@@ -106,7 +106,7 @@ pub async fn finish(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let phases =
         serde_json::to_string(&report.phases).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let Some(current) = jobs::get(&mut tx, job).await? else {
         return Err(ApiError::NotFound(format!("no job {job}")));
     };

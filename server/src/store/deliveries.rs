@@ -24,7 +24,7 @@ pub struct PendingDelivery {
 /// Stores a batch in one transaction — one commit, one fsync, for all of them.
 /// Returns, per delivery, whether it was new (false: a redelivery).
 pub async fn insert_batch(db: &Db, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     let now = now_ms();
     let mut stored = Vec::with_capacity(batch.len());
     for d in batch {

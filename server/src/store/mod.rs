@@ -86,6 +86,17 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// `BEGIN IMMEDIATE`: a deferred transaction that reads first cannot
+    /// upgrade once another connection has committed (WAL answers "database
+    /// is locked" at once, past any busy timeout).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// `FOR UPDATE SKIP LOCKED` where the engine has it: several servers on
     /// PostgreSQL never claim the same row; SQLite serialises writers anyway.
     pub fn skip_locked(&self) -> &'static str {
