@@ -603,3 +603,40 @@ async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
         "the runner exits cleanly after its job: {status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_with_the_wrong_token_stops_and_says_why() {
+    let github = GitHubDouble::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_EMBEDDED_RUNNERS", "0"),
+            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
+        ],
+    );
+    let runner_data = tempfile::tempdir().unwrap();
+    let url = gantry.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args([
+                "runner",
+                "--server",
+                &url,
+                "--token",
+                "not-the-token-0123456789",
+            ])
+            .env("GANTRY_DATA_DIR", runner_data.path())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server refused the runner token: check --token / GANTRY_RUNNER_TOKEN"),
+        "{stderr}"
+    );
+}
