@@ -95,6 +95,15 @@ impl Gantry {
             .unwrap()
     }
 
+    /// The first job of the newest build of `repo`, if there is one yet.
+    async fn newest_job(&self, repo: &str) -> Option<Value> {
+        let list = self.get(&format!("/api/repos/{repo}/builds")).await;
+        let build = self
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        build["jobs"].as_array()?.first().cloned()
+    }
+
     /// Waits for build `number` of `repo` to finish; returns it with jobs.
     async fn finished(&self, repo: &str, number: i64) -> Value {
         gantry_testkit::eventually(
@@ -237,11 +246,7 @@ async fn canceling_a_running_build_stops_its_job_within_seconds() {
     let gantry = start(data.path(), &github.url, &[]);
     gantry.push(&payload, "cancel-1").await;
     let job = gantry_testkit::eventually("the job to print", Duration::from_secs(60), || async {
-        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
-        let build = gantry
-            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
-            .await;
-        let job = build["jobs"].as_array()?.first()?.clone();
+        let job = gantry.newest_job(&full_name).await?;
         gantry.log(&job).await.contains("working").then_some(job)
     })
     .await;
@@ -342,11 +347,7 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     );
     gantry.push(&payload, "kill-1").await;
     let job_running = || async {
-        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
-        let build = gantry
-            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
-            .await;
-        let job = build["jobs"].as_array()?.first()?.clone();
+        let job = gantry.newest_job(&full_name).await?;
         let log = gantry.log(&job).await;
         (job["state"] == "running"
             && log.matches("\nrunning").count() + usize::from(log.starts_with("running")) >= 1)
@@ -367,11 +368,7 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
         );
     }
     let job = gantry_testkit::eventually("runner lost", Duration::from_secs(60), || async {
-        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
-        let build = gantry
-            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
-            .await;
-        let job = build["jobs"].as_array()?.first()?.clone();
+        let job = gantry.newest_job(&full_name).await?;
         (job["state"] == "errored").then_some(job)
     })
     .await;
@@ -577,11 +574,7 @@ async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
     );
     gantry.push(&payload, "patient-1").await;
     gantry_testkit::eventually("the job to start", Duration::from_secs(60), || async {
-        let list = gantry.get(&format!("/api/repos/{full_name}/builds")).await;
-        let build = gantry
-            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
-            .await;
-        let job = build["jobs"].as_array()?.first()?.clone();
+        let job = gantry.newest_job(&full_name).await?;
         gantry.log(&job).await.contains("\nbegun").then_some(())
     })
     .await;
