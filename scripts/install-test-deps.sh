@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Installs the system packages Gantry's tests need, from Debian's archive.
+# and moto (the AWS stand-in for S3, ECS and ECR) from PyPI into a virtualenv.
 # Idempotent: does nothing (and needs no network) when everything is present.
 set -euo pipefail
 
-packages=(busybox-static debootstrap postgresql postgresql-client git)
+MOTO_VERSION=5.2.5
+MOTO_VENV=${GANTRY_TEST_TOOLS:-$HOME/.cache/gantry-test}/moto
+if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 \
+   || ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+  echo "installing moto[server]==$MOTO_VERSION into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION"
+fi
+
+packages=(busybox-static debootstrap postgresql postgresql-client git docker-registry)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,3 +28,5 @@ sudo=""
 echo "installing test dependencies: ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the packaged registry as a service; the tests start their own.
+$sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true

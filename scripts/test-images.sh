@@ -51,4 +51,23 @@ if ! have "$DEBIAN_IMAGE"; then
   trap - EXIT
 fi
 docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 --version' >/dev/null
-echo "test images ready: $BUSYBOX_IMAGE $WEB_IMAGE $DEBIAN_IMAGE"
+# Node 18 from Debian bookworm (nodejs + npm), tagged as the `node:18-alpine`
+# that pipeline-examples/node-elasticbeanstalk builds FROM: the delivery tests
+# run that example's real `npm test` without pulling the official image.
+NODE_IMAGE=gantry-test/node:18-1
+if ! have "$NODE_IMAGE"; then
+  echo "building $NODE_IMAGE with debootstrap (a few minutes, once)"
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  debootstrap --variant=minbase --include=nodejs,ca-certificates bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
+  # npm's dependencies do not configure inside debootstrap; apt in the chroot orders them.
+  chroot "$root" sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm && apt-get clean' >/dev/null
+  rm -rf "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["/bin/bash"]' - "$NODE_IMAGE" >/dev/null
+  rm -rf "$root"
+  trap - EXIT
+fi
+docker tag "$NODE_IMAGE" node:18-alpine
+docker run --rm node:18-alpine sh -c 'node --version && npm --version' >/dev/null
+
+echo "test images ready: $BUSYBOX_IMAGE $WEB_IMAGE $DEBIAN_IMAGE $NODE_IMAGE (as node:18-alpine)"

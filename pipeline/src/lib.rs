@@ -28,7 +28,7 @@ pub mod skip;
 mod yaml;
 
 pub use catalog::Catalog;
-pub use config::deploy::{Deploy, DeployOn, Provider, Value};
+pub use config::deploy::{AwsAccess, Deploy, DeployOn, Ecs, ElasticBeanstalk, Provider, Value, S3};
 pub use config::env::{is_name as is_env_name, EnvVar};
 pub use config::image::{BuildSpec, ImagePush, ImageSpec, RegistryCredentials};
 pub use config::job::GitOptions;

@@ -8,7 +8,7 @@
 //! POST /api/runner/jobs/{id}/finish  FinishRequest         → 200 | 409 (lease lost)
 //! ```
 
-use gantry_pipeline::{Event, Job};
+use gantry_pipeline::{BuildContext, Event, Job};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -162,6 +162,26 @@ pub struct HeartbeatResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogAck {
     pub size: u64,
+}
+
+impl Assignment {
+    /// The build as the pipeline's rules see it (`deploy.on`, `if:`).
+    pub fn build_context(&self) -> BuildContext {
+        let b = &self.build;
+        BuildContext {
+            event: b.event,
+            branch: b.branch.clone(),
+            tag: b.tag.clone(),
+            repo: self.repo.full_name.clone(),
+            default_branch: self.repo.default_branch.clone(),
+            fork: b.fork,
+            sender: b.sender.clone(),
+            commit_message: b.message.clone(),
+            head_repo: b.head_repo.clone(),
+            head_branch: b.head_branch.clone(),
+            pull_request: b.pull_request.and_then(|n| u64::try_from(n).ok()),
+        }
+    }
 }
 
 /// How a job ended, as the runner saw it.

@@ -327,6 +327,43 @@ impl Docker {
         Ok(())
     }
 
+    /// Gives `source` another name (`repo:tag`).
+    pub async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::TagImageOptionsBuilder::new()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.client
+            .tag_image(source, Some(options))
+            .await
+            .map_err(engine("tag the image"))
+    }
+
+    /// Pushes `repo:tag`; `progress` gets the engine's status lines.
+    /// Returns the pushed digest when the engine reports one.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        credentials: Option<bollard::auth::DockerCredentials>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), String> {
+        let options = bollard::query_parameters::PushImageOptionsBuilder::new()
+            .tag(tag)
+            .build();
+        let mut stream = self.client.push_image(repo, Some(options), credentials);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| short(&e))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(error);
+            }
+            if let Some(status) = info.status {
+                progress(&status);
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create_network(&self, name: &str, job_id: i64) -> Result<(), DockerError> {
         let request = NetworkCreateRequest {
             name: name.into(),

@@ -3,6 +3,7 @@
 //! A failing build is an outcome, not an error: every ending is reported
 //! with a reason a user understands, and everything is removed afterwards.
 
+use crate::deploy::StageEnd;
 use crate::docker::{self, Docker, DockerError, JobContainer, Limits};
 use crate::logs::{LogPipeline, Masker};
 use crate::script::{self, EXIT_ERRORED, EXIT_FAILED, EXIT_PASSED};
@@ -51,7 +52,7 @@ impl Outcome {
 }
 
 /// Why a step stopped before its script ended.
-enum Interrupted {
+pub(crate) enum Interrupted {
     Canceled,
     TimedOut(String),
     Engine(String),
@@ -410,7 +411,44 @@ async fn run_inner(
         }
     };
 
-    // 5. after_script: always, never changes the result.
+    // 5. Deploy: only after a pass.
+    if outcome.outcome == JobOutcome::Passed {
+        let stage = crate::deploy::Stage {
+            rt,
+            a,
+            container: &container,
+            gantry_dir: &gantry_dir,
+            workspace: &workspace,
+            build_dir: &build_dir,
+            cancel,
+            deadline,
+        };
+        match crate::deploy::run(&stage, p).await {
+            StageEnd::Done => {}
+            StageEnd::Failed(reason) => {
+                outcome.outcome = JobOutcome::Failed;
+                outcome.reason = Some(reason);
+            }
+            StageEnd::Errored(reason) => {
+                outcome.outcome = JobOutcome::Errored;
+                outcome.reason = Some(reason);
+            }
+            StageEnd::TimedOut(reason) => {
+                p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
+                return Outcome::errored(reason);
+            }
+            StageEnd::Canceled => {
+                return Outcome {
+                    outcome: JobOutcome::Canceled,
+                    exit_code: None,
+                    reason: Some("canceled".into()),
+                    phases: Vec::new(),
+                }
+            }
+        }
+    }
+
+    // 6. after_script: always, never changes the result.
     let after = job.commands(Phase::AfterScript);
     if !after.is_empty() {
         let step = script::phase_step(Phase::AfterScript, after, &build_dir, 99);
@@ -473,7 +511,7 @@ async fn report_docker(p: &mut LogPipeline, e: DockerError) -> Outcome {
 /// Execs `sh /gantry/<file>` in the job container, streaming its output.
 /// Returns its exit code, or why it was stopped.
 #[allow(clippy::too_many_arguments)]
-async fn run_step(
+pub(crate) async fn run_step(
     rt: &Runtime,
     container: &str,
     gantry_dir: &std::path::Path,

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod client;
 pub mod config;
+pub mod deploy;
 pub mod docker;
 pub mod job;
 pub mod local;

@@ -163,6 +163,23 @@ impl LogPipeline {
         self.flush().await;
     }
 
+    /// A line the runner writes about something outside its control (an AWS
+    /// error, a registry's message): masked like the job's own output.
+    pub async fn say(&mut self, text: &str) {
+        self.complete_partial();
+        let mut line = text.as_bytes().to_vec();
+        if !text.ends_with('\n') {
+            line.push(b'\n');
+        }
+        let masked = if self.masker.is_empty() {
+            line
+        } else {
+            self.masker.mask(&line)
+        };
+        self.pending.extend_from_slice(&masked);
+        self.flush().await;
+    }
+
     fn complete_partial(&mut self) {
         if !self.partial.is_empty() {
             let mut line = std::mem::take(&mut self.partial);

@@ -81,6 +81,11 @@ pub struct ElasticBeanstalk {
     pub wait_until_deployed: bool,
     pub wait_until_deployed_timeout: u64,
     pub rollback: bool,
+    /// Ship a `Dockerrun.aws.json` pointing at the images pushed by `images:`
+    /// instead of the whole workspace.
+    pub dockerrun: bool,
+    /// The container port of a generated single-container (v1) `Dockerrun.aws.json`.
+    pub container_port: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +212,8 @@ const EB_KEYS: &[&str] = &[
     "wait_until_deployed",
     "wait_until_deployed_timeout",
     "rollback",
+    "dockerrun",
+    "container_port",
 ];
 const S3_KEYS: &[&str] = &[
     "bucket",
@@ -415,6 +422,8 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
                     600,
                 ),
                 rollback: options.bool(d, "rollback", false),
+                dockerrun: options.bool(d, "dockerrun", false),
+                container_port: options.number(d, "container_port", 1, 65_535, 80),
             };
             if eb.env.is_none() && eb.rollback {
                 d.diags.warning(node.span, "`rollback` needs `env`: without an environment nothing is deployed to roll back");

@@ -1,0 +1,338 @@
+//! The deploy stage of a job that passed: Travis's rules for when a provider
+//! runs (`deploy.on`, never for pull requests), `before_deploy` and
+//! `after_deploy` around each provider, then the provider itself — `script`
+//! in the job's container, S3, Elastic Beanstalk and ECS from the runner
+//! through the AWS SDK. `images:` are built and pushed before the first
+//! provider that runs. Every skip is said in the log, with its reason.
+
+pub mod aws;
+pub mod bundle;
+pub mod ecs;
+pub mod elasticbeanstalk;
+pub mod images;
+pub mod s3;
+pub mod values;
+
+use crate::job::{run_step, Interrupted, Runtime};
+use crate::logs::LogPipeline;
+use crate::script;
+use gantry_pipeline::{Deploy, Phase, Provider};
+use gantry_protocol::{Assignment, BuildInfo, RepoInfo, SecretVar};
+use images::{ImageContext, PushedImage};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a provider deploys from.
+pub struct Target<'a> {
+    pub workspace: &'a Path,
+    /// A runner-side directory for bundles, removed with the job.
+    pub scratch: &'a Path,
+    /// The job's environment as its shell left it (after `before_deploy`).
+    pub env: &'a BTreeMap<String, String>,
+    pub secrets: &'a [SecretVar],
+    pub repo: &'a RepoInfo,
+    pub build: &'a BuildInfo,
+    pub images: &'a [PushedImage],
+    pub cancel: &'a CancellationToken,
+}
+
+/// How the stage ended, when it changes the job's result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StageEnd {
+    Done,
+    /// A provider failed (Travis: `failed to deploy`, the job fails).
+    Failed(String),
+    /// `before_deploy` failed: the job errors.
+    Errored(String),
+    Canceled,
+    TimedOut(String),
+}
+
+/// The job's container and files the stage works with.
+pub(crate) struct Stage<'a> {
+    pub rt: &'a Runtime,
+    pub a: &'a Assignment,
+    pub container: &'a str,
+    pub gantry_dir: &'a Path,
+    pub workspace: &'a Path,
+    pub build_dir: &'a str,
+    pub cancel: &'a CancellationToken,
+    pub deadline: Instant,
+}
+
+const YELLOW: &str = "\x1b[33;1m";
+const RED: &str = "\x1b[31;1m";
+const RESET: &str = "\x1b[0m";
+
+impl Stage<'_> {
+    /// Runs a generated script in the job's container; `Err` ends the stage.
+    async fn step(&self, file: &str, text: &str, p: &mut LogPipeline) -> Result<i64, StageEnd> {
+        match run_step(
+            self.rt,
+            self.container,
+            self.gantry_dir,
+            file,
+            text,
+            p,
+            self.cancel,
+            self.deadline,
+        )
+        .await
+        {
+            Ok(code) => Ok(code.unwrap_or(-1)),
+            Err(Interrupted::Canceled) => Err(StageEnd::Canceled),
+            Err(Interrupted::TimedOut(reason)) => Err(StageEnd::TimedOut(reason)),
+            Err(Interrupted::Engine(message)) => Err(StageEnd::Errored(message)),
+        }
+    }
+
+    /// The job's environment as the last step saved it.
+    async fn environment(&self) -> BTreeMap<String, String> {
+        let path = self.gantry_dir.join("environ");
+        match tokio::fs::read(&path).await {
+            Ok(bytes) if !bytes.is_empty() => values::parse_environ(&bytes),
+            _ => {
+                let mut env: BTreeMap<String, String> =
+                    crate::travis_env::variables(self.a).into_iter().collect();
+                env.extend(
+                    self.a
+                        .secrets
+                        .iter()
+                        .map(|s| (s.name.clone(), s.value.clone())),
+                );
+                env
+            }
+        }
+    }
+
+    async fn push_images(
+        &self,
+        p: &mut LogPipeline,
+        aws: Option<&gantry_pipeline::AwsAccess>,
+    ) -> Result<Vec<PushedImage>, StageEnd> {
+        let env = self.environment().await;
+        let cx = ImageContext {
+            docker: &self.rt.docker,
+            assignment: self.a,
+            workspace: self.workspace,
+            env: &env,
+            secrets: &self.a.secrets,
+            aws,
+        };
+        fold_start(p, "images", 0x1ff).await;
+        let result = images::push_all(&cx, &self.a.job.images, p).await;
+        fold_end(p, "images", 0x1ff, result.is_ok()).await;
+        result.map_err(|e| StageEnd::Failed(format!("building and pushing images failed: {e}")))
+    }
+}
+
+async fn fold_start(p: &mut LogPipeline, name: &str, id: usize) {
+    p.push(
+        format!("travis_fold:start:{name}\r\x1b[0Ktravis_time:start:{id:08x}\r\x1b[0K").as_bytes(),
+    )
+    .await;
+}
+
+async fn fold_end(p: &mut LogPipeline, name: &str, id: usize, ok: bool) {
+    p.push(
+        format!(
+            "\ntravis_time:end:{id:08x}:start=0,finish=0,duration=0,event={name}\r\x1b[0Ktravis_fold:end:{name}\r\x1b[0K\ngantry_phase:end:{name}:rc={}\r\x1b[0K\n",
+            if ok { 0 } else { 1 }
+        )
+        .as_bytes(),
+    )
+    .await;
+}
+
+/// The AWS options of the first AWS provider, for ECR logins.
+fn first_aws(deploys: &[Deploy]) -> Option<&gantry_pipeline::AwsAccess> {
+    deploys.iter().find_map(|d| match &d.provider {
+        Provider::Elasticbeanstalk(eb) => Some(&eb.aws),
+        Provider::S3(s3) => Some(&s3.aws),
+        Provider::Ecs(ecs) => Some(&ecs.aws),
+        _ => None,
+    })
+}
+
+/// Runs the stage after a passed job's `after_success`.
+pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
+    let a = stage.a;
+    let job = &a.job;
+    if job.deploy.is_empty() && job.images.is_empty() {
+        return StageEnd::Done;
+    }
+    let build = a.build_context();
+    p.runner_line("").await;
+    if job.deploy.is_empty() {
+        // Images alone: pushed from the default branch and tags, never for pull requests.
+        let why = if build.is_pull_request() {
+            Some("pull requests never push images".to_string())
+        } else if build.tag.is_none() && build.branch != build.default_branch {
+            Some(format!(
+                "branch {} is not the default branch {} (with no deploy, images are pushed from the default branch and tags)",
+                build.branch, build.default_branch
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            p.runner_line(&format!("{YELLOW}Not pushing images: {why}{RESET}"))
+                .await;
+            return StageEnd::Done;
+        }
+        return match stage.push_images(p, None).await {
+            Ok(_) => StageEnd::Done,
+            Err(end) => end,
+        };
+    }
+    if a.build.fork {
+        p.runner_line(&format!(
+            "{YELLOW}Skipping deploy: builds of pull requests from forks never deploy and get no secrets{RESET}"
+        ))
+        .await;
+        return StageEnd::Done;
+    }
+
+    let mut pushed: Option<Vec<PushedImage>> = None;
+    'providers: for (i, deploy) in job.deploy.iter().enumerate() {
+        let name = deploy.provider.name();
+        if let Err(reason) = deploy.on.check(&build, &job.versions) {
+            p.runner_line(&format!(
+                "{YELLOW}Skipping a deployment with the {name} provider because {reason}{RESET}"
+            ))
+            .await;
+            continue;
+        }
+        if let Provider::Unsupported { .. } = deploy.provider {
+            p.runner_line(&format!(
+                "{YELLOW}Skipping a deployment with the {name} provider: Gantry does not run it (use `provider: script`){RESET}"
+            ))
+            .await;
+            continue;
+        }
+        for condition in &deploy.on.condition {
+            let text = script::condition_step(condition, stage.build_dir);
+            match stage.step("condition.sh", &text, p).await {
+                Ok(0) => {}
+                Ok(_) => {
+                    p.runner_line(&format!(
+                        "{YELLOW}Skipping a deployment with the {name} provider because the condition `{condition}` is not met{RESET}"
+                    ))
+                    .await;
+                    continue 'providers;
+                }
+                Err(end) => return end,
+            }
+        }
+        if pushed.is_none() {
+            pushed = Some(if job.images.is_empty() {
+                Vec::new()
+            } else {
+                match stage.push_images(p, first_aws(&job.deploy)).await {
+                    Ok(images) => images,
+                    Err(end) => return end,
+                }
+            });
+        }
+
+        let before = job.commands(Phase::BeforeDeploy);
+        if !before.is_empty() {
+            let text = script::phase_step(Phase::BeforeDeploy, before, stage.build_dir, 100 + i);
+            match stage.step("before_deploy.sh", &text, p).await {
+                Ok(0) => {}
+                Ok(code) => {
+                    return StageEnd::Errored(format!("before_deploy failed with exit code {code}"))
+                }
+                Err(end) => return end,
+            }
+        }
+
+        let id = 200 + i;
+        fold_start(p, "deploy", id).await;
+        p.runner_line(&format!(
+            "{YELLOW}Deploying with the {name} provider (.travis.yml line {}){RESET}",
+            deploy.line
+        ))
+        .await;
+        let result = match &deploy.provider {
+            Provider::Script { script: command } => {
+                let text = script::command_step(command, stage.build_dir);
+                match stage.step("deploy.sh", &text, p).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!("the script exited with {code}")),
+                    Err(end) => return end,
+                }
+            }
+            provider => {
+                let env = stage.environment().await;
+                let target = Target {
+                    workspace: stage.workspace,
+                    scratch: stage.gantry_dir,
+                    env: &env,
+                    secrets: &a.secrets,
+                    repo: &a.repo,
+                    build: &a.build,
+                    images: pushed.as_deref().unwrap_or_default(),
+                    cancel: stage.cancel,
+                };
+                aws_provider(provider, &target, p).await
+            }
+        };
+        fold_end(p, "deploy", id, result.is_ok()).await;
+        if stage.cancel.is_cancelled() {
+            return StageEnd::Canceled;
+        }
+        match result {
+            Ok(()) => {
+                p.runner_line(&format!("{YELLOW}Deployed with the {name} provider{RESET}"))
+                    .await;
+            }
+            Err(e) if deploy.allow_failure => {
+                p.say(&format!(
+                    "{YELLOW}The {name} deploy failed, which is allowed (allow_failure): {e}{RESET}"
+                ))
+                .await;
+            }
+            Err(e) => {
+                p.say(&format!(
+                    "{RED}Failed to deploy with the {name} provider: {e}{RESET}"
+                ))
+                .await;
+                return StageEnd::Failed(format!("failed to deploy with {name}: {e}"));
+            }
+        }
+
+        let after = job.commands(Phase::AfterDeploy);
+        if !after.is_empty() {
+            let text = script::phase_step(Phase::AfterDeploy, after, stage.build_dir, 300 + i);
+            if let Err(end) = stage.step("after_deploy.sh", &text, p).await {
+                return end;
+            }
+        }
+    }
+    StageEnd::Done
+}
+
+async fn aws_provider(
+    provider: &Provider,
+    t: &Target<'_>,
+    p: &mut LogPipeline,
+) -> Result<(), String> {
+    match provider {
+        Provider::S3(s3) => {
+            let aws = aws::Aws::load(&s3.aws, t.env, t.secrets).await;
+            s3::deploy(s3, &aws, t.workspace, p).await
+        }
+        Provider::Elasticbeanstalk(eb) => {
+            let aws = aws::Aws::load(&eb.aws, t.env, t.secrets).await;
+            elasticbeanstalk::deploy(eb, &aws, t, p).await
+        }
+        Provider::Ecs(ecs) => {
+            let aws = aws::Aws::load(&ecs.aws, t.env, t.secrets).await;
+            ecs::deploy(ecs, &aws, t, p).await
+        }
+        Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,461 @@
+//! `provider: s3` — dpl's options: upload `local_dir` (matching `glob`,
+//! dot files only with `dot_match`) under `upload_dir`, with content types,
+//! ACL, cache control, expiry, storage class and encryption; multipart for
+//! large files; at most `max_threads` uploads at once. S3 only adds: nothing
+//! in the bucket is deleted.
+
+use super::aws::{describe, Aws, Service};
+use crate::logs::LogPipeline;
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, IndexDocument, ObjectCannedAcl, ServerSideEncryption,
+    StorageClass, WebsiteConfiguration,
+};
+use futures::StreamExt;
+use gantry_pipeline::S3;
+use globset::{Glob, GlobMatcher};
+use std::path::{Path, PathBuf};
+
+/// Files above this go up in parts.
+const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// One file to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub path: PathBuf,
+    pub key: String,
+    pub size: u64,
+}
+
+/// The files under `dir` that `s3` uploads, with their keys, sorted.
+pub fn plan(dir: &Path, s3: &S3) -> Result<Vec<Upload>, String> {
+    let glob = Glob::new(&s3.glob)
+        .map_err(|e| format!("`glob: {}` is not a valid pattern: {e}", s3.glob))?
+        .compile_matcher();
+    let mut out = Vec::new();
+    walk(dir, dir, &glob, s3.dot_match, &mut out)?;
+    let prefix = s3
+        .upload_dir
+        .as_deref()
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty());
+    for upload in &mut out {
+        if let Some(prefix) = prefix {
+            upload.key = format!("{prefix}/{}", upload.key);
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    glob: &GlobMatcher,
+    dot_match: bool,
+    out: &mut Vec<Upload>,
+) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == ".git" || (!dot_match && name.starts_with('.')) {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if kind.is_dir() {
+            walk(root, &path, glob, dot_match, out)?;
+        } else if kind.is_file() {
+            let Ok(relative) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key = relative.to_string_lossy().replace('\\', "/");
+            if glob.is_match(&key) {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(Upload { path, key, size });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `"max-age=99999: *.css, *.js"` → (value, globs); a plain value matches everything.
+fn per_glob(entries: &[String], key: &str) -> Option<String> {
+    let mut fallback = None;
+    for entry in entries {
+        match entry.rsplit_once(": ") {
+            Some((value, globs)) => {
+                let file = key.rsplit('/').next().unwrap_or(key);
+                let hit = globs.split(',').map(str::trim).any(|g| {
+                    Glob::new(g)
+                        .map(|g| {
+                            let m = g.compile_matcher();
+                            m.is_match(key) || m.is_match(file)
+                        })
+                        .unwrap_or(false)
+                });
+                if hit {
+                    return Some(value.trim().to_string());
+                }
+            }
+            None if fallback.is_none() => fallback = Some(entry.trim().to_string()),
+            None => {}
+        }
+    }
+    fallback
+}
+
+/// Content type and encoding of a file, as dpl sets them.
+pub fn content_headers(path: &Path, s3: &S3) -> (String, Option<String>) {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let mut content_type = mime.essence_str().to_string();
+    if let Some(charset) = &s3.default_text_charset {
+        if mime.type_() == mime_guess::mime::TEXT {
+            content_type = format!("{content_type}; charset={}", charset.to_ascii_lowercase());
+        }
+    }
+    let encoding = if s3.detect_encoding {
+        let mut head = [0u8; 2];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .unwrap_or(0);
+        match (read, head) {
+            (2, [0x1f, 0x8b]) => Some("gzip".to_string()),
+            (2, [0x1f, 0x9d]) => Some("compress".to_string()),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    (content_type, encoding)
+}
+
+pub async fn deploy(
+    s3: &S3,
+    aws: &Aws,
+    workspace: &Path,
+    p: &mut LogPipeline,
+) -> Result<(), String> {
+    let dir = workspace.join(&s3.local_dir);
+    if s3.local_dir.split('/').any(|c| c == "..") || !dir.is_dir() {
+        return Err(format!(
+            "local_dir `{}` is not a directory in the workspace",
+            s3.local_dir
+        ));
+    }
+    let options = s3.clone();
+    let uploads = tokio::task::spawn_blocking(move || plan(&dir, &options))
+        .await
+        .map_err(|e| e.to_string())??;
+    let client = aws.s3(Service::S3, s3.force_path_style);
+    let total: u64 = uploads.iter().map(|u| u.size).sum();
+    p.say(&format!(
+        "Uploading {} file(s), {} bytes, from {} to s3://{}/{} ({} at a time)",
+        uploads.len(),
+        total,
+        s3.local_dir,
+        s3.bucket,
+        s3.upload_dir.as_deref().unwrap_or(""),
+        s3.max_threads
+    ))
+    .await;
+    let mut results = futures::stream::iter(uploads.into_iter().map(|u| {
+        let client = client.clone();
+        async move {
+            let result = upload(&client, s3, &u).await;
+            (u, result)
+        }
+    }))
+    .buffer_unordered(s3.max_threads.max(1) as usize);
+    let (mut done, mut skipped, mut failed) = (0usize, 0usize, Vec::new());
+    while let Some((u, result)) = results.next().await {
+        match result {
+            Ok(true) => {
+                done += 1;
+                if s3.verbose {
+                    p.say(&format!("uploaded {} ({} bytes)", u.key, u.size))
+                        .await;
+                }
+            }
+            Ok(false) => {
+                skipped += 1;
+                if s3.verbose {
+                    p.say(&format!(
+                        "skipped {}: it exists and overwrite is off",
+                        u.key
+                    ))
+                    .await;
+                }
+            }
+            Err(e) => {
+                p.say(&format!("\x1b[31;1mfailed to upload {}: {e}\x1b[0m", u.key))
+                    .await;
+                failed.push(u.key);
+            }
+        }
+    }
+    drop(results);
+    if let Some(suffix) = &s3.index_document_suffix {
+        client
+            .put_bucket_website()
+            .bucket(&s3.bucket)
+            .website_configuration(
+                WebsiteConfiguration::builder()
+                    .index_document(
+                        IndexDocument::builder()
+                            .suffix(suffix)
+                            .build()
+                            .map_err(|e| e.to_string())?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("setting the index document failed: {}", describe(&e)))?;
+        p.say(&format!("Index document set to {suffix}")).await;
+    }
+    p.say(&format!(
+        "Uploaded {done} file(s){}",
+        if skipped > 0 {
+            format!(", skipped {skipped} that already existed")
+        } else {
+            String::new()
+        }
+    ))
+    .await;
+    if !failed.is_empty() {
+        return Err(format!("{} file(s) could not be uploaded", failed.len()));
+    }
+    Ok(())
+}
+
+/// Uploads one file; `Ok(false)` when it exists and `overwrite` is off.
+async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool, String> {
+    if !s3.overwrite
+        && client
+            .head_object()
+            .bucket(&s3.bucket)
+            .key(&u.key)
+            .send()
+            .await
+            .is_ok()
+    {
+        return Ok(false);
+    }
+    let (content_type, encoding) = content_headers(&u.path, s3);
+    let cache_control = per_glob(&s3.cache_control, &u.key);
+    let expires = per_glob(&s3.expires, &u.key)
+        .map(|e| {
+            DateTime::from_str(&e, DateTimeFormat::HttpDate)
+                .or_else(|_| DateTime::from_str(&e, DateTimeFormat::DateTime))
+                .map_err(|_| format!("expires `{e}` is not an HTTP date"))
+        })
+        .transpose()?;
+    let acl = ObjectCannedAcl::from(s3.acl.replace('_', "-").as_str());
+    let class = StorageClass::from(s3.storage_class.as_str());
+    let sse = s3
+        .server_side_encryption
+        .then_some(ServerSideEncryption::Aes256);
+
+    if u.size <= MULTIPART_THRESHOLD {
+        let body = ByteStream::from_path(&u.path)
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(&u.key)
+            .body(body)
+            .content_type(content_type)
+            .set_content_encoding(encoding)
+            .set_cache_control(cache_control)
+            .set_expires(expires)
+            .acl(acl)
+            .storage_class(class)
+            .set_server_side_encryption(sse)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        return Ok(true);
+    }
+
+    let created = client
+        .create_multipart_upload()
+        .bucket(&s3.bucket)
+        .key(&u.key)
+        .content_type(content_type)
+        .set_content_encoding(encoding)
+        .set_cache_control(cache_control)
+        .set_expires(expires)
+        .acl(acl)
+        .storage_class(class)
+        .set_server_side_encryption(sse)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let upload_id = created
+        .upload_id()
+        .ok_or("S3 returned no upload id")?
+        .to_string();
+    let parts = upload_parts(client, s3, u, &upload_id).await;
+    match parts {
+        Ok(parts) => {
+            client
+                .complete_multipart_upload()
+                .bucket(&s3.bucket)
+                .key(&u.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(true)
+        }
+        Err(e) => {
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(&s3.bucket)
+                .key(&u.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            Err(e)
+        }
+    }
+}
+
+async fn upload_parts(
+    client: &aws_sdk_s3::Client,
+    s3: &S3,
+    u: &Upload,
+    upload_id: &str,
+) -> Result<Vec<CompletedPart>, String> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(&u.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut parts = Vec::new();
+    let mut number = 1;
+    loop {
+        let mut buf = Vec::with_capacity(PART_SIZE);
+        let read = (&mut file)
+            .take(PART_SIZE as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        let out = client
+            .upload_part()
+            .bucket(&s3.bucket)
+            .key(&u.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(buf))
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build(),
+        );
+        number += 1;
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> S3 {
+        let yaml = "language: generic\ndeploy:\n  provider: s3\n  bucket: b\n";
+        let parsed = gantry_pipeline::parse(yaml);
+        let job = parsed
+            .pipeline
+            .unwrap()
+            .plan(
+                &gantry_pipeline::BuildContext::default(),
+                &gantry_pipeline::Catalog::default(),
+            )
+            .jobs
+            .remove(0);
+        match job.deploy[0].provider.clone() {
+            gantry_pipeline::Provider::S3(s3) => s3,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_keys_with_glob_dot_files_and_upload_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("css")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "<h1>").unwrap();
+        std::fs::write(dir.path().join("css/site.css"), "a{}").unwrap();
+        std::fs::write(dir.path().join(".well-known"), "x").unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
+        let mut s3 = options();
+        let keys = |s3: &S3| -> Vec<String> {
+            plan(dir.path(), s3)
+                .unwrap()
+                .into_iter()
+                .map(|u| u.key)
+                .collect()
+        };
+        assert_eq!(keys(&s3), ["css/site.css", "index.html"]);
+        s3.dot_match = true;
+        assert_eq!(keys(&s3), [".well-known", "css/site.css", "index.html"]);
+        s3.glob = "*.html".into();
+        s3.upload_dir = Some("/site/".into());
+        assert_eq!(keys(&s3), ["site/index.html"]);
+    }
+
+    #[test]
+    fn cache_control_maps_by_glob() {
+        let entries = vec![
+            "no-cache".to_string(),
+            "max-age=99999: *.css, *.js".to_string(),
+        ];
+        assert_eq!(
+            per_glob(&entries, "css/site.css").as_deref(),
+            Some("max-age=99999")
+        );
+        assert_eq!(
+            per_glob(&entries, "index.html").as_deref(),
+            Some("no-cache")
+        );
+    }
+
+    #[test]
+    fn content_types_and_encodings() {
+        let dir = tempfile::tempdir().unwrap();
+        let html = dir.path().join("a.html");
+        std::fs::write(&html, "<p>").unwrap();
+        let gz = dir.path().join("app.js");
+        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
+        let mut s3 = options();
+        s3.default_text_charset = Some("UTF-8".into());
+        s3.detect_encoding = true;
+        assert_eq!(
+            content_headers(&html, &s3),
+            ("text/html; charset=utf-8".into(), None)
+        );
+        let (kind, encoding) = content_headers(&gz, &s3);
+        assert!(kind.contains("javascript"), "{kind}");
+        assert_eq!(encoding.as_deref(), Some("gzip"));
+    }
+}

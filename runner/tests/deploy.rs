@@ -1,0 +1,610 @@
+//! The deploy stage against real parts: Docker and Debian's registry for
+//! `images:`, moto for S3 and ECS, and the testkit's emulators where moto
+//! falls short (Elastic Beanstalk; an ECS deployment that fails). Each test
+//! runs a whole job through the executor and checks what a user would: the
+//! job's result, what its log says, and the state left in the service.
+
+mod support;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use gantry_pipeline::Event;
+use gantry_protocol::JobOutcome;
+use gantry_testkit::aws::ecs::Ecs;
+use gantry_testkit::aws::elasticbeanstalk::ElasticBeanstalk;
+use gantry_testkit::aws::moto::Moto;
+use gantry_testkit::registry::Registry;
+use std::process::Command;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+const KEY_ID: &str = "AKIAGANTRYTESTKEY01";
+const SECRET_KEY: &str = "gantry-test-secret-access-key-0123456789";
+
+fn aws_secrets() -> [(&'static str, &'static str); 2] {
+    [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]
+}
+
+async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(KEY_ID, SECRET_KEY, None, None, "test"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn assert_no_secret(log: &str) {
+    assert!(
+        !log.contains(SECRET_KEY),
+        "the secret key reached the log:\n{log}"
+    );
+    assert!(!log.contains(KEY_ID), "the key id reached the log:\n{log}");
+}
+
+fn remove_images(name: &str) {
+    let out = Command::new("docker")
+        .args(["images", "-q", "--filter", &format!("reference={name}")])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .arg("rmi")
+            .arg("-f")
+            .args(&ids)
+            .output();
+    }
+}
+
+const DOCKERFILE: &str = "FROM gantry-test/busybox:1\nCOPY greeting.txt /greeting.txt\nCMD [\"cat\", \"/greeting.txt\"]\n";
+
+#[tokio::test]
+async fn images_are_built_tagged_and_pushed_and_a_second_push_uploads_nothing() {
+    let h = default_harness().await;
+    let registry = Registry::start();
+    let name = format!("{}/acme/widget", registry.host());
+    let (repo, sha) = repo_with(&[("Dockerfile", DOCKERFILE), ("greeting.txt", "hello\n")]);
+    let pipeline = format!(
+        "image: {IMAGE}\nscript: true\nimages:\n  - name: {name}\n    tags: [$GANTRY_COMMIT, latest, $GANTRY_TAG]\n"
+    );
+    let a = assignment(&repo, &sha, &pipeline, &[]);
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let mut tags = registry.tags("acme/widget").await;
+    tags.sort();
+    let mut want = vec![sha.clone(), "latest".to_string()];
+    want.sort();
+    assert_eq!(tags, want, "{log}");
+    assert!(registry.manifest("acme/widget", &sha).await.is_some());
+    assert!(
+        log.contains(&format!("$ docker push {name}:{sha}")),
+        "{log}"
+    );
+    assert!(
+        log.contains("Tag `$GANTRY_TAG`"),
+        "an empty tag is explained: {log}"
+    );
+    assert!(
+        !log.contains("\"status\""),
+        "push progress is readable lines, not JSON: {log}"
+    );
+    let first_uploads =
+        log.contains("layer(s) uploaded") && !log.contains(" 0 layer(s) uploaded, 0 already");
+    assert!(first_uploads, "{log}");
+
+    // The same commit again: every layer is already in the registry.
+    let again = assignment(&repo, &sha, &pipeline, &[]);
+    let (outcome, log) = run(&h, &again, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(log.contains("0 layer(s) uploaded"), "{log}");
+    assert!(
+        !log.contains("1 layer(s) uploaded") && !log.contains("2 layer(s) uploaded"),
+        "{log}"
+    );
+
+    // Pull requests never push.
+    let mut pr = assignment(&repo, &sha, &pipeline, &[]);
+    pr.build.event = Event::PullRequest;
+    pr.build.pull_request = Some(3);
+    let (outcome, log) = run(&h, &pr, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed);
+    assert!(
+        log.contains("Not pushing images: pull requests never push images"),
+        "{log}"
+    );
+    remove_images(&name);
+}
+
+#[tokio::test]
+async fn a_registry_that_refuses_the_push_fails_the_job_with_its_reason() {
+    let h = default_harness().await;
+    // Nothing listens here: the push cannot reach a registry.
+    let port = gantry_testkit::process::free_port();
+    let name = format!("127.0.0.1:{port}/acme/widget");
+    let (repo, sha) = repo_with(&[("Dockerfile", DOCKERFILE), ("greeting.txt", "hello\n")]);
+    let pipeline = format!("image: {IMAGE}\nscript: true\nimages:\n  - name: {name}\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("pushing images failed") && reason.contains(&name),
+        "{reason}"
+    );
+    remove_images(&name);
+}
+
+#[tokio::test]
+async fn s3_uploads_a_site_with_dpl_options_and_multipart_for_large_files() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let s3 = s3_client(&moto.url()).await;
+    s3.create_bucket().bucket("site").send().await.unwrap();
+    let big = "0123456789abcdef".repeat(20 * 1024 * 1024 / 16 + 7);
+    let (repo, sha) = repo_with(&[
+        ("public/index.html", "<h1>hi</h1>"),
+        ("public/css/site.css", "h1{}"),
+        ("public/.hidden", "x"),
+        ("public/big.bin", &big),
+        ("README.md", "not uploaded"),
+    ]);
+    let pipeline = format!(
+        "image: {IMAGE}\nscript: true\ndeploy:\n  provider: s3\n  bucket: site\n  local_dir: public\n  upload_dir: v1\n  acl: public_read\n  cache_control: [\"no-cache\", \"max-age=600: *.css\"]\n  default_text_charset: utf-8\n  endpoint: {}\n  access_key_id: $AWS_ACCESS_KEY_ID\n  secret_access_key: {{secure: \"encrypted-by-travis\"}}\n  max_threads: 2\n  on: {{branch: master}}\n",
+        moto.url()
+    );
+    let a = assignment(&repo, &sha, &pipeline, &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_no_secret(&log);
+    let listed = s3.list_objects_v2().bucket("site").send().await.unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(keys, ["v1/big.bin", "v1/css/site.css", "v1/index.html"]);
+    let css = s3
+        .head_object()
+        .bucket("site")
+        .key("v1/css/site.css")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.cache_control(), Some("max-age=600"));
+    assert_eq!(css.content_type(), Some("text/css; charset=utf-8"));
+    let html = s3
+        .head_object()
+        .bucket("site")
+        .key("v1/index.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.cache_control(), Some("no-cache"));
+    let big_head = s3
+        .head_object()
+        .bucket("site")
+        .key("v1/big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big_head.content_length(), Some(big.len() as i64));
+    assert!(
+        big_head.e_tag().unwrap_or_default().contains('-'),
+        "a multipart upload's ETag: {:?}",
+        big_head.e_tag()
+    );
+    let acl = s3
+        .get_object_acl()
+        .bucket("site")
+        .key("v1/index.html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        acl.grants().iter().any(|g| g
+            .grantee()
+            .and_then(|g| g.uri())
+            .is_some_and(|u| u.ends_with("AllUsers"))),
+        "public_read grants AllUsers read"
+    );
+    let body = moto.object("site", "v1/big.bin").await.unwrap();
+    assert_eq!(body.len(), big.len());
+    assert!(log.contains("Uploaded 3 file(s)"), "{log}");
+}
+
+#[tokio::test]
+async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_deploy() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("a.txt", "a")]);
+    let pipeline = format!(
+        "image: {IMAGE}\nscript: true\nbefore_deploy: export STAMP=from-before-deploy\nafter_deploy: echo after deploy saw $STAMP\ndeploy:\n  - provider: script\n    script: echo deploying $STAMP\n    on: {{branch: master}}\n  - provider: script\n    script: echo never\n    on: {{branch: production}}\n  - provider: script\n    script: echo never\n    on:\n      condition: $STAMP = other\n  - provider: heroku\n    api_key: x\n  - provider: script\n    script: exit 3\n    allow_failure: true\n"
+    );
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(log.contains("deploying from-before-deploy"), "{log}");
+    assert!(log.contains("after deploy saw from-before-deploy"), "{log}");
+    assert!(log.contains("Skipping a deployment with the script provider because branch master is not production"), "{log}");
+    assert!(
+        log.contains("because the condition `$STAMP = other` is not met"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Skipping a deployment with the heroku provider"),
+        "{log}"
+    );
+    assert!(
+        log.contains("failed, which is allowed (allow_failure)"),
+        "{log}"
+    );
+    assert!(!log.contains("\nnever"), "{log}");
+    assert!(
+        outcome.phases.iter().any(|p| p.phase == "deploy"),
+        "{:?}",
+        outcome.phases
+    );
+
+    // A failing provider fails the job; a failing before_deploy errors it.
+    let failing =
+        format!("image: {IMAGE}\nscript: true\ndeploy:\n  provider: script\n  script: exit 4\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &failing, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("Failed to deploy with the script provider: the script exited with 4"),
+        "{log}"
+    );
+    let erroring = format!("image: {IMAGE}\nscript: true\nbefore_deploy: exit 5\ndeploy:\n  provider: script\n  script: echo never\n");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &erroring, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
+
+    // Failed jobs, pull requests and other branches never deploy.
+    let fails = format!(
+        "image: {IMAGE}\nscript: false\ndeploy:\n  provider: script\n  script: echo never\n"
+    );
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &fails, &[]),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed);
+    assert!(!log.contains("Deploying with"), "{log}");
+    let deploys = format!(
+        "image: {IMAGE}\nscript: true\ndeploy:\n  provider: script\n  script: echo never\n"
+    );
+    let mut pr = assignment(&repo, &sha, &deploys, &[]);
+    pr.build.event = Event::PullRequest;
+    pr.build.pull_request = Some(9);
+    let (_, log) = run(&h, &pr, CancellationToken::new()).await;
+    assert!(log.contains("because pull requests never deploy"), "{log}");
+    let mut dev = assignment(&repo, &sha, &deploys, &[]);
+    dev.build.branch = "dev".into();
+    let (_, log) = run(&h, &dev, CancellationToken::new()).await;
+    assert!(log.contains("because branch dev is not master"), "{log}");
+}
+
+fn eb_pipeline(moto: &Moto, eb: &ElasticBeanstalk, rollback: bool) -> String {
+    format!(
+        "image: {IMAGE}\nenv:\n  global:\n    - AWS_ENDPOINT_URL_S3={}\nscript: true\ndeploy:\n  provider: elasticbeanstalk\n  region: us-east-1\n  app: widget\n  env: widget-prod\n  bucket: eb-bundles\n  bucket_path: widget\n  endpoint: {}\n  access_key_id: $AWS_ACCESS_KEY_ID\n  secret_access_key: $AWS_SECRET_ACCESS_KEY\n  wait_until_deployed: true\n  wait_until_deployed_timeout: 60\n  rollback: {rollback}\n",
+        moto.url(),
+        eb.url()
+    )
+}
+
+#[tokio::test]
+async fn elastic_beanstalk_deploys_the_bundle_and_waits_for_green() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    let (repo, sha) = repo_with(&[
+        ("Dockerfile", DOCKERFILE),
+        ("greeting.txt", "hello\n"),
+        ("notes/private.txt", "not shipped"),
+        (".ebignore", "notes/\n"),
+    ]);
+    let a = assignment(&repo, &sha, &eb_pipeline(&moto, &eb, true), &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_no_secret(&log);
+    let env = eb.environment("widget-prod").unwrap();
+    let label = env.version_label.clone();
+    assert!(label.starts_with(&format!("gantry-{sha}-")), "{label}");
+    assert_eq!(
+        (env.status.as_str(), env.health.as_str()),
+        ("Ready", "Green")
+    );
+    let version = eb
+        .versions("widget")
+        .into_iter()
+        .find(|v| v.label == label)
+        .unwrap();
+    assert_eq!(version.key, format!("widget/{label}.zip"));
+    assert_eq!(version.description, "test");
+    let bundle = moto
+        .object("eb-bundles", &version.key)
+        .await
+        .expect("the bundle is in S3");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bundle)).unwrap();
+    let names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"Dockerfile".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("notes/")),
+        ".ebignore honoured: {names:?}"
+    );
+    assert!(zip.by_name("greeting.txt").is_ok());
+    assert!(
+        log.contains("Environment update completed successfully."),
+        "EB's events are in the log: {log}"
+    );
+    assert!(
+        log.contains(&format!("widget-prod is Ready and Green on {label}")),
+        "{log}"
+    );
+    assert_eq!(
+        eb.calls()
+            .iter()
+            .filter(|c| *c == "UpdateEnvironment")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_broken_bundle_fails_the_deploy_and_rolls_back_to_the_serving_version() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    // No Dockerfile, no Dockerrun.aws.json: EB's Docker platform cannot run it.
+    let (repo, sha) = repo_with(&[("index.js", "console.log(1)")]);
+    let a = assignment(&repo, &sha, &eb_pipeline(&moto, &eb, true), &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert_no_secret(&log);
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("Both 'Dockerfile' and 'Dockerrun.aws.json' are missing"),
+        "{reason}"
+    );
+    assert!(reason.contains("rolled back to v0"), "{reason}");
+    assert!(log.contains("Rolling back widget-prod to v0"), "{log}");
+    assert!(
+        log.contains("Rolled back: widget-prod is Ready and Green on v0"),
+        "{log}"
+    );
+    let env = eb.environment("widget-prod").unwrap();
+    assert_eq!(
+        (
+            env.version_label.as_str(),
+            env.status.as_str(),
+            env.health.as_str()
+        ),
+        ("v0", "Ready", "Green")
+    );
+
+    // Without rollback the failure stays, and the log says why.
+    eb.fail_next_deployment();
+    let a = assignment(&repo, &sha, &eb_pipeline(&moto, &eb, false), &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(log.contains("Command failed on instance"), "{log}");
+    assert!(!log.contains("Rolling back"), "{log}");
+    assert_eq!(eb.environment("widget-prod").unwrap().health, "Red");
+}
+
+#[tokio::test]
+async fn elastic_beanstalk_times_out_with_a_clear_message() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    eb.set_deployment_step(std::time::Duration::from_secs(3));
+    let (repo, sha) = repo_with(&[("Dockerfile", DOCKERFILE), ("greeting.txt", "hi")]);
+    let pipeline = eb_pipeline(&moto, &eb, false).replace(
+        "wait_until_deployed_timeout: 60",
+        "wait_until_deployed_timeout: 1",
+    );
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("Deploy status unknown") && log.contains("within 1 seconds"),
+        "{log}"
+    );
+}
+
+fn nginx_task_definition() -> serde_json::Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/aws/ecs-taskdef/aws-samples__aws-containers-task-definitions__nginx-nginx_fargate.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the ECS fixture")).unwrap()
+}
+
+fn ecs_pipeline(endpoint: &str, image: &str, rollback: bool) -> String {
+    format!(
+        "image: {IMAGE}\nscript: true\ndeploy:\n  provider: ecs\n  region: us-east-1\n  cluster: production\n  service: web\n  container: nginx\n  image: {image}\n  endpoint: {endpoint}\n  timeout: 60\n  rollback: {rollback}\n"
+    )
+}
+
+#[tokio::test]
+async fn ecs_moves_the_service_to_a_new_revision_and_rolls_back_a_failed_one() {
+    let h = default_harness().await;
+    let ecs = Ecs::start("us-east-1").await;
+    let original = nginx_task_definition();
+    let first = ecs.create_service("production", "web", &original, 2);
+    let (repo, sha) = repo_with(&[("a", "a")]);
+    let image = format!("127.0.0.1:5000/web:{sha}");
+    let a = assignment(
+        &repo,
+        &sha,
+        &ecs_pipeline(&ecs.url(), "127.0.0.1:5000/web:$GANTRY_COMMIT", true),
+        &aws_secrets(),
+    );
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_no_secret(&log);
+    let second = ecs.service_task_definition("web").unwrap();
+    assert!(second.ends_with("task-definition/nginx:2"), "{second}");
+    let registered = ecs.task_definition(&second).unwrap();
+    assert_eq!(
+        registered["containerDefinitions"][0]["image"],
+        image.as_str()
+    );
+    // Every registrable field is kept.
+    for field in [
+        "family",
+        "networkMode",
+        "requiresCompatibilities",
+        "cpu",
+        "memory",
+    ] {
+        assert_eq!(registered[field], original[field], "{field}");
+    }
+    let mut container = registered["containerDefinitions"][0].clone();
+    container["image"] = original["containerDefinitions"][0]["image"].clone();
+    assert_eq!(
+        container["portMappings"],
+        original["containerDefinitions"][0]["portMappings"]
+    );
+    assert_eq!(
+        container["logConfiguration"],
+        original["containerDefinitions"][0]["logConfiguration"]
+    );
+    assert!(
+        log.contains("has reached a steady state"),
+        "ECS's events are in the log: {log}"
+    );
+    assert!(log.contains("web is stable on"), "{log}");
+    assert!(log.contains("running 2/2"), "{log}");
+
+    // The next revision's tasks fail to start: the job fails, the service goes back.
+    ecs.fail_next_deployment();
+    let again = assignment(
+        &repo,
+        &sha,
+        &ecs_pipeline(&ecs.url(), "127.0.0.1:5000/web:broken", true),
+        &aws_secrets(),
+    );
+    let (outcome, log) = run(&h, &again, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("circuit breaker") && reason.contains("rolled back to"),
+        "{reason}"
+    );
+    assert!(log.contains("Rolled back: web is stable on"), "{log}");
+    assert_eq!(ecs.service_task_definition("web").unwrap(), second);
+    assert!(first.ends_with("nginx:1"));
+}
+
+/// moto's ECS registers revisions and records UpdateService, but never moves
+/// a deployment through its life cycle: with `MOTO_ECS_SERVICE_RUNNING` equal
+/// to the desired count the one deployment always reads COMPLETED. So it
+/// covers the happy path (what is registered and where the service points);
+/// waiting on a rollout and failing one are covered by the emulator above.
+#[tokio::test]
+async fn ecs_against_moto_registers_the_revision_and_updates_the_service() {
+    let h = default_harness().await;
+    let moto = Moto::start(1);
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(KEY_ID, SECRET_KEY, None, None, "test"))
+        .endpoint_url(moto.url())
+        .build();
+    let client = aws_sdk_ecs::Client::from_conf(config);
+    client
+        .create_cluster()
+        .cluster_name("production")
+        .send()
+        .await
+        .unwrap();
+    let registered = client
+        .register_task_definition()
+        .family("nginx")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("nginx")
+                .image("nginx:latest")
+                .memory(256)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let first = registered
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
+    client
+        .create_service()
+        .cluster("production")
+        .service_name("web")
+        .task_definition(&first)
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
+    let (repo, sha) = repo_with(&[("a", "a")]);
+    let a = assignment(
+        &repo,
+        &sha,
+        &ecs_pipeline(&moto.url(), "registry.example/web:$GANTRY_COMMIT", true),
+        &aws_secrets(),
+    );
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let service = client
+        .describe_services()
+        .cluster("production")
+        .services("web")
+        .send()
+        .await
+        .unwrap();
+    let now = service.services()[0].task_definition().unwrap().to_string();
+    assert!(now.ends_with("nginx:2"), "{now}");
+    let described = client
+        .describe_task_definition()
+        .task_definition(&now)
+        .send()
+        .await
+        .unwrap();
+    let image = described.task_definition().unwrap().container_definitions()[0]
+        .image()
+        .unwrap()
+        .to_string();
+    assert_eq!(image, format!("registry.example/web:{sha}"));
+}

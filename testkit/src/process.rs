@@ -1,0 +1,69 @@
+//! A helper program (moto, a registry) started for one test and killed with it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process listening on 127.0.0.1:`port`.
+pub struct Spawned {
+    child: Child,
+    pub port: u16,
+    /// Where its output goes, shown when it fails to start.
+    pub log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+impl Spawned {
+    /// Starts `command` (which must listen on `port`) and waits until it accepts connections.
+    pub fn start(what: &str, mut command: Command, port: u16, dir: tempfile::TempDir) -> Spawned {
+        let log = dir.path().join("output.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {what} ({command:?}): {e}; run scripts/install-test-deps.sh")
+            });
+        let mut spawned = Spawned {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = spawned.child.try_wait() {
+                panic!(
+                    "{what} exited with {status}: {}",
+                    std::fs::read_to_string(&spawned.log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("{what} did not listen on port {port} within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        spawned
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
