@@ -205,13 +205,15 @@ impl LogPipeline {
     }
 
     fn line(&mut self, raw: &[u8]) {
+        // Markers are read before masking, so a secret that happens to be a
+        // word of a marker (`gantry`, a phase name) cannot hide a phase.
+        let line = self.time_markers(raw.to_vec());
         let masked = if self.masker.is_empty() {
-            raw.to_vec()
+            line
         } else {
-            self.masker.mask(raw)
+            self.masker.mask(&line)
         };
-        let line = self.time_markers(masked);
-        self.pending.extend_from_slice(&line);
+        self.pending.extend_from_slice(&masked);
     }
 
     /// Records phase starts and ends, and writes real times into `travis_time:end`.

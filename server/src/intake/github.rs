@@ -67,6 +67,13 @@ fn is_zero_sha(sha: &str) -> bool {
     !sha.is_empty() && sha.chars().all(|c| c == '0')
 }
 
+/// The repository a `ping` names: GitHub sends one when the webhook is
+/// added, so Gantry knows the repository (and takes its secrets) before
+/// the first push.
+pub fn ping_repo(payload: &Value) -> Option<RepoFacts> {
+    payload.get("repository").and_then(|r| repo_facts(r).ok())
+}
+
 /// Reads a delivery. `event` is the `X-GitHub-Event` header.
 pub fn trigger(event: &str, payload: &Value) -> Result<Trigger, PayloadError> {
     match event {

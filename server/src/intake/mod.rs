@@ -52,17 +52,26 @@ pub async fn receive(
     // 2. Is it something we build? Decided from the payload alone, no network.
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    if event == "ping" {
+        let registered = match github::ping_repo(&payload) {
+            Some(facts) => {
+                let mut conn = app.db.pool.acquire().await?;
+                crate::store::repos::upsert(&mut conn, &facts).await?;
+                Some(facts.full_name)
+            }
+            None => None,
+        };
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "pong", "repository": registered })),
+        ));
+    }
     let trigger = github::trigger(event, &payload)
         .map_err(|e| ApiError::BadRequest(format!("invalid {event} payload: {e}")))?;
     if let github::Trigger::Ignore(reason) = trigger {
         Metrics::add(&app.metrics.webhooks_ignored, 1);
-        let status = if event == "ping" {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        };
         return Ok((
-            status,
+            StatusCode::ACCEPTED,
             Json(json!({ "status": "ignored", "reason": reason })),
         ));
     }

@@ -1,0 +1,182 @@
+//! The `gantry server` process harness shared by the end-to-end tests: the
+//! real binary on a random port with its embedded runner, driven through its
+//! HTTP API with signed webhooks.
+#![allow(dead_code)]
+
+use gantry_testkit::git::Repo;
+use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::webhook::{fixture, point_push, sign};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const SECRET: &str = "e2e-webhook-secret";
+pub const IMAGE: &str = "gantry-test/busybox:1";
+
+pub struct Gantry {
+    pub child: Child,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Gantry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+    command
+        .arg("server")
+        .env("GANTRY_LISTEN", "127.0.0.1:0")
+        .env("GANTRY_DATA_DIR", data)
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GANTRY_GITHUB_API_URL", github)
+        .env("GANTRY_ADMIN_TOKEN", "e2e-admin-token-0123456789")
+        .env("GANTRY_LOG", "warn")
+        .env_remove("GANTRY_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start gantry server");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("gantry server listening on ")
+        .expect("listening line")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Gantry {
+        child,
+        url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Gantry {
+    pub async fn push(&self, payload: &Value, delivery: &str) {
+        let body = serde_json::to_vec(payload).unwrap();
+        let response = self
+            .http
+            .post(format!("{}/hooks/github", self.url))
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+
+    /// GitHub's ping, sent when the webhook is added, for `repository`.
+    pub async fn ping(&self, repository: &Value) {
+        let mut payload = fixture("ping", "payload.json");
+        payload["repository"] = repository.clone();
+        let body = serde_json::to_vec(&payload).unwrap();
+        let response = self
+            .http
+            .post(format!("{}/hooks/github", self.url))
+            .header("x-github-event", "ping")
+            .header("x-github-delivery", "ping")
+            .header("x-hub-signature-256", sign(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn log(&self, job: &Value) -> String {
+        self.http
+            .get(format!("{}/api/jobs/{}/log", self.url, job["id"]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The first job of the newest build of `repo`, if there is one yet.
+    pub async fn newest_job(&self, repo: &str) -> Option<Value> {
+        let list = self.get(&format!("/api/repos/{repo}/builds")).await;
+        let build = self
+            .get(&format!("/api/builds/{}", list.as_array()?.first()?["id"]))
+            .await;
+        build["jobs"].as_array()?.first().cloned()
+    }
+
+    /// Waits for build `number` of `repo` to finish; returns it with jobs.
+    pub async fn finished(&self, repo: &str, number: i64) -> Value {
+        gantry_testkit::eventually(
+            &format!("build {number} to finish"),
+            Duration::from_secs(120),
+            || async {
+                let list = self.get(&format!("/api/repos/{repo}/builds")).await;
+                let build = list
+                    .as_array()?
+                    .iter()
+                    .find(|b| b["number"] == number)?
+                    .clone();
+                let full = self.get(&format!("/api/builds/{}", build["id"])).await;
+                let state = full["state"].as_str()?;
+                (!matches!(state, "queued" | "running")).then_some(full)
+            },
+        )
+        .await
+    }
+}
+
+pub fn require_image() {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "test image {IMAGE} is missing: run scripts/test-images.sh"
+    );
+}
+
+/// A repository with `pipeline`, and a push payload for its head.
+pub fn pushed(
+    github: &GitHubDouble,
+    pipeline: &str,
+    files: &[(&str, &str)],
+) -> (Repo, Value, String) {
+    let mut payload = fixture("push", "go-playground.push.json");
+    let full_name = payload["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = Repo::new();
+    let mut all = vec![(".gantry.yml", pipeline)];
+    all.extend_from_slice(files);
+    let sha = repo.commit(&all, "Test it");
+    github.add_repo(&full_name, repo.path.clone());
+    point_push(
+        &mut payload,
+        &repo.path.display().to_string(),
+        &sha,
+        "Test it",
+    );
+    (repo, payload, full_name)
+}
