@@ -270,3 +270,56 @@ async fn an_ecs_service_moves_to_the_new_revision_and_back_when_the_rollout_fail
     );
     assert_eq!(ecs.service_task_definition("orders").unwrap(), revision);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_jobs_deploying_to_one_environment_take_turns() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    // Slow enough that the second job reaches its deploy while the first waits for Green.
+    eb.set_deployment_step(std::time::Duration::from_secs(2));
+    let pipeline = format!(
+        "image: {IMAGE}\nenv: [SHARD=1, SHARD=2]\nscript: true\ndeploy:\n  provider: elasticbeanstalk\n  app: widget\n  env: widget-prod\n  bucket: bundles\n  label: build-$TRAVIS_JOB_NUMBER\n"
+    );
+    let (_repo, payload, full_name) =
+        pushed(&github, &pipeline, &[("Dockerfile", "FROM scratch\n")]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_EMBEDDED_RUNNERS", "2"),
+            ("AWS_ENDPOINT_URL_S3", &moto.url()),
+            ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &eb.url()),
+            ("AWS_ACCESS_KEY_ID", "runner-chain-key"),
+            ("AWS_SECRET_ACCESS_KEY", "runner-chain-secret"),
+        ],
+    );
+    gantry.push(&payload, "turns-1").await;
+    let build = gantry.finished(&full_name, 1).await;
+    let mut logs = Vec::new();
+    for job in build["jobs"].as_array().unwrap() {
+        logs.push(gantry.log(job).await);
+    }
+    assert_eq!(build["state"], "passed", "{logs:#?}");
+    let waited = logs
+        .iter()
+        .filter(|l| l.contains("Waiting to deploy to elasticbeanstalk:us-east-1/widget/widget-prod: build 1 (job 1."))
+        .count();
+    assert_eq!(waited, 1, "exactly one job waited for the other: {logs:#?}");
+    // EB refuses an update while the environment is Updating: both got through, one after the other.
+    assert_eq!(
+        eb.calls()
+            .iter()
+            .filter(|c| *c == "UpdateEnvironment")
+            .count(),
+        2
+    );
+    let labels: Vec<String> = eb.versions("widget").into_iter().map(|v| v.label).collect();
+    assert!(
+        labels.contains(&"build-1.1".to_string()) && labels.contains(&"build-1.2".to_string()),
+        "{labels:?}"
+    );
+}

@@ -29,6 +29,25 @@ pub fn finish_path(job: JobId) -> String {
     format!("/api/runner/jobs/{job}/finish")
 }
 
+pub fn deploy_lock_path(job: JobId) -> String {
+    format!("/api/runner/jobs/{job}/deploy-lock")
+}
+
+/// A job asks to deploy to `target` (`elasticbeanstalk:app/env`, …): one
+/// running job of a repository at a time deploys to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployLockRequest {
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployLockResponse {
+    pub granted: bool,
+    /// Who holds it when not granted: `build 12 (job 12.1)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -67,6 +67,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             "removed containers and networks left by an earlier run of this runner"
         );
     }
+    let client = ServerClient::new(&config.server, &config.token);
     let runtime = Arc::new(Runtime {
         docker,
         workspaces: Workspaces::new(&config.data_dir),
@@ -74,8 +75,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         limits: config.limits.clone(),
         no_output_timeout: config.no_output_timeout,
         max_job_time: config.max_job_time,
+        server: Some(client.clone()),
     });
-    let client = ServerClient::new(&config.server, &config.token);
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
     let mut jobs = JoinSet::new();
     let mut backoff = Duration::from_millis(500);

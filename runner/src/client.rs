@@ -178,4 +178,33 @@ impl ServerClient {
             _ => Err(Self::unexpected(response).await),
         }
     }
+
+    /// Asks to deploy to `target`; `granted: false` names who deploys there now.
+    pub async fn deploy_lock(
+        &self,
+        job: JobId,
+        lease: &str,
+        target: &str,
+    ) -> Result<gantry_protocol::DeployLockResponse, ClientError> {
+        let response = self
+            .job_call(
+                &gantry_protocol::deploy_lock_path(job),
+                lease,
+                Duration::from_secs(30),
+            )
+            .json(&gantry_protocol::DeployLockRequest {
+                target: target.to_string(),
+            })
+            .send()
+            .await;
+        let response = Self::check(response).await?;
+        match response.status() {
+            s if s.is_success() => response
+                .json()
+                .await
+                .map_err(|e| ClientError::Unreachable(e.to_string())),
+            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
+            _ => Err(Self::unexpected(response).await),
+        }
+    }
 }

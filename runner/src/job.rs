@@ -29,6 +29,8 @@ pub struct Runtime {
     pub no_output_timeout: Duration,
     /// The operator's cap on any job's time, below the pipeline's `timeout`.
     pub max_job_time: Option<Duration>,
+    /// The server, for deploy locks; `None` for local runs (`gantry exec`).
+    pub server: Option<crate::client::ServerClient>,
 }
 
 /// How a job ended.

@@ -226,6 +226,7 @@ pub async fn exec(
         limits,
         no_output_timeout: Duration::from_secs(600),
         max_job_time: None,
+        server: None,
     };
     let id = i64::from(std::process::id());
     let assignment = Assignment {

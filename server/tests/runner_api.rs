@@ -416,4 +416,69 @@ on_both_databases!(
     an_expired_lease_requeues_once_then_errors_runner_lost,
     stages_run_in_order_and_a_failure_cancels_the_rest,
     runners_need_the_runner_token,
+    one_running_job_at_a_time_deploys_to_a_target,
 );
+
+async fn lock_call(
+    server: &TestServer,
+    a: &gantry_protocol::Assignment,
+    target: &str,
+) -> reqwest::Response {
+    server
+        .http
+        .post(format!(
+            "{}{}",
+            server.url,
+            gantry_protocol::deploy_lock_path(a.job_id)
+        ))
+        .bearer_auth(RUNNER)
+        .header(gantry_protocol::LEASE_HEADER, &a.lease)
+        .json(&gantry_protocol::DeployLockRequest {
+            target: target.into(),
+        })
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn lock(
+    server: &TestServer,
+    a: &gantry_protocol::Assignment,
+    target: &str,
+) -> gantry_protocol::DeployLockResponse {
+    let response = lock_call(server, a, target).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn one_running_job_at_a_time_deploys_to_a_target(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    // Two jobs of one build, both running: they deploy to the same environment.
+    queue_push(&server, "script: ./test\nenv: [A=1, A=2]\n", "lock-1").await;
+    let first = server.claim("r1", 0).await.unwrap();
+    let second = server.claim("r2", 0).await.unwrap();
+    let target = "elasticbeanstalk:widget/widget-prod";
+    assert!(lock(&server, &first, target).await.granted);
+    assert!(
+        lock(&server, &first, target).await.granted,
+        "asking again keeps it"
+    );
+    let refused = lock(&server, &second, target).await;
+    assert!(!refused.granted);
+    assert_eq!(refused.holder.as_deref(), Some("build 1 (job 1.1)"));
+    assert!(
+        lock(&server, &second, "ecs:production/web").await.granted,
+        "another target is free"
+    );
+
+    // The holder ends: the target is free for the waiting job.
+    assert_eq!(
+        server.finish(&first, JobOutcome::Passed).await,
+        StatusCode::OK
+    );
+    assert!(lock(&server, &second, target).await.granted);
+
+    // Only a job's current lease may ask.
+    let stale = lock_call(&server, &first, target).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+}

@@ -146,6 +146,84 @@ async fn fold_end(p: &mut LogPipeline, name: &str, id: usize, ok: bool) {
     .await;
 }
 
+/// What a provider deploys to, for the deploy lock: one running job of a
+/// repository at a time deploys to it. `script` deploys anywhere: no lock.
+pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<String> {
+    let x = |text: &str| values::expand(text, env);
+    match provider {
+        Provider::Elasticbeanstalk(eb) if !eb.only_create_app_version => eb.env.as_ref().map(|e| {
+            format!(
+                "elasticbeanstalk:{}/{}/{}",
+                eb.aws.region,
+                eb.app.as_deref().map(x).unwrap_or_default(),
+                x(e)
+            )
+        }),
+        Provider::Ecs(ecs) => Some(format!(
+            "ecs:{}/{}/{}",
+            ecs.aws.region,
+            x(&ecs.cluster),
+            x(&ecs.service)
+        )),
+        Provider::S3(s3) => Some(format!(
+            "s3:{}/{}",
+            x(&s3.bucket),
+            s3.upload_dir.as_deref().map(x).unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+impl Stage<'_> {
+    /// Waits until this job may deploy to `target`, saying who it waits for.
+    async fn lock(&self, target: &str, p: &mut LogPipeline) -> Result<(), StageEnd> {
+        let Some(server) = &self.rt.server else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut last_said: Option<(Instant, String)> = None;
+        loop {
+            let holder = match server
+                .deploy_lock(self.a.job_id, &self.a.lease, target)
+                .await
+            {
+                Ok(answer) if answer.granted => {
+                    if last_said.is_some() {
+                        p.runner_line(&format!(
+                            "{YELLOW}{target} is free after {}s; deploying{RESET}",
+                            started.elapsed().as_secs()
+                        ))
+                        .await;
+                    }
+                    return Ok(());
+                }
+                Ok(answer) => answer.holder.unwrap_or_else(|| "another job".into()),
+                Err(crate::client::ClientError::LeaseLost) => return Err(StageEnd::Canceled),
+                Err(e) => format!("(the server did not answer: {e})"),
+            };
+            let repeat = last_said.as_ref().is_none_or(|(at, said)| {
+                *said != holder || at.elapsed() >= std::time::Duration::from_secs(60)
+            });
+            if repeat {
+                p.runner_line(&format!(
+                    "{YELLOW}Waiting to deploy to {target}: {holder} is deploying there; this deploy starts when it ends{RESET}"
+                ))
+                .await;
+                last_said = Some((Instant::now(), holder));
+            }
+            if Instant::now() >= self.deadline {
+                return Err(StageEnd::TimedOut(format!(
+                    "The job reached its time limit while waiting to deploy to {target}."
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                _ = self.cancel.cancelled() => return Err(StageEnd::Canceled),
+            }
+        }
+    }
+}
+
 /// The AWS options of the first AWS provider, for ECR logins.
 fn first_aws(deploys: &[Deploy]) -> Option<&gantry_pipeline::AwsAccess> {
     deploys.iter().find_map(|d| match &d.provider {
@@ -267,6 +345,11 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
             }
             provider => {
                 let env = stage.environment().await;
+                if let Some(target) = target(provider, &env) {
+                    if let Err(end) = stage.lock(&target, p).await {
+                        return end;
+                    }
+                }
                 let target = Target {
                     workspace: stage.workspace,
                     scratch: stage.gantry_dir,

@@ -42,6 +42,7 @@ pub async fn harness(limits: Limits, no_output: Duration, max_job: Option<Durati
         limits,
         no_output_timeout: no_output,
         max_job_time: max_job,
+        server: None,
     };
     Harness {
         rt: Arc::new(rt),

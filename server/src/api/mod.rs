@@ -50,6 +50,10 @@ pub fn router(app: App) -> Router {
             post(runner::log).layer(DefaultBodyLimit::max(MAX_LOG_CHUNK)),
         )
         .route("/api/runner/jobs/{id}/finish", post(runner::finish))
+        .route(
+            "/api/runner/jobs/{id}/deploy-lock",
+            post(runner::deploy_lock),
+        )
         .with_state(app)
 }
 

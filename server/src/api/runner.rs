@@ -1,10 +1,10 @@
-//! The runner API (see `gantry_protocol`): claim, heartbeat, log, finish.
+//! The runner API (see `gantry_protocol`): claim, heartbeat, log, deploy lock, finish.
 
 use super::auth::Runner;
 use crate::error::{ApiError, ApiResult};
 use crate::logs::AppendError;
 use crate::state::{self, JobEvent, JobState};
-use crate::store::jobs;
+use crate::store::{deploy_locks, jobs};
 use crate::{progress, queue, App};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gantry_protocol::{
-    ClaimRequest, FinishRequest, HeartbeatResponse, JobId, LogAck, LEASE_HEADER,
+    ClaimRequest, DeployLockRequest, DeployLockResponse, FinishRequest, HeartbeatResponse, JobId,
+    LogAck, LEASE_HEADER,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -130,4 +131,37 @@ pub async fn finish(
         app.dispatch.notify_waiters();
     }
     Ok(StatusCode::OK)
+}
+
+/// Grants a running job a deploy target unless another running job of the
+/// repository holds it; the runner waits and asks again.
+pub async fn deploy_lock(
+    State(app): State<App>,
+    _: Runner,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+    Json(request): Json<DeployLockRequest>,
+) -> ApiResult<Json<DeployLockResponse>> {
+    let job = JobId(job);
+    if request.target.is_empty() || request.target.len() > 500 {
+        return Err(ApiError::BadRequest(
+            "the target must be 1 to 500 characters".into(),
+        ));
+    }
+    let mut tx = app.db.begin().await?;
+    if !jobs::holds_lease(&mut tx, job, lease(&headers)?).await? {
+        return Err(lease_lost(job));
+    }
+    let lock = deploy_locks::acquire(&mut tx, job, &request.target).await?;
+    tx.commit().await?;
+    Ok(Json(match lock {
+        deploy_locks::Lock::Granted => DeployLockResponse {
+            granted: true,
+            holder: None,
+        },
+        deploy_locks::Lock::Held { build, number, .. } => DeployLockResponse {
+            granted: false,
+            holder: Some(format!("build {build} (job {build}.{number})")),
+        },
+    }))
 }

@@ -4,6 +4,7 @@
 
 pub mod builds;
 pub mod deliveries;
+pub mod deploy_locks;
 pub mod jobs;
 pub mod repos;
 
