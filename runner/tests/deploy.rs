@@ -608,3 +608,66 @@ async fn ecs_against_moto_registers_the_revision_and_updates_the_service() {
         .to_string();
     assert_eq!(image, format!("registry.example/web:{sha}"));
 }
+
+#[tokio::test]
+async fn elastic_beanstalk_ships_a_dockerrun_pointing_at_the_pushed_images() {
+    let h = default_harness().await;
+    let registry = Registry::start();
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    let api = format!("{}/acme/api", registry.host());
+    let dockerrun = format!(
+        r#"{{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+            {{"name": "api", "image": "{api}", "essential": true, "memory": 128}},
+            {{"name": "nginx", "image": "nginx:1.25", "essential": true, "memory": 64, "links": ["api"]}}]}}"#
+    );
+    let (repo, sha) = repo_with(&[
+        ("Dockerfile", DOCKERFILE),
+        ("greeting.txt", "hello\n"),
+        ("Dockerrun.aws.json", &dockerrun),
+        (".ebextensions/options.config", "option_settings: []\n"),
+    ]);
+    let pipeline = format!(
+        "{}images:\n  - name: {api}\n    tags: [$GANTRY_COMMIT]\n",
+        eb_pipeline(&moto, &eb, true).replace("  rollback: true\n", "  rollback: true\n  dockerrun: true\n")
+    );
+    let (outcome, log) = run(&h, &assignment(&repo, &sha, &pipeline, &aws_secrets()), CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let env = eb.environment("widget-prod").unwrap();
+    assert_eq!(env.health, "Green");
+    let version = eb.versions("widget").into_iter().find(|v| v.label == env.version_label).unwrap();
+    let bundle = moto.object("eb-bundles", &version.key).await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bundle)).unwrap();
+    let names: Vec<String> = (0..zip.len()).map(|i| zip.by_index(i).unwrap().name().unwrap().to_string()).collect();
+    assert_eq!(names, ["Dockerrun.aws.json", ".ebextensions/options.config"]);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("Dockerrun.aws.json").unwrap(), &mut text).unwrap();
+    let shipped: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shipped["containerDefinitions"][0]["image"], format!("{api}:{sha}"));
+    assert_eq!(shipped["containerDefinitions"][1]["image"], "nginx:1.25");
+    assert_eq!(registry.tags("acme/api").await, [sha.clone()]);
+    remove_images(&api);
+}
+
+/// moto's ECR answers GetAuthorizationToken with a real-looking token; the
+/// push that follows cannot reach an `amazonaws.com` host from here, so the
+/// test checks that the login went through and the push failed with a reason.
+#[tokio::test]
+async fn ecr_registries_are_logged_in_with_a_token_from_get_authorization_token() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let name = "123456789012.dkr.ecr.us-east-1.amazonaws.com/orders";
+    let (repo, sha) = repo_with(&[("Dockerfile", DOCKERFILE), ("greeting.txt", "hello\n")]);
+    let pipeline = format!(
+        "image: {IMAGE}\nenv:\n  global: [AWS_ENDPOINT_URL_ECR={}]\nscript: true\nimages:\n  - name: {name}\n    tags: [$GANTRY_COMMIT]\n",
+        moto.url()
+    );
+    let (outcome, log) = run(&h, &assignment(&repo, &sha, &pipeline, &aws_secrets()), CancellationToken::new()).await;
+    assert!(log.contains("Logging in to Amazon ECR (123456789012.dkr.ecr.us-east-1.amazonaws.com)"), "{log}");
+    assert!(!log.contains("GetAuthorizationToken failed"), "{log}");
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(outcome.reason.unwrap_or_default().contains(&format!("pushing {name}:{sha}")));
+    assert_no_secret(&log);
+    remove_images(name);
+}
