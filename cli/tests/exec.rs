@@ -72,3 +72,19 @@ fn a_directory_without_a_pipeline_is_a_clear_error() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no .gantry.yml or .travis.yml"), "{err}");
 }
+
+#[test]
+fn a_local_run_never_deploys() {
+    let repo = Repo::new();
+    let pipeline = format!(
+        "image: {IMAGE}\nscript: true\ndeploy:\n  provider: script\n  script: echo SHIPPED\n  on: {{all_branches: true}}\n"
+    );
+    repo.commit(&[(".gantry.yml", &pipeline)], "init");
+    let (code, out, err) = exec(&repo.path, &[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        err.contains("gantry exec does not deploy or push images"),
+        "{err}"
+    );
+    assert!(!out.contains("SHIPPED"), "{out}");
+}

@@ -212,9 +212,15 @@ pub async fn exec(
     limits: Limits,
     cancel: CancellationToken,
 ) -> Result<Outcome, ExecError> {
-    let (job, build, repo, notes) = plan(dir, wanted)?;
+    let (mut job, build, repo, notes) = plan(dir, wanted)?;
     for note in notes {
         eprintln!("{note}");
+    }
+    // A local run tries the build, never ships it.
+    if !job.deploy.is_empty() || !job.images.is_empty() {
+        eprintln!("gantry exec does not deploy or push images: `deploy` and `images` are skipped");
+        job.deploy.clear();
+        job.images.clear();
     }
     let data: PathBuf = std::env::temp_dir().join(format!("gantry-exec-{}", std::process::id()));
     let name = format!("exec-{}", std::process::id());

@@ -630,21 +630,42 @@ async fn elastic_beanstalk_ships_a_dockerrun_pointing_at_the_pushed_images() {
     ]);
     let pipeline = format!(
         "{}images:\n  - name: {api}\n    tags: [$GANTRY_COMMIT]\n",
-        eb_pipeline(&moto, &eb, true).replace("  rollback: true\n", "  rollback: true\n  dockerrun: true\n")
+        eb_pipeline(&moto, &eb, true).replace(
+            "  rollback: true\n",
+            "  rollback: true\n  dockerrun: true\n"
+        )
     );
-    let (outcome, log) = run(&h, &assignment(&repo, &sha, &pipeline, &aws_secrets()), CancellationToken::new()).await;
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     let env = eb.environment("widget-prod").unwrap();
     assert_eq!(env.health, "Green");
-    let version = eb.versions("widget").into_iter().find(|v| v.label == env.version_label).unwrap();
+    let version = eb
+        .versions("widget")
+        .into_iter()
+        .find(|v| v.label == env.version_label)
+        .unwrap();
     let bundle = moto.object("eb-bundles", &version.key).await.unwrap();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bundle)).unwrap();
-    let names: Vec<String> = (0..zip.len()).map(|i| zip.by_index(i).unwrap().name().unwrap().to_string()).collect();
-    assert_eq!(names, ["Dockerrun.aws.json", ".ebextensions/options.config"]);
+    let names: Vec<String> = (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["Dockerrun.aws.json", ".ebextensions/options.config"]
+    );
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut zip.by_name("Dockerrun.aws.json").unwrap(), &mut text).unwrap();
+    std::io::Read::read_to_string(&mut zip.by_name("Dockerrun.aws.json").unwrap(), &mut text)
+        .unwrap();
     let shipped: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(shipped["containerDefinitions"][0]["image"], format!("{api}:{sha}"));
+    assert_eq!(
+        shipped["containerDefinitions"][0]["image"],
+        format!("{api}:{sha}")
+    );
     assert_eq!(shipped["containerDefinitions"][1]["image"], "nginx:1.25");
     assert_eq!(registry.tags("acme/api").await, [sha.clone()]);
     remove_images(&api);
@@ -663,11 +684,22 @@ async fn ecr_registries_are_logged_in_with_a_token_from_get_authorization_token(
         "image: {IMAGE}\nenv:\n  global: [AWS_ENDPOINT_URL_ECR={}]\nscript: true\nimages:\n  - name: {name}\n    tags: [$GANTRY_COMMIT]\n",
         moto.url()
     );
-    let (outcome, log) = run(&h, &assignment(&repo, &sha, &pipeline, &aws_secrets()), CancellationToken::new()).await;
-    assert!(log.contains("Logging in to Amazon ECR (123456789012.dkr.ecr.us-east-1.amazonaws.com)"), "{log}");
+    let (outcome, log) = run(
+        &h,
+        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        log.contains("Logging in to Amazon ECR (123456789012.dkr.ecr.us-east-1.amazonaws.com)"),
+        "{log}"
+    );
     assert!(!log.contains("GetAuthorizationToken failed"), "{log}");
     assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
-    assert!(outcome.reason.unwrap_or_default().contains(&format!("pushing {name}:{sha}")));
+    assert!(outcome
+        .reason
+        .unwrap_or_default()
+        .contains(&format!("pushing {name}:{sha}")));
     assert_no_secret(&log);
     remove_images(name);
 }
