@@ -667,7 +667,7 @@ async fn elastic_beanstalk_ships_a_dockerrun_pointing_at_the_pushed_images() {
         format!("{api}:{sha}")
     );
     assert_eq!(shipped["containerDefinitions"][1]["image"], "nginx:1.25");
-    assert_eq!(registry.tags("acme/api").await, [sha.clone()]);
+    assert_eq!(registry.tags("acme/api").await, vec![sha.clone()]);
     remove_images(&api);
 }
 
