@@ -54,6 +54,8 @@ pub struct App {
     pub admin_token_hash: Option<[u8; 32]>,
     /// `GANTRY_RUNNER_TOKEN` and the embedded runner's token.
     pub runner_token_hashes: Vec<[u8; 32]>,
+    /// A job whose log grew: live viewers read on at once.
+    pub log_events: tokio::sync::broadcast::Sender<gantry_protocol::JobId>,
 }
 
 /// Why the server could not start.
@@ -125,6 +127,7 @@ impl Server {
             dispatch: Arc::new(Notify::new()),
             planner_wake,
             status_wake: Arc::new(Notify::new()),
+            log_events: tokio::sync::broadcast::channel(1024).0,
         };
         Ok(Server { app })
     }

@@ -1,4 +1,12 @@
 //! The Gantry web viewer: server-rendered pages for repositories, builds and
-//! live job logs, with CSS and JS embedded in the binary.
+//! job logs, with CSS and JS embedded in the binary. This crate renders; the
+//! server owns the routes and the data.
 //!
-//! Not built yet: see the web viewer issue.
+//! - [`ansi`]: terminal colours to escaped HTML — a log never becomes markup.
+//! - [`log`]: numbered lines and foldable phases from Travis's markers.
+//! - [`badge`]: the shields-style status badge.
+
+pub mod ansi;
+pub mod badge;
+pub mod log;
+pub mod pages;

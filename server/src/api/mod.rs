@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod builds;
+pub mod pages;
 pub mod runner;
 pub mod secrets;
 pub mod views;
@@ -24,6 +25,14 @@ pub fn router(app: App) -> Router {
             "/hooks/github",
             post(intake::receive).layer(DefaultBodyLimit::max(intake::MAX_BODY)),
         )
+        .route("/", get(pages::repos_page))
+        .route("/assets/style.css", get(pages::style))
+        .route("/assets/viewer.js", get(pages::script))
+        .route("/{owner}/{name}", get(pages::builds_page))
+        .route("/{owner}/{name}/badge.svg", get(pages::badge))
+        .route("/{owner}/{name}/builds/{id}", get(pages::build_page))
+        .route("/{owner}/{name}/jobs/{id}", get(pages::job_page))
+        .route("/api/jobs/{id}/events", get(pages::job_events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/repos", get(builds::list_repos))

@@ -87,7 +87,11 @@ pub async fn log(
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     match result {
-        Ok(ack) => Ok(Json(ack).into_response()),
+        Ok(ack) => {
+            // Nobody watching is fine.
+            let _ = app.log_events.send(job);
+            Ok(Json(ack).into_response())
+        }
         Err(AppendError::Gap { size, .. }) => {
             Ok((StatusCode::CONFLICT, Json(LogAck { size })).into_response())
         }

@@ -53,6 +53,8 @@ pub async fn receive(
     let payload: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     if event == "ping" {
+        // A ping builds nothing: counted with the ignored deliveries.
+        Metrics::add(&app.metrics.webhooks_ignored, 1);
         let registered = match github::ping_repo(&payload) {
             Some(facts) => {
                 let mut conn = app.db.pool.acquire().await?;

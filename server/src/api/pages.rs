@@ -1,0 +1,467 @@
+//! The web viewer's routes: HTML pages rendered by `gantry-web` from the
+//! store, the badge, the embedded assets, and a job's live events (SSE).
+
+use super::auth::Viewer;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{BuildState, JobState};
+use crate::store::builds::{self, Build, BuildFilter};
+use crate::store::jobs::{self, Job};
+use crate::store::repos;
+use crate::App;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use futures::Stream;
+use gantry_protocol::{BuildId, JobId};
+use gantry_web::pages::{self, BuildRow, JobRow};
+use serde::Deserialize;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+/// Logs up to this size are drawn whole; bigger ones from their tail.
+const WHOLE_LOG: u64 = 4 * 1024 * 1024;
+/// What is drawn of a bigger log's tail.
+const TAIL_BYTES: u64 = 1024 * 1024;
+/// The most one live event carries.
+const EVENT_BYTES: u64 = 256 * 1024;
+
+fn html(page: String) -> Response {
+    Html(page).into_response()
+}
+
+fn missing(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, Html(pages::not_found(what))).into_response()
+}
+
+/// `1m 05s` from two Unix-millisecond times.
+fn duration(start: Option<i64>, end: Option<i64>) -> Option<String> {
+    let ms = end? - start?;
+    let secs = (ms.max(0) + 500) / 1000;
+    Some(if secs >= 60 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    })
+}
+
+fn build_row(b: &Build) -> BuildRow {
+    BuildRow {
+        id: b.id.0,
+        number: b.number,
+        state: b.state.to_string(),
+        event: b.event.to_string(),
+        branch: b.branch.clone(),
+        tag: b.tag.clone(),
+        pull_request: b.pull_request,
+        commit: b.commit.clone(),
+        message: b.message.clone(),
+        author: b.author.clone(),
+        duration: duration(b.started_at, b.finished_at),
+        time: super::views::time(Some(b.created_at)),
+        reason: b.reason.clone(),
+    }
+}
+
+fn job_row(j: &Job, build_number: i64) -> JobRow {
+    JobRow {
+        id: j.id.0,
+        number: format!("{build_number}.{}", j.number),
+        name: j.name.clone(),
+        stage: j.stage.clone(),
+        state: j.state.to_string(),
+        image: j.image.clone(),
+        allow_failure: j.allow_failure,
+        duration: duration(j.started_at, j.finished_at),
+        reason: j.reason.clone(),
+    }
+}
+
+pub async fn repos_page(State(app): State<App>, viewer: Viewer) -> ApiResult<Response> {
+    let mut conn = app.db.pool.acquire().await?;
+    let mut rows = Vec::new();
+    for repo in repos::all(&mut conn).await? {
+        if viewer.check(&app, repo.private, "repository").is_err() {
+            continue;
+        }
+        let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
+        rows.push(pages::RepoRow {
+            full_name: repo.full_name.clone(),
+            default_branch: repo.default_branch.clone(),
+            last: last.as_ref().map(build_row),
+        });
+    }
+    Ok(html(pages::repos_page(&rows)))
+}
+
+/// The repository, when this viewer may see it.
+async fn visible_repo(
+    app: &App,
+    viewer: &Viewer,
+    owner: &str,
+    name: &str,
+) -> ApiResult<Option<repos::Repo>> {
+    let mut conn = app.db.pool.acquire().await?;
+    let repo = repos::by_name(&mut conn, &format!("{owner}/{name}")).await?;
+    Ok(repo.filter(|r| viewer.check(app, r.private, "repository").is_ok()))
+}
+
+#[derive(Deserialize)]
+pub struct BuildsQuery {
+    branch: Option<String>,
+    state: Option<String>,
+    before: Option<i64>,
+}
+
+const PAGE: i64 = 25;
+
+pub async fn builds_page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<BuildsQuery>,
+) -> ApiResult<Response> {
+    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
+        return Ok(missing(&format!("no repository {owner}/{name}")));
+    };
+    let branch = q.branch.filter(|b| !b.is_empty());
+    let state = q.state.filter(|s| !s.is_empty());
+    let parsed = state.as_deref().and_then(|s| s.parse::<BuildState>().ok());
+    let filter = BuildFilter {
+        branch: branch.clone(),
+        state: parsed,
+        before: q.before,
+        limit: PAGE + 1,
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let mut list = builds::list(&mut conn, repo.id, &filter).await?;
+    let next_before = (list.len() as i64 > PAGE).then(|| {
+        list.truncate(PAGE as usize);
+        list.last().map(|b| b.id.0)
+    });
+    let rows: Vec<BuildRow> = list.iter().map(build_row).collect();
+    let states: Vec<&str> = BuildState::ALL.iter().map(|s| s.as_str()).collect();
+    let query = pages::BuildsQuery {
+        branch,
+        state: parsed.map(|s| s.to_string()),
+        next_before: next_before.flatten(),
+    };
+    Ok(html(pages::builds_page(
+        &repo.full_name,
+        &rows,
+        &query,
+        &states,
+    )))
+}
+
+pub async fn build_page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+) -> ApiResult<Response> {
+    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
+        return Ok(missing(&format!("no repository {owner}/{name}")));
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let Some(build) = builds::get(&mut conn, BuildId(id))
+        .await?
+        .filter(|b| b.repo_id == repo.id)
+    else {
+        return Ok(missing(&format!("no build {id} in {owner}/{name}")));
+    };
+    let build_jobs = jobs::for_build(&mut conn, build.id).await?;
+    let diagnostics: Vec<String> =
+        serde_json::from_str::<Vec<serde_json::Value>>(&build.diagnostics)
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                format!(
+                    "line {}:{}: {}: {}",
+                    d["line"],
+                    d["column"],
+                    d["severity"].as_str().unwrap_or("error"),
+                    d["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+    let page = pages::BuildPage {
+        repo: &repo.full_name,
+        build: build_row(&build),
+        jobs: build_jobs
+            .iter()
+            .map(|j| job_row(j, build.number))
+            .collect(),
+        diagnostics,
+        can_act: false,
+    };
+    Ok(html(pages::build_page(&page)))
+}
+
+/// Reads `[from, to)` of a job's log.
+fn read_range(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    file.seek(SeekFrom::Start(from))?;
+    let mut out = Vec::with_capacity((to - from) as usize);
+    file.take(to - from).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// How many lines `path` has (a newline-terminated count, plus a last partial line).
+fn count_lines(path: &std::path::Path, upto: u64) -> std::io::Result<usize> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut count, mut left, mut last) = (0usize, upto, b'\n');
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        count += buf[..n].iter().filter(|b| **b == b'\n').count();
+        last = buf[n - 1];
+        left -= n as u64;
+    }
+    Ok(count + usize::from(last != b'\n'))
+}
+
+pub async fn job_page(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+) -> ApiResult<Response> {
+    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
+        return Ok(missing(&format!("no repository {owner}/{name}")));
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let Some(job) = jobs::get(&mut conn, JobId(id)).await? else {
+        return Ok(missing(&format!("no job {id}")));
+    };
+    let Some(build) = builds::get(&mut conn, job.build_id)
+        .await?
+        .filter(|b| b.repo_id == repo.id)
+    else {
+        return Ok(missing(&format!("no job {id} in {owner}/{name}")));
+    };
+    drop(conn);
+    let path = app.logs.path(job.id);
+    let size = app.logs.size(job.id).unwrap_or(0);
+    let (text, first_line, total_lines) =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(String, usize, usize)> {
+            // Only whole lines: a running job's last line may still be arriving.
+            let from = size.saturating_sub(if size > WHOLE_LOG { TAIL_BYTES } else { size });
+            let mut bytes = read_range(&path, from, size)?;
+            let mut skipped_lines = 0;
+            if from > 0 {
+                let cut = bytes
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(bytes.len(), |p| p + 1);
+                bytes.drain(..cut);
+                skipped_lines = count_lines(&path, from + cut as u64)?;
+            }
+            let total = skipped_lines + bytes.iter().filter(|b| **b == b'\n').count();
+            if let Some(end) = bytes.iter().rposition(|b| *b == b'\n') {
+                bytes.truncate(end + 1);
+            } else {
+                bytes.clear();
+            }
+            Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                skipped_lines + 1,
+                total,
+            ))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let shown_bytes = text.len() as u64;
+    let log = gantry_web::log::render(&text);
+    let running = matches!(
+        job.state,
+        JobState::Created | JobState::Queued | JobState::Running
+    );
+    let log_end = if first_line == 1 { shown_bytes } else { size };
+    let page = pages::JobPage {
+        repo: &repo.full_name,
+        build: build_row(&build),
+        job: job_row(&job, build.number),
+        log,
+        first_line,
+        total_lines,
+        log_bytes: log_end.min(size),
+        running,
+    };
+    Ok(html(pages::job_page(&page)))
+}
+
+#[derive(Deserialize)]
+pub struct BadgeQuery {
+    branch: Option<String>,
+}
+
+pub async fn badge(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path((owner, name)): Path<(String, String)>,
+    Query(q): Query<BadgeQuery>,
+) -> ApiResult<Response> {
+    let name = name.trim_end_matches(".svg");
+    let state = match visible_repo(&app, &viewer, &owner, name).await? {
+        Some(repo) => {
+            let branch = q.branch.unwrap_or_else(|| repo.default_branch.clone());
+            let mut conn = app.db.pool.acquire().await?;
+            builds::latest_on_branch(&mut conn, repo.id, &branch)
+                .await?
+                .map(|b| b.state.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        }
+        None => "unknown".into(),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache, max-age=0"),
+        ],
+        gantry_web::badge::svg("build", &state),
+    )
+        .into_response())
+}
+
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        pages::STYLE,
+    )
+        .into_response()
+}
+
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        pages::SCRIPT,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    /// The byte offset the viewer has drawn up to.
+    #[serde(default)]
+    offset: u64,
+}
+
+struct Tail {
+    app: App,
+    job: JobId,
+    offset: u64,
+    rx: tokio::sync::broadcast::Receiver<JobId>,
+    done: bool,
+    last_state: Option<JobState>,
+}
+
+/// `GET /api/jobs/{id}/events`: the log's new whole lines as they arrive
+/// (`event: log`, `{"lines": [html or null, …]}`) and the job's state when
+/// it changes (`event: state`); the stream ends after the final state.
+pub async fn job_events(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    let job = JobId(id);
+    let mut conn = app.db.pool.acquire().await?;
+    let found = jobs::get(&mut conn, job)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let build = builds::get(&mut conn, found.build_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let private = repos::by_id(&mut conn, build.repo_id)
+        .await?
+        .is_none_or(|r| r.private);
+    viewer.check(&app, private, &format!("job {id}"))?;
+    drop(conn);
+    let tail = Tail {
+        rx: app.log_events.subscribe(),
+        app,
+        job,
+        offset: q.offset,
+        done: false,
+        last_state: None,
+    };
+    let stream = futures::stream::unfold(tail, |mut t| async move {
+        if t.done {
+            return None;
+        }
+        loop {
+            let size = t.app.logs.size(t.job).unwrap_or(0);
+            if size > t.offset {
+                let (path, from) = (t.app.logs.path(t.job), t.offset);
+                let to = size.min(from + EVENT_BYTES);
+                let bytes = tokio::task::spawn_blocking(move || read_range(&path, from, to))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                if let Some(end) = bytes.iter().rposition(|b| *b == b'\n') {
+                    let text = String::from_utf8_lossy(&bytes[..=end]);
+                    let lines = gantry_web::log::render(&text).lines;
+                    t.offset += end as u64 + 1;
+                    let data = serde_json::json!({ "lines": lines }).to_string();
+                    return Some((Ok(Event::default().event("log").data(data)), t));
+                }
+            }
+            let state = {
+                let Ok(mut conn) = t.app.db.pool.acquire().await else {
+                    return None;
+                };
+                jobs::get(&mut conn, t.job)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|j| j.state)
+            };
+            if let Some(state) = state {
+                let finished = !matches!(
+                    state,
+                    JobState::Created | JobState::Queued | JobState::Running
+                );
+                let all_read = t.app.logs.size(t.job).unwrap_or(0) <= t.offset;
+                if t.last_state != Some(state) && (!finished || all_read) {
+                    t.last_state = Some(state);
+                    t.done = finished;
+                    let data = serde_json::json!({ "state": state.to_string() }).to_string();
+                    return Some((Ok(Event::default().event("state").data(data)), t));
+                }
+            }
+            // Wait for this job's log to grow, or look again in a second.
+            let deadline = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    got = t.rx.recv() => match got {
+                        Ok(job) if job == t.job => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

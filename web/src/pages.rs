@@ -1,0 +1,473 @@
+//! The pages, as HTML strings from plain models the server fills in. Every
+//! value goes through [`esc`]; pages work without JavaScript (the log page's
+//! live tail and the header's live state are the script's additions).
+
+use crate::ansi::escape;
+use crate::log::Rendered;
+
+/// Escapes a value for HTML.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape(text, &mut out);
+    out
+}
+
+fn url_part(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A repository on the front page.
+pub struct RepoRow {
+    pub full_name: String,
+    pub default_branch: String,
+    pub last: Option<BuildRow>,
+}
+
+/// A build in a list or at the top of its page.
+#[derive(Clone)]
+pub struct BuildRow {
+    pub id: i64,
+    pub number: i64,
+    pub state: String,
+    pub event: String,
+    pub branch: String,
+    pub tag: Option<String>,
+    pub pull_request: Option<i64>,
+    pub commit: String,
+    pub message: String,
+    pub author: String,
+    pub duration: Option<String>,
+    pub time: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub struct JobRow {
+    pub id: i64,
+    pub number: String,
+    pub name: String,
+    pub stage: String,
+    pub state: String,
+    pub image: String,
+    pub allow_failure: bool,
+    pub duration: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn layout(title: &str, crumbs: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Gantry</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><link rel=\"icon\" href=\"data:,\"></head><body><header class=\"top\"><a class=\"brand\" href=\"/\">Gantry</a>{crumbs}</header><main>{body}</main><script src=\"/assets/viewer.js\" defer></script></body></html>",
+        esc(title)
+    )
+}
+
+fn state_badge(state: &str) -> String {
+    format!(
+        "<span class=\"state state-{s}\" data-state=\"{s}\">{s}</span>",
+        s = esc(state)
+    )
+}
+
+fn build_ref(b: &BuildRow) -> String {
+    if let Some(pr) = b.pull_request {
+        format!("PR #{pr} → {}", esc(&b.branch))
+    } else if let Some(tag) = &b.tag {
+        format!("tag {}", esc(tag))
+    } else {
+        esc(&b.branch)
+    }
+}
+
+fn commit_link(repo: &str, commit: &str) -> String {
+    let short: String = commit.chars().take(7).collect();
+    format!(
+        "<a class=\"sha\" href=\"https://github.com/{}/commit/{}\">{}</a>",
+        esc(repo),
+        esc(commit),
+        esc(&short)
+    )
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or("")
+}
+
+/// `/`: every repository with its default branch's last build.
+pub fn repos_page(repos: &[RepoRow]) -> String {
+    let mut rows = String::new();
+    for r in repos {
+        let (state, link) = match &r.last {
+            Some(b) => (
+                state_badge(&b.state),
+                format!(
+                    "<a href=\"/{}/builds/{}\">#{}</a> {}",
+                    esc(&r.full_name),
+                    b.id,
+                    b.number,
+                    esc(first_line(&b.message))
+                ),
+            ),
+            None => (state_badge("none"), "no build yet".to_string()),
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/{n}\">{n}</a></td><td>{}</td><td>{state}</td><td>{link}</td></tr>",
+            esc(&r.default_branch),
+            n = esc(&r.full_name)
+        ));
+    }
+    let body = if repos.is_empty() {
+        "<p class=\"empty\">No repository yet: add a webhook on GitHub pointing at <code>/hooks/github</code>.</p>".to_string()
+    } else {
+        format!("<h1>Repositories</h1><table class=\"list\"><thead><tr><th>repository</th><th>default branch</th><th>state</th><th>last build</th></tr></thead><tbody>{rows}</tbody></table>")
+    };
+    layout("Repositories", "", &body)
+}
+
+/// Filters and paging of the builds list.
+pub struct BuildsQuery {
+    pub branch: Option<String>,
+    pub state: Option<String>,
+    /// The id the next page starts before.
+    pub next_before: Option<i64>,
+}
+
+/// `/{owner}/{name}`: the repository's builds.
+pub fn builds_page(repo: &str, builds: &[BuildRow], q: &BuildsQuery, states: &[&str]) -> String {
+    let mut rows = String::new();
+    for b in builds {
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/{r}/builds/{id}\">#{n}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"msg\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            state_badge(&b.state),
+            esc(&b.event),
+            build_ref(b),
+            commit_link(repo, &b.commit),
+            esc(first_line(&b.message)),
+            esc(&b.author),
+            esc(b.duration.as_deref().unwrap_or("—")),
+            esc(b.time.as_deref().unwrap_or("")),
+            r = esc(repo),
+            id = b.id,
+            n = b.number,
+        ));
+    }
+    let options: String = std::iter::once("")
+        .chain(states.iter().copied())
+        .map(|s| {
+            let selected = if q.state.as_deref() == Some(s) || (s.is_empty() && q.state.is_none()) {
+                " selected"
+            } else {
+                ""
+            };
+            format!(
+                "<option value=\"{v}\"{selected}>{label}</option>",
+                v = esc(s),
+                label = if s.is_empty() { "any state" } else { s }
+            )
+        })
+        .collect();
+    let filter = format!(
+        "<form class=\"filter\" method=\"get\"><input name=\"branch\" placeholder=\"branch\" value=\"{}\"><select name=\"state\">{options}</select><button>Filter</button></form>",
+        esc(q.branch.as_deref().unwrap_or(""))
+    );
+    let more = match q.next_before {
+        Some(before) => {
+            let mut link = format!("?before={before}");
+            if let Some(b) = &q.branch {
+                link.push_str(&format!("&amp;branch={}", url_part(b)));
+            }
+            if let Some(s) = &q.state {
+                link.push_str(&format!("&amp;state={}", url_part(s)));
+            }
+            format!("<p class=\"more\"><a href=\"{link}\">Older builds →</a></p>")
+        }
+        None => String::new(),
+    };
+    let table = if builds.is_empty() {
+        "<p class=\"empty\">No builds match.</p>".to_string()
+    } else {
+        format!("<table class=\"list\"><thead><tr><th>#</th><th>state</th><th>event</th><th>ref</th><th>commit</th><th>message</th><th>author</th><th>duration</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+    };
+    let crumbs = format!(" / <a href=\"/{r}\">{r}</a>", r = esc(repo));
+    let body = format!(
+        "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\"></h1>{filter}{table}{more}",
+        r = esc(repo)
+    );
+    layout(repo, &crumbs, &body)
+}
+
+/// `/{owner}/{name}/builds/{id}`.
+pub struct BuildPage<'a> {
+    pub repo: &'a str,
+    pub build: BuildRow,
+    pub jobs: Vec<JobRow>,
+    pub diagnostics: Vec<String>,
+    /// Whether restart/cancel buttons are shown (an authorised user).
+    pub can_act: bool,
+}
+
+fn build_header(repo: &str, b: &BuildRow) -> String {
+    format!(
+        "<div class=\"head\"><h1>Build #{n} {}</h1><p>{} · {} · {} by {}</p><p class=\"msg\">{}</p>{}</div>",
+        state_badge(&b.state),
+        esc(&b.event),
+        build_ref(b),
+        commit_link(repo, &b.commit),
+        esc(&b.author),
+        esc(&b.message),
+        b.reason
+            .as_deref()
+            .map(|r| format!("<p class=\"reason\">{}</p>", esc(r)))
+            .unwrap_or_default(),
+        n = b.number,
+    )
+}
+
+pub fn build_page(p: &BuildPage<'_>) -> String {
+    let mut stages: Vec<(&str, Vec<&JobRow>)> = Vec::new();
+    for job in &p.jobs {
+        match stages.iter_mut().find(|(s, _)| *s == job.stage) {
+            Some((_, jobs)) => jobs.push(job),
+            None => stages.push((&job.stage, vec![job])),
+        }
+    }
+    let mut body = build_header(p.repo, &p.build);
+    if !p.diagnostics.is_empty() {
+        body.push_str("<h2>Pipeline problems</h2><ul class=\"diagnostics\">");
+        for d in &p.diagnostics {
+            body.push_str(&format!("<li>{}</li>", esc(d)));
+        }
+        body.push_str("</ul>");
+    }
+    for (stage, jobs) in stages {
+        body.push_str(&format!(
+            "<h2>{}</h2><table class=\"list jobs\"><tbody>",
+            esc(stage)
+        ));
+        for j in jobs {
+            body.push_str(&format!(
+                "<tr data-job=\"{id}\"><td><a href=\"/{r}/jobs/{id}\">{n}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                state_badge(&j.state),
+                esc(&j.name),
+                esc(&j.image),
+                esc(j.duration.as_deref().unwrap_or("—")),
+                if j.allow_failure { "allowed to fail" } else { "" },
+                r = esc(p.repo),
+                id = j.id,
+                n = esc(&j.number),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    if p.can_act {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/api/builds/{id}/restart\" class=\"act\"><button>Restart build</button></form><form method=\"post\" action=\"/api/builds/{id}/cancel\" class=\"act\"><button>Cancel build</button></form>",
+            id = p.build.id
+        ));
+    }
+    let crumbs = format!(
+        " / <a href=\"/{r}\">{r}</a> / <a href=\"/{r}/builds/{id}\">#{n}</a>",
+        r = esc(p.repo),
+        id = p.build.id,
+        n = p.build.number
+    );
+    layout(
+        &format!("{} #{}", p.repo, p.build.number),
+        &crumbs,
+        &format!(
+            "<div class=\"build\" data-build=\"{}\">{body}</div>",
+            p.build.id
+        ),
+    )
+}
+
+/// `/{owner}/{name}/jobs/{id}`.
+pub struct JobPage<'a> {
+    pub repo: &'a str,
+    pub build: BuildRow,
+    pub job: JobRow,
+    pub log: Rendered,
+    /// The first line number shown (a long log is drawn from its tail without JS).
+    pub first_line: usize,
+    pub total_lines: usize,
+    pub log_bytes: u64,
+    pub running: bool,
+}
+
+pub fn job_page(p: &JobPage<'_>) -> String {
+    let mut lines = String::with_capacity(p.log.lines.len() * 64);
+    let mut folds = p.log.folds.iter().peekable();
+    let mut open_folds: Vec<usize> = Vec::new();
+    for (i, line) in p.log.lines.iter().enumerate() {
+        let number = p.first_line + i;
+        while let Some(f) = folds.peek() {
+            if f.first != number {
+                break;
+            }
+            let f = folds.next().expect("peeked");
+            let duration = f
+                .duration_ms
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            lines.push_str(&format!(
+                "<details class=\"fold{}\" data-fold=\"{n}\"{}><summary><span class=\"fold-name\">{n}</span><span class=\"fold-time\">{duration}</span></summary>",
+                if f.failed() { " failed" } else { "" },
+                if f.failed() || f.last >= p.first_line + p.log.lines.len() - 1 && p.running { " open" } else { "" },
+                n = esc(&f.name),
+            ));
+            open_folds.push(f.last);
+        }
+        match line {
+            Some(html) => lines.push_str(&format!(
+                "<div class=\"line\" id=\"L{number}\"><a class=\"ln\" href=\"#L{number}\">{number}</a><span class=\"text\">{html}</span></div>"
+            )),
+            None => lines.push_str(&format!("<div class=\"line marker\" id=\"L{number}\"></div>")),
+        }
+        while open_folds.last() == Some(&number) {
+            open_folds.pop();
+            lines.push_str("</details>");
+        }
+    }
+    for _ in open_folds {
+        lines.push_str("</details>");
+    }
+    let skipped = if p.first_line > 1 {
+        format!(
+            "<p class=\"skipped\">Lines 1–{} are not drawn here; <a href=\"/api/jobs/{}/log\">download the raw log</a> or turn on JavaScript to scroll through all {} lines.</p>",
+            p.first_line - 1,
+            p.job.id,
+            p.total_lines
+        )
+    } else {
+        String::new()
+    };
+    let head = format!(
+        "<div class=\"head\"><h1>Job {n} {}</h1><p>{} · <code>{}</code> · {}</p>{}<p class=\"tools\"><a href=\"/api/jobs/{id}/log\" download>Raw log</a> <label class=\"follow\"><input type=\"checkbox\" id=\"follow\" checked> follow</label> <input id=\"search\" type=\"search\" placeholder=\"search the log\"></p></div>",
+        state_badge(&p.job.state),
+        esc(&p.job.name),
+        esc(&p.job.image),
+        esc(p.job.duration.as_deref().unwrap_or("")),
+        p.job
+            .reason
+            .as_deref()
+            .map(|r| format!("<p class=\"reason\">{}</p>", esc(r)))
+            .unwrap_or_default(),
+        n = esc(&p.job.number),
+        id = p.job.id,
+    );
+    let body = format!(
+        "<div class=\"job\" data-job=\"{id}\" data-running=\"{running}\" data-lines=\"{total}\" data-bytes=\"{bytes}\" data-first=\"{first}\">{head}{skipped}<div class=\"log\" id=\"log\">{lines}</div></div>",
+        id = p.job.id,
+        running = p.running,
+        total = p.total_lines,
+        bytes = p.log_bytes,
+        first = p.first_line,
+    );
+    let crumbs = format!(
+        " / <a href=\"/{r}\">{r}</a> / <a href=\"/{r}/builds/{bid}\">#{bn}</a> / {jn}",
+        r = esc(p.repo),
+        bid = p.build.id,
+        bn = p.build.number,
+        jn = esc(&p.job.number)
+    );
+    layout(&format!("{} job {}", p.repo, p.job.number), &crumbs, &body)
+}
+
+/// A page for a missing or hidden thing.
+pub fn not_found(what: &str) -> String {
+    layout(
+        "Not found",
+        "",
+        &format!("<h1>Not found</h1><p>{}</p>", esc(what)),
+    )
+}
+
+pub const STYLE: &str = include_str!("../assets/style.css");
+pub const SCRIPT: &str = include_str!("../assets/viewer.js");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build() -> BuildRow {
+        BuildRow {
+            id: 7,
+            number: 3,
+            state: "passed".into(),
+            event: "push".into(),
+            branch: "master".into(),
+            tag: None,
+            pull_request: None,
+            commit: "0123456789abcdef".into(),
+            message: "Fix <b>it</b>\n\nlong body".into(),
+            author: "dev".into(),
+            duration: Some("1m 2s".into()),
+            time: Some("2026-11-22T05:00:00Z".into()),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn builds_list_escapes_and_links() {
+        let html = builds_page(
+            "acme/widget",
+            &[build()],
+            &BuildsQuery {
+                branch: Some("a&b".into()),
+                state: None,
+                next_before: Some(7),
+            },
+            &["passed", "failed"],
+        );
+        assert!(html.contains("<a href=\"/acme/widget/builds/7\">#3</a>"));
+        assert!(html.contains("Fix &lt;b&gt;it&lt;/b&gt;") && !html.contains("long body"));
+        assert!(html.contains(
+            "href=\"https://github.com/acme/widget/commit/0123456789abcdef\">0123456</a>"
+        ));
+        assert!(html.contains("?before=7&amp;branch=a%26b"));
+        assert!(html.contains("value=\"a&amp;b\""));
+    }
+
+    #[test]
+    fn a_job_page_folds_phases_and_numbers_lines() {
+        let log = crate::log::render("start\ntravis_fold:start:script\r\x1b[0K$ make\n<img src=x onerror=alert(1)>\ntravis_fold:end:script\r\x1b[0K\ngantry_phase:end:script:rc=2\r\x1b[0K\ndone\n");
+        let total = log.lines.len();
+        let job = JobRow {
+            id: 9,
+            number: "3.1".into(),
+            name: "test".into(),
+            stage: "test".into(),
+            state: "failed".into(),
+            image: "busybox".into(),
+            allow_failure: false,
+            duration: None,
+            reason: None,
+        };
+        let html = job_page(&JobPage {
+            repo: "acme/widget",
+            build: build(),
+            job,
+            log,
+            first_line: 1,
+            total_lines: total,
+            log_bytes: 10,
+            running: false,
+        });
+        assert!(
+            html.contains("<details class=\"fold failed\" data-fold=\"script\" open>"),
+            "{html}"
+        );
+        assert!(html.contains("id=\"L3\"><a class=\"ln\" href=\"#L3\">3</a><span class=\"text\">&lt;img src=x onerror=alert(1)&gt;</span>"));
+        assert_eq!(
+            html.matches("<details").count(),
+            html.matches("</details>").count()
+        );
+        assert!(!html.contains("<img src=x"));
+    }
+}
