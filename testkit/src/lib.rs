@@ -6,11 +6,13 @@
 //! - [`git::Repo`]: a git repository in a temp dir, with commits made by the real `git`.
 //! - [`webhook`]: the real fixture payloads from `shared/fixtures`, pointed at local repos and signed.
 //! - [`db`]: a SQLite or PostgreSQL database per test.
+//! - [`browser::Browser`]: headless Chromium driven through chromedriver (WebDriver).
 //! - [`registry::Registry`]: Debian's `docker-registry` on 127.0.0.1.
 //! - [`aws`]: moto (S3, ECS, ECR) and emulators of Elastic Beanstalk and of an
 //!   ECS service's deployment life cycle, on the services' real wire protocols.
 
 pub mod aws;
+pub mod browser;
 pub mod db;
 pub mod git;
 pub mod github;
