@@ -14,6 +14,7 @@ pub mod error;
 pub mod forge;
 pub mod intake;
 pub mod leases;
+pub mod log_index;
 pub mod logs;
 pub mod metrics;
 pub mod planner;
@@ -54,6 +55,10 @@ pub struct App {
     pub admin_token_hash: Option<[u8; 32]>,
     /// `GANTRY_RUNNER_TOKEN` and the embedded runner's token.
     pub runner_token_hashes: Vec<[u8; 32]>,
+    /// Line indexes of logs being viewed (see `log_index`).
+    pub log_indexes: Arc<
+        std::sync::Mutex<std::collections::HashMap<gantry_protocol::JobId, log_index::LineIndex>>,
+    >,
     /// A job whose log grew: live viewers read on at once.
     pub log_events: tokio::sync::broadcast::Sender<gantry_protocol::JobId>,
 }
@@ -128,6 +133,7 @@ impl Server {
             planner_wake,
             status_wake: Arc::new(Notify::new()),
             log_events: tokio::sync::broadcast::channel(1024).0,
+            log_indexes: Arc::default(),
         };
         Ok(Server { app })
     }

@@ -253,10 +253,94 @@ async fn a_build_page_updates_when_its_job_ends(engine: Engine) {
     browser.close().await;
 }
 
+async fn a_hundred_megabyte_log_opens_at_its_tail_and_jumps_to_line_a_million(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let a = running_job(&server).await;
+    // 1,300,000 numbered lines, 100 MB, written as the runner API would store them.
+    const LINES: usize = 1_300_000;
+    let logs = server.app.logs.clone();
+    let job = a.job_id;
+    let size = tokio::task::spawn_blocking(move || {
+        let mut offset = 0u64;
+        let mut chunk = String::with_capacity(8 << 20);
+        for n in 1..=LINES {
+            chunk.push_str(&format!("\x1b[36mline {n:07}\x1b[0m of the big log: lorem ipsum dolor sit amet, consectetur adipiscing\n"));
+            if chunk.len() > (4 << 20) || n == LINES {
+                offset = logs.append(job, offset, chunk.as_bytes()).unwrap().size;
+                chunk.clear();
+            }
+        }
+        offset
+    })
+    .await
+    .unwrap();
+    assert!(size > 100_000_000, "{size} bytes");
+    assert_eq!(server.finish(&a, JobOutcome::Passed).await, StatusCode::OK);
+
+    let browser = Browser::start().await;
+    let url = format!("{}/{PUSH_REPO}/jobs/{}", server.url, a.job_id);
+    let started = std::time::Instant::now();
+    browser.client.goto(&url).await.unwrap();
+    let last = format!("L{LINES}");
+    browser
+        .wait_for("the tail", &format!("const l = document.getElementById('{last}'); if (!l) return false; const r = l.getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight + 1"), WAIT)
+        .await;
+    eprintln!(
+        "a {size}-byte log showed its tail {:?} after the request",
+        started.elapsed()
+    );
+    let in_dom = browser
+        .eval("return document.querySelectorAll('#log .line').length")
+        .await;
+    assert!(
+        in_dom.as_u64().unwrap() < 3000,
+        "only what is near the screen is drawn: {in_dom}"
+    );
+    browser.screenshot("log-100mb-tail").await;
+
+    browser
+        .client
+        .goto(&format!("{url}#L1000000"))
+        .await
+        .unwrap();
+    browser
+        .wait_for("line 1,000,000", "const l = document.getElementById('L1000000'); if (!l || !l.classList.contains('selected')) return false; const r = l.getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight", WAIT)
+        .await;
+    let text = browser
+        .eval("return document.querySelector('#L1000000 .text').textContent")
+        .await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .starts_with("line 1000000 of the big log"),
+        "{text}"
+    );
+    browser.screenshot("log-100mb-line-1000000").await;
+
+    // Search runs on the server and jumps to the match.
+    let search = browser.client.find(Locator::Id("search")).await.unwrap();
+    search.send_keys("LINE 0123456\u{E007}").await.unwrap();
+    browser
+        .wait_for(
+            "the match",
+            "const c = document.querySelector('.line.current'); return !!c && c.id === 'L123456'",
+            WAIT,
+        )
+        .await;
+    browser.close().await;
+}
+
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_running_log_grows_live_and_the_pages_follow_the_job() {
         super::a_running_log_grows_live_and_the_pages_follow_the_job(
+            gantry_testkit::db::Engine::Sqlite,
+        )
+        .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_megabyte_log_opens_at_its_tail_and_jumps_to_line_a_million() {
+        super::a_hundred_megabyte_log_opens_at_its_tail_and_jumps_to_line_a_million(
             gantry_testkit::db::Engine::Sqlite,
         )
         .await

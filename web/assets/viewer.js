@@ -25,7 +25,7 @@
     line.classList.add("selected");
     line.scrollIntoView({ block: "center" });
   }
-  window.addEventListener("hashchange", selectFromHash);
+  window.addEventListener("hashchange", () => { if (!document.querySelector(".vlog")) selectFromHash(); });
 
   if (job) {
     const log = document.getElementById("log");
@@ -39,7 +39,7 @@
     });
     follow.addEventListener("change", () => { if (follow.checked) window.scrollTo(0, document.body.scrollHeight); });
 
-    function append(lines) {
+    let append = function (lines) {
       const frag = document.createDocumentFragment();
       for (const html of lines) {
         lastLine += 1;
@@ -57,6 +57,13 @@
       }
       log.appendChild(frag);
       if (follow.checked) { job.dataset.autoscroll = "1"; window.scrollTo(0, document.body.scrollHeight); }
+    };
+
+    // A log too big to draw whole: draw only what is on screen, fetching
+    // lines by number as the page scrolls (the DOM never holds the whole log).
+    const virtual = Number(job.dataset.first) > 1 ? virtualLog(job, log) : null;
+    if (virtual) {
+      append = (lines) => virtual.grow(lines.length, follow.checked);
     }
 
     if (job.dataset.running === "true" && window.EventSource) {
@@ -79,6 +86,7 @@
     let matches = [], current = -1;
     search.addEventListener("keydown", (e) => {
       if (e.key !== "Enter") return;
+      if (virtual) { e.preventDefault(); follow.checked = false; virtual.search(search.value, e.shiftKey); return; }
       const q = search.value.toLowerCase();
       if (!q) return;
       if (!matches.length || search.dataset.q !== q) {
@@ -110,5 +118,107 @@
     };
     setTimeout(tick, 1000);
   }
-  selectFromHash();
+  if (!document.querySelector(".vlog")) selectFromHash();
+
+  function virtualLog(job, log) {
+    const id = job.dataset.job;
+    // Fixed row height (see .vlog .line in style.css); browsers cap an
+    // element's height (~33M px), so a longer log is scrolled through a
+    // scaled spacer and the drawn block is anchored where the page is.
+    const lineHeight = 19;
+    const maxHeight = 15e6;
+    let total = Number(job.dataset.lines);
+    const skipped = job.querySelector(".skipped");
+    if (skipped) skipped.remove();
+    log.innerHTML = "";
+    const viewport = document.createElement("div");
+    viewport.className = "vlog";
+    const block = document.createElement("div");
+    block.className = "vblock";
+    viewport.appendChild(block);
+    log.appendChild(viewport);
+    let drawn = { from: 0, to: -1 }, selected = 0, current = 0, request = 0;
+    const px = () => Math.min(lineHeight, maxHeight / Math.max(total, 1));
+    const size = () => { viewport.style.height = total * px() + "px"; };
+    const exact = () => px() === lineHeight;
+    const rows = () => Math.floor(window.innerHeight / lineHeight);
+    // How far the page scrolls through the log.
+    const span = () => Math.max(1, viewport.offsetHeight - window.innerHeight);
+    const scrolled = () => Math.max(0, -viewport.getBoundingClientRect().top);
+    // The line at the top of the window, and where the page is when `first` is there.
+    const lineAt = (top) => exact()
+      ? Math.floor(top / lineHeight) + 1
+      : 1 + Math.round(Math.min(1, top / span()) * Math.max(0, total - rows()));
+    const topFor = (first) => exact()
+      ? (first - 1) * lineHeight
+      : ((first - 1) / Math.max(1, total - rows())) * span();
+    size();
+    const row = (n, html) => html === null
+      ? '<div class="line marker-v" id="L' + n + '"><a class="ln" href="#L' + n + '">' + n + "</a></div>"
+      : '<div class="line" id="L' + n + '"><a class="ln" href="#L' + n + '">' + n + '</a><span class="text">' + html + "</span></div>";
+    function mark() {
+      block.querySelectorAll(".selected, .current").forEach((l) => l.classList.remove("selected", "current", "match"));
+      const s = document.getElementById("L" + selected);
+      if (s) s.classList.add("selected");
+      const c = document.getElementById("L" + current);
+      if (c) c.classList.add("match", "current");
+    }
+    function draw(force) {
+      const first = Math.min(total, lineAt(scrolled()));
+      const visible = Math.ceil(window.innerHeight / lineHeight) + 1;
+      if (!force && first >= drawn.from && Math.min(total, first + visible) <= drawn.to) return Promise.resolve();
+      const from = Math.max(1, first - 150);
+      const count = visible + 300;
+      const mine = ++request;
+      return fetch("/api/jobs/" + id + "/lines?from=" + from + "&count=" + count)
+        .then((r) => r.json())
+        .then((d) => {
+          if (mine !== request) return;
+          if (d.total !== total) { total = d.total; size(); }
+          const at = scrolled();
+          const anchor = Math.min(d.total, lineAt(at));
+          let top = exact() ? (d.from - 1) * lineHeight : at - (anchor - d.from) * lineHeight;
+          // The log's last line ends where the spacer ends, never past it.
+          if (d.from + d.lines.length - 1 >= d.total) top = Math.min(top, viewport.offsetHeight - d.lines.length * lineHeight);
+          block.style.top = Math.max(0, top) + "px";
+          block.innerHTML = d.lines.map((h, i) => row(d.from + i, h)).join("");
+          drawn = { from: d.from, to: d.from + d.lines.length - 1 };
+          mark();
+        });
+    }
+    let queued = false;
+    window.addEventListener("scroll", () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => { queued = false; draw(false); });
+    });
+    function jump(n) {
+      const centre = Math.floor(rows() / 2);
+      const y = viewport.getBoundingClientRect().top + window.scrollY + topFor(Math.max(1, n - centre));
+      window.scrollTo(0, Math.max(0, y));
+      return draw(true);
+    }
+    function fromHash() {
+      const m = /^#L(\d+)$/.exec(location.hash);
+      if (!m) return false;
+      selected = Number(m[1]);
+      jump(selected);
+      return true;
+    }
+    window.addEventListener("hashchange", fromHash);
+    if (!fromHash()) { window.scrollTo(0, document.body.scrollHeight); draw(true); }
+    return {
+      grow(lines, follow) {
+        total += lines; size();
+        if (follow) { window.scrollTo(0, document.body.scrollHeight); draw(true); }
+      },
+      search(q, backwards) {
+        if (!q) return;
+        const start = backwards ? Math.max(1, current - 1) : current + 1;
+        fetch("/api/jobs/" + id + "/search?q=" + encodeURIComponent(q) + "&from=" + start)
+          .then((r) => r.json())
+          .then((d) => { if (d.line) { current = d.line; jump(current); } });
+      },
+    };
+  }
 })();

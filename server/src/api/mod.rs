@@ -33,6 +33,8 @@ pub fn router(app: App) -> Router {
         .route("/{owner}/{name}/builds/{id}", get(pages::build_page))
         .route("/{owner}/{name}/jobs/{id}", get(pages::job_page))
         .route("/api/jobs/{id}/events", get(pages::job_events))
+        .route("/api/jobs/{id}/lines", get(pages::job_lines))
+        .route("/api/jobs/{id}/search", get(pages::job_search))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/repos", get(builds::list_repos))

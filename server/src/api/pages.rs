@@ -465,3 +465,103 @@ pub async fn job_events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+/// The job's line index, brought up to date with its log (off the runtime).
+async fn line_index(app: &App, job: JobId) -> ApiResult<crate::log_index::LineIndex> {
+    let indexes = app.log_indexes.clone();
+    let path = app.logs.path(job);
+    tokio::task::spawn_blocking(move || -> std::io::Result<crate::log_index::LineIndex> {
+        let mut index = {
+            let mut map = indexes.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() > 256 {
+                map.clear();
+            }
+            map.remove(&job).unwrap_or_default()
+        };
+        index.extend(&path)?;
+        indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job, index.clone());
+        Ok(index)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))?
+    .map_err(ApiError::from)
+}
+
+/// May this viewer see job `id`? Answers 404 when not.
+async fn visible_job(app: &App, viewer: &Viewer, id: i64) -> ApiResult<JobId> {
+    let mut conn = app.db.pool.acquire().await?;
+    let job = jobs::get(&mut conn, JobId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let build = builds::get(&mut conn, job.build_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let private = repos::by_id(&mut conn, build.repo_id)
+        .await?
+        .is_none_or(|r| r.private);
+    viewer.check(app, private, &format!("job {id}"))?;
+    Ok(job.id)
+}
+
+#[derive(Deserialize)]
+pub struct LinesQuery {
+    from: usize,
+    #[serde(default = "default_count")]
+    count: usize,
+}
+
+fn default_count() -> usize {
+    200
+}
+
+/// `GET /api/jobs/{id}/lines?from=N&count=M`: whole lines `N..N+M` as HTML
+/// (`null` for marker-only lines), and how many whole lines the log has.
+pub async fn job_lines(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Query(q): Query<LinesQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let job = visible_job(&app, &viewer, id).await?;
+    let index = line_index(&app, job).await?;
+    let path = app.logs.path(job);
+    let count = q.count.min(2000);
+    let from = q.from.max(1);
+    let bytes = tokio::task::spawn_blocking(move || {
+        index.read(&path, from, count).map(|b| (b, index.lines))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    let (bytes, total) = bytes;
+    let lines = gantry_web::log::render(&String::from_utf8_lossy(&bytes)).lines;
+    Ok(axum::Json(
+        serde_json::json!({ "total": total, "from": from, "lines": lines }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    q: String,
+    #[serde(default)]
+    from: usize,
+}
+
+/// `GET /api/jobs/{id}/search?q=text&from=N`: the first line at or after N
+/// (wrapping) whose text contains `q`, ignoring case and colours.
+pub async fn job_search(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let job = visible_job(&app, &viewer, id).await?;
+    let index = line_index(&app, job).await?;
+    let path = app.logs.path(job);
+    let found = tokio::task::spawn_blocking(move || index.find(&path, &q.q, q.from))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    Ok(axum::Json(serde_json::json!({ "line": found })))
+}
