@@ -66,7 +66,31 @@ async fn pages_show_builds_jobs_and_escaped_logs(engine: Engine) {
     let server = TestServer::start(engine).await;
     let a = running_job(&server).await;
     append(&server, &a, 0, LOG).await;
-    assert_eq!(server.finish(&a, JobOutcome::Passed).await, StatusCode::OK);
+    let report = gantry_protocol::FinishRequest {
+        outcome: JobOutcome::Passed,
+        exit_code: Some(0),
+        reason: None,
+        phases: vec![gantry_protocol::PhaseTiming {
+            phase: "deploy".into(),
+            started_at_ms: 1,
+            duration_ms: 2000,
+            exit_code: 0,
+        }],
+    };
+    let finished = server
+        .http
+        .post(format!(
+            "{}{}",
+            server.url,
+            gantry_protocol::finish_path(a.job_id)
+        ))
+        .bearer_auth(RUNNER)
+        .header(gantry_protocol::LEASE_HEADER, &a.lease)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), StatusCode::OK);
     let build = a.build_id.0;
     let job = a.job_id.0;
 

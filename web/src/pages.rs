@@ -59,6 +59,8 @@ pub struct JobRow {
     pub allow_failure: bool,
     pub duration: Option<String>,
     pub reason: Option<String>,
+    /// How its deploy phases ended: `deployed`, `deploy failed`, or nothing.
+    pub deploy: Option<String>,
 }
 
 fn layout(title: &str, crumbs: &str, body: &str) -> String {
@@ -252,12 +254,13 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
         ));
         for j in jobs {
             body.push_str(&format!(
-                "<tr data-job=\"{id}\"><td><a href=\"/{r}/jobs/{id}\">{n}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                "<tr data-job=\"{id}\"><td><a href=\"/{r}/jobs/{id}\">{n}</a></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"deploy\">{}</td></tr>",
                 state_badge(&j.state),
                 esc(&j.name),
                 esc(&j.image),
                 esc(j.duration.as_deref().unwrap_or("—")),
                 if j.allow_failure { "allowed to fail" } else { "" },
+                esc(j.deploy.as_deref().unwrap_or("")),
                 r = esc(p.repo),
                 id = j.id,
                 n = esc(&j.number),
@@ -448,6 +451,7 @@ mod tests {
             allow_failure: false,
             duration: None,
             reason: None,
+            deploy: None,
         };
         let html = job_page(&JobPage {
             repo: "acme/widget",

@@ -74,7 +74,22 @@ fn job_row(j: &Job, build_number: i64) -> JobRow {
         allow_failure: j.allow_failure,
         duration: duration(j.started_at, j.finished_at),
         reason: j.reason.clone(),
+        deploy: deploy_result(&j.phases),
     }
+}
+
+/// What the runner reported of a job's deploy phases.
+fn deploy_result(phases: &str) -> Option<String> {
+    let phases: Vec<gantry_protocol::PhaseTiming> = serde_json::from_str(phases).ok()?;
+    let deploys: Vec<_> = phases.iter().filter(|p| p.phase == "deploy").collect();
+    if deploys.is_empty() {
+        return None;
+    }
+    let failed = deploys.iter().filter(|p| p.exit_code != 0).count();
+    Some(match failed {
+        0 => format!("deployed ({})", deploys.len()),
+        n => format!("deploy failed ({n} of {})", deploys.len()),
+    })
 }
 
 pub async fn repos_page(State(app): State<App>, viewer: Viewer) -> ApiResult<Response> {
