@@ -55,6 +55,8 @@ pub struct App {
     pub admin_token_hash: Option<[u8; 32]>,
     /// `GANTRY_RUNNER_TOKEN` and the embedded runner's token.
     pub runner_token_hashes: Vec<[u8; 32]>,
+    /// Signs session cookies (see `api::session`).
+    pub session_key: [u8; 32],
     /// Line indexes of logs being viewed (see `log_index`).
     pub log_indexes: Arc<
         std::sync::Mutex<std::collections::HashMap<gantry_protocol::JobId, log_index::LineIndex>>,
@@ -119,7 +121,10 @@ impl Server {
             .map(|t| api::auth::hash_token(t))
             .collect();
         runner_token_hashes.extend(embedded_runner_token.map(api::auth::hash_token));
+        let session_key =
+            api::session::key(config.admin_token.as_deref(), config.secret_key.as_deref());
         let app = App {
+            session_key,
             secrets: sealer,
             admin_token_hash: config.admin_token.as_deref().map(api::auth::hash_token),
             runner_token_hashes,

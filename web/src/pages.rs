@@ -63,10 +63,39 @@ pub struct JobRow {
     pub deploy: Option<String>,
 }
 
-fn layout(title: &str, crumbs: &str, body: &str) -> String {
+/// Who is looking: shown in the header; their CSRF token goes in every form.
+#[derive(Debug, Clone, Default)]
+pub struct Nav {
+    pub user: Option<String>,
+    pub csrf: Option<String>,
+}
+
+impl Nav {
+    fn html(&self) -> String {
+        match (&self.user, &self.csrf) {
+            (Some(user), Some(csrf)) => format!(
+                "<span class=\"who\">{} <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></span>",
+                esc(user),
+                esc(csrf)
+            ),
+            _ => "<span class=\"who\"><a href=\"/login\">Sign in</a></span>".to_string(),
+        }
+    }
+
+    /// The hidden field a form must carry.
+    fn csrf_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            esc(self.csrf.as_deref().unwrap_or(""))
+        )
+    }
+}
+
+fn layout(nav: &Nav, title: &str, crumbs: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Gantry</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><link rel=\"icon\" href=\"data:,\"></head><body><header class=\"top\"><a class=\"brand\" href=\"/\">Gantry</a>{crumbs}</header><main>{body}</main><script src=\"/assets/viewer.js\" defer></script></body></html>",
-        esc(title)
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Gantry</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><link rel=\"icon\" href=\"data:,\"></head><body><header class=\"top\"><a class=\"brand\" href=\"/\">Gantry</a>{crumbs}{}</header><main>{body}</main><script src=\"/assets/viewer.js\" defer></script></body></html>",
+        esc(title),
+        nav.html()
     )
 }
 
@@ -102,7 +131,7 @@ fn first_line(message: &str) -> &str {
 }
 
 /// `/`: every repository with its default branch's last build.
-pub fn repos_page(repos: &[RepoRow]) -> String {
+pub fn repos_page(nav: &Nav, repos: &[RepoRow]) -> String {
     let mut rows = String::new();
     for r in repos {
         let (state, link) = match &r.last {
@@ -129,7 +158,7 @@ pub fn repos_page(repos: &[RepoRow]) -> String {
     } else {
         format!("<h1>Repositories</h1><table class=\"list\"><thead><tr><th>repository</th><th>default branch</th><th>state</th><th>last build</th></tr></thead><tbody>{rows}</tbody></table>")
     };
-    layout("Repositories", "", &body)
+    layout(nav, "Repositories", "", &body)
 }
 
 /// Filters and paging of the builds list.
@@ -141,7 +170,13 @@ pub struct BuildsQuery {
 }
 
 /// `/{owner}/{name}`: the repository's builds.
-pub fn builds_page(repo: &str, builds: &[BuildRow], q: &BuildsQuery, states: &[&str]) -> String {
+pub fn builds_page(
+    nav: &Nav,
+    repo: &str,
+    builds: &[BuildRow],
+    q: &BuildsQuery,
+    states: &[&str],
+) -> String {
     let mut rows = String::new();
     for b in builds {
         rows.push_str(&format!(
@@ -201,11 +236,12 @@ pub fn builds_page(repo: &str, builds: &[BuildRow], q: &BuildsQuery, states: &[&
         "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\"></h1>{filter}{table}{more}",
         r = esc(repo)
     );
-    layout(repo, &crumbs, &body)
+    layout(nav, repo, &crumbs, &body)
 }
 
 /// `/{owner}/{name}/builds/{id}`.
 pub struct BuildPage<'a> {
+    pub nav: &'a Nav,
     pub repo: &'a str,
     pub build: BuildRow,
     pub jobs: Vec<JobRow>,
@@ -270,8 +306,10 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
     }
     if p.can_act {
         body.push_str(&format!(
-            "<form method=\"post\" action=\"/api/builds/{id}/restart\" class=\"act\"><button>Restart build</button></form><form method=\"post\" action=\"/api/builds/{id}/cancel\" class=\"act\"><button>Cancel build</button></form>",
-            id = p.build.id
+            "<form method=\"post\" action=\"/{r}/builds/{id}/restart\" class=\"act\">{csrf}<button>Restart build</button></form><form method=\"post\" action=\"/{r}/builds/{id}/cancel\" class=\"act\">{csrf}<button>Cancel build</button></form>",
+            r = esc(p.repo),
+            id = p.build.id,
+            csrf = p.nav.csrf_field()
         ));
     }
     let crumbs = format!(
@@ -281,6 +319,7 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
         n = p.build.number
     );
     layout(
+        p.nav,
         &format!("{} #{}", p.repo, p.build.number),
         &crumbs,
         &format!(
@@ -292,6 +331,7 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
 
 /// `/{owner}/{name}/jobs/{id}`.
 pub struct JobPage<'a> {
+    pub nav: &'a Nav,
     pub repo: &'a str,
     pub build: BuildRow,
     pub job: JobRow,
@@ -379,15 +419,44 @@ pub fn job_page(p: &JobPage<'_>) -> String {
         bn = p.build.number,
         jn = esc(&p.job.number)
     );
-    layout(&format!("{} job {}", p.repo, p.job.number), &crumbs, &body)
+    layout(
+        p.nav,
+        &format!("{} job {}", p.repo, p.job.number),
+        &crumbs,
+        &body,
+    )
 }
 
 /// A page for a missing or hidden thing.
-pub fn not_found(what: &str) -> String {
+pub fn not_found(nav: &Nav, what: &str) -> String {
     layout(
+        nav,
         "Not found",
         "",
         &format!("<h1>Not found</h1><p>{}</p>", esc(what)),
+    )
+}
+
+/// `/login`: the admin signs in with the admin token.
+pub fn login_page(nav: &Nav, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"reason\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    layout(
+        nav,
+        "Sign in",
+        "",
+        &format!("<h1>Sign in</h1>{error}<form method=\"post\" action=\"/login\" class=\"filter\"><input type=\"password\" name=\"token\" placeholder=\"GANTRY_ADMIN_TOKEN\" autocomplete=\"current-password\"><button>Sign in</button></form>"),
+    )
+}
+
+/// A refused action, as a page.
+pub fn refused(nav: &Nav, why: &str) -> String {
+    layout(
+        nav,
+        "Refused",
+        "",
+        &format!("<h1>Refused</h1><p class=\"reason\">{}</p>", esc(why)),
     )
 }
 
@@ -419,6 +488,7 @@ mod tests {
     #[test]
     fn builds_list_escapes_and_links() {
         let html = builds_page(
+            &Nav::default(),
             "acme/widget",
             &[build()],
             &BuildsQuery {
@@ -454,6 +524,7 @@ mod tests {
             deploy: None,
         };
         let html = job_page(&JobPage {
+            nav: &Nav::default(),
             repo: "acme/widget",
             build: build(),
             job,

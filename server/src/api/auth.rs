@@ -90,7 +90,15 @@ impl FromRequestParts<App> for Viewer {
         match (bearer(parts), &app.admin_token_hash) {
             (Some(token), Some(hash)) if matches(hash, token) => Ok(Viewer { admin: true }),
             (Some(_), _) => Err(ApiError::Unauthorized("wrong admin token".into())),
-            (None, _) => Ok(Viewer { admin: false }),
+            (None, _) => {
+                let session = super::session::MaybeSession::from_request_parts(parts, app)
+                    .await
+                    .map(|s| s.0)
+                    .unwrap_or(None);
+                Ok(Viewer {
+                    admin: session.is_some_and(|s| s.admin),
+                })
+            }
         }
     }
 }

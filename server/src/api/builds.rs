@@ -166,7 +166,7 @@ pub async fn job_log(
     Ok(response.map(Body::new))
 }
 
-async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
+pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
     let mut tx = app.db.begin().await?;
     let current = builds::get(&mut tx, build)
         .await?
@@ -221,7 +221,7 @@ async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResu
     Ok(())
 }
 
-async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
+pub(crate) async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
     let mut tx = app.db.begin().await?;
     let all = jobs::for_build(&mut tx, build).await?;
     for job in all.iter().filter(|j| only.is_none_or(|id| j.id == id)) {

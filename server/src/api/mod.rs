@@ -5,6 +5,7 @@ pub mod builds;
 pub mod pages;
 pub mod runner;
 pub mod secrets;
+pub mod session;
 pub mod views;
 
 use crate::metrics::Metrics;
@@ -32,6 +33,16 @@ pub fn router(app: App) -> Router {
         .route("/{owner}/{name}/badge.svg", get(pages::badge))
         .route("/{owner}/{name}/builds/{id}", get(pages::build_page))
         .route("/{owner}/{name}/jobs/{id}", get(pages::job_page))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route(
+            "/{owner}/{name}/builds/{id}/restart",
+            post(pages::restart_build),
+        )
+        .route(
+            "/{owner}/{name}/builds/{id}/cancel",
+            post(pages::cancel_build),
+        )
         .route("/api/jobs/{id}/events", get(pages::job_events))
         .route("/api/jobs/{id}/lines", get(pages::job_lines))
         .route("/api/jobs/{id}/search", get(pages::job_search))

@@ -2,6 +2,7 @@
 //! store, the badge, the embedded assets, and a job's live events (SSE).
 
 use super::auth::Viewer;
+use super::session::{MaybeSession, Session};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{BuildState, JobState};
 use crate::store::builds::{self, Build, BuildFilter};
@@ -14,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures::Stream;
 use gantry_protocol::{BuildId, JobId};
-use gantry_web::pages::{self, BuildRow, JobRow};
+use gantry_web::pages::{self, BuildRow, JobRow, Nav};
 use serde::Deserialize;
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
@@ -30,8 +31,18 @@ fn html(page: String) -> Response {
     Html(page).into_response()
 }
 
-fn missing(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, Html(pages::not_found(what))).into_response()
+fn missing(nav: &Nav, what: &str) -> Response {
+    (StatusCode::NOT_FOUND, Html(pages::not_found(nav, what))).into_response()
+}
+
+fn nav(session: &MaybeSession) -> Nav {
+    match &session.0 {
+        Some(s) => Nav {
+            user: Some(s.user.clone()),
+            csrf: Some(s.csrf.clone()),
+        },
+        None => Nav::default(),
+    }
 }
 
 /// `1m 05s` from two Unix-millisecond times.
@@ -92,7 +103,11 @@ fn deploy_result(phases: &str) -> Option<String> {
     })
 }
 
-pub async fn repos_page(State(app): State<App>, viewer: Viewer) -> ApiResult<Response> {
+pub async fn repos_page(
+    State(app): State<App>,
+    viewer: Viewer,
+    session: MaybeSession,
+) -> ApiResult<Response> {
     let mut conn = app.db.pool.acquire().await?;
     let mut rows = Vec::new();
     for repo in repos::all(&mut conn).await? {
@@ -106,7 +121,7 @@ pub async fn repos_page(State(app): State<App>, viewer: Viewer) -> ApiResult<Res
             last: last.as_ref().map(build_row),
         });
     }
-    Ok(html(pages::repos_page(&rows)))
+    Ok(html(pages::repos_page(&nav(&session), &rows)))
 }
 
 /// The repository, when this viewer may see it.
@@ -133,11 +148,15 @@ const PAGE: i64 = 25;
 pub async fn builds_page(
     State(app): State<App>,
     viewer: Viewer,
+    session: MaybeSession,
     Path((owner, name)): Path<(String, String)>,
     Query(q): Query<BuildsQuery>,
 ) -> ApiResult<Response> {
     let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(&format!("no repository {owner}/{name}")));
+        return Ok(missing(
+            &nav(&session),
+            &format!("no repository {owner}/{name}"),
+        ));
     };
     let branch = q.branch.filter(|b| !b.is_empty());
     let state = q.state.filter(|s| !s.is_empty());
@@ -162,6 +181,7 @@ pub async fn builds_page(
         next_before: next_before.flatten(),
     };
     Ok(html(pages::builds_page(
+        &nav(&session),
         &repo.full_name,
         &rows,
         &query,
@@ -172,17 +192,24 @@ pub async fn builds_page(
 pub async fn build_page(
     State(app): State<App>,
     viewer: Viewer,
+    session: MaybeSession,
     Path((owner, name, id)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
     let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(&format!("no repository {owner}/{name}")));
+        return Ok(missing(
+            &nav(&session),
+            &format!("no repository {owner}/{name}"),
+        ));
     };
     let mut conn = app.db.pool.acquire().await?;
     let Some(build) = builds::get(&mut conn, BuildId(id))
         .await?
         .filter(|b| b.repo_id == repo.id)
     else {
-        return Ok(missing(&format!("no build {id} in {owner}/{name}")));
+        return Ok(missing(
+            &nav(&session),
+            &format!("no build {id} in {owner}/{name}"),
+        ));
     };
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     let diagnostics: Vec<String> =
@@ -199,7 +226,9 @@ pub async fn build_page(
                 )
             })
             .collect();
+    let nav = nav(&session);
     let page = pages::BuildPage {
+        nav: &nav,
         repo: &repo.full_name,
         build: build_row(&build),
         jobs: build_jobs
@@ -207,7 +236,7 @@ pub async fn build_page(
             .map(|j| job_row(j, build.number))
             .collect(),
         diagnostics,
-        can_act: false,
+        can_act: session.0.as_ref().is_some_and(|s| s.admin),
     };
     Ok(html(pages::build_page(&page)))
 }
@@ -250,20 +279,27 @@ fn count_lines(path: &std::path::Path, upto: u64) -> std::io::Result<usize> {
 pub async fn job_page(
     State(app): State<App>,
     viewer: Viewer,
+    session: MaybeSession,
     Path((owner, name, id)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
     let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(&format!("no repository {owner}/{name}")));
+        return Ok(missing(
+            &nav(&session),
+            &format!("no repository {owner}/{name}"),
+        ));
     };
     let mut conn = app.db.pool.acquire().await?;
     let Some(job) = jobs::get(&mut conn, JobId(id)).await? else {
-        return Ok(missing(&format!("no job {id}")));
+        return Ok(missing(&nav(&session), &format!("no job {id}")));
     };
     let Some(build) = builds::get(&mut conn, job.build_id)
         .await?
         .filter(|b| b.repo_id == repo.id)
     else {
-        return Ok(missing(&format!("no job {id} in {owner}/{name}")));
+        return Ok(missing(
+            &nav(&session),
+            &format!("no job {id} in {owner}/{name}"),
+        ));
     };
     drop(conn);
     let path = app.logs.path(job.id);
@@ -303,7 +339,9 @@ pub async fn job_page(
         JobState::Created | JobState::Queued | JobState::Running
     );
     let log_end = if first_line == 1 { shown_bytes } else { size };
+    let nav = nav(&session);
     let page = pages::JobPage {
+        nav: &nav,
         repo: &repo.full_name,
         build: build_row(&build),
         job: job_row(&job, build.number),
@@ -579,4 +617,155 @@ pub async fn job_search(
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))??;
     Ok(axum::Json(serde_json::json!({ "line": found })))
+}
+
+pub async fn login_form(session: MaybeSession) -> Response {
+    html(pages::login_page(&nav(&session), None))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /login`: the admin token signs the browser in.
+pub async fn login(State(app): State<App>, axum::Form(form): axum::Form<LoginForm>) -> Response {
+    let valid = app
+        .admin_token_hash
+        .as_ref()
+        .is_some_and(|hash| super::auth::hash_token(&form.token) == *hash);
+    if !valid {
+        let why = if app.admin_token_hash.is_none() {
+            "signing in is disabled: set GANTRY_ADMIN_TOKEN on the server"
+        } else {
+            "that is not the admin token"
+        };
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(pages::login_page(&Nav::default(), Some(why))),
+        )
+            .into_response();
+    }
+    let secure = app
+        .config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    let cookie = Session::new("admin", true).cookie(&app.session_key, secure);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Why a form that changes something is refused, as the page to answer
+/// with: not signed in, not allowed, or without the session's CSRF token.
+fn refusal(session: &MaybeSession, form: &ActionForm) -> Option<Response> {
+    let refuse = |status: StatusCode, why: &str| {
+        (status, Html(pages::refused(&nav(session), why))).into_response()
+    };
+    let Some(s) = &session.0 else {
+        return Some(refuse(StatusCode::UNAUTHORIZED, "sign in first"));
+    };
+    if let Err(e) = s.check_csrf(&form.csrf) {
+        return Some(refuse(StatusCode::FORBIDDEN, &e.to_string()));
+    }
+    if !s.admin {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "you may not restart or cancel builds of this repository",
+        ));
+    }
+    None
+}
+
+pub async fn logout(session: MaybeSession, axum::Form(form): axum::Form<ActionForm>) -> Response {
+    if let Some(s) = &session.0 {
+        if s.check_csrf(&form.csrf).is_err() {
+            return (
+                StatusCode::FORBIDDEN,
+                Html(pages::refused(
+                    &nav(&session),
+                    "the form's CSRF token is missing or wrong",
+                )),
+            )
+                .into_response();
+        }
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, super::session::logout_cookie()),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+/// The build `id` of `owner/name`, for an action on it.
+async fn action_build(app: &App, owner: &str, name: &str, id: i64) -> ApiResult<Option<Build>> {
+    let mut conn = app.db.pool.acquire().await?;
+    let Some(repo) = repos::by_name(&mut conn, &format!("{owner}/{name}")).await? else {
+        return Ok(None);
+    };
+    Ok(builds::get(&mut conn, BuildId(id))
+        .await?
+        .filter(|b| b.repo_id == repo.id))
+}
+
+pub async fn restart_build(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let Some(build) = action_build(&app, &owner, &name, id).await? else {
+        return Ok(missing(
+            &nav(&session),
+            &format!("no build {id} in {owner}/{name}"),
+        ));
+    };
+    super::builds::restart_jobs(&app, build.id, None).await?;
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("/{owner}/{name}/builds/{id}"))],
+    )
+        .into_response())
+}
+
+pub async fn cancel_build(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let Some(build) = action_build(&app, &owner, &name, id).await? else {
+        return Ok(missing(
+            &nav(&session),
+            &format!("no build {id} in {owner}/{name}"),
+        ));
+    };
+    super::builds::cancel_jobs(&app, build.id, None).await?;
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("/{owner}/{name}/builds/{id}"))],
+    )
+        .into_response())
 }

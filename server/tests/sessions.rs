@@ -1,0 +1,171 @@
+//! Signing in to the web viewer and acting from it: a signed session cookie,
+//! and a CSRF token in every form that changes something.
+
+mod support;
+
+use gantry_testkit::db::Engine;
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use support::*;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token`; returns the status and the session cookie, if set.
+async fn sign_in(server: &TestServer, token: &str) -> (StatusCode, Option<String>) {
+    let response = browser()
+        .post(format!("{}/login", server.url))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    (response.status(), cookie)
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn get(server: &TestServer, path: &str, cookie: Option<&str>) -> String {
+    let mut request = browser().get(format!("{}{path}", server.url));
+    if let Some(c) = cookie {
+        request = request.header("cookie", c);
+    }
+    request.send().await.unwrap().text().await.unwrap()
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = browser().post(format!("{}{path}", server.url)).form(form);
+    if let Some(c) = cookie {
+        request = request.header("cookie", c);
+    }
+    request.send().await.unwrap()
+}
+
+async fn the_admin_signs_in_and_forms_need_their_csrf_token(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    server
+        .webhook(
+            "push",
+            "s-1",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let id = build["id"].as_i64().unwrap();
+    let page = format!("/{PUSH_REPO}/builds/{id}");
+    let cancel = format!("{page}/cancel");
+
+    // Signed out: no buttons, and the action is refused.
+    assert!(!get(&server, &page, None).await.contains("Cancel build"));
+    assert!(get(&server, "/", None).await.contains("href=\"/login\""));
+    assert_eq!(
+        post(&server, &cancel, None, &[("csrf", "x")])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A wrong token signs nobody in.
+    let (status, cookie) = sign_in(&server, "not-the-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+
+    let (status, cookie) = sign_in(&server, ADMIN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set_cookie = cookie.expect("a session cookie");
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    assert!(
+        !cookie.contains(ADMIN),
+        "the cookie does not carry the token"
+    );
+
+    let signed_in = get(&server, &page, Some(&cookie)).await;
+    assert!(
+        signed_in.contains("Cancel build") && signed_in.contains("Restart build"),
+        "{signed_in}"
+    );
+    let csrf = csrf_of(&signed_in);
+
+    // A forged form: no token, a wrong token, or a tampered cookie.
+    assert_eq!(
+        post(&server, &cancel, Some(&cookie), &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&server, &cancel, Some(&cookie), &[("csrf", "0123abcd")])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let tampered = format!("{}x", cookie);
+    assert_eq!(
+        post(&server, &cancel, Some(&tampered), &[("csrf", &csrf)])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, still) = server.admin_get(&format!("/api/builds/{id}")).await;
+    assert_eq!(still["state"], "queued", "nothing was canceled");
+
+    // The real form cancels, and comes back to the build page.
+    let response = post(&server, &cancel, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], page.as_str());
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "canceled")
+        .await;
+
+    // Signing out needs the token too, and ends the session.
+    assert_eq!(
+        post(&server, "/logout", Some(&cookie), &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let out = post(&server, "/logout", Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+}
+
+async fn a_signed_in_admin_sees_private_repositories(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (_repo, full_name) = push_private(&server, "script: ./test\n", "p-1").await;
+    server
+        .wait_build(&full_name, |b| b["state"] == "queued")
+        .await;
+    assert!(!get(&server, "/", None).await.contains(&full_name));
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
+    assert!(get(&server, "/", Some(&cookie)).await.contains(&full_name));
+    assert!(get(&server, &format!("/{full_name}"), Some(&cookie))
+        .await
+        .contains("#1"));
+}
+
+on_both_databases!(
+    the_admin_signs_in_and_forms_need_their_csrf_token,
+    a_signed_in_admin_sees_private_repositories,
+);
