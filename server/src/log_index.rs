@@ -98,9 +98,6 @@ impl LineIndex {
         for (i, line) in std::io::BufRead::split(reader, b'\n').enumerate() {
             let line = line?;
             let number = i + 1;
-            if first_hit.is_some() && number >= from {
-                break;
-            }
             let text = String::from_utf8_lossy(&line);
             if text.to_lowercase().contains(&needle)
                 && gantry_web::ansi::strip(&text)
