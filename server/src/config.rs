@@ -26,6 +26,12 @@ pub struct ServerArgs {
     /// A GitHub token to read pipeline files (and, later, report statuses).
     #[arg(long, env = "GANTRY_GITHUB_TOKEN", hide_env_values = true)]
     pub github_token: Option<String>,
+    /// Sign in to GitHub as this GitHub App (with GANTRY_GITHUB_APP_KEY_FILE) instead of a token.
+    #[arg(long, env = "GANTRY_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// The GitHub App's private key (the .pem file GitHub generated).
+    #[arg(long, env = "GANTRY_GITHUB_APP_KEY_FILE")]
+    pub github_app_key_file: Option<PathBuf>,
     /// GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).
     #[arg(
         long,
@@ -72,6 +78,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub webhook_secret: String,
     pub github_token: Option<String>,
+    /// A GitHub App's id and private key (PEM).
+    pub github_app: Option<(u64, String)>,
     pub github_api_url: String,
     pub admin_token: Option<String>,
     pub runner_token: Option<String>,
@@ -146,6 +154,30 @@ impl ServerArgs {
                 )));
             }
         }
+        let github_app = match (self.github_app_id, &self.github_app_key_file) {
+            (None, None) => None,
+            (Some(id), Some(path)) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read GANTRY_GITHUB_APP_KEY_FILE {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some((id, pem))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError("GANTRY_GITHUB_APP_ID is set without GANTRY_GITHUB_APP_KEY_FILE: point it at the App's private key (.pem)".into()))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError("GANTRY_GITHUB_APP_KEY_FILE is set without GANTRY_GITHUB_APP_ID: set the App's id (its settings page shows it)".into()))
+            }
+        };
+        if github_app.is_some() && self.github_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            return Err(ConfigError(
+                "set either GANTRY_GITHUB_TOKEN or the GitHub App (GANTRY_GITHUB_APP_ID), not both"
+                    .into(),
+            ));
+        }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError(format!(
@@ -160,6 +192,7 @@ impl ServerArgs {
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_string()),
             webhook_secret,
             github_token: self.github_token.filter(|t| !t.is_empty()),
+            github_app,
             github_api_url: self.github_api_url.trim_end_matches('/').to_string(),
             admin_token: self.admin_token,
             runner_token: self.runner_token,

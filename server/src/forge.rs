@@ -1,11 +1,15 @@
-//! The forge (GitHub): where pipeline files come from.
+//! The forge (GitHub): where pipeline files come from, where statuses go,
+//! and who lends clones of private repositories their credentials.
 //!
-//! Read through GitHub's contents API with octocrab, at `GANTRY_GITHUB_API_URL`
-//! so GitHub Enterprise and the tests' local double both work.
+//! Through GitHub's REST API with octocrab, at `GANTRY_GITHUB_API_URL` so
+//! GitHub Enterprise and the tests' local double both work; authenticated
+//! with a token, or as a GitHub App (a JWT for the app, then an installation
+//! token per repository owner, refreshed by octocrab before it expires).
 
 use gantry_pipeline::PIPELINE_FILES;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A pipeline file found at a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,12 @@ pub trait Forge: Send + Sync {
         repo: &'a str,
         branch: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ForgeError>>;
+    /// The password for `x-access-token` to clone `repo` over HTTPS: the
+    /// token, or the App's installation token; `None` without credentials.
+    fn clone_token<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>>;
 }
 
 fn split(repo: &str) -> Result<(&str, &str), ForgeError> {
@@ -70,7 +80,7 @@ fn classify(e: octocrab::Error) -> Result<(), ForgeError> {
             match status {
                 404 | 422 => Ok(()),
                 401 => Err(ForgeError::Permanent(format!(
-                    "GitHub refused the token (401: {}): check GANTRY_GITHUB_TOKEN",
+                    "GitHub refused Gantry's credentials (401: {}): check GANTRY_GITHUB_TOKEN, or the GitHub App's id and private key",
                     source.message
                 ))),
                 403 | 429 | 500..=599 => Err(ForgeError::Transient(format!(
@@ -87,22 +97,88 @@ fn classify(e: octocrab::Error) -> Result<(), ForgeError> {
     }
 }
 
+/// How Gantry signs in to GitHub.
+pub enum Credentials<'a> {
+    None,
+    Token(&'a str),
+    /// A GitHub App: its id and private key (PEM).
+    App {
+        id: u64,
+        key_pem: &'a str,
+    },
+}
+
 pub struct GitHub {
-    client: octocrab::Octocrab,
+    /// With a token (or none); for an App, the client that signs as the App.
+    client: Arc<octocrab::Octocrab>,
+    token: Option<String>,
+    app: bool,
+    /// An App's installation clients, by repository owner. Shared, not
+    /// cloned: each keeps its installation token until it nearly expires.
+    installations: tokio::sync::Mutex<std::collections::HashMap<String, Arc<octocrab::Octocrab>>>,
 }
 
 impl GitHub {
-    pub fn new(api_url: &str, token: Option<&str>) -> Result<GitHub, String> {
+    pub fn new(api_url: &str, credentials: Credentials<'_>) -> Result<GitHub, String> {
         let mut builder = octocrab::Octocrab::builder()
             .base_uri(api_url)
             .map_err(|e| format!("GANTRY_GITHUB_API_URL `{api_url}` is not a URL: {e}"))?;
-        if let Some(token) = token {
-            builder = builder.personal_token(token.to_string());
+        let (mut token, mut app) = (None, false);
+        match credentials {
+            Credentials::None => {}
+            Credentials::Token(t) => {
+                builder = builder.personal_token(t.to_string());
+                token = Some(t.to_string());
+            }
+            Credentials::App { id, key_pem } => {
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
+                    format!("the GitHub App's private key is not an RSA key in PEM ({e}): use the .pem file GitHub generated for the App")
+                })?;
+                builder = builder.app(id.into(), key);
+                app = true;
+            }
         }
         let client = builder
             .build()
             .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
-        Ok(GitHub { client })
+        Ok(GitHub {
+            client: Arc::new(client),
+            token,
+            app,
+            installations: Default::default(),
+        })
+    }
+
+    /// The client for `owner/name`: the token's, or the App installation's.
+    async fn client_for(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<Arc<octocrab::Octocrab>, ForgeError> {
+        if !self.app {
+            return Ok(self.client.clone());
+        }
+        let mut installations = self.installations.lock().await;
+        if let Some(client) = installations.get(owner) {
+            return Ok(client.clone());
+        }
+        let installation = self
+            .client
+            .apps()
+            .get_repository_installation(owner, name)
+            .await
+            .map_err(|e| {
+                classify(e).err().unwrap_or_else(|| {
+                    ForgeError::Permanent(format!(
+                        "the GitHub App is not installed on {owner}/{name}: install it on the repository or its owner"
+                    ))
+                })
+            })?;
+        let client = Arc::new(self.client.installation(installation.id).map_err(|e| {
+            ForgeError::Permanent(format!("cannot use installation {}: {e}", installation.id))
+        })?);
+        installations.insert(owner.to_string(), client.clone());
+        Ok(client)
     }
 
     async fn file(
@@ -113,7 +189,8 @@ impl GitHub {
         commit: &str,
     ) -> Result<Option<String>, ForgeError> {
         let result = self
-            .client
+            .client_for(owner, name)
+            .await?
             .repos(owner, name)
             .get_content()
             .path(path)
@@ -172,7 +249,8 @@ impl Forge for GitHub {
                 "failure" => octocrab::models::StatusState::Failure,
                 _ => octocrab::models::StatusState::Error,
             };
-            let repos = self.client.repos(owner, name);
+            let client = self.client_for(owner, name).await?;
+            let repos = client.repos(owner, name);
             let mut builder = repos
                 .create_status(status.sha.clone(), state)
                 .context(status.context.clone())
@@ -200,10 +278,35 @@ impl Forge for GitHub {
     ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
         Box::pin(async move {
             let (owner, name) = split(repo)?;
-            match self.client.commits(owner, name).get(branch).await {
+            match self
+                .client_for(owner, name)
+                .await?
+                .commits(owner, name)
+                .get(branch)
+                .await
+            {
                 Ok(commit) => Ok(Some(commit.sha)),
                 Err(e) => classify(e).map(|()| None),
             }
+        })
+    }
+
+    fn clone_token<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
+        Box::pin(async move {
+            if !self.app {
+                return Ok(self.token.clone());
+            }
+            let (owner, name) = split(repo)?;
+            let client = self.client_for(owner, name).await?;
+            let token = client.installation_token().await.map_err(|e| {
+                ForgeError::Transient(format!("cannot get an installation token: {e}"))
+            })?;
+            Ok(Some(
+                secrecy::ExposeSecret::expose_secret(&token).to_string(),
+            ))
         })
     }
 }

@@ -110,8 +110,18 @@ impl Server {
         }
         let logs = Arc::new(LogStore::new(config.data_dir.join("logs"))?);
         let forge: Arc<dyn Forge> = Arc::new(
-            forge::GitHub::new(&config.github_api_url, config.github_token.as_deref())
-                .map_err(StartError::Forge)?,
+            forge::GitHub::new(
+                &config.github_api_url,
+                match (&config.github_app, config.github_token.as_deref()) {
+                    (Some((id, pem)), _) => forge::Credentials::App {
+                        id: *id,
+                        key_pem: pem,
+                    },
+                    (None, Some(token)) => forge::Credentials::Token(token),
+                    (None, None) => forge::Credentials::None,
+                },
+            )
+            .map_err(StartError::Forge)?,
         );
         let planner_wake = Arc::new(Notify::new());
         let journal = intake::journal::Journal::start(db.clone(), planner_wake.clone());

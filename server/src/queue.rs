@@ -58,7 +58,24 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
     let repo = repos::by_id(&mut conn, build.repo_id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    let (secrets, notes) = job_secrets(app, &mut conn, &build).await;
+    let (secrets, mut notes) = job_secrets(app, &mut conn, &build).await;
+    // GitHub accepts a token (or an App's installation token) as the password of `x-access-token`.
+    let git_credentials = if repo.private {
+        match app.forge.clone_token(&repo.full_name).await {
+            Ok(token) => token.map(|password| gantry_protocol::GitCredentials {
+                username: "x-access-token".into(),
+                password,
+            }),
+            Err(e) => {
+                notes.push(format!(
+                    "No clone credentials from GitHub for this private repository: {e}"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let spec: JobSpec =
         serde_json::from_str(&job.spec).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     let logs = app.logs.clone();
@@ -100,15 +117,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             .map(|u| format!("{u}/{}/builds/{}", repo.full_name, build.id)),
         secrets,
         notes,
-        // GitHub accepts a token as the password of `x-access-token`.
-        git_credentials: repo
-            .private
-            .then(|| app.config.github_token.clone())
-            .flatten()
-            .map(|token| gantry_protocol::GitCredentials {
-                username: "x-access-token".into(),
-                password: token,
-            }),
+        git_credentials,
     }))
 }
 

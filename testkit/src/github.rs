@@ -2,7 +2,10 @@
 //! GitHub's JSON: contents (`GET /repos/{o}/{r}/contents/{path}?ref=`),
 //! commits (`GET /repos/{o}/{r}/commits/{ref}`) and statuses
 //! (`POST /repos/{o}/{r}/statuses/{sha}`). Files come from real git
-//! repositories on disk; every request is recorded.
+//! repositories on disk; every request is recorded. In App mode
+//! ([`GitHubDouble::require_app`]) it is a GitHub App's view: the App's JWT
+//! (RS256, checked against its public key) finds the repository's
+//! installation and buys installation tokens, and every other call needs one.
 
 use crate::git::Repo;
 use axum::extract::{Path, Query, State};
@@ -26,8 +29,18 @@ pub struct Recorded {
     pub failed: bool,
 }
 
+/// A GitHub App the double knows.
+struct App {
+    id: u64,
+    key: jsonwebtoken::DecodingKey,
+    installation: u64,
+    /// Installation tokens handed out, newest last.
+    tokens: Vec<String>,
+}
+
 #[derive(Default)]
 struct Inner {
+    app: Option<App>,
     repos: HashMap<String, PathBuf>,
     requests: Vec<Recorded>,
     /// Answer this many requests with this status before serving normally.
@@ -62,6 +75,8 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
             .route("/repos/{owner}/{repo}/commits/{reference}", get(commit))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(status))
+            .route("/repos/{owner}/{repo}/installation", get(installation))
+            .route("/app/installations/{id}/access_tokens", post(access_token))
             .with_state(state);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -72,6 +87,28 @@ impl GitHubDouble {
     /// Serves `full_name` (`owner/name`) from the repository at `path`.
     pub fn add_repo(&self, full_name: &str, path: PathBuf) {
         self.lock().repos.insert(full_name.to_string(), path);
+    }
+
+    /// From now on, acts as GitHub does for App `id` whose public key is
+    /// `public_pem`: installed on every repository as installation 4242.
+    pub fn require_app(&self, id: u64, public_pem: &str) {
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes())
+            .expect("an RSA public key");
+        self.lock().app = Some(App {
+            id,
+            key,
+            installation: 4242,
+            tokens: Vec::new(),
+        });
+    }
+
+    /// The installation tokens handed out so far.
+    pub fn installation_tokens(&self) -> Vec<String> {
+        self.lock()
+            .app
+            .as_ref()
+            .map(|a| a.tokens.clone())
+            .unwrap_or_default()
     }
 
     /// The next `count` requests get `status` (e.g. 502), as during an outage.
@@ -89,6 +126,146 @@ impl GitHubDouble {
 }
 
 type DoubleState = (Arc<Mutex<Inner>>, String);
+
+fn bad_credentials() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(
+            json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+        ),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct AppClaims {
+    iss: Value,
+}
+
+/// Checks the App's JWT (`Authorization: Bearer <jwt>`) as GitHub does.
+fn check_jwt(
+    state: &DoubleState,
+    method: &str,
+    path: String,
+    headers: &HeaderMap,
+) -> Result<u64, (StatusCode, Json<Value>)> {
+    let mut inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    inner.requests.push(Recorded {
+        method: method.into(),
+        path,
+        authorization: authorization.clone(),
+        body: None,
+        failed: false,
+    });
+    let Some(app) = &inner.app else {
+        return Err(not_found());
+    };
+    let jwt = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .ok_or_else(bad_credentials)?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    // GitHub's `iss` is the App id as a number, which the crate's own
+    // issuer check does not read: it is compared below.
+    validation.set_required_spec_claims(&["exp"]);
+    let claims = jsonwebtoken::decode::<AppClaims>(jwt, &app.key, &validation).map_err(|e| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": format!("A JSON web token could not be decoded ({e})"), "documentation_url": "https://docs.github.com/rest", "status": "401"})),
+        )
+    })?;
+    let iss = claims
+        .claims
+        .iss
+        .as_u64()
+        .or_else(|| claims.claims.iss.as_str().and_then(|s| s.parse().ok()));
+    if iss != Some(app.id) {
+        return Err(bad_credentials());
+    }
+    Ok(app.installation)
+}
+
+/// `GET /repos/{owner}/{repo}/installation` (App JWT).
+async fn installation(
+    State(state): State<DoubleState>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let id = check_jwt(
+        &state,
+        "GET",
+        format!("/repos/{owner}/{repo}/installation"),
+        &headers,
+    )?;
+    let base = &state.1;
+    let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    if !inner.repos.contains_key(&format!("{owner}/{repo}")) {
+        return Err(not_found());
+    }
+    let app_id = inner.app.as_ref().map(|a| a.id).unwrap_or_default();
+    let user = |path: &str| format!("https://api.github.com/users/{owner}{path}");
+    Ok(Json(json!({
+        "id": id,
+        "account": {
+            "login": owner, "id": 1, "node_id": "MDQ6VXNlcjE=",
+            "avatar_url": "https://github.com/images/error/octocat_happy.gif", "gravatar_id": "",
+            "url": user(""), "html_url": format!("https://github.com/{owner}"),
+            "followers_url": user("/followers"), "following_url": user("/following{/other_user}"),
+            "gists_url": user("/gists{/gist_id}"), "starred_url": user("/starred{/owner}{/repo}"),
+            "subscriptions_url": user("/subscriptions"), "organizations_url": user("/orgs"),
+            "repos_url": user("/repos"), "events_url": user("/events{/privacy}"),
+            "received_events_url": user("/received_events"), "type": "User", "site_admin": false
+        },
+        "repository_selection": "all",
+        "access_tokens_url": format!("{base}/app/installations/{id}/access_tokens"),
+        "repositories_url": format!("{base}/installation/repositories"),
+        "html_url": format!("https://github.com/settings/installations/{id}"),
+        "app_id": app_id,
+        "target_id": 1,
+        "target_type": "User",
+        "permissions": {"contents": "read", "metadata": "read", "statuses": "write"},
+        "events": ["push", "pull_request"],
+        "created_at": "2026-11-01T00:00:00Z",
+        "updated_at": "2026-11-01T00:00:00Z",
+        "single_file_name": null
+    })))
+}
+
+/// `POST /app/installations/{id}/access_tokens` (App JWT): a token for an hour.
+async fn access_token(
+    State(state): State<DoubleState>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)> {
+    let installation = check_jwt(
+        &state,
+        "POST",
+        format!("/app/installations/{id}/access_tokens"),
+        &headers,
+    )?;
+    if id != installation {
+        return Err(not_found());
+    }
+    let token = format!("ghs_{}", hex::encode(rand::random::<[u8; 18]>()));
+    let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let expires_at = humantime::format_rfc3339_seconds(expires).to_string();
+    let mut inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(app) = &mut inner.app {
+        app.tokens.push(token.clone());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "expires_at": expires_at,
+            "permissions": {"contents": "read", "metadata": "read", "statuses": "write"},
+            "repository_selection": "all"
+        })),
+    ))
+}
 
 /// Records the request; returns an injected failure if one is due, and the repository.
 fn enter(
@@ -108,10 +285,19 @@ fn enter(
     inner.requests.push(Recorded {
         method: method.into(),
         path,
-        authorization,
+        authorization: authorization.clone(),
         body,
         failed,
     });
+    if let Some(app) = &inner.app {
+        let token = authorization.as_deref().and_then(|a| {
+            a.strip_prefix("token ")
+                .or_else(|| a.strip_prefix("Bearer "))
+        });
+        if !token.is_some_and(|t| app.tokens.iter().any(|issued| issued == t)) {
+            return Err(bad_credentials());
+        }
+    }
     if let Some((count, status)) = inner.failures {
         inner.failures = (count > 1).then_some((count - 1, status));
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

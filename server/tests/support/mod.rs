@@ -41,12 +41,55 @@ macro_rules! on_both_databases {
     };
 }
 
+pub const APP_ID: u64 = 123456;
+
+/// A 2048-bit RSA key pair (PKCS#8 private, SPKI public) from the `openssl` command.
+fn rsa_key_pair() -> (String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("app.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let public = run(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    (
+        std::fs::read_to_string(&key).expect("the key"),
+        String::from_utf8(public).expect("PEM"),
+    )
+}
+
 impl TestServer {
     pub async fn start(engine: Engine) -> TestServer {
         Self::start_with(engine, Duration::from_secs(60)).await
     }
 
     pub async fn start_with(engine: Engine, lease: Duration) -> TestServer {
+        Self::start_configured(engine, lease, false).await
+    }
+
+    /// Signs in to GitHub as a GitHub App (a fresh RSA key; the double knows its public half).
+    pub async fn start_app(engine: Engine) -> TestServer {
+        Self::start_configured(engine, Duration::from_secs(60), true).await
+    }
+
+    async fn start_configured(engine: Engine, lease: Duration, as_app: bool) -> TestServer {
         let github = GitHubDouble::start().await;
         let data = tempfile::tempdir().expect("temp dir");
         let database = match engine {
@@ -59,7 +102,12 @@ impl TestServer {
             database,
             public_url: Some("http://gantry.test".into()),
             webhook_secret: SECRET.into(),
-            github_token: Some("github-token-for-tests".into()),
+            github_token: (!as_app).then(|| "github-token-for-tests".into()),
+            github_app: as_app.then(|| {
+                let (private, public) = rsa_key_pair();
+                github.require_app(APP_ID, &public);
+                (APP_ID, private)
+            }),
             github_api_url: github.url.clone(),
             admin_token: Some(ADMIN.into()),
             runner_token: Some(RUNNER.into()),
