@@ -165,7 +165,112 @@ async fn a_signed_in_admin_sees_private_repositories(engine: Engine) {
         .contains("#1"));
 }
 
+async fn the_admin_manages_secrets_from_the_pages(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    server
+        .webhook(
+            "push",
+            "sec-1",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let page = format!("/{PUSH_REPO}/secrets");
+    let response = browser()
+        .get(format!("{}{page}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "signed out");
+
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
+    let list = get(&server, &format!("/{PUSH_REPO}"), Some(&cookie)).await;
+    assert!(
+        list.contains(&format!("href=\"{page}\">Secrets</a>")),
+        "{list}"
+    );
+    let form = get(&server, &page, Some(&cookie)).await;
+    assert!(form.contains("No secrets yet."));
+    let csrf = csrf_of(&form);
+    const VALUE: &str = "s3cr3t-deploy-key-value";
+
+    let forged = post(
+        &server,
+        &page,
+        Some(&cookie),
+        &[("name", "DEPLOY_KEY"), ("value", VALUE)],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let (_, listed) = server
+        .admin_get(&format!("/api/repos/{PUSH_REPO}/secrets"))
+        .await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "a forged form stores nothing"
+    );
+
+    let saved = post(
+        &server,
+        &page,
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("name", "DEPLOY_KEY"),
+            ("value", VALUE),
+            ("branches", "master, release"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let html = saved.text().await.unwrap();
+    assert!(
+        html.contains("DEPLOY_KEY saved")
+            && html.contains("<code>DEPLOY_KEY</code>")
+            && html.contains("master, release"),
+        "{html}"
+    );
+    assert!(!html.contains(VALUE), "the value is never shown");
+    let (_, listed) = server
+        .admin_get(&format!("/api/repos/{PUSH_REPO}/secrets"))
+        .await;
+    assert_eq!(listed[0]["name"], "DEPLOY_KEY");
+    assert_eq!(
+        listed[0]["branches"],
+        serde_json::json!(["master", "release"])
+    );
+
+    let bad = post(
+        &server,
+        &page,
+        Some(&cookie),
+        &[("csrf", &csrf), ("name", "1BAD"), ("value", "x")],
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    let deleted = post(
+        &server,
+        &format!("{page}/DEPLOY_KEY/delete"),
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert!(deleted.text().await.unwrap().contains("DEPLOY_KEY deleted"));
+    let (_, listed) = server
+        .admin_get(&format!("/api/repos/{PUSH_REPO}/secrets"))
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+}
+
 on_both_databases!(
+    the_admin_manages_secrets_from_the_pages,
     the_admin_signs_in_and_forms_need_their_csrf_token,
     a_signed_in_admin_sees_private_repositories,
 );

@@ -232,8 +232,16 @@ pub fn builds_page(
         format!("<table class=\"list\"><thead><tr><th>#</th><th>state</th><th>event</th><th>ref</th><th>commit</th><th>message</th><th>author</th><th>duration</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
     };
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a>", r = esc(repo));
+    let secrets_link = if nav.user.is_some() {
+        format!(
+            " <a class=\"secrets-link\" href=\"/{}/secrets\">Secrets</a>",
+            esc(repo)
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\"></h1>{filter}{table}{more}",
+        "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\">{secrets_link}</h1>{filter}{table}{more}",
         r = esc(repo)
     );
     layout(nav, repo, &crumbs, &body)
@@ -425,6 +433,43 @@ pub fn job_page(p: &JobPage<'_>) -> String {
         &crumbs,
         &body,
     )
+}
+
+/// A repository secret as listed: never its value.
+pub struct SecretRow {
+    pub name: String,
+    pub branches: Vec<String>,
+    pub updated: Option<String>,
+}
+
+/// `/{owner}/{name}/secrets`: names, branches and dates; set and delete with forms.
+pub fn secrets_page(nav: &Nav, repo: &str, rows: &[SecretRow], notice: Option<&str>) -> String {
+    let mut list = String::new();
+    for row in rows {
+        list.push_str(&format!(
+            "<tr><td><code>{n}</code></td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/{r}/secrets/{n}/delete\" class=\"inline\">{}<button>Delete</button></form></td></tr>",
+            if row.branches.is_empty() { "all branches".to_string() } else { esc(&row.branches.join(", ")) },
+            esc(row.updated.as_deref().unwrap_or("")),
+            nav.csrf_field(),
+            n = esc(&row.name),
+            r = esc(repo),
+        ));
+    }
+    let table = if rows.is_empty() {
+        "<p class=\"empty\">No secrets yet.</p>".to_string()
+    } else {
+        format!("<table class=\"list\"><thead><tr><th>name</th><th>branches</th><th>updated</th><th></th></tr></thead><tbody>{list}</tbody></table>")
+    };
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Secrets of {r}</h1>{notice}<p>Values are encrypted at rest and never shown again; jobs get them as environment variables (not builds of forks), and logs show <code>[secure]</code> instead.</p>{table}<h2>Set a secret</h2><form method=\"post\" action=\"/{r}/secrets\" class=\"filter\">{}<input name=\"name\" placeholder=\"NAME\" required pattern=\"[A-Za-z_][A-Za-z0-9_]*\"><input name=\"value\" type=\"password\" placeholder=\"value\" required autocomplete=\"off\"><input name=\"branches\" placeholder=\"branches (comma-separated; empty: all)\"><button>Save</button></form>",
+        nav.csrf_field(),
+        r = esc(repo),
+    );
+    let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / secrets", r = esc(repo));
+    layout(nav, &format!("{repo} secrets"), &crumbs, &body)
 }
 
 /// A page for a missing or hidden thing.

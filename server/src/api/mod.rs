@@ -34,6 +34,14 @@ pub fn router(app: App) -> Router {
         .route("/{owner}/{name}/builds/{id}", get(pages::build_page))
         .route("/{owner}/{name}/jobs/{id}", get(pages::job_page))
         .route("/login", get(pages::login_form).post(pages::login))
+        .route(
+            "/{owner}/{name}/secrets",
+            get(pages::secrets_page).post(pages::set_secret),
+        )
+        .route(
+            "/{owner}/{name}/secrets/{secret}/delete",
+            post(pages::delete_secret),
+        )
         .route("/logout", post(pages::logout))
         .route(
             "/{owner}/{name}/builds/{id}/restart",

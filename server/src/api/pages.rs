@@ -769,3 +769,161 @@ pub async fn cancel_build(
     )
         .into_response())
 }
+
+/// The repository, for a signed-in admin's secrets page; `Err` is the page to answer with.
+async fn secrets_repo(
+    app: &App,
+    session: &MaybeSession,
+    owner: &str,
+    name: &str,
+) -> ApiResult<Result<repos::Repo, Response>> {
+    if !session.0.as_ref().is_some_and(|s| s.admin) {
+        return Ok(Err((
+            StatusCode::UNAUTHORIZED,
+            Html(pages::refused(
+                &nav(session),
+                "sign in as the admin to manage secrets",
+            )),
+        )
+            .into_response()));
+    }
+    let mut conn = app.db.pool.acquire().await?;
+    match repos::by_name(&mut conn, &format!("{owner}/{name}")).await? {
+        Some(repo) => Ok(Ok(repo)),
+        None => Ok(Err(missing(
+            &nav(session),
+            &format!("no repository {owner}/{name}"),
+        ))),
+    }
+}
+
+async fn render_secrets(
+    app: &App,
+    session: &MaybeSession,
+    repo: &repos::Repo,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let mut conn = app.db.pool.acquire().await?;
+    let rows: Vec<pages::SecretRow> = crate::secrets::list(&mut conn, repo.id)
+        .await?
+        .into_iter()
+        .map(|s| pages::SecretRow {
+            name: s.name,
+            branches: s.branches,
+            updated: s.updated_at,
+        })
+        .collect();
+    Ok((
+        status,
+        Html(pages::secrets_page(
+            &nav(session),
+            &repo.full_name,
+            &rows,
+            notice,
+        )),
+    )
+        .into_response())
+}
+
+pub async fn secrets_page(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let repo = match secrets_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    render_secrets(&app, &session, &repo, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct SecretForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    branches: String,
+}
+
+/// `POST /{owner}/{name}/secrets`: sets a secret from the form.
+pub async fn set_secret(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+    axum::Form(form): axum::Form<SecretForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(
+        &session,
+        &ActionForm {
+            csrf: form.csrf.clone(),
+        },
+    ) {
+        return Ok(page);
+    }
+    let repo = match secrets_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    let Some(sealer) = app.secrets.as_ref() else {
+        return render_secrets(
+            &app,
+            &session,
+            &repo,
+            Some("secrets are disabled: set GANTRY_SECRET_KEY on the server"),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    };
+    let secret = form.name.trim();
+    if !gantry_pipeline::is_env_name(secret) || form.value.is_empty() {
+        return render_secrets(&app, &session, &repo, Some("a secret needs a name (letters, digits and _, not starting with a digit) and a value"), StatusCode::BAD_REQUEST).await;
+    }
+    let branches: Vec<String> = form
+        .branches
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut conn = app.db.pool.acquire().await?;
+    crate::secrets::put(&mut conn, sealer, repo.id, secret, &form.value, &branches).await?;
+    drop(conn);
+    render_secrets(
+        &app,
+        &session,
+        &repo,
+        Some(&format!("{secret} saved")),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `POST /{owner}/{name}/secrets/{secret}/delete`.
+pub async fn delete_secret(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name, secret)): Path<(String, String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let repo = match secrets_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    let deleted = crate::secrets::delete(&mut conn, repo.id, &secret).await?;
+    drop(conn);
+    let notice = if deleted {
+        format!("{secret} deleted")
+    } else {
+        format!("there is no secret {secret}")
+    };
+    render_secrets(&app, &session, &repo, Some(&notice), StatusCode::OK).await
+}
