@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (webhooks, API, web viewer) with an embedded runner.
-    Server(server::ServerCommand),
+    Server(Box<server::ServerCommand>),
     /// Run a remote runner that claims jobs from a server.
     Runner(gantry_runner::config::RunnerArgs),
     /// Run the pipeline of the current checkout on the local Docker, without a server.
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => {
             init_logging();
-            server::run(args)
+            server::run(*args)
         }
         Command::Runner(args) => {
             init_logging();

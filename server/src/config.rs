@@ -32,6 +32,15 @@ pub struct ServerArgs {
     /// The GitHub App's private key (the .pem file GitHub generated).
     #[arg(long, env = "GANTRY_GITHUB_APP_KEY_FILE")]
     pub github_app_key_file: Option<PathBuf>,
+    /// A GitHub OAuth app's client id: users sign in to the viewer with GitHub.
+    #[arg(long, env = "GANTRY_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// The OAuth app's client secret.
+    #[arg(long, env = "GANTRY_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+    /// GitHub's web address, for OAuth sign-in (GitHub Enterprise: https://HOST).
+    #[arg(long, env = "GANTRY_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
     /// GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).
     #[arg(
         long,
@@ -80,6 +89,9 @@ pub struct Config {
     pub github_token: Option<String>,
     /// A GitHub App's id and private key (PEM).
     pub github_app: Option<(u64, String)>,
+    /// A GitHub OAuth app (client id, client secret) for signing users in.
+    pub github_oauth: Option<(String, String)>,
+    pub github_url: String,
     pub github_api_url: String,
     pub admin_token: Option<String>,
     pub runner_token: Option<String>,
@@ -178,6 +190,24 @@ impl ServerArgs {
                     .into(),
             ));
         }
+        let github_oauth = match (
+            self.github_client_id.filter(|v| !v.is_empty()),
+            self.github_client_secret.filter(|v| !v.is_empty()),
+        ) {
+            (None, None) => None,
+            (Some(id), Some(secret)) => {
+                if self.secret_key.as_deref().is_none_or(str::is_empty) {
+                    return Err(ConfigError("GitHub sign-in (GANTRY_GITHUB_CLIENT_ID) needs GANTRY_SECRET_KEY: it encrypts the users' GitHub tokens in their session cookies".into()));
+                }
+                if self.public_url.is_none() {
+                    return Err(ConfigError("GitHub sign-in (GANTRY_GITHUB_CLIENT_ID) needs GANTRY_PUBLIC_URL: GitHub sends users back to <public url>/login/github/callback".into()));
+                }
+                Some((id, secret))
+            }
+            _ => {
+                return Err(ConfigError("set both GANTRY_GITHUB_CLIENT_ID and GANTRY_GITHUB_CLIENT_SECRET (from the OAuth app's settings), or neither".into()))
+            }
+        };
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError(format!(
@@ -193,6 +223,8 @@ impl ServerArgs {
             webhook_secret,
             github_token: self.github_token.filter(|t| !t.is_empty()),
             github_app,
+            github_oauth,
+            github_url: self.github_url.trim_end_matches('/').to_string(),
             github_api_url: self.github_api_url.trim_end_matches('/').to_string(),
             admin_token: self.admin_token,
             runner_token: self.runner_token,

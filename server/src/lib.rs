@@ -57,6 +57,18 @@ pub struct App {
     pub runner_token_hashes: Vec<[u8; 32]>,
     /// Signs session cookies (see `api::session`).
     pub session_key: [u8; 32],
+    /// What signed-in users may do, as GitHub last said (see `api::permission`).
+    #[allow(clippy::type_complexity)]
+    pub permissions: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<
+                (String, String),
+                (api::permission::Permission, std::time::Instant),
+            >,
+        >,
+    >,
+    /// For calls made on a user's behalf (OAuth).
+    pub http: reqwest::Client,
     /// Line indexes of logs being viewed (see `log_index`).
     pub log_indexes: Arc<
         std::sync::Mutex<std::collections::HashMap<gantry_protocol::JobId, log_index::LineIndex>>,
@@ -135,6 +147,11 @@ impl Server {
             api::session::key(config.admin_token.as_deref(), config.secret_key.as_deref());
         let app = App {
             session_key,
+            permissions: Arc::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .map_err(|e| StartError::Forge(format!("cannot build an HTTP client: {e}")))?,
             secrets: sealer,
             admin_token_hash: config.admin_token.as_deref().map(api::auth::hash_token),
             runner_token_hashes,

@@ -274,3 +274,155 @@ on_both_databases!(
     the_admin_signs_in_and_forms_need_their_csrf_token,
     a_signed_in_admin_sees_private_repositories,
 );
+
+/// Signs in through GitHub as the double's browser user; returns the session cookie.
+async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
+    server.github.browser_signed_in_as(login);
+    let start = browser()
+        .get(format!("{}/login/github", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state_cookie = start.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        authorize.starts_with(&format!(
+            "{}/login/oauth/authorize?client_id=oauth-client-id",
+            server.github.url
+        )),
+        "{authorize}"
+    );
+    let back = browser().get(&authorize).send().await.unwrap();
+    assert_eq!(back.status(), StatusCode::FOUND);
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let path = callback
+        .strip_prefix("http://gantry.test")
+        .expect("back to the public URL");
+    // A callback without the state cookie (a forged link) signs nobody in.
+    let forged = browser()
+        .get(format!("{}{path}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let done = browser()
+        .get(format!("{}{path}", server.url))
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    let session = done.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        !session.contains("gho_"),
+        "the GitHub token is sealed, not readable: {session}"
+    );
+    session
+}
+
+async fn github_users_act_by_their_repository_permissions(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    server
+        .webhook(
+            "push",
+            "gh-1",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let page = format!("/{PUSH_REPO}/builds/{}", build["id"]);
+    server.github.grant("reader", PUSH_REPO, "pull");
+    server.github.grant("writer", PUSH_REPO, "push");
+
+    let reader = sign_in_with_github(&server, "reader").await;
+    let html = get(&server, &page, Some(&reader)).await;
+    assert!(
+        html.contains("reader") && !html.contains("Cancel build"),
+        "no buttons without push: {html}"
+    );
+    let csrf = csrf_of(&html);
+    let refused = post(
+        &server,
+        &format!("{page}/cancel"),
+        Some(&reader),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "a user without push permission gets 403 on cancel"
+    );
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("reader needs push access"));
+    let secrets = browser()
+        .get(format!("{}/{PUSH_REPO}/secrets", server.url))
+        .header("cookie", &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.status(),
+        StatusCode::FORBIDDEN,
+        "secrets need admin"
+    );
+    let (_, still) = server
+        .admin_get(&format!("/api/builds/{}", build["id"]))
+        .await;
+    assert_eq!(still["state"], "queued");
+
+    let writer = sign_in_with_github(&server, "writer").await;
+    let html = get(&server, &page, Some(&writer)).await;
+    assert!(html.contains("Cancel build"), "{html}");
+    let csrf = csrf_of(&html);
+    let canceled = post(
+        &server,
+        &format!("{page}/cancel"),
+        Some(&writer),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(canceled.status(), StatusCode::SEE_OTHER);
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "canceled")
+        .await;
+}
+
+mod github_sign_in {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::github_users_act_by_their_repository_permissions(gantry_testkit::db::Engine::Sqlite)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::github_users_act_by_their_repository_permissions(
+            gantry_testkit::db::Engine::Postgres,
+        )
+        .await
+    }
+}

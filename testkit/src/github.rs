@@ -38,9 +38,23 @@ struct App {
     tokens: Vec<String>,
 }
 
+/// An OAuth app the double knows, and the GitHub users around it.
+#[derive(Default)]
+struct OAuth {
+    client_id: String,
+    client_secret: String,
+    /// Who is signed in to "github.com" in the test's browser.
+    browser_user: Option<String>,
+    codes: HashMap<String, String>,
+    tokens: HashMap<String, String>,
+    /// (login, owner/name) → `pull`, `push` or `admin`.
+    permissions: HashMap<(String, String), String>,
+}
+
 #[derive(Default)]
 struct Inner {
     app: Option<App>,
+    oauth: OAuth,
     repos: HashMap<String, PathBuf>,
     requests: Vec<Recorded>,
     /// Answer this many requests with this status before serving normally.
@@ -76,6 +90,10 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/commits/{reference}", get(commit))
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(status))
             .route("/repos/{owner}/{repo}/installation", get(installation))
+            .route("/repos/{owner}/{repo}", get(repository))
+            .route("/login/oauth/authorize", get(authorize))
+            .route("/login/oauth/access_token", post(oauth_token))
+            .route("/user", get(user))
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .with_state(state);
         tokio::spawn(async move {
@@ -100,6 +118,26 @@ impl GitHubDouble {
             installation: 4242,
             tokens: Vec::new(),
         });
+    }
+
+    /// Acts as GitHub for the OAuth app `client_id`/`client_secret`.
+    pub fn oauth_app(&self, client_id: &str, client_secret: &str) {
+        let mut inner = self.lock();
+        inner.oauth.client_id = client_id.into();
+        inner.oauth.client_secret = client_secret.into();
+    }
+
+    /// The test's browser is signed in to GitHub as `login` (it approves at once).
+    pub fn browser_signed_in_as(&self, login: &str) {
+        self.lock().oauth.browser_user = Some(login.into());
+    }
+
+    /// `login`'s permission on `repo`: `pull`, `push` or `admin`.
+    pub fn grant(&self, login: &str, repo: &str, permission: &str) {
+        self.lock()
+            .oauth
+            .permissions
+            .insert((login.into(), repo.into()), permission.into());
     }
 
     /// The installation tokens handed out so far.
@@ -418,4 +456,103 @@ async fn status(
             "url": format!("{}/repos/{full}/statuses/{sha}", state.1)
         })),
     ))
+}
+
+fn user_of(inner: &Inner, headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("token "))?;
+    inner.oauth.tokens.get(token).cloned()
+}
+
+/// `GET /login/oauth/authorize`: the signed-in browser approves and is sent back with a code.
+async fn authorize(
+    State(state): State<DoubleState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1]), (StatusCode, Json<Value>)> {
+    let mut inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("client_id") != inner.oauth.client_id || inner.oauth.client_id.is_empty() {
+        return Err(not_found());
+    }
+    let Some(login) = inner.oauth.browser_user.clone() else {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "not signed in to GitHub"})),
+        ));
+    };
+    let code = hex::encode(rand::random::<[u8; 10]>());
+    inner.oauth.codes.insert(code.clone(), login);
+    let location = format!("{}?code={code}&state={}", get("redirect_uri"), get("state"));
+    Ok((
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, location)],
+    ))
+}
+
+/// `POST /login/oauth/access_token`: a code for a token (GitHub answers 200 even for errors).
+async fn oauth_token(State(state): State<DoubleState>, Json(body): Json<Value>) -> Json<Value> {
+    let mut inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    let ok_client = body["client_id"] == inner.oauth.client_id.as_str()
+        && body["client_secret"] == inner.oauth.client_secret.as_str();
+    let code = body["code"].as_str().unwrap_or("").to_string();
+    match inner.oauth.codes.remove(&code).filter(|_| ok_client) {
+        Some(login) => {
+            let token = format!("gho_{}", hex::encode(rand::random::<[u8; 18]>()));
+            inner.oauth.tokens.insert(token.clone(), login);
+            Json(json!({"access_token": token, "token_type": "bearer", "scope": "repo"}))
+        }
+        None => Json(json!({
+            "error": "bad_verification_code",
+            "error_description": "The code passed is incorrect or expired.",
+            "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code"
+        })),
+    }
+}
+
+/// `GET /user` with a user's token.
+async fn user(
+    State(state): State<DoubleState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    let login = user_of(&inner, &headers).ok_or_else(bad_credentials)?;
+    Ok(Json(
+        json!({"login": login, "id": 583231, "node_id": "MDQ6VXNlcjU4MzIzMQ==", "type": "User", "site_admin": false, "name": login}),
+    ))
+}
+
+/// `GET /repos/{owner}/{repo}` with a user's token: the repository with the user's `permissions`.
+async fn repository(
+    State(state): State<DoubleState>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+    let full = format!("{owner}/{repo}");
+    if !inner.repos.contains_key(&full) {
+        return Err(not_found());
+    }
+    let login = user_of(&inner, &headers).ok_or_else(bad_credentials)?;
+    let level = inner
+        .oauth
+        .permissions
+        .get(&(login, full.clone()))
+        .cloned()
+        .unwrap_or_else(|| "pull".into());
+    let rank = |l: &str| match l {
+        "admin" => 3,
+        "push" => 2,
+        _ => 1,
+    };
+    let have = rank(&level);
+    Ok(Json(json!({
+        "id": 1296269,
+        "name": repo,
+        "full_name": full,
+        "private": false,
+        "default_branch": "master",
+        "permissions": {"admin": have >= 3, "maintain": have >= 3, "push": have >= 2, "triage": have >= 2, "pull": true}
+    })))
 }

@@ -483,10 +483,13 @@ pub fn not_found(nav: &Nav, what: &str) -> String {
 }
 
 /// `/login`: the admin signs in with the admin token.
-pub fn login_page(nav: &Nav, error: Option<&str>) -> String {
-    let error = error
+pub fn login_page(nav: &Nav, error: Option<&str>, github: bool) -> String {
+    let mut error = error
         .map(|e| format!("<p class=\"reason\">{}</p>", esc(e)))
         .unwrap_or_default();
+    if github {
+        error.push_str("<p><a class=\"github-login\" href=\"/login/github\">Sign in with GitHub</a></p><p>Or, as the administrator:</p>");
+    }
     layout(
         nav,
         "Sign in",

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod builds;
 pub mod pages;
+pub mod permission;
 pub mod runner;
 pub mod secrets;
 pub mod session;
@@ -34,6 +35,8 @@ pub fn router(app: App) -> Router {
         .route("/{owner}/{name}/builds/{id}", get(pages::build_page))
         .route("/{owner}/{name}/jobs/{id}", get(pages::job_page))
         .route("/login", get(pages::login_form).post(pages::login))
+        .route("/login/github", get(pages::github_login))
+        .route("/login/github/callback", get(pages::github_callback))
         .route(
             "/{owner}/{name}/secrets",
             get(pages::secrets_page).post(pages::set_secret),

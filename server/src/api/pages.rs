@@ -2,6 +2,7 @@
 //! store, the badge, the embedded assets, and a job's live events (SSE).
 
 use super::auth::Viewer;
+use super::permission::Permission;
 use super::session::{MaybeSession, Session};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{BuildState, JobState};
@@ -226,6 +227,10 @@ pub async fn build_page(
                 )
             })
             .collect();
+    let can_act = match &session.0 {
+        Some(s) => super::permission::of(&app, s, &repo.full_name).await >= Permission::Push,
+        None => false,
+    };
     let nav = nav(&session);
     let page = pages::BuildPage {
         nav: &nav,
@@ -236,7 +241,7 @@ pub async fn build_page(
             .map(|j| job_row(j, build.number))
             .collect(),
         diagnostics,
-        can_act: session.0.as_ref().is_some_and(|s| s.admin),
+        can_act,
     };
     Ok(html(pages::build_page(&page)))
 }
@@ -619,8 +624,12 @@ pub async fn job_search(
     Ok(axum::Json(serde_json::json!({ "line": found })))
 }
 
-pub async fn login_form(session: MaybeSession) -> Response {
-    html(pages::login_page(&nav(&session), None))
+pub async fn login_form(State(app): State<App>, session: MaybeSession) -> Response {
+    html(pages::login_page(
+        &nav(&session),
+        None,
+        app.config.github_oauth.is_some(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -643,7 +652,11 @@ pub async fn login(State(app): State<App>, axum::Form(form): axum::Form<LoginFor
         };
         return (
             StatusCode::UNAUTHORIZED,
-            Html(pages::login_page(&Nav::default(), Some(why))),
+            Html(pages::login_page(
+                &Nav::default(),
+                Some(why),
+                app.config.github_oauth.is_some(),
+            )),
         )
             .into_response();
     }
@@ -670,7 +683,7 @@ pub struct ActionForm {
 }
 
 /// Why a form that changes something is refused, as the page to answer
-/// with: not signed in, not allowed, or without the session's CSRF token.
+/// with: not signed in, or without the session's CSRF token.
 fn refusal(session: &MaybeSession, form: &ActionForm) -> Option<Response> {
     let refuse = |status: StatusCode, why: &str| {
         (status, Html(pages::refused(&nav(session), why))).into_response()
@@ -680,12 +693,6 @@ fn refusal(session: &MaybeSession, form: &ActionForm) -> Option<Response> {
     };
     if let Err(e) = s.check_csrf(&form.csrf) {
         return Some(refuse(StatusCode::FORBIDDEN, &e.to_string()));
-    }
-    if !s.admin {
-        return Some(refuse(
-            StatusCode::FORBIDDEN,
-            "you may not restart or cancel builds of this repository",
-        ));
     }
     None
 }
@@ -711,6 +718,31 @@ pub async fn logout(session: MaybeSession, axum::Form(form): axum::Form<ActionFo
         ],
     )
         .into_response()
+}
+
+/// The page refusing a signed-in user who lacks `level` on `owner/name`.
+async fn needs(
+    app: &App,
+    session: &MaybeSession,
+    owner: &str,
+    name: &str,
+    level: Permission,
+    what: &str,
+) -> Option<Response> {
+    let s = session.0.as_ref()?;
+    if super::permission::of(app, s, &format!("{owner}/{name}")).await >= level {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            Html(pages::refused(
+                &nav(session),
+                &format!("{} needs {what} on {owner}/{name}", s.user),
+            )),
+        )
+            .into_response(),
+    )
 }
 
 /// The build `id` of `owner/name`, for an action on it.
@@ -739,6 +771,18 @@ pub async fn restart_build(
             &format!("no build {id} in {owner}/{name}"),
         ));
     };
+    if let Some(page) = needs(
+        &app,
+        &session,
+        &owner,
+        &name,
+        Permission::Push,
+        "push access to restart or cancel its builds",
+    )
+    .await
+    {
+        return Ok(page);
+    }
     super::builds::restart_jobs(&app, build.id, None).await?;
     Ok((
         StatusCode::SEE_OTHER,
@@ -762,6 +806,18 @@ pub async fn cancel_build(
             &format!("no build {id} in {owner}/{name}"),
         ));
     };
+    if let Some(page) = needs(
+        &app,
+        &session,
+        &owner,
+        &name,
+        Permission::Push,
+        "push access to restart or cancel its builds",
+    )
+    .await
+    {
+        return Ok(page);
+    }
     super::builds::cancel_jobs(&app, build.id, None).await?;
     Ok((
         StatusCode::SEE_OTHER,
@@ -777,12 +833,22 @@ async fn secrets_repo(
     owner: &str,
     name: &str,
 ) -> ApiResult<Result<repos::Repo, Response>> {
-    if !session.0.as_ref().is_some_and(|s| s.admin) {
+    let Some(signed_in) = &session.0 else {
         return Ok(Err((
             StatusCode::UNAUTHORIZED,
+            Html(pages::refused(&nav(session), "sign in to manage secrets")),
+        )
+            .into_response()));
+    };
+    if super::permission::of(app, signed_in, &format!("{owner}/{name}")).await < Permission::Admin {
+        return Ok(Err((
+            StatusCode::FORBIDDEN,
             Html(pages::refused(
                 &nav(session),
-                "sign in as the admin to manage secrets",
+                &format!(
+                    "{} needs admin access to {owner}/{name} to manage its secrets",
+                    signed_in.user
+                ),
             )),
         )
             .into_response()));
@@ -926,4 +992,143 @@ pub async fn delete_secret(
         format!("there is no secret {secret}")
     };
     render_secrets(&app, &session, &repo, Some(&notice), StatusCode::OK).await
+}
+
+/// `GET /login/github`: off to GitHub's authorize page, with a `state`
+/// this browser must bring back.
+pub async fn github_login(State(app): State<App>, session: MaybeSession) -> Response {
+    let Some((client_id, _)) = &app.config.github_oauth else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(pages::not_found(
+                &nav(&session),
+                "GitHub sign-in is not configured (GANTRY_GITHUB_CLIENT_ID)",
+            )),
+        )
+            .into_response();
+    };
+    let state = hex::encode(rand::random::<[u8; 16]>());
+    let public = app.config.public_url.clone().unwrap_or_default();
+    let location = format!(
+        "{}/login/oauth/authorize?client_id={}&redirect_uri={}&scope=repo&state={state}",
+        app.config.github_url,
+        urlencode(client_id),
+        urlencode(&format!("{public}/login/github/callback")),
+    );
+    let cookie =
+        super::session::state_cookie(&app.session_key, &state, public.starts_with("https://"));
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie), (header::LOCATION, location)],
+    )
+        .into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+}
+
+/// `GET /login/github/callback`: trades the code for the user's token,
+/// learns who they are, and signs them in (their token sealed in the cookie).
+pub async fn github_callback(
+    State(app): State<App>,
+    Query(q): Query<Callback>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let refuse = |status: StatusCode, why: &str| {
+        (status, Html(pages::refused(&Nav::default(), why))).into_response()
+    };
+    let (Some((client_id, client_secret)), Some(sealer)) = (&app.config.github_oauth, &app.secrets)
+    else {
+        return refuse(StatusCode::NOT_FOUND, "GitHub sign-in is not configured");
+    };
+    let sent = super::session::cookie_from(&headers, "gantry_oauth_state");
+    if !super::session::check_state(&app.session_key, sent.as_deref(), &q.state) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "the sign-in did not start here (its state does not match): try signing in again",
+        );
+    }
+    let public = app.config.public_url.clone().unwrap_or_default();
+    let exchanged = app
+        .http
+        .post(format!(
+            "{}/login/oauth/access_token",
+            app.config.github_url
+        ))
+        .header("accept", "application/json")
+        .header("user-agent", "gantry")
+        .json(&serde_json::json!({
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "code": q.code,
+            "redirect_uri": format!("{public}/login/github/callback"),
+        }))
+        .send()
+        .await;
+    let body: serde_json::Value = match exchanged {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                &format!("GitHub could not be reached: {e}"),
+            )
+        }
+    };
+    let Some(token) = body["access_token"].as_str() else {
+        let why = body["error_description"]
+            .as_str()
+            .unwrap_or("GitHub did not grant a token");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!("GitHub sign-in failed: {why}"),
+        );
+    };
+    let user = app
+        .http
+        .get(format!("{}/user", app.config.github_api_url))
+        .bearer_auth(token)
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "gantry")
+        .send()
+        .await;
+    let login = match user {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|u| u["login"].as_str().map(str::to_string)),
+        _ => None,
+    };
+    let Some(login) = login else {
+        return refuse(StatusCode::BAD_GATEWAY, "GitHub did not say who signed in");
+    };
+    let mut session = Session::new(&login, false);
+    let (slot_repo, slot_name) = super::permission::TOKEN_SLOT;
+    session.github_token = Some(sealer.seal(slot_repo, slot_name, token));
+    let cookie = session.cookie(&app.session_key, public.starts_with("https://"));
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
 }

@@ -28,6 +28,10 @@ pub struct Session {
     pub exp: u64,
     /// The token forms must echo.
     pub csrf: String,
+    /// A GitHub user's OAuth token, sealed with the secret key: it asks
+    /// GitHub what the user may do on a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_token: Option<String>,
 }
 
 fn now() -> u64 {
@@ -64,6 +68,7 @@ impl Session {
             admin,
             exp: now() + LIFETIME_SECS,
             csrf: hex::encode(rand::random::<[u8; 16]>()),
+            github_token: None,
         }
     }
 
@@ -105,6 +110,39 @@ impl Session {
             if secure { "; Secure" } else { "" }
         )
     }
+}
+
+/// A short-lived signed cookie carrying the OAuth `state` between the
+/// redirect to GitHub and the callback.
+pub fn state_cookie(key: &[u8; 32], state: &str, secure: bool) -> String {
+    format!(
+        "gantry_oauth_state={state}.{}; Path=/login/github; HttpOnly; SameSite=Lax; Max-Age=600{}",
+        sign(key, state),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Whether the callback's `state` is the one this browser was sent off with.
+pub fn check_state(key: &[u8; 32], parts_cookie: Option<&str>, state: &str) -> bool {
+    let Some((sent, signature)) = parts_cookie.and_then(|c| c.split_once('.')) else {
+        return false;
+    };
+    let expected = sign(key, sent);
+    !state.is_empty()
+        && bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
+        && bool::from(sent.as_bytes().ct_eq(state.as_bytes()))
+}
+
+/// A cookie's value from request headers.
+pub fn cookie_from(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 /// `Set-Cookie` that ends the session.

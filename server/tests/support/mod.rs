@@ -81,15 +81,25 @@ impl TestServer {
     }
 
     pub async fn start_with(engine: Engine, lease: Duration) -> TestServer {
-        Self::start_configured(engine, lease, false).await
+        Self::start_configured(engine, lease, false, false).await
+    }
+
+    /// Users sign in with GitHub (OAuth app `oauth-client-id` at the double).
+    pub async fn start_oauth(engine: Engine) -> TestServer {
+        Self::start_configured(engine, Duration::from_secs(60), false, true).await
     }
 
     /// Signs in to GitHub as a GitHub App (a fresh RSA key; the double knows its public half).
     pub async fn start_app(engine: Engine) -> TestServer {
-        Self::start_configured(engine, Duration::from_secs(60), true).await
+        Self::start_configured(engine, Duration::from_secs(60), true, false).await
     }
 
-    async fn start_configured(engine: Engine, lease: Duration, as_app: bool) -> TestServer {
+    async fn start_configured(
+        engine: Engine,
+        lease: Duration,
+        as_app: bool,
+        oauth: bool,
+    ) -> TestServer {
         let github = GitHubDouble::start().await;
         let data = tempfile::tempdir().expect("temp dir");
         let database = match engine {
@@ -108,6 +118,14 @@ impl TestServer {
                 github.require_app(APP_ID, &public);
                 (APP_ID, private)
             }),
+            github_oauth: oauth.then(|| {
+                github.oauth_app("oauth-client-id", "oauth-client-secret");
+                (
+                    "oauth-client-id".to_string(),
+                    "oauth-client-secret".to_string(),
+                )
+            }),
+            github_url: github.url.clone(),
             github_api_url: github.url.clone(),
             admin_token: Some(ADMIN.into()),
             runner_token: Some(RUNNER.into()),
