@@ -412,6 +412,64 @@ async fn github_users_act_by_their_repository_permissions(engine: Engine) {
         .await;
 }
 
+async fn private_repositories_show_to_github_users_who_can_read_them(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    let (_repo, full_name) = push_private(&server, "script: ./test\n", "priv-gh").await;
+    server
+        .wait_build(&full_name, |b| b["state"] == "queued")
+        .await;
+    server.github.grant("reader", &full_name, "pull");
+    server.github.grant("stranger", &full_name, "none");
+    let page = format!("{}/{full_name}", server.url);
+    let status = |cookie: Option<String>| {
+        let page = page.clone();
+        async move {
+            let mut request = browser().get(page);
+            if let Some(c) = cookie {
+                request = request.header("cookie", c);
+            }
+            request.send().await.unwrap().status()
+        }
+    };
+    assert_eq!(status(None).await, StatusCode::NOT_FOUND);
+    let stranger = sign_in_with_github(&server, "stranger").await;
+    assert_eq!(status(Some(stranger.clone())).await, StatusCode::NOT_FOUND);
+    let reader = sign_in_with_github(&server, "reader").await;
+    assert_eq!(status(Some(reader.clone())).await, StatusCode::OK);
+    let api = browser()
+        .get(format!("{}/api/repos/{full_name}/builds", server.url))
+        .header("cookie", &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.status(),
+        StatusCode::OK,
+        "the viewer's own API calls work too"
+    );
+    assert!(get(&server, "/", Some(&reader)).await.contains(&full_name));
+    assert!(!get(&server, "/", Some(&stranger))
+        .await
+        .contains(&full_name));
+}
+
+mod private_for_readers {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::private_repositories_show_to_github_users_who_can_read_them(
+            gantry_testkit::db::Engine::Sqlite,
+        )
+        .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::private_repositories_show_to_github_users_who_can_read_them(
+            gantry_testkit::db::Engine::Postgres,
+        )
+        .await
+    }
+}
+
 mod github_sign_in {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {

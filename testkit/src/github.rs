@@ -132,7 +132,7 @@ impl GitHubDouble {
         self.lock().oauth.browser_user = Some(login.into());
     }
 
-    /// `login`'s permission on `repo`: `pull`, `push` or `admin`.
+    /// `login`'s permission on `repo`: `none` (the repository is hidden), `pull`, `push` or `admin`.
     pub fn grant(&self, login: &str, repo: &str, permission: &str) {
         self.lock()
             .oauth
@@ -541,6 +541,10 @@ async fn repository(
         .get(&(login, full.clone()))
         .cloned()
         .unwrap_or_else(|| "pull".into());
+    // GitHub hides a private repository from users without access.
+    if level == "none" {
+        return Err(not_found());
+    }
     let rank = |l: &str| match l {
         "admin" => 3,
         "push" => 2,

@@ -71,16 +71,32 @@ impl FromRequestParts<App> for Runner {
 /// until users sign in with GitHub.
 pub struct Viewer {
     pub admin: bool,
+    /// A browser signed in with GitHub: may see private repositories it can read.
+    pub session: Option<super::session::Session>,
 }
 
 impl Viewer {
-    /// `NotFound` (not 403: a private repository's existence is not revealed).
-    pub fn check(&self, app: &App, private: bool, what: &str) -> Result<(), ApiError> {
+    /// `NotFound` (not 403: a private repository's existence is not revealed)
+    /// unless the repository is public, the viewer is the admin, or a signed-in
+    /// GitHub user GitHub lets read `repo`.
+    pub async fn check(
+        &self,
+        app: &App,
+        private: bool,
+        repo: &str,
+        what: &str,
+    ) -> Result<(), ApiError> {
         if self.admin || (!private && !app.config.private_by_default) {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(format!("no {what}")))
+            return Ok(());
         }
+        if let Some(session) = &self.session {
+            if super::permission::of(app, session, repo).await
+                >= super::permission::Permission::Pull
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::NotFound(format!("no {what}")))
     }
 }
 
@@ -88,7 +104,10 @@ impl FromRequestParts<App> for Viewer {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         match (bearer(parts), &app.admin_token_hash) {
-            (Some(token), Some(hash)) if matches(hash, token) => Ok(Viewer { admin: true }),
+            (Some(token), Some(hash)) if matches(hash, token) => Ok(Viewer {
+                admin: true,
+                session: None,
+            }),
             (Some(_), _) => Err(ApiError::Unauthorized("wrong admin token".into())),
             (None, _) => {
                 let session = super::session::MaybeSession::from_request_parts(parts, app)
@@ -96,7 +115,8 @@ impl FromRequestParts<App> for Viewer {
                     .map(|s| s.0)
                     .unwrap_or(None);
                 Ok(Viewer {
-                    admin: session.is_some_and(|s| s.admin),
+                    admin: session.as_ref().is_some_and(|s| s.admin),
+                    session,
                 })
             }
         }

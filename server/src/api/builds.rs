@@ -23,7 +23,11 @@ pub async fn list_repos(State(app): State<App>, viewer: Viewer) -> ApiResult<Jso
     let mut conn = app.db.pool.acquire().await?;
     let mut out = Vec::new();
     for repo in repos::all(&mut conn).await? {
-        if viewer.check(&app, repo.private, "repository").is_err() {
+        if viewer
+            .check(&app, repo.private, &repo.full_name, "repository")
+            .await
+            .is_err()
+        {
             continue;
         }
         let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
@@ -58,7 +62,14 @@ pub async fn list_builds(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<BuildView>>> {
     let repo = repo_by_path(&app, &owner, &name).await?;
-    viewer.check(&app, repo.private, &format!("repository {owner}/{name}"))?;
+    viewer
+        .check(
+            &app,
+            repo.private,
+            &repo.full_name,
+            &format!("repository {owner}/{name}"),
+        )
+        .await?;
     let state = q
         .state
         .as_deref()
@@ -101,11 +112,14 @@ pub async fn get_build(
     let build = builds::get(&mut conn, BuildId(id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
-    viewer.check(
-        &app,
-        private(&mut conn, &build).await?,
-        &format!("build {id}"),
-    )?;
+    viewer
+        .check(
+            &app,
+            private(&mut conn, &build).await?,
+            &build.repo,
+            &format!("build {id}"),
+        )
+        .await?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     Ok(Json(BuildView::full(&build, &build_jobs)))
 }
@@ -122,11 +136,14 @@ pub async fn get_job(
     let build = builds::get(&mut conn, job.build_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build for job {id}")))?;
-    viewer.check(
-        &app,
-        private(&mut conn, &build).await?,
-        &format!("job {id}"),
-    )?;
+    viewer
+        .check(
+            &app,
+            private(&mut conn, &build).await?,
+            &build.repo,
+            &format!("job {id}"),
+        )
+        .await?;
     Ok(Json(JobView::new(&job, build.number)))
 }
 
@@ -145,11 +162,14 @@ pub async fn job_log(
     let build = builds::get(&mut conn, found.build_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    viewer.check(
-        &app,
-        private(&mut conn, &build).await?,
-        &format!("job {id}"),
-    )?;
+    viewer
+        .check(
+            &app,
+            private(&mut conn, &build).await?,
+            &build.repo,
+            &format!("job {id}"),
+        )
+        .await?;
     let path = app.logs.path(job);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Ok(([("content-type", "text/plain; charset=utf-8")], "").into_response());

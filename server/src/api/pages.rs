@@ -112,7 +112,11 @@ pub async fn repos_page(
     let mut conn = app.db.pool.acquire().await?;
     let mut rows = Vec::new();
     for repo in repos::all(&mut conn).await? {
-        if viewer.check(&app, repo.private, "repository").is_err() {
+        if viewer
+            .check(&app, repo.private, &repo.full_name, "repository")
+            .await
+            .is_err()
+        {
             continue;
         }
         let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
@@ -134,7 +138,17 @@ async fn visible_repo(
 ) -> ApiResult<Option<repos::Repo>> {
     let mut conn = app.db.pool.acquire().await?;
     let repo = repos::by_name(&mut conn, &format!("{owner}/{name}")).await?;
-    Ok(repo.filter(|r| viewer.check(app, r.private, "repository").is_ok()))
+    match repo {
+        Some(r)
+            if viewer
+                .check(app, r.private, &r.full_name, "repository")
+                .await
+                .is_ok() =>
+        {
+            Ok(Some(r))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[derive(Deserialize)]
@@ -450,7 +464,9 @@ pub async fn job_events(
     let private = repos::by_id(&mut conn, build.repo_id)
         .await?
         .is_none_or(|r| r.private);
-    viewer.check(&app, private, &format!("job {id}"))?;
+    viewer
+        .check(&app, private, &build.repo, &format!("job {id}"))
+        .await?;
     drop(conn);
     let tail = Tail {
         rx: app.log_events.subscribe(),
@@ -560,7 +576,9 @@ async fn visible_job(app: &App, viewer: &Viewer, id: i64) -> ApiResult<JobId> {
     let private = repos::by_id(&mut conn, build.repo_id)
         .await?
         .is_none_or(|r| r.private);
-    viewer.check(app, private, &format!("job {id}"))?;
+    viewer
+        .check(app, private, &build.repo, &format!("job {id}"))
+        .await?;
     Ok(job.id)
 }
 
