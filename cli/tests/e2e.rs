@@ -2,7 +2,7 @@
 //! embedded runner (SQLite), real Docker and images built locally.
 
 use gantry_testkit::github::GitHubDouble;
-use gantry_testkit::webhook::{fixture, sign};
+use gantry_testkit::webhook::fixture;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -364,18 +364,7 @@ async fn secrets_reach_pushes_masked_and_never_reach_forks() {
     fork["repository"]["full_name"] = Value::String(full_name.clone());
     fork["pull_request"]["base"]["repo"]["full_name"] = Value::String(full_name.clone());
     fork["pull_request"]["head"]["repo"]["full_name"] = Value::String("stranger/sample_app".into());
-    let body = serde_json::to_vec(&fork).unwrap();
-    let response = gantry
-        .http
-        .post(format!("{}/hooks/github", gantry.url))
-        .header("x-github-event", "pull_request")
-        .header("x-github-delivery", "s-3")
-        .header("x-hub-signature-256", sign(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(gantry.deliver("pull_request", "s-3", &fork).await, 202);
     let build = gantry.finished(&full_name, 3).await;
     let log = gantry.log(&build["jobs"][0]).await;
     assert_eq!(build["fork"], true);

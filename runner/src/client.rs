@@ -61,6 +61,27 @@ impl ServerClient {
             .timeout(timeout)
     }
 
+    /// The answer to a call about a held job: success, or the lease is lost (409).
+    async fn held(
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = Self::check(response).await?;
+        match response.status() {
+            s if s.is_success() => Ok(response),
+            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
+            _ => Err(Self::unexpected(response).await),
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        response
+            .json()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))
+    }
+
     /// Any status the protocol does not name.
     async fn unexpected(response: reqwest::Response) -> ClientError {
         ClientError::Server {
@@ -114,15 +135,7 @@ impl ServerClient {
             )
             .send()
             .await;
-        let response = Self::check(response).await?;
-        match response.status() {
-            StatusCode::OK => response
-                .json()
-                .await
-                .map_err(|e| ClientError::Unreachable(e.to_string())),
-            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
-            _ => Err(Self::unexpected(response).await),
-        }
+        Self::json(Self::held(response).await?).await
     }
 
     pub async fn log(
@@ -171,12 +184,7 @@ impl ServerClient {
             .json(report)
             .send()
             .await;
-        let response = Self::check(response).await?;
-        match response.status() {
-            s if s.is_success() => Ok(()),
-            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
-            _ => Err(Self::unexpected(response).await),
-        }
+        Self::held(response).await.map(|_| ())
     }
 
     /// Asks to deploy to `target`; `granted: false` names who deploys there now.
@@ -197,14 +205,6 @@ impl ServerClient {
             })
             .send()
             .await;
-        let response = Self::check(response).await?;
-        match response.status() {
-            s if s.is_success() => response
-                .json()
-                .await
-                .map_err(|e| ClientError::Unreachable(e.to_string())),
-            StatusCode::CONFLICT => Err(ClientError::LeaseLost),
-            _ => Err(Self::unexpected(response).await),
-        }
+        Self::json(Self::held(response).await?).await
     }
 }

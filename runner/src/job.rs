@@ -103,6 +103,8 @@ pub async fn run(
     })
     .await;
     outcome.phases = std::mem::take(&mut pipeline.phases);
+    // A reason can quote a provider's or registry's error: it is masked too.
+    outcome.reason = outcome.reason.map(|r| pipeline.mask_text(&r));
     let summary = summary(&outcome, started.elapsed());
     pipeline.runner_line(&summary).await;
     pipeline.finish().await;
@@ -254,12 +256,7 @@ async fn run_inner(
     if let Err(e) = rt.docker.create_network(&network, id).await {
         return report_docker(p, e).await;
     }
-    let mut env = travis_env::variables(a);
-    env.extend(a.secrets.iter().map(|s| (s.name.clone(), s.value.clone())));
-    if !a.secrets.is_empty() {
-        env.retain(|(k, _)| k != "TRAVIS_SECURE_ENV_VARS");
-        env.push(("TRAVIS_SECURE_ENV_VARS".into(), "true".into()));
-    }
+    let env = travis_env::job_environment(a);
     let socket = job.docker && rt.limits.allow_docker_socket && !a.build.fork;
     if job.docker && !socket {
         let why = if a.build.fork {

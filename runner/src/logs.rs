@@ -163,6 +163,15 @@ impl LogPipeline {
         self.flush().await;
     }
 
+    /// Text that leaves the runner outside the log (a job's reason, shown by
+    /// the API and pages), masked like the log.
+    pub fn mask_text(&self, text: &str) -> String {
+        if self.masker.is_empty() {
+            return text.to_string();
+        }
+        String::from_utf8_lossy(&self.masker.mask(text.as_bytes())).into_owned()
+    }
+
     /// A line the runner writes about something outside its control (an AWS
     /// error, a registry's message): masked like the job's own output.
     pub async fn say(&mut self, text: &str) {

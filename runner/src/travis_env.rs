@@ -8,6 +8,18 @@ pub fn build_dir(repo: &str) -> String {
     format!("/home/travis/build/{repo}")
 }
 
+/// Everything the job container's environment starts with: the variables
+/// below and the job's secrets (which turn `TRAVIS_SECURE_ENV_VARS` on).
+pub fn job_environment(a: &Assignment) -> Vec<(String, String)> {
+    let mut env = variables(a);
+    env.extend(a.secrets.iter().map(|s| (s.name.clone(), s.value.clone())));
+    if !a.secrets.is_empty() {
+        env.retain(|(k, _)| k != "TRAVIS_SECURE_ENV_VARS");
+        env.push(("TRAVIS_SECURE_ENV_VARS".into(), "true".into()));
+    }
+    env
+}
+
 /// Name → value, set on the job container.
 pub fn variables(a: &Assignment) -> Vec<(String, String)> {
     let b = &a.build;

@@ -131,12 +131,7 @@ async fn a_registry_that_refuses_the_push_fails_the_job_with_its_reason() {
     let name = format!("127.0.0.1:{port}/acme/widget");
     let (repo, sha) = repo_with(&[("Dockerfile", DOCKERFILE), ("greeting.txt", "hello\n")]);
     let pipeline = format!("image: {IMAGE}\nscript: true\nimages:\n  - name: {name}\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
     let reason = outcome.reason.unwrap_or_default();
     assert!(
@@ -228,12 +223,7 @@ async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_d
     let pipeline = format!(
         "image: {IMAGE}\nscript: true\nbefore_deploy: export STAMP=from-before-deploy\nafter_deploy: echo after deploy saw $STAMP\ndeploy:\n  - provider: script\n    script: echo deploying $STAMP\n    on: {{branch: master}}\n  - provider: script\n    script: echo never\n    on: {{branch: production}}\n  - provider: script\n    script: echo never\n    on:\n      condition: $STAMP = other\n  - provider: heroku\n    api_key: x\n  - provider: script\n    script: exit 3\n    allow_failure: true\n"
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     assert!(log.contains("deploying from-before-deploy"), "{log}");
     assert!(log.contains("after deploy saw from-before-deploy"), "{log}");
@@ -260,36 +250,21 @@ async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_d
     // A failing provider fails the job; a failing before_deploy errors it.
     let failing =
         format!("image: {IMAGE}\nscript: true\ndeploy:\n  provider: script\n  script: exit 4\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &failing, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &failing, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
     assert!(
         log.contains("Failed to deploy with the script provider: the script exited with 4"),
         "{log}"
     );
     let erroring = format!("image: {IMAGE}\nscript: true\nbefore_deploy: exit 5\ndeploy:\n  provider: script\n  script: echo never\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &erroring, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &erroring, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
 
     // Failed jobs, pull requests and other branches never deploy.
     let fails = format!(
         "image: {IMAGE}\nscript: false\ndeploy:\n  provider: script\n  script: echo never\n"
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &fails, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &fails, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Failed);
     assert!(!log.contains("Deploying with"), "{log}");
     let deploys = format!(
@@ -430,12 +405,7 @@ async fn elastic_beanstalk_times_out_with_a_clear_message() {
         "wait_until_deployed_timeout: 60",
         "wait_until_deployed_timeout: 1",
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &aws_secrets()).await;
     assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
     assert!(
         log.contains("Deploy status unknown") && log.contains("within 1 seconds"),
@@ -635,12 +605,7 @@ async fn elastic_beanstalk_ships_a_dockerrun_pointing_at_the_pushed_images() {
             "  rollback: true\n  dockerrun: true\n"
         )
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &aws_secrets()).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     let env = eb.environment("widget-prod").unwrap();
     assert_eq!(env.health, "Green");
@@ -684,12 +649,7 @@ async fn ecr_registries_are_logged_in_with_a_token_from_get_authorization_token(
         "image: {IMAGE}\nenv:\n  global: [AWS_ENDPOINT_URL_ECR={}]\nscript: true\nimages:\n  - name: {name}\n    tags: [$GANTRY_COMMIT]\n",
         moto.url()
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &aws_secrets()),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &aws_secrets()).await;
     assert!(
         log.contains("Logging in to Amazon ECR (123456789012.dkr.ecr.us-east-1.amazonaws.com)"),
         "{log}"
@@ -702,4 +662,25 @@ async fn ecr_registries_are_logged_in_with_a_token_from_get_authorization_token(
         .contains(&format!("pushing {name}:{sha}")));
     assert_no_secret(&log);
     remove_images(name);
+}
+
+/// A deploy's failure reason reaches the API and the pages, not only the
+/// log: a secret used in an option is masked there too.
+#[tokio::test]
+async fn a_failed_deploys_reason_never_carries_a_secret() {
+    let h = default_harness().await;
+    let ecs = Ecs::start("us-east-1").await;
+    let (repo, sha) = repo_with(&[("a", "a")]);
+    let pipeline = ecs_pipeline(&ecs.url(), "registry.example/web:1", false)
+        .replace("service: web", "service: $SERVICE_NAME");
+    let mut secrets = aws_secrets().to_vec();
+    secrets.push(("SERVICE_NAME", "orders-hidden-service"));
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("ECS service [secure] in cluster production"),
+        "{reason}"
+    );
+    assert!(!reason.contains("orders-hidden-service") && !log.contains("orders-hidden-service"));
 }

@@ -20,12 +20,7 @@ async fn a_passing_job_runs_its_phases_in_the_checked_out_repository() {
     let h = default_harness().await;
     let (repo, sha) = repo_with(&[("hello.txt", "hello from the repo\n")]);
     let pipeline = format!("image: {IMAGE}\nenv: [MODE=fast]\ninstall: echo installing in $(pwd)\nscript:\n  - cat hello.txt\n  - echo \"mode=$MODE job=$TRAVIS_JOB_NUMBER test_result=$TRAVIS_TEST_RESULT\"\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     assert!(
         log.contains("installing in /home/travis/build/acme/widget"),
@@ -48,23 +43,13 @@ async fn a_failing_script_fails_and_an_install_failure_errors() {
     let h = default_harness().await;
     let (repo, sha) = repo_with(&[("f", "x")]);
     let failing = format!("image: {IMAGE}\nscript:\n  - 'false'\n  - echo still runs\nafter_failure: echo reporting failure\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &failing, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &failing, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
     assert_eq!(outcome.exit_code, Some(1));
     assert!(log.contains("still runs") && log.contains("reporting failure"));
 
     let erroring = format!("image: {IMAGE}\ninstall: ls /no/such/dir\nscript: echo never\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &erroring, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &erroring, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
     assert_eq!(
         outcome.reason.as_deref(),
@@ -81,12 +66,7 @@ async fn services_answer_by_name_and_on_localhost() {
     let pipeline = format!(
         "image: {IMAGE}\nservices:\n  - name: web\n    image: gantry-test/web:1\nscript:\n  - for i in $(seq 1 50); do wget -qO- http://web:8000/ && break; sleep 0.1; done\n  - wget -qO- http://localhost:8000/\n"
     );
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     assert_eq!(
         log.matches("hello from the web service").count(),
@@ -102,23 +82,13 @@ async fn an_image_built_from_the_repositorys_dockerfile() {
     let dockerfile = format!("FROM {IMAGE}\nRUN echo baked into the image > /baked.txt\n");
     let (repo, sha) = repo_with(&[("ci/Dockerfile.test", &dockerfile)]);
     let pipeline = "image:\n  build:\n    dockerfile: Dockerfile.test\n    context: ci\nscript: cat /baked.txt\n";
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     assert!(log.contains("$ docker build -f Dockerfile.test -t gantry-build/acme/widget:"));
     assert!(log.contains("baked into the image"));
 
     let broken = "image:\n  build:\n    dockerfile: Missing.dockerfile\nscript: 'true'\n";
-    let (outcome, _) = run(
-        &h,
-        &assignment(&repo, &sha, broken, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, _) = run_pipeline(&h, &repo, &sha, broken, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored);
     assert!(outcome
         .reason
@@ -131,12 +101,7 @@ async fn a_missing_image_errors_with_a_clear_reason() {
     let h = default_harness().await;
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline = "image: gantry-test/no-such-image:404\nscript: 'true'\n";
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored);
     let reason = outcome.reason.unwrap();
     assert!(
@@ -199,12 +164,7 @@ async fn a_job_over_its_time_limit_is_stopped() {
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline = format!("image: {IMAGE}\nscript: while true; do echo tick; sleep 0.2; done\nafter_script: echo never\n");
     let started = std::time::Instant::now();
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored);
     assert_eq!(
         outcome.reason.as_deref(),
@@ -219,12 +179,7 @@ async fn a_silent_job_is_stopped() {
     let h = harness(Limits::default(), Duration::from_secs(2), None).await;
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline = format!("image: {IMAGE}\nscript: echo start; sleep 60\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
     assert!(outcome
         .reason
@@ -265,12 +220,7 @@ async fn a_job_using_too_much_memory_errors_as_out_of_memory() {
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline =
         format!("image: {IMAGE}\nscript: dd if=/dev/zero of=/dev/null bs=128M count=1\n");
-    let (outcome, log) = run(
-        &h,
-        &assignment(&repo, &sha, &pipeline, &[]),
-        CancellationToken::new(),
-    )
-    .await;
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
     let reason = outcome.reason.unwrap();
     assert_eq!(

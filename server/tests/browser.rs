@@ -14,27 +14,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn running_job(server: &TestServer) -> Assignment {
-    let (repo, sha) = server.repo(
-        PUSH_REPO,
-        &[(".travis.yml", "script: ./test\n")],
-        "Teach the viewer",
-    );
-    server
-        .webhook(
-            "push",
-            "b-1",
-            &push_payload(&repo.path.display().to_string(), &sha, "Teach the viewer"),
-        )
-        .await;
-    server
-        .wait_build(PUSH_REPO, |b| {
-            b["state"] == "queued" && !b["jobs"].as_array().unwrap().is_empty()
-        })
-        .await;
-    server.claim("r1", 5).await.expect("a job")
-}
-
 struct Log<'a> {
     server: &'a TestServer,
     a: &'a Assignment,
@@ -66,7 +45,7 @@ travis_fold:start:script\r\x1b[0Ktravis_time:start:00000002\r\x1b[0K\x1b[33;1m$ 
 
 async fn a_running_log_grows_live_and_the_pages_follow_the_job(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let a = running_job(&server).await;
+    let a = server.running_job("Teach the viewer").await;
     let mut log = Log {
         server: &server,
         a: &a,
@@ -218,7 +197,7 @@ async fn a_running_log_grows_live_and_the_pages_follow_the_job(engine: Engine) {
 
 async fn a_build_page_updates_when_its_job_ends(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let a = running_job(&server).await;
+    let a = server.running_job("Teach the viewer").await;
     let browser = Browser::start().await;
     browser
         .client
@@ -255,7 +234,7 @@ async fn a_build_page_updates_when_its_job_ends(engine: Engine) {
 
 async fn a_hundred_megabyte_log_opens_at_its_tail_and_jumps_to_line_a_million(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let a = running_job(&server).await;
+    let a = server.running_job("Teach the viewer").await;
     // 1,300,000 numbered lines, 100 MB, written as the runner API would store them.
     const LINES: usize = 1_300_000;
     let logs = server.app.logs.clone();

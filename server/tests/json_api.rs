@@ -116,20 +116,7 @@ async fn jobs_show_their_fields(engine: Engine) {
             exit_code: 3,
         }],
     };
-    let response = server
-        .http
-        .post(format!(
-            "{}{}",
-            server.url,
-            gantry_protocol::finish_path(a.job_id)
-        ))
-        .bearer_auth(RUNNER)
-        .header(gantry_protocol::LEASE_HEADER, &a.lease)
-        .json(&report)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.finish_with(&a, &report).await, StatusCode::OK);
     let (status, job) = server.get(&format!("/api/jobs/{}", a.job_id)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(job["number"], "1.1");

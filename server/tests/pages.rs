@@ -30,27 +30,6 @@ async fn page(server: &TestServer, path: &str) -> (StatusCode, String) {
 }
 
 /// A push whose one job is claimed; returns it.
-async fn running_job(server: &TestServer) -> Assignment {
-    let (repo, sha) = server.repo(
-        PUSH_REPO,
-        &[(".travis.yml", "script: ./test\n")],
-        "Fix <the> thing",
-    );
-    server
-        .webhook(
-            "push",
-            "p-1",
-            &push_payload(&repo.path.display().to_string(), &sha, "Fix <the> thing"),
-        )
-        .await;
-    server
-        .wait_build(PUSH_REPO, |b| {
-            b["state"] == "queued" && !b["jobs"].as_array().unwrap().is_empty()
-        })
-        .await;
-    server.claim("r1", 5).await.expect("a job")
-}
-
 async fn append(server: &TestServer, a: &Assignment, offset: u64, text: &str) {
     let response = server
         .runner_post(
@@ -64,7 +43,7 @@ async fn append(server: &TestServer, a: &Assignment, offset: u64, text: &str) {
 
 async fn pages_show_builds_jobs_and_escaped_logs(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let a = running_job(&server).await;
+    let a = server.running_job("Fix <the> thing").await;
     append(&server, &a, 0, LOG).await;
     let report = gantry_protocol::FinishRequest {
         outcome: JobOutcome::Passed,
@@ -77,20 +56,7 @@ async fn pages_show_builds_jobs_and_escaped_logs(engine: Engine) {
             exit_code: 0,
         }],
     };
-    let finished = server
-        .http
-        .post(format!(
-            "{}{}",
-            server.url,
-            gantry_protocol::finish_path(a.job_id)
-        ))
-        .bearer_auth(RUNNER)
-        .header(gantry_protocol::LEASE_HEADER, &a.lease)
-        .json(&report)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(finished.status(), StatusCode::OK);
+    assert_eq!(server.finish_with(&a, &report).await, StatusCode::OK);
     let build = a.build_id.0;
     let job = a.job_id.0;
 
@@ -180,7 +146,7 @@ async fn private_repositories_pages_are_hidden(engine: Engine) {
 
 async fn live_events_carry_new_lines_then_the_final_state(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let a = running_job(&server).await;
+    let a = server.running_job("Fix <the> thing").await;
     let first = "line one\n";
     append(&server, &a, 0, first).await;
     let response = server

@@ -424,21 +424,16 @@ async fn lock_call(
     a: &gantry_protocol::Assignment,
     target: &str,
 ) -> reqwest::Response {
+    let request = gantry_protocol::DeployLockRequest {
+        target: target.into(),
+    };
     server
-        .http
-        .post(format!(
-            "{}{}",
-            server.url,
-            gantry_protocol::deploy_lock_path(a.job_id)
-        ))
-        .bearer_auth(RUNNER)
-        .header(gantry_protocol::LEASE_HEADER, &a.lease)
-        .json(&gantry_protocol::DeployLockRequest {
-            target: target.into(),
-        })
-        .send()
+        .runner_json(
+            &gantry_protocol::deploy_lock_path(a.job_id),
+            &a.lease,
+            &request,
+        )
         .await
-        .unwrap()
 }
 
 async fn lock(

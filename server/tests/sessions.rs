@@ -58,17 +58,7 @@ async fn post(
 
 async fn the_admin_signs_in_and_forms_need_their_csrf_token(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
-    server
-        .webhook(
-            "push",
-            "s-1",
-            &push_payload(&repo.path.display().to_string(), &sha, "x"),
-        )
-        .await;
-    let build = server
-        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
-        .await;
+    let build = server.queued_build("x").await;
     let id = build["id"].as_i64().unwrap();
     let page = format!("/{PUSH_REPO}/builds/{id}");
     let cancel = format!("{page}/cancel");
@@ -167,17 +157,7 @@ async fn a_signed_in_admin_sees_private_repositories(engine: Engine) {
 
 async fn the_admin_manages_secrets_from_the_pages(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
-    server
-        .webhook(
-            "push",
-            "sec-1",
-            &push_payload(&repo.path.display().to_string(), &sha, "x"),
-        )
-        .await;
-    server
-        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
-        .await;
+    server.queued_build("x").await;
     let page = format!("/{PUSH_REPO}/secrets");
     let response = browser()
         .get(format!("{}{page}", server.url))
@@ -269,12 +249,6 @@ async fn the_admin_manages_secrets_from_the_pages(engine: Engine) {
     assert_eq!(listed.as_array().unwrap().len(), 0);
 }
 
-on_both_databases!(
-    the_admin_manages_secrets_from_the_pages,
-    the_admin_signs_in_and_forms_need_their_csrf_token,
-    a_signed_in_admin_sees_private_repositories,
-);
-
 /// Signs in through GitHub as the double's browser user; returns the session cookie.
 async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
     server.github.browser_signed_in_as(login);
@@ -340,17 +314,7 @@ async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
 
 async fn github_users_act_by_their_repository_permissions(engine: Engine) {
     let server = TestServer::start_oauth(engine).await;
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
-    server
-        .webhook(
-            "push",
-            "gh-1",
-            &push_payload(&repo.path.display().to_string(), &sha, "x"),
-        )
-        .await;
-    let build = server
-        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
-        .await;
+    let build = server.queued_build("x").await;
     let page = format!("/{PUSH_REPO}/builds/{}", build["id"]);
     server.github.grant("reader", PUSH_REPO, "pull");
     server.github.grant("writer", PUSH_REPO, "push");
@@ -453,34 +417,10 @@ async fn private_repositories_show_to_github_users_who_can_read_them(engine: Eng
         .contains(&full_name));
 }
 
-mod private_for_readers {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::private_repositories_show_to_github_users_who_can_read_them(
-            gantry_testkit::db::Engine::Sqlite,
-        )
-        .await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::private_repositories_show_to_github_users_who_can_read_them(
-            gantry_testkit::db::Engine::Postgres,
-        )
-        .await
-    }
-}
-
-mod github_sign_in {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::github_users_act_by_their_repository_permissions(gantry_testkit::db::Engine::Sqlite)
-            .await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::github_users_act_by_their_repository_permissions(
-            gantry_testkit::db::Engine::Postgres,
-        )
-        .await
-    }
-}
+on_both_databases!(
+    the_admin_manages_secrets_from_the_pages,
+    the_admin_signs_in_and_forms_need_their_csrf_token,
+    a_signed_in_admin_sees_private_repositories,
+    github_users_act_by_their_repository_permissions,
+    private_repositories_show_to_github_users_who_can_read_them,
+);

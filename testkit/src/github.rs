@@ -80,10 +80,7 @@ impl GitHubDouble {
     /// Starts the double on a random port of 127.0.0.1.
     pub async fn start() -> GitHubDouble {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (listener, url) = crate::bind().await;
         let state = (inner.clone(), url.clone());
         let app = Router::new()
             .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))

@@ -23,6 +23,37 @@ pub mod webhook;
 use std::future::Future;
 use std::time::Duration;
 
+/// The test image `image` (scripts/test-images.sh builds it) is in the local
+/// Docker engine; else the test stops saying how to build it.
+pub fn require_image(image: &str) {
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "test image {image} is missing: run scripts/test-images.sh"
+    );
+}
+
+/// A listener on a random 127.0.0.1 port, and its `http://` URL: where a double serves.
+pub async fn bind() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
+/// Serves `app` on 127.0.0.1 until the returned task is dropped with its test.
+pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let (listener, url) = bind().await;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server)
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

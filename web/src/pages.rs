@@ -12,7 +12,8 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-fn url_part(text: &str) -> String {
+/// Percent-encodes a URL component (query values, path parts).
+pub fn url_part(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -60,37 +60,31 @@ pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
 }
 
 impl Gantry {
-    pub async fn push(&self, payload: &Value, delivery: &str) {
+    /// Sends a signed webhook delivery; returns the status Gantry answered.
+    pub async fn deliver(&self, event: &str, delivery: &str, payload: &Value) -> u16 {
         let body = serde_json::to_vec(payload).unwrap();
-        let response = self
-            .http
+        self.http
             .post(format!("{}/hooks/github", self.url))
-            .header("x-github-event", "push")
+            .header("x-github-event", event)
             .header("x-github-delivery", delivery)
             .header("x-hub-signature-256", sign(SECRET, &body))
             .body(body)
             .send()
             .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn push(&self, payload: &Value, delivery: &str) {
+        assert_eq!(self.deliver("push", delivery, payload).await, 202);
     }
 
     /// GitHub's ping, sent when the webhook is added, for `repository`.
     pub async fn ping(&self, repository: &Value) {
         let mut payload = fixture("ping", "payload.json");
         payload["repository"] = repository.clone();
-        let body = serde_json::to_vec(&payload).unwrap();
-        let response = self
-            .http
-            .post(format!("{}/hooks/github", self.url))
-            .header("x-github-event", "ping")
-            .header("x-github-delivery", "ping")
-            .header("x-hub-signature-256", sign(SECRET, &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(self.deliver("ping", "ping", &payload).await, 200);
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -146,14 +140,7 @@ impl Gantry {
 }
 
 pub fn require_image() {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "test image {IMAGE} is missing: run scripts/test-images.sh"
-    );
+    gantry_testkit::require_image(IMAGE);
 }
 
 /// A repository with `pipeline`, and a push payload for its head.

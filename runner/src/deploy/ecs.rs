@@ -148,18 +148,9 @@ pub async fn deploy(
                 describe(&e)
             )
         })?;
-    match waiter.wait(&previous, &mut seen, t, p).await {
-        Ok(()) => {
-            p.say(&format!(
-                "\x1b[33;1mRolled back: {service} is stable on {previous}\x1b[0m"
-            ))
-            .await;
-            Err(format!("{failure}; rolled back to {previous}"))
-        }
-        Err(e) => Err(format!(
-            "{failure}; rolling back to {previous} failed too: {e}"
-        )),
-    }
+    let waited = waiter.wait(&previous, &mut seen, t, p).await;
+    let back = format!("{service} is stable on {previous}");
+    super::after_rollback(waited, &failure, &previous, &back, p).await
 }
 
 /// Registers a copy of `old` with `container` running `image`; returns the new ARN.
@@ -306,15 +297,7 @@ impl Waiter<'_> {
                     self.timeout.as_secs()
                 ));
             }
-            let pause = if start.elapsed() < Duration::from_secs(10) {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_secs(5)
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = t.cancel.cancelled() => return Err("the deploy was canceled while waiting".into()),
-            }
+            super::pause(start, t.cancel).await?;
         }
     }
 }

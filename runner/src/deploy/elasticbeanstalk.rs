@@ -76,19 +76,22 @@ pub async fn deploy(
     };
 
     // 1. The bundle.
-    let zip = t.scratch.join(format!("{label}.zip"));
+    let mut zip = t.scratch.join(format!("{label}.zip"));
     let workspace = t.workspace.to_path_buf();
     let files = if let Some(file) = &eb.zip_file {
+        // The user's own bundle is uploaded as it is, from the workspace.
         let file = expand(file, t.env);
-        let path = workspace.join(&file);
-        if file.split('/').any(|c| c == "..") || !path.is_file() {
+        zip = workspace.join(&file);
+        let is_file = tokio::fs::metadata(&zip).await.is_ok_and(|m| m.is_file());
+        if file.split('/').any(|c| c == "..") || !is_file {
             return Err(format!("zip_file `{file}` does not exist in the workspace"));
         }
-        std::fs::copy(&path, &zip).map_err(|e| format!("cannot read {file}: {e}"))?;
         p.say(&format!("Using {file} as the source bundle")).await;
         None
     } else if eb.dockerrun {
-        let existing = std::fs::read_to_string(workspace.join("Dockerrun.aws.json")).ok();
+        let existing = tokio::fs::read_to_string(workspace.join("Dockerrun.aws.json"))
+            .await
+            .ok();
         let doc = bundle::dockerrun(existing.as_deref(), t.images, eb.container_port)?;
         p.say("Dockerrun.aws.json for this deploy:").await;
         for line in doc.lines() {
@@ -249,16 +252,9 @@ pub async fn deploy(
                         describe(&e)
                     )
                 })?;
-            match waiter.wait(&prev, &mut seen, t, p).await {
-                Ok(()) => {
-                    p.say(&format!(
-                        "\x1b[33;1mRolled back: {env_name} is Ready and Green on {prev}\x1b[0m"
-                    ))
-                    .await;
-                    Err(format!("{failure}; rolled back to {prev}"))
-                }
-                Err(e) => Err(format!("{failure}; rolling back to {prev} failed too: {e}")),
-            }
+            let waited = waiter.wait(&prev, &mut seen, t, p).await;
+            let back = format!("{env_name} is Ready and Green on {prev}");
+            super::after_rollback(waited, &failure, &prev, &back, p).await
         }
         None => Err(failure),
     }
@@ -287,15 +283,7 @@ impl Waiter<'_> {
         let mut polls = 0u32;
         let mut saw_update = false;
         loop {
-            let pause = if start.elapsed() < Duration::from_secs(10) {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_secs(5)
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = t.cancel.cancelled() => return Err("the deploy was canceled while waiting".into()),
-            }
+            super::pause(start, t.cancel).await?;
             polls += 1;
             let events = self
                 .client

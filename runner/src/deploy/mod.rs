@@ -93,17 +93,10 @@ impl Stage<'_> {
         let path = self.gantry_dir.join("environ");
         match tokio::fs::read(&path).await {
             Ok(bytes) if !bytes.is_empty() => values::parse_environ(&bytes),
-            _ => {
-                let mut env: BTreeMap<String, String> =
-                    crate::travis_env::variables(self.a).into_iter().collect();
-                env.extend(
-                    self.a
-                        .secrets
-                        .iter()
-                        .map(|s| (s.name.clone(), s.value.clone())),
-                );
-                env
-            }
+            // No saved environment (an image without /proc): the container's own start.
+            _ => crate::travis_env::job_environment(self.a)
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -144,6 +137,40 @@ async fn fold_end(p: &mut LogPipeline, name: &str, id: usize, ok: bool) {
         .as_bytes(),
     )
     .await;
+}
+
+/// The wait between polls of a deploy waiter: every second at first (most
+/// deploys of a small change settle fast), then every 5 s to spare the API.
+pub(crate) async fn pause(started: Instant, cancel: &CancellationToken) -> Result<(), String> {
+    let pause = if started.elapsed() < std::time::Duration::from_secs(10) {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::from_secs(5)
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => Ok(()),
+        _ = cancel.cancelled() => Err("the deploy was canceled while waiting".into()),
+    }
+}
+
+/// How a rollback ended, for the log and the job's reason: the deploy has
+/// failed either way; `back` names what serves again (`web is stable on …`).
+pub(crate) async fn after_rollback(
+    waited: Result<(), String>,
+    failure: &str,
+    previous: &str,
+    back: &str,
+    p: &mut LogPipeline,
+) -> Result<(), String> {
+    match waited {
+        Ok(()) => {
+            p.say(&format!("{YELLOW}Rolled back: {back}{RESET}")).await;
+            Err(format!("{failure}; rolled back to {previous}"))
+        }
+        Err(e) => Err(format!(
+            "{failure}; rolling back to {previous} failed too: {e}"
+        )),
+    }
 }
 
 /// What a provider deploys to, for the deploy lock: one running job of a
@@ -406,7 +433,7 @@ async fn aws_provider(
     match provider {
         Provider::S3(s3) => {
             let aws = aws::Aws::load(&s3.aws, t.env, t.secrets).await;
-            s3::deploy(s3, &aws, t.workspace, p).await
+            s3::deploy(s3, &aws, t, p).await
         }
         Provider::Elasticbeanstalk(eb) => {
             let aws = aws::Aws::load(&eb.aws, t.env, t.secrets).await;

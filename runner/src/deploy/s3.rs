@@ -5,6 +5,8 @@
 //! in the bucket is deleted.
 
 use super::aws::{describe, Aws, Service};
+use super::values::expand;
+use super::Target;
 use crate::logs::LogPipeline;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
@@ -26,6 +28,10 @@ pub struct Upload {
     pub path: PathBuf,
     pub key: String,
     pub size: u64,
+    /// `Content-Type` and, with `detect_encoding`, `Content-Encoding`;
+    /// read while planning, off the async runtime.
+    pub content_type: String,
+    pub encoding: Option<String>,
 }
 
 /// The files under `dir` that `s3` uploads, with their keys, sorted.
@@ -35,6 +41,9 @@ pub fn plan(dir: &Path, s3: &S3) -> Result<Vec<Upload>, String> {
         .compile_matcher();
     let mut out = Vec::new();
     walk(dir, dir, &glob, s3.dot_match, &mut out)?;
+    for upload in &mut out {
+        (upload.content_type, upload.encoding) = content_headers(&upload.path, s3);
+    }
     let prefix = s3
         .upload_dir
         .as_deref()
@@ -78,7 +87,13 @@ fn walk(
             let key = relative.to_string_lossy().replace('\\', "/");
             if glob.is_match(&key) {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push(Upload { path, key, size });
+                out.push(Upload {
+                    path,
+                    key,
+                    size,
+                    content_type: String::new(),
+                    encoding: None,
+                });
             }
         }
     }
@@ -136,13 +151,15 @@ pub fn content_headers(path: &Path, s3: &S3) -> (String, Option<String>) {
     (content_type, encoding)
 }
 
-pub async fn deploy(
-    s3: &S3,
-    aws: &Aws,
-    workspace: &Path,
-    p: &mut LogPipeline,
-) -> Result<(), String> {
-    let dir = workspace.join(&s3.local_dir);
+pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
+    // `$VAR` in the names expands from the job's environment, as in every provider.
+    let s3 = &S3 {
+        bucket: expand(&s3.bucket, t.env),
+        local_dir: expand(&s3.local_dir, t.env),
+        upload_dir: s3.upload_dir.as_deref().map(|u| expand(u, t.env)),
+        ..s3.clone()
+    };
+    let dir = t.workspace.join(&s3.local_dir);
     if s3.local_dir.split('/').any(|c| c == "..") || !dir.is_dir() {
         return Err(format!(
             "local_dir `{}` is not a directory in the workspace",
@@ -248,7 +265,7 @@ async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool
     {
         return Ok(false);
     }
-    let (content_type, encoding) = content_headers(&u.path, s3);
+    let (content_type, encoding) = (u.content_type.clone(), u.encoding.clone());
     let cache_control = per_glob(&s3.cache_control, &u.key);
     let expires = per_glob(&s3.expires, &u.key)
         .map(|e| {

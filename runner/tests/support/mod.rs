@@ -24,14 +24,7 @@ pub struct Harness {
 }
 
 pub async fn harness(limits: Limits, no_output: Duration, max_job: Option<Duration>) -> Harness {
-    let ok = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "test image {IMAGE} is missing: run scripts/test-images.sh"
-    );
+    gantry_testkit::require_image(IMAGE);
     let data = tempfile::tempdir().unwrap();
     let name = format!("test-{:x}", rand::random::<u32>());
     let docker = Docker::connect(&name).await.expect("Docker is reachable");
@@ -101,6 +94,22 @@ pub fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str
         git_credentials: None,
         notes: Vec::new(),
     }
+}
+
+/// Runs the first job of `pipeline` at `sha`, with `secrets`, to its end.
+pub async fn run_pipeline(
+    h: &Harness,
+    repo: &Repo,
+    sha: &str,
+    pipeline: &str,
+    secrets: &[(&str, &str)],
+) -> (Outcome, String) {
+    run(
+        h,
+        &assignment(repo, sha, pipeline, secrets),
+        CancellationToken::new(),
+    )
+    .await
 }
 
 /// Runs a job, collecting its whole log.

@@ -20,20 +20,55 @@ use serde::Deserialize;
 use tower::ServiceExt;
 
 pub async fn list_repos(State(app): State<App>, viewer: Viewer) -> ApiResult<Json<Vec<RepoView>>> {
+    let repos = visible_repos(&app, &viewer).await?;
+    Ok(Json(
+        repos
+            .iter()
+            .map(|(repo, last)| RepoView::new(repo, last.as_ref()))
+            .collect(),
+    ))
+}
+
+/// The repositories this viewer may see, each with its default branch's last build.
+pub(crate) async fn visible_repos(
+    app: &App,
+    viewer: &Viewer,
+) -> ApiResult<Vec<(repos::Repo, Option<builds::Build>)>> {
     let mut conn = app.db.pool.acquire().await?;
     let mut out = Vec::new();
     for repo in repos::all(&mut conn).await? {
         if viewer
-            .check(&app, repo.private, &repo.full_name, "repository")
+            .check(app, repo.private, &repo.full_name, "repository")
             .await
             .is_err()
         {
             continue;
         }
         let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
-        out.push(RepoView::new(&repo, last.as_ref()));
+        out.push((repo, last));
     }
-    Ok(Json(out))
+    Ok(out)
+}
+
+/// Job `id` and its build, when this viewer may see them (404 otherwise).
+pub(crate) async fn visible_job(
+    app: &App,
+    viewer: &Viewer,
+    id: i64,
+) -> ApiResult<(jobs::Job, builds::Build)> {
+    let mut conn = app.db.pool.acquire().await?;
+    let job = jobs::get(&mut conn, JobId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let build = builds::get(&mut conn, job.build_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let private = private(&mut conn, &build).await?;
+    drop(conn);
+    viewer
+        .check(app, private, &build.repo, &format!("job {id}"))
+        .await?;
+    Ok((job, build))
 }
 
 async fn repo_by_path(app: &App, owner: &str, name: &str) -> ApiResult<repos::Repo> {
@@ -129,21 +164,7 @@ pub async fn get_job(
     viewer: Viewer,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<JobView>> {
-    let mut conn = app.db.pool.acquire().await?;
-    let job = jobs::get(&mut conn, JobId(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let build = builds::get(&mut conn, job.build_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no build for job {id}")))?;
-    viewer
-        .check(
-            &app,
-            private(&mut conn, &build).await?,
-            &build.repo,
-            &format!("job {id}"),
-        )
-        .await?;
+    let (job, build) = visible_job(&app, &viewer, id).await?;
     Ok(Json(JobView::new(&job, build.number)))
 }
 
@@ -154,23 +175,8 @@ pub async fn job_log(
     Path(id): Path<i64>,
     request: Request<Body>,
 ) -> ApiResult<Response> {
-    let job = JobId(id);
-    let mut conn = app.db.pool.acquire().await?;
-    let found = jobs::get(&mut conn, job)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let build = builds::get(&mut conn, found.build_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    viewer
-        .check(
-            &app,
-            private(&mut conn, &build).await?,
-            &build.repo,
-            &format!("job {id}"),
-        )
-        .await?;
-    let path = app.logs.path(job);
+    let (job, _) = visible_job(&app, &viewer, id).await?;
+    let path = app.logs.path(job.id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Ok(([("content-type", "text/plain; charset=utf-8")], "").into_response());
     }

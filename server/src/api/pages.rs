@@ -23,8 +23,8 @@ use std::time::Duration;
 
 /// Logs up to this size are drawn whole; bigger ones from their tail.
 const WHOLE_LOG: u64 = 4 * 1024 * 1024;
-/// What is drawn of a bigger log's tail.
-const TAIL_BYTES: u64 = 1024 * 1024;
+/// How many lines of a bigger log's tail are drawn.
+const TAIL_LINES: usize = 5000;
 /// The most one live event carries.
 const EVENT_BYTES: u64 = 256 * 1024;
 
@@ -109,46 +109,42 @@ pub async fn repos_page(
     viewer: Viewer,
     session: MaybeSession,
 ) -> ApiResult<Response> {
-    let mut conn = app.db.pool.acquire().await?;
-    let mut rows = Vec::new();
-    for repo in repos::all(&mut conn).await? {
-        if viewer
-            .check(&app, repo.private, &repo.full_name, "repository")
-            .await
-            .is_err()
-        {
-            continue;
-        }
-        let last = builds::latest_on_branch(&mut conn, repo.id, &repo.default_branch).await?;
-        rows.push(pages::RepoRow {
-            full_name: repo.full_name.clone(),
-            default_branch: repo.default_branch.clone(),
+    let rows: Vec<pages::RepoRow> = super::builds::visible_repos(&app, &viewer)
+        .await?
+        .into_iter()
+        .map(|(repo, last)| pages::RepoRow {
+            full_name: repo.full_name,
+            default_branch: repo.default_branch,
             last: last.as_ref().map(build_row),
-        });
-    }
+        })
+        .collect();
     Ok(html(pages::repos_page(&nav(&session), &rows)))
 }
 
-/// The repository, when this viewer may see it.
+/// The repository, when this viewer may see it; else the 404 page to answer with.
 async fn visible_repo(
     app: &App,
     viewer: &Viewer,
+    session: &MaybeSession,
     owner: &str,
     name: &str,
-) -> ApiResult<Option<repos::Repo>> {
+) -> ApiResult<Result<repos::Repo, Response>> {
     let mut conn = app.db.pool.acquire().await?;
     let repo = repos::by_name(&mut conn, &format!("{owner}/{name}")).await?;
-    match repo {
-        Some(r)
-            if viewer
-                .check(app, r.private, &r.full_name, "repository")
-                .await
-                .is_ok() =>
+    drop(conn);
+    if let Some(r) = repo {
+        if viewer
+            .check(app, r.private, &r.full_name, "repository")
+            .await
+            .is_ok()
         {
-            Ok(Some(r))
+            return Ok(Ok(r));
         }
-        _ => Ok(None),
     }
+    Ok(Err(missing(
+        &nav(session),
+        &format!("no repository {owner}/{name}"),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -167,11 +163,9 @@ pub async fn builds_page(
     Path((owner, name)): Path<(String, String)>,
     Query(q): Query<BuildsQuery>,
 ) -> ApiResult<Response> {
-    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(
-            &nav(&session),
-            &format!("no repository {owner}/{name}"),
-        ));
+    let repo = match visible_repo(&app, &viewer, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
     };
     let branch = q.branch.filter(|b| !b.is_empty());
     let state = q.state.filter(|s| !s.is_empty());
@@ -210,11 +204,9 @@ pub async fn build_page(
     session: MaybeSession,
     Path((owner, name, id)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
-    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(
-            &nav(&session),
-            &format!("no repository {owner}/{name}"),
-        ));
+    let repo = match visible_repo(&app, &viewer, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
     };
     let mut conn = app.db.pool.acquire().await?;
     let Some(build) = builds::get(&mut conn, BuildId(id))
@@ -273,39 +265,15 @@ fn read_range(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<Vec
     Ok(out)
 }
 
-/// How many lines `path` has (a newline-terminated count, plus a last partial line).
-fn count_lines(path: &std::path::Path, upto: u64) -> std::io::Result<usize> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut count, mut left, mut last) = (0usize, upto, b'\n');
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            break;
-        }
-        count += buf[..n].iter().filter(|b| **b == b'\n').count();
-        last = buf[n - 1];
-        left -= n as u64;
-    }
-    Ok(count + usize::from(last != b'\n'))
-}
-
 pub async fn job_page(
     State(app): State<App>,
     viewer: Viewer,
     session: MaybeSession,
     Path((owner, name, id)): Path<(String, String, i64)>,
 ) -> ApiResult<Response> {
-    let Some(repo) = visible_repo(&app, &viewer, &owner, &name).await? else {
-        return Ok(missing(
-            &nav(&session),
-            &format!("no repository {owner}/{name}"),
-        ));
+    let repo = match visible_repo(&app, &viewer, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
     };
     let mut conn = app.db.pool.acquire().await?;
     let Some(job) = jobs::get(&mut conn, JobId(id)).await? else {
@@ -321,43 +289,26 @@ pub async fn job_page(
         ));
     };
     drop(conn);
+    // Whole lines only (a running job's last line may still be arriving): all
+    // of a small log, the tail of a big one, read through the line index.
+    let index = line_index(&app, job.id).await?;
+    let total_lines = index.lines;
+    let (first_line, count) = if index.scanned <= WHOLE_LOG {
+        (1, total_lines)
+    } else {
+        let count = total_lines.min(TAIL_LINES);
+        (total_lines - count + 1, count)
+    };
     let path = app.logs.path(job.id);
-    let size = app.logs.size(job.id).unwrap_or(0);
-    let (text, first_line, total_lines) =
-        tokio::task::spawn_blocking(move || -> std::io::Result<(String, usize, usize)> {
-            // Only whole lines: a running job's last line may still be arriving.
-            let from = size.saturating_sub(if size > WHOLE_LOG { TAIL_BYTES } else { size });
-            let mut bytes = read_range(&path, from, size)?;
-            let mut skipped_lines = 0;
-            if from > 0 {
-                let cut = bytes
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(bytes.len(), |p| p + 1);
-                bytes.drain(..cut);
-                skipped_lines = count_lines(&path, from + cut as u64)?;
-            }
-            let total = skipped_lines + bytes.iter().filter(|b| **b == b'\n').count();
-            if let Some(end) = bytes.iter().rposition(|b| *b == b'\n') {
-                bytes.truncate(end + 1);
-            } else {
-                bytes.clear();
-            }
-            Ok((
-                String::from_utf8_lossy(&bytes).into_owned(),
-                skipped_lines + 1,
-                total,
-            ))
-        })
+    let log_bytes = index.scanned;
+    let bytes = tokio::task::spawn_blocking(move || index.read(&path, first_line, count))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))??;
-    let shown_bytes = text.len() as u64;
-    let log = gantry_web::log::render(&text);
+    let log = gantry_web::log::render(&String::from_utf8_lossy(&bytes));
     let running = matches!(
         job.state,
         JobState::Created | JobState::Queued | JobState::Running
     );
-    let log_end = if first_line == 1 { shown_bytes } else { size };
     let nav = nav(&session);
     let page = pages::JobPage {
         nav: &nav,
@@ -367,7 +318,7 @@ pub async fn job_page(
         log,
         first_line,
         total_lines,
-        log_bytes: log_end.min(size),
+        log_bytes,
         running,
     };
     Ok(html(pages::job_page(&page)))
@@ -381,12 +332,13 @@ pub struct BadgeQuery {
 pub async fn badge(
     State(app): State<App>,
     viewer: Viewer,
+    session: MaybeSession,
     Path((owner, name)): Path<(String, String)>,
     Query(q): Query<BadgeQuery>,
 ) -> ApiResult<Response> {
     let name = name.trim_end_matches(".svg");
-    let state = match visible_repo(&app, &viewer, &owner, name).await? {
-        Some(repo) => {
+    let state = match visible_repo(&app, &viewer, &session, &owner, name).await? {
+        Ok(repo) => {
             let branch = q.branch.unwrap_or_else(|| repo.default_branch.clone());
             let mut conn = app.db.pool.acquire().await?;
             builds::latest_on_branch(&mut conn, repo.id, &branch)
@@ -394,7 +346,7 @@ pub async fn badge(
                 .map(|b| b.state.to_string())
                 .unwrap_or_else(|| "unknown".into())
         }
-        None => "unknown".into(),
+        Err(_) => "unknown".into(),
     };
     Ok((
         [
@@ -442,6 +394,9 @@ struct Tail {
     rx: tokio::sync::broadcast::Receiver<JobId>,
     done: bool,
     last_state: Option<JobState>,
+    /// Look up the job's state: at the start and after each quiet second,
+    /// not after every log chunk (a busy log would query per chunk per viewer).
+    state_due: bool,
 }
 
 /// `GET /api/jobs/{id}/events`: the log's new whole lines as they arrive
@@ -453,21 +408,7 @@ pub async fn job_events(
     Path(id): Path<i64>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
-    let job = JobId(id);
-    let mut conn = app.db.pool.acquire().await?;
-    let found = jobs::get(&mut conn, job)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let build = builds::get(&mut conn, found.build_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let private = repos::by_id(&mut conn, build.repo_id)
-        .await?
-        .is_none_or(|r| r.private);
-    viewer
-        .check(&app, private, &build.repo, &format!("job {id}"))
-        .await?;
-    drop(conn);
+    let job = super::builds::visible_job(&app, &viewer, id).await?.0.id;
     let tail = Tail {
         rx: app.log_events.subscribe(),
         app,
@@ -475,6 +416,7 @@ pub async fn job_events(
         offset: q.offset,
         done: false,
         last_state: None,
+        state_due: true,
     };
     let stream = futures::stream::unfold(tail, |mut t| async move {
         if t.done {
@@ -498,7 +440,9 @@ pub async fn job_events(
                     return Some((Ok(Event::default().event("log").data(data)), t));
                 }
             }
-            let state = {
+            let state = if !std::mem::take(&mut t.state_due) {
+                None
+            } else {
                 let Ok(mut conn) = t.app.db.pool.acquire().await else {
                     return None;
                 };
@@ -526,11 +470,17 @@ pub async fn job_events(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    _ = &mut deadline => break,
+                    _ = &mut deadline => {
+                        t.state_due = true;
+                        break;
+                    }
                     got = t.rx.recv() => match got {
                         Ok(job) if job == t.job => break,
                         Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            t.state_due = true;
+                            break;
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
                 }
@@ -564,24 +514,6 @@ async fn line_index(app: &App, job: JobId) -> ApiResult<crate::log_index::LineIn
     .map_err(ApiError::from)
 }
 
-/// May this viewer see job `id`? Answers 404 when not.
-async fn visible_job(app: &App, viewer: &Viewer, id: i64) -> ApiResult<JobId> {
-    let mut conn = app.db.pool.acquire().await?;
-    let job = jobs::get(&mut conn, JobId(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let build = builds::get(&mut conn, job.build_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    let private = repos::by_id(&mut conn, build.repo_id)
-        .await?
-        .is_none_or(|r| r.private);
-    viewer
-        .check(app, private, &build.repo, &format!("job {id}"))
-        .await?;
-    Ok(job.id)
-}
-
 #[derive(Deserialize)]
 pub struct LinesQuery {
     from: usize,
@@ -601,7 +533,7 @@ pub async fn job_lines(
     Path(id): Path<i64>,
     Query(q): Query<LinesQuery>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let job = visible_job(&app, &viewer, id).await?;
+    let job = super::builds::visible_job(&app, &viewer, id).await?.0.id;
     let index = line_index(&app, job).await?;
     let path = app.logs.path(job);
     let count = q.count.min(2000);
@@ -633,7 +565,7 @@ pub async fn job_search(
     Path(id): Path<i64>,
     Query(q): Query<SearchQuery>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let job = visible_job(&app, &viewer, id).await?;
+    let job = super::builds::visible_job(&app, &viewer, id).await?.0.id;
     let index = line_index(&app, job).await?;
     let path = app.logs.path(job);
     let found = tokio::task::spawn_blocking(move || index.find(&path, &q.q, q.from))
@@ -774,59 +706,52 @@ async fn action_build(app: &App, owner: &str, name: &str, id: i64) -> ApiResult<
         .filter(|b| b.repo_id == repo.id))
 }
 
+/// What a build form asks for.
+#[derive(Clone, Copy)]
+enum BuildAction {
+    Restart,
+    Cancel,
+}
+
 pub async fn restart_build(
     State(app): State<App>,
     session: MaybeSession,
-    Path((owner, name, id)): Path<(String, String, i64)>,
+    Path(path): Path<(String, String, i64)>,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> ApiResult<Response> {
-    if let Some(page) = refusal(&session, &form) {
-        return Ok(page);
-    }
-    let Some(build) = action_build(&app, &owner, &name, id).await? else {
-        return Ok(missing(
-            &nav(&session),
-            &format!("no build {id} in {owner}/{name}"),
-        ));
-    };
-    if let Some(page) = needs(
-        &app,
-        &session,
-        &owner,
-        &name,
-        Permission::Push,
-        "push access to restart or cancel its builds",
-    )
-    .await
-    {
-        return Ok(page);
-    }
-    super::builds::restart_jobs(&app, build.id, None).await?;
-    Ok((
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, format!("/{owner}/{name}/builds/{id}"))],
-    )
-        .into_response())
+    build_action(&app, &session, path, &form, BuildAction::Restart).await
 }
 
 pub async fn cancel_build(
     State(app): State<App>,
     session: MaybeSession,
-    Path((owner, name, id)): Path<(String, String, i64)>,
+    Path(path): Path<(String, String, i64)>,
     axum::Form(form): axum::Form<ActionForm>,
 ) -> ApiResult<Response> {
-    if let Some(page) = refusal(&session, &form) {
+    build_action(&app, &session, path, &form, BuildAction::Cancel).await
+}
+
+/// Restart or cancel from a build page: signed in, the form's CSRF token,
+/// push access; then back to the build page.
+async fn build_action(
+    app: &App,
+    session: &MaybeSession,
+    (owner, name, id): (String, String, i64),
+    form: &ActionForm,
+    action: BuildAction,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(session, form) {
         return Ok(page);
     }
-    let Some(build) = action_build(&app, &owner, &name, id).await? else {
+    let Some(build) = action_build(app, &owner, &name, id).await? else {
         return Ok(missing(
-            &nav(&session),
+            &nav(session),
             &format!("no build {id} in {owner}/{name}"),
         ));
     };
     if let Some(page) = needs(
-        &app,
-        &session,
+        app,
+        session,
         &owner,
         &name,
         Permission::Push,
@@ -836,7 +761,10 @@ pub async fn cancel_build(
     {
         return Ok(page);
     }
-    super::builds::cancel_jobs(&app, build.id, None).await?;
+    match action {
+        BuildAction::Restart => super::builds::restart_jobs(app, build.id, None).await?,
+        BuildAction::Cancel => super::builds::cancel_jobs(app, build.id, None).await?,
+    }
     Ok((
         StatusCode::SEE_OTHER,
         [(header::LOCATION, format!("/{owner}/{name}/builds/{id}"))],
@@ -1030,8 +958,8 @@ pub async fn github_login(State(app): State<App>, session: MaybeSession) -> Resp
     let location = format!(
         "{}/login/oauth/authorize?client_id={}&redirect_uri={}&scope=repo&state={state}",
         app.config.github_url,
-        urlencode(client_id),
-        urlencode(&format!("{public}/login/github/callback")),
+        pages::url_part(client_id),
+        pages::url_part(&format!("{public}/login/github/callback")),
     );
     let cookie =
         super::session::state_cookie(&app.session_key, &state, public.starts_with("https://"));
@@ -1040,18 +968,6 @@ pub async fn github_login(State(app): State<App>, session: MaybeSession) -> Resp
         [(header::SET_COOKIE, cookie), (header::LOCATION, location)],
     )
         .into_response()
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]
@@ -1076,7 +992,7 @@ pub async fn github_callback(
     else {
         return refuse(StatusCode::NOT_FOUND, "GitHub sign-in is not configured");
     };
-    let sent = super::session::cookie_from(&headers, "gantry_oauth_state");
+    let sent = super::session::cookie_from(&headers, super::session::STATE_COOKIE);
     if !super::session::check_state(&app.session_key, sent.as_deref(), &q.state) {
         return refuse(
             StatusCode::FORBIDDEN,

@@ -43,10 +43,12 @@ pub async fn of(app: &App, session: &Session, repo: &str) -> Permission {
         }
     }
     let permission = ask_github(app, &token, repo).await;
-    app.permissions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, (permission, Instant::now()));
+    let mut cache = app.permissions.lock().unwrap_or_else(|e| e.into_inner());
+    // Answers are kept a minute: drop the stale ones before the map grows.
+    if cache.len() > 4096 {
+        cache.retain(|_, (_, at)| at.elapsed() < KEEP);
+    }
+    cache.insert(key, (permission, Instant::now()));
     permission
 }
 

@@ -16,6 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "gantry_session";
+/// Carries the OAuth `state` from the redirect to GitHub to the callback.
+pub const STATE_COOKIE: &str = "gantry_oauth_state";
 /// Sessions last a week.
 const LIFETIME_SECS: u64 = 7 * 24 * 3600;
 
@@ -116,7 +118,7 @@ impl Session {
 /// redirect to GitHub and the callback.
 pub fn state_cookie(key: &[u8; 32], state: &str, secure: bool) -> String {
     format!(
-        "gantry_oauth_state={state}.{}; Path=/login/github; HttpOnly; SameSite=Lax; Max-Age=600{}",
+        "{STATE_COOKIE}={state}.{}; Path=/login/github; HttpOnly; SameSite=Lax; Max-Age=600{}",
         sign(key, state),
         if secure { "; Secure" } else { "" }
     )
@@ -150,18 +152,6 @@ pub fn logout_cookie() -> String {
     format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// The signed-in browser, if any (never a rejection: pages work signed out).
 pub struct MaybeSession(pub Option<Session>);
 
@@ -169,7 +159,7 @@ impl FromRequestParts<App> for MaybeSession {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         Ok(MaybeSession(
-            cookie_value(parts, COOKIE).and_then(|v| Session::open(&app.session_key, v)),
+            cookie_from(&parts.headers, COOKIE).and_then(|v| Session::open(&app.session_key, &v)),
         ))
     }
 }

@@ -293,6 +293,41 @@ impl TestServer {
             .expect("runner call")
     }
 
+    /// Pushes a one-job pipeline to `PUSH_REPO` with commit `message`;
+    /// returns the build once its job is queued.
+    pub async fn queued_build(&self, message: &str) -> Value {
+        let (repo, sha) = self.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], message);
+        let payload = push_payload(&repo.path.display().to_string(), &sha, message);
+        self.webhook("push", &format!("push-{sha}"), &payload).await;
+        self.wait_build(PUSH_REPO, |b| {
+            b["state"] == "queued" && !b["jobs"].as_array().unwrap().is_empty()
+        })
+        .await
+    }
+
+    /// A queued build's job, claimed by runner `r1`: a job that is running.
+    pub async fn running_job(&self, message: &str) -> Assignment {
+        self.queued_build(message).await;
+        self.claim("r1", 5).await.expect("a job")
+    }
+
+    /// A runner API call about a held job, with a JSON body.
+    pub async fn runner_json(
+        &self,
+        path: &str,
+        lease: &str,
+        body: &impl serde::Serialize,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(RUNNER)
+            .header(LEASE_HEADER, lease)
+            .json(body)
+            .send()
+            .await
+            .expect("runner call")
+    }
+
     pub async fn finish(&self, a: &Assignment, outcome: JobOutcome) -> StatusCode {
         let report = FinishRequest {
             outcome,
@@ -300,20 +335,14 @@ impl TestServer {
             reason: None,
             phases: vec![],
         };
-        let response = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.url,
-                gantry_protocol::finish_path(a.job_id)
-            ))
-            .bearer_auth(RUNNER)
-            .header(LEASE_HEADER, &a.lease)
-            .json(&report)
-            .send()
+        self.finish_with(a, &report).await
+    }
+
+    /// Finishes `a` with a whole report (phases, reason).
+    pub async fn finish_with(&self, a: &Assignment, report: &FinishRequest) -> StatusCode {
+        self.runner_json(&gantry_protocol::finish_path(a.job_id), &a.lease, report)
             .await
-            .expect("finish");
-        response.status()
+            .status()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

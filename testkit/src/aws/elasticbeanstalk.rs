@@ -87,13 +87,7 @@ impl ElasticBeanstalk {
         let app = Router::new()
             .route("/", axum::routing::post(handle))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (url, server) = crate::serve(app).await;
         ElasticBeanstalk {
             shared,
             url,
