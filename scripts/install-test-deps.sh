@@ -13,7 +13,8 @@ if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 \
   "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION"
 fi
 
-packages=(busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver)
+# libssl-dev and pkg-config: libgit2 (the runner) links the system OpenSSL for HTTPS.
+packages=(libssl-dev pkg-config busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

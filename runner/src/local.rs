@@ -21,15 +21,33 @@ pub enum ExecError {
     Docker(#[from] crate::docker::DockerError),
 }
 
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// What `gantry exec` needs to know of the checkout at `dir`.
+#[derive(Default)]
+struct Checkout {
+    commit: Option<String>,
+    branch: Option<String>,
+    origin: Option<String>,
+    message: Option<String>,
+}
+
+fn read_checkout(dir: &Path) -> Checkout {
+    let Ok(repo) = git2::Repository::discover(dir) else {
+        return Checkout::default();
+    };
+    let head = repo.head().ok();
+    let commit = head.as_ref().and_then(|h| h.peel_to_commit().ok());
+    Checkout {
+        commit: commit.as_ref().map(|c| c.id().to_string()),
+        branch: head
+            .as_ref()
+            .filter(|h| h.is_branch())
+            .and_then(|h| h.shorthand().map(str::to_string)),
+        origin: repo
+            .find_remote("origin")
+            .ok()
+            .and_then(|r| r.url().map(str::to_string)),
+        message: commit.and_then(|c| c.summary().map(str::to_string)),
+    }
 }
 
 /// `owner/name` from an origin URL like `git@github.com:owner/name.git` or `https://…/owner/name`.
@@ -71,11 +89,10 @@ pub fn plan(
             notes.join("\n")
         )));
     };
-    let commit = git(dir, &["rev-parse", "HEAD"]).unwrap_or_else(|| "0".repeat(40));
-    let branch = git(dir, &["rev-parse", "--abbrev-ref", "HEAD"])
-        .filter(|b| b != "HEAD")
-        .unwrap_or_else(|| "master".into());
-    let origin = git(dir, &["remote", "get-url", "origin"]);
+    let checkout = read_checkout(dir);
+    let commit = checkout.commit.unwrap_or_else(|| "0".repeat(40));
+    let branch = checkout.branch.unwrap_or_else(|| "master".into());
+    let origin = checkout.origin;
     let slug = origin
         .as_deref()
         .and_then(slug_from_url)
@@ -87,7 +104,7 @@ pub fn plan(
                     .unwrap_or_else(|| "repo".into())
             )
         });
-    let message = git(dir, &["log", "-1", "--format=%s"]).unwrap_or_default();
+    let message = checkout.message.unwrap_or_default();
     let build = BuildContext {
         branch: branch.clone(),
         repo: slug.clone(),

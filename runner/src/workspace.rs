@@ -1,18 +1,22 @@
-//! Checking out a job's commit: a bare mirror per repository under the
-//! runner's data dir (fetched into, so later jobs download only what is new),
-//! and a fresh workspace per job fetched from the mirror at the pipeline's
-//! `git.depth`. Uses the `git` command (see the README for the measurement
-//! against libgit2). Credentials reach git through `GIT_ASKPASS` and the
-//! environment, never through a URL, an argument, a log or an error message.
+//! Checking out a job's commit with libgit2 (git2): a bare mirror per
+//! repository under the runner's data dir (fetched into, so later jobs
+//! download only what is new), and a fresh workspace per job made from the
+//! mirror. The README has the measurement against the `git` CLI that chose
+//! libgit2. Credentials reach libgit2 through its credentials callback, never
+//! through a URL, a log or an error message. All of it runs off the async
+//! runtime.
 
 use gantry_pipeline::GitOptions;
 pub use gantry_protocol::GitCredentials as Credentials;
+use git2::{
+    build::CheckoutBuilder, AutotagOption, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
+    RemoteCallbacks, Repository, SubmoduleUpdateOptions,
+};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -20,11 +24,9 @@ pub struct CloneError(pub String);
 
 pub struct Workspaces {
     root: PathBuf,
-    /// One fetch at a time per mirror.
+    /// One job at a time per mirror while it fetches and copies objects.
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
-
-const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$GANTRY_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$GANTRY_GIT_PASSWORD\" ;;\nesac\n";
 
 impl Workspaces {
     pub fn new(data_dir: &Path) -> Workspaces {
@@ -46,122 +48,11 @@ impl Workspaces {
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 
-    async fn git(
-        &self,
-        dir: &Path,
-        args: &[&str],
-        creds: Option<&Credentials>,
-        secrets: &[&str],
-    ) -> Result<String, CloneError> {
-        let mut command = Command::new("git");
-        command
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Some(c) = creds {
-            let askpass = self.root.join("git-askpass.sh");
-            if !askpass.exists() {
-                std::fs::write(&askpass, ASKPASS)
-                    .map_err(|e| CloneError(format!("cannot write {}: {e}", askpass.display())))?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    let _ =
-                        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700));
-                }
-            }
-            command
-                .env("GIT_ASKPASS", &askpass)
-                .env("GANTRY_GIT_USERNAME", &c.username)
-                .env("GANTRY_GIT_PASSWORD", &c.password);
-        }
-        let out = command.output().await.map_err(|e| {
-            CloneError(format!(
-                "cannot run git: {e}; is git installed on the runner?"
-            ))
-        })?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        }
-        let mut message = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        for secret in secrets.iter().filter(|s| s.len() >= 4) {
-            message = message.replace(secret, "[secure]");
-        }
-        Err(CloneError(message))
-    }
-
-    /// Fetches `commit` into the repository's mirror; returns the mirror's path.
-    async fn update_mirror(
-        &self,
-        clone_url: &str,
-        commit: &str,
-        creds: Option<&Credentials>,
-    ) -> Result<PathBuf, CloneError> {
-        let mirror = self.mirror_path(clone_url);
-        let lock = self.lock(&mirror);
-        let _guard = lock.lock().await;
-        let secrets: Vec<&str> = creds.map(|c| vec![c.password.as_str()]).unwrap_or_default();
-        if !mirror.join("HEAD").exists() {
-            std::fs::create_dir_all(&mirror)
-                .map_err(|e| CloneError(format!("cannot create {}: {e}", mirror.display())))?;
-            self.git(&mirror, &["init", "--bare", "-q"], None, &[])
-                .await?;
-            self.git(
-                &mirror,
-                &["config", "uploadpack.allowAnySHA1InWant", "true"],
-                None,
-                &[],
-            )
-            .await?;
-            self.git(&mirror, &["remote", "add", "origin", clone_url], None, &[])
-                .await?;
-        }
-        let has = |mirror: PathBuf| async move {
-            Command::new("git")
-                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
-                .current_dir(mirror)
-                .output()
-                .await
-                .is_ok_and(|o| o.status.success())
-        };
-        if has(mirror.clone()).await {
-            return Ok(mirror);
-        }
-        let fetched = self
-            .git(
-                &mirror,
-                &[
-                    "fetch",
-                    "-q",
-                    "--prune",
-                    "origin",
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-                creds,
-                &secrets,
-            )
-            .await;
-        if !has(mirror.clone()).await {
-            // A pull request's head, or a commit no branch points at.
-            let direct = self
-                .git(&mirror, &["fetch", "-q", "origin", commit], creds, &secrets)
-                .await;
-            if !has(mirror.clone()).await {
-                let why = direct
-                    .err()
-                    .or(fetched.err())
-                    .map(|e| e.0)
-                    .unwrap_or_else(|| "the commit is not on the remote".into());
-                return Err(CloneError(format!("cannot fetch {commit}: {why}")));
-            }
-        }
-        Ok(mirror)
-    }
-
     /// A fresh workspace at `commit`, at `dir`. Returns lines for the job's log.
+    ///
+    /// Dropping the future (a canceled job) stops a fetch in flight at its
+    /// next progress report; the mirror stays locked until the blocking work
+    /// has really ended.
     pub async fn checkout(
         &self,
         clone_url: &str,
@@ -170,62 +61,289 @@ impl Workspaces {
         dir: &Path,
         creds: Option<&Credentials>,
     ) -> Result<Vec<String>, CloneError> {
-        let mut log = Vec::new();
         let started = std::time::Instant::now();
-        let mirror = self.update_mirror(clone_url, commit, creds).await?;
-        // An old tree can be large: remove it off the async runtime.
-        let old = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            if old.exists() {
-                std::fs::remove_dir_all(&old)
-            } else {
-                Ok(())
-            }
+        let commit = Oid::from_str(commit)
+            .ok()
+            .filter(|_| commit.len() == 40)
+            .ok_or_else(|| CloneError(format!("{commit:?} is not a commit id")))?;
+        let canceled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(canceled.clone());
+        let request = Request {
+            mirror: self.mirror_path(clone_url),
+            clone_url: clone_url.to_string(),
+            commit,
+            depth: git.depth,
+            submodules: git.submodules,
+            dir: dir.to_path_buf(),
+            creds: creds.cloned(),
+            canceled,
+        };
+        let guard = self.lock(&request.mirror).lock_owned().await;
+        let mut log = tokio::task::spawn_blocking(move || {
+            let made = request.prepare();
+            drop(guard);
+            made?;
+            request.finish()
         })
         .await
-        .map_err(|e| CloneError(e.to_string()))?
-        .map_err(|e| CloneError(format!("cannot clear {}: {e}", dir.display())))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CloneError(format!("cannot create {}: {e}", dir.display())))?;
-        let source = format!("file://{}", mirror.display());
-        self.git(dir, &["init", "-q"], None, &[]).await?;
-        let depth = git.depth.map(|d| format!("--depth={d}"));
-        let mut fetch = vec!["fetch", "-q"];
-        if let Some(d) = &depth {
-            fetch.push(d);
-        }
-        fetch.extend([source.as_str(), commit]);
-        self.git(dir, &fetch, None, &[]).await?;
-        self.git(
-            dir,
-            &["checkout", "-q", "--detach", "FETCH_HEAD"],
-            None,
-            &[],
-        )
-        .await?;
-        self.git(dir, &["remote", "add", "origin", clone_url], None, &[])
-            .await?;
+        .map_err(|e| CloneError(format!("the checkout stopped: {e}")))??;
         let depth_note = git
             .depth
             .map(|d| format!(", depth {d}"))
             .unwrap_or_default();
-        log.push(format!(
-            "$ git checkout -qf {commit}   # {clone_url}{depth_note}, {:.1}s",
-            started.elapsed().as_secs_f64()
-        ));
-        if git.submodules && dir.join(".gitmodules").exists() {
-            let secrets: Vec<&str> = creds.map(|c| vec![c.password.as_str()]).unwrap_or_default();
-            self.git(
-                dir,
-                &["submodule", "update", "--init", "--recursive", "-q"],
-                creds,
-                &secrets,
-            )
-            .await?;
+        log.insert(
+            0,
+            format!(
+                "$ git checkout -qf {commit}   # {clone_url}{depth_note}, {:.1}s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(log)
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One job's checkout, owned so it can run on a blocking thread.
+struct Request {
+    mirror: PathBuf,
+    clone_url: String,
+    commit: Oid,
+    depth: Option<u32>,
+    submodules: bool,
+    dir: PathBuf,
+    creds: Option<Credentials>,
+    canceled: Arc<AtomicBool>,
+}
+
+impl Request {
+    /// Under the mirror's lock: fetch what is missing into the mirror and
+    /// copy its objects and refs into a new repository at `dir`.
+    fn prepare(&self) -> Result<(), CloneError> {
+        let mirror = self.update_mirror()?;
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)
+                .map_err(|e| CloneError(format!("cannot clear {}: {e}", self.dir.display())))?;
+        }
+        let repo = Repository::init(&self.dir).map_err(|e| self.error("cannot create", e))?;
+        // Copied, not hard-linked: a build may write to its own `.git`, and
+        // it must never be able to change the mirror other builds read.
+        copy_tree(&self.mirror.join("objects"), &self.dir.join(".git/objects"))?;
+        for reference in mirror
+            .references()
+            .map_err(|e| self.error("cannot list refs", e))?
+            .flatten()
+        {
+            let (Some(name), Some(target)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let local = match name.strip_prefix("refs/heads/") {
+                Some(branch) => format!("refs/remotes/origin/{branch}"),
+                None if name.starts_with("refs/tags/") => name.to_string(),
+                None => continue,
+            };
+            repo.reference(&local, target, true, "gantry: from the mirror")
+                .map_err(|e| self.error("cannot copy refs", e))?;
+        }
+        Ok(())
+    }
+
+    /// Without the lock: history depth, the work tree and submodules.
+    fn finish(&self) -> Result<Vec<String>, CloneError> {
+        let repo = Repository::open(&self.dir).map_err(|e| self.error("cannot open", e))?;
+        repo.remote("origin", &self.clone_url)
+            .map_err(|e| self.error("cannot add origin", e))?;
+        if let Some(depth) = self.depth {
+            self.cut_history(&repo, depth)?;
+        }
+        repo.set_head_detached(self.commit)
+            .map_err(|e| self.error("cannot check out", e))?;
+        repo.checkout_head(Some(CheckoutBuilder::new().force()))
+            .map_err(|e| self.error("cannot check out", e))?;
+        let mut log = Vec::new();
+        if self.submodules && self.dir.join(".gitmodules").exists() {
+            self.update_submodules(&repo)?;
             log.push("$ git submodule update --init --recursive".into());
         }
         Ok(log)
     }
+
+    fn update_mirror(&self) -> Result<Repository, CloneError> {
+        let mirror = if self.mirror.join("HEAD").exists() {
+            Repository::open_bare(&self.mirror)
+        } else {
+            std::fs::create_dir_all(&self.mirror)
+                .map_err(|e| CloneError(format!("cannot create {}: {e}", self.mirror.display())))?;
+            Repository::init_bare(&self.mirror)
+        }
+        .map_err(|e| self.error("cannot open the mirror", e))?;
+        let has = |repo: &Repository| repo.find_commit(self.commit).is_ok();
+        if has(&mirror) {
+            return Ok(mirror);
+        }
+        let mut remote = mirror
+            .remote_anonymous(&self.clone_url)
+            .map_err(|e| self.error("cannot fetch", e))?;
+        let branches = remote.fetch(
+            &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            Some(&mut self.fetch_options(&self.clone_url, true)),
+            None,
+        );
+        if !has(&mirror) {
+            // A pull request's head, or a commit no branch points at.
+            let direct = remote.fetch(
+                &[self.commit.to_string()],
+                Some(&mut self.fetch_options(&self.clone_url, false)),
+                None,
+            );
+            if !has(&mirror) {
+                let why = direct
+                    .err()
+                    .or(branches.err())
+                    .map(|e| self.masked(e.message()))
+                    .unwrap_or_else(|| "the commit is not on the remote".into());
+                return Err(CloneError(format!("cannot fetch {}: {why}", self.commit)));
+            }
+        }
+        drop(remote);
+        Ok(mirror)
+    }
+
+    fn fetch_options(&self, url: &str, prune: bool) -> FetchOptions<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        // Credentials go only to the host the server gave them for.
+        let creds = self
+            .creds
+            .as_ref()
+            .filter(|_| same_host(url, &self.clone_url));
+        let mut offered = false;
+        callbacks.credentials(move |_url, _user, allowed| {
+            let Some(creds) = creds else {
+                return Err(git2::Error::from_str(
+                    "the repository asks for a login and the server gave this job none \
+                     (a private repository needs GANTRY_GITHUB_TOKEN or a GitHub App on the server)",
+                ));
+            };
+            if offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str(
+                    "the remote refused the credentials Gantry has for this repository",
+                ));
+            }
+            offered = true;
+            Cred::userpass_plaintext(&creds.username, &creds.password)
+        });
+        let canceled = self.canceled.clone();
+        callbacks.transfer_progress(move |_| !canceled.load(Ordering::Relaxed));
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(AutotagOption::None);
+        if prune {
+            options.prune(FetchPrune::On);
+        }
+        options
+    }
+
+    /// Travis clones with `--depth`; the mirror has the whole history, so the
+    /// depth is kept the way git keeps it: the commits at the cut are listed
+    /// in `.git/shallow`, and `git log` in the job stops there.
+    fn cut_history(&self, repo: &Repository, depth: u32) -> Result<(), CloneError> {
+        let mut seen = HashSet::from([self.commit]);
+        let mut queue = VecDeque::from([(self.commit, 1u32)]);
+        let mut shallow = Vec::new();
+        while let Some((id, level)) = queue.pop_front() {
+            let commit = repo
+                .find_commit(id)
+                .map_err(|e| self.error("cannot read history", e))?;
+            if commit.parent_count() == 0 {
+                continue;
+            }
+            if level >= depth {
+                shallow.push(id.to_string());
+                continue;
+            }
+            for parent in commit.parent_ids() {
+                if seen.insert(parent) {
+                    queue.push_back((parent, level + 1));
+                }
+            }
+        }
+        if shallow.is_empty() {
+            return Ok(());
+        }
+        shallow.sort();
+        shallow.push(String::new());
+        let path = self.dir.join(".git/shallow");
+        std::fs::write(&path, shallow.join("\n"))
+            .map_err(|e| CloneError(format!("cannot write {}: {e}", path.display())))
+    }
+
+    fn update_submodules(&self, repo: &Repository) -> Result<(), CloneError> {
+        for mut submodule in repo
+            .submodules()
+            .map_err(|e| self.error("cannot read .gitmodules", e))?
+        {
+            let url = submodule.url().unwrap_or_default().to_string();
+            let name = submodule.name().unwrap_or_default().to_string();
+            let mut options = SubmoduleUpdateOptions::new();
+            options.fetch(self.fetch_options(&url, false));
+            submodule.update(true, Some(&mut options)).map_err(|e| {
+                CloneError(format!(
+                    "cannot update submodule {name}: {}",
+                    self.masked(e.message())
+                ))
+            })?;
+            let inner = submodule
+                .open()
+                .map_err(|e| self.error("cannot open a submodule", e))?;
+            self.update_submodules(&inner)?;
+        }
+        Ok(())
+    }
+
+    fn masked(&self, message: &str) -> String {
+        match &self.creds {
+            Some(c) if c.password.len() >= 4 => message.replace(&c.password, "[secure]"),
+            _ => message.to_string(),
+        }
+    }
+
+    fn error(&self, what: &str, e: git2::Error) -> CloneError {
+        CloneError(format!("{what}: {}", self.masked(e.message())))
+    }
+}
+
+/// The host part of a URL (`https://host/…`), or the whole of it for paths.
+fn same_host(a: &str, b: &str) -> bool {
+    fn host(url: &str) -> &str {
+        match url.split_once("://") {
+            Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+            None => "",
+        }
+    }
+    host(a) == host(b)
+}
+
+/// Copies a directory tree (the mirror's objects) file by file.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), CloneError> {
+    let fail =
+        |path: &Path, e: std::io::Error| CloneError(format!("cannot copy {}: {e}", path.display()));
+    std::fs::create_dir_all(to).map_err(|e| fail(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| fail(from, e))? {
+        let entry = entry.map_err(|e| fail(from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().map_err(|e| fail(&source, e))?.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if !entry.file_name().to_string_lossy().starts_with("tmp") {
+            std::fs::copy(&source, &target).map_err(|e| fail(&source, e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,5 +449,143 @@ mod tests {
             .unwrap_err();
         assert!(!err.0.contains("ghs_supersecret123"), "{err}");
         assert!(!format!("{creds:?}").contains("ghs_"));
+    }
+
+    #[tokio::test]
+    async fn private_repositories_are_fetched_over_http_with_the_jobs_credentials() {
+        let origin = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "-b", "master"]);
+        std::fs::write(origin.path().join("README"), "private").unwrap();
+        git(origin.path(), &["add", "README"]);
+        git(origin.path(), &["commit", "-q", "-m", "first"]);
+        let sha = git(origin.path(), &["rev-parse", "HEAD"]);
+        let served = tempfile::tempdir().unwrap();
+        std::fs::create_dir(served.path().join("acme")).unwrap();
+        git(
+            served.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &origin.path().display().to_string(),
+                "acme/app.git",
+            ],
+        );
+        let password = "ghs_installationtoken42";
+        let http =
+            gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", password)
+                .await;
+        let url = format!("{}/acme/app.git", http.url);
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+
+        let wrong = Credentials {
+            username: "x-access-token".into(),
+            password: "ghs_expiredtoken99".into(),
+        };
+        for (creds, why) in [(None, "gave this job none"), (Some(&wrong), "refused")] {
+            let err = ws
+                .checkout(
+                    &url,
+                    &sha,
+                    &GitOptions::default(),
+                    &data.path().join("w"),
+                    creds,
+                )
+                .await
+                .unwrap_err();
+            assert!(err.0.contains("cannot fetch"), "{err}");
+            assert!(!err.0.contains("ghs_"), "{err}");
+            assert!(err.0.contains(why), "{err}");
+        }
+
+        let creds = Credentials {
+            username: "x-access-token".into(),
+            password: password.into(),
+        };
+        let dir = data.path().join("w");
+        let log = ws
+            .checkout(&url, &sha, &GitOptions::default(), &dir, Some(&creds))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("README")).unwrap(),
+            "private"
+        );
+        assert!(!log.join("\n").contains(password));
+        assert!(http.requests.lock().unwrap().iter().any(|(_, ok)| *ok));
+        // The token is nowhere on disk: not in the mirror's or the workspace's config.
+        for config in [dir.join(".git/config"), ws.mirror_path(&url).join("config")] {
+            let text = std::fs::read_to_string(&config).unwrap();
+            assert!(!text.contains(password), "{}", config.display());
+        }
+        assert_eq!(git(&dir, &["remote", "get-url", "origin"]), url);
+    }
+
+    #[tokio::test]
+    async fn pull_request_heads_tags_and_submodules_are_checked_out() {
+        let library = tempfile::tempdir().unwrap();
+        git(library.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(library.path().join("lib.txt"), "from the submodule").unwrap();
+        git(library.path(), &["add", "lib.txt"]);
+        git(library.path(), &["commit", "-q", "-m", "lib"]);
+
+        let origin = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "-b", "master"]);
+        git(
+            origin.path(),
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                &library.path().display().to_string(),
+                "vendor/lib",
+            ],
+        );
+        git(origin.path(), &["commit", "-q", "-m", "with a submodule"]);
+        git(origin.path(), &["tag", "v1.0"]);
+        // A pull request's head: reachable only from refs/pull/1/head, as on GitHub.
+        git(origin.path(), &["checkout", "-q", "-b", "feature"]);
+        std::fs::write(origin.path().join("pr.txt"), "proposed").unwrap();
+        git(origin.path(), &["add", "pr.txt"]);
+        git(origin.path(), &["commit", "-q", "-m", "proposal"]);
+        let pr = git(origin.path(), &["rev-parse", "HEAD"]);
+        git(origin.path(), &["update-ref", "refs/pull/1/head", &pr]);
+        git(origin.path(), &["checkout", "-q", "master"]);
+        git(origin.path(), &["branch", "-q", "-D", "feature"]);
+
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let dir = data.path().join("w");
+        let url = origin.path().display().to_string();
+        let log = ws
+            .checkout(&url, &pr, &GitOptions::default(), &dir, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("pr.txt")).unwrap(),
+            "proposed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("vendor/lib/lib.txt")).unwrap(),
+            "from the submodule"
+        );
+        assert!(
+            log.iter().any(|l| l.contains("submodule update")),
+            "{log:?}"
+        );
+        assert_eq!(git(&dir, &["describe", "--tags", "HEAD~1"]), "v1.0");
+        assert_eq!(git(&dir, &["status", "--porcelain"]), "", "a clean tree");
+
+        // submodules: false leaves the submodule's folder empty.
+        let bare = data.path().join("w2");
+        let options = GitOptions {
+            submodules: false,
+            ..Default::default()
+        };
+        ws.checkout(&url, &pr, &options, &bare, None).await.unwrap();
+        assert!(!bare.join("vendor/lib/lib.txt").exists());
     }
 }

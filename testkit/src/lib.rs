@@ -4,6 +4,7 @@
 //!   Gantry calls, serving files from real git repositories on disk and
 //!   recording what it is sent.
 //! - [`git::Repo`]: a git repository in a temp dir, with commits made by the real `git`.
+//! - [`git_http::GitHttp`]: `git http-backend` behind HTTP Basic auth, like a private repository.
 //! - [`webhook`]: the real fixture payloads from `shared/fixtures`, pointed at local repos and signed.
 //! - [`db`]: a SQLite or PostgreSQL database per test.
 //! - [`browser::Browser`]: headless Chromium driven through chromedriver (WebDriver).
@@ -15,6 +16,7 @@ pub mod aws;
 pub mod browser;
 pub mod db;
 pub mod git;
+pub mod git_http;
 pub mod github;
 pub mod process;
 pub mod registry;
