@@ -141,7 +141,7 @@ async fn canceling_a_running_build_stops_its_job_within_seconds() {
     assert!(leftovers.stdout.is_empty());
 }
 
-/// A `gantry runner` process, killed when dropped (also when a test fails).
+/// A `gantry runner` process, stopped when dropped (also when a test fails).
 struct RunnerProcess(Child);
 
 impl RunnerProcess {
@@ -153,8 +153,7 @@ impl RunnerProcess {
 
 impl Drop for RunnerProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        support::stop(&mut self.0);
     }
 }
 

@@ -97,8 +97,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 tracing::info!(job = %assignment.job_id, number = %assignment.number, "claimed");
                 let (client, runtime) = (client.clone(), runtime.clone());
                 jobs.spawn(async move {
+                    let id = assignment.job_id.0;
                     run_assignment(&client, &runtime, assignment).await;
+                    // The result is reported: the slot is free for the next
+                    // job while this one's containers go (a graceful stop
+                    // still waits for that).
                     drop(permit);
+                    job::clean_up(&runtime, id).await;
                 });
             }
             Ok(None) => {}
@@ -143,7 +148,9 @@ where
     }
 }
 
-/// Runs one claimed job against the server.
+/// Runs one claimed job against the server and reports its result; the
+/// caller then removes its containers ([`job::clean_up`]), so the build ends
+/// as soon as the job does.
 pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignment) {
     let cancel = CancellationToken::new();
     let lost = Arc::new(AtomicBool::new(false));
@@ -216,7 +223,7 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
         })
     };
 
-    let outcome = job::run(
+    let outcome = job::execute(
         runtime,
         &a,
         job::Source::Clone(a.git_credentials.as_ref()),

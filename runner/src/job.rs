@@ -74,8 +74,24 @@ pub enum Source<'a> {
 }
 
 /// Runs `a`; chunks of its log go to `log`. `cancel` stops it (a user's
-/// cancel, or the runner losing the job).
+/// cancel, or the runner losing the job). Removes the job's containers,
+/// network and folders before returning.
 pub async fn run(
+    rt: &Runtime,
+    a: &Assignment,
+    source: Source<'_>,
+    log: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let outcome = execute(rt, a, source, log, cancel).await;
+    clean_up(rt, a.job_id.0).await;
+    outcome
+}
+
+/// Runs `a` up to its result and its log's last line, leaving the clean-up
+/// to [`clean_up`]: a runner reports the result first, so the build ends as
+/// soon as the job does, and removes the job's Docker objects right after.
+pub async fn execute(
     rt: &Runtime,
     a: &Assignment,
     source: Source<'_>,
@@ -94,14 +110,17 @@ pub async fn run(
     );
     let mut pipeline = LogPipeline::new(masker, log);
     let started = Instant::now();
-    let mut outcome = run_inner(rt, a, source, &mut pipeline, &cancel, started).await;
-    rt.docker.destroy(a.job_id.0).await;
-    let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, a.job_id.0);
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = std::fs::remove_dir_all(workspace);
-        let _ = std::fs::remove_dir_all(gantry_dir);
-    })
-    .await;
+    // The job's network is made while the code is fetched: it takes Docker
+    // tens of milliseconds that need not wait for git.
+    let mut network = Some({
+        let (docker, id) = (rt.docker.clone(), a.job_id.0);
+        tokio::spawn(async move { docker.create_network(&docker.job_name(id), id).await })
+    });
+    let mut outcome = run_inner(rt, a, source, &mut pipeline, &cancel, started, &mut network).await;
+    if let Some(unused) = network.take() {
+        // Ended before it was needed; it must exist before clean-up removes it.
+        let _ = unused.await;
+    }
     outcome.phases = std::mem::take(&mut pipeline.phases);
     // A reason can quote a provider's or registry's error: it is masked too.
     outcome.reason = outcome.reason.map(|r| pipeline.mask_text(&r));
@@ -109,6 +128,17 @@ pub async fn run(
     pipeline.runner_line(&summary).await;
     pipeline.finish().await;
     outcome
+}
+
+/// Removes every container and network of job `job_id`, and its folders.
+pub async fn clean_up(rt: &Runtime, job_id: i64) {
+    rt.docker.destroy(job_id).await;
+    let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, job_id);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(workspace);
+        let _ = std::fs::remove_dir_all(gantry_dir);
+    })
+    .await;
 }
 
 fn summary(o: &Outcome, took: Duration) -> String {
@@ -149,6 +179,7 @@ async fn run_inner(
     p: &mut LogPipeline,
     cancel: &CancellationToken,
     started: Instant,
+    network_task: &mut Option<tokio::task::JoinHandle<Result<(), DockerError>>>,
 ) -> Outcome {
     let job = &a.job;
     let id = a.job_id.0;
@@ -253,7 +284,14 @@ async fn run_inner(
     // 3. Network, job container, services.
     let network = rt.docker.job_name(id);
     let container = rt.docker.job_name(id);
-    if let Err(e) = rt.docker.create_network(&network, id).await {
+    let created = match network_task.take() {
+        Some(task) => match task.await {
+            Ok(created) => created,
+            Err(_) => rt.docker.create_network(&network, id).await,
+        },
+        None => rt.docker.create_network(&network, id).await,
+    };
+    if let Err(e) = created {
         return report_docker(p, e).await;
     }
     let env = travis_env::job_environment(a);

@@ -23,9 +23,25 @@ pub struct Gantry {
 
 impl Drop for Gantry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Stops a `gantry` process as an operator would (SIGTERM), so its runner
+/// removes the containers of jobs that just ended; SIGKILL after 20 s.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
