@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Gantry's benchmarks in one command: builds in release mode, prepares what
+# they need (test images, PostgreSQL on 127.0.0.1:55432), then measures every
+# metric against its floor and prints the table (also in target/bench/latest.md).
+# Arguments go to the harness: e.g. `bench/run.sh --only 1,2 --samples 10`,
+# `bench/run.sh --help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+scripts/test-images.sh >/dev/null
+GANTRY_BENCH_DATABASE_URL=$(scripts/start-postgres.sh)
+export GANTRY_BENCH_DATABASE_URL
+cargo build --release -q -p gantry -p gantry-bench
+exec target/release/gantry-bench "$@"
