@@ -131,10 +131,13 @@ impl Request {
             std::fs::remove_dir_all(&self.dir)
                 .map_err(|e| CloneError(format!("cannot clear {}: {e}", self.dir.display())))?;
         }
-        let repo = Repository::init(&self.dir).map_err(|e| self.error("cannot create", e))?;
+        Repository::init(&self.dir).map_err(|e| self.error("cannot create", e))?;
         // Copied, not hard-linked: a build may write to its own `.git`, and
         // it must never be able to change the mirror other builds read.
         copy_tree(&self.mirror.join("objects"), &self.dir.join(".git/objects"))?;
+        // Branches as `origin/*` and tags, in one `packed-refs` file: a
+        // repository with thousands of tags costs one write, not thousands.
+        let mut refs = Vec::new();
         for reference in mirror
             .references()
             .map_err(|e| self.error("cannot list refs", e))?
@@ -148,9 +151,12 @@ impl Request {
                 None if name.starts_with("refs/tags/") => name.to_string(),
                 None => continue,
             };
-            repo.reference(&local, target, true, "gantry: from the mirror")
-                .map_err(|e| self.error("cannot copy refs", e))?;
+            refs.push(format!("{target} {local}\n"));
         }
+        refs.sort();
+        let packed = self.dir.join(".git/packed-refs");
+        std::fs::write(&packed, refs.concat())
+            .map_err(|e| CloneError(format!("cannot write {}: {e}", packed.display())))?;
         Ok(())
     }
 
@@ -318,15 +324,19 @@ impl Request {
     }
 }
 
-/// The host part of a URL (`https://host/…`), or the whole of it for paths.
-fn same_host(a: &str, b: &str) -> bool {
+/// Whether two URLs name the same host. A relative URL (a submodule's
+/// `../lib.git`) lives on the host of the repository that names it.
+fn same_host(url: &str, clone_url: &str) -> bool {
+    if url.starts_with("./") || url.starts_with("../") {
+        return true;
+    }
     fn host(url: &str) -> &str {
         match url.split_once("://") {
             Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
             None => "",
         }
     }
-    host(a) == host(b)
+    host(url) == host(clone_url)
 }
 
 /// Copies a directory tree (the mirror's objects) file by file.
@@ -427,6 +437,15 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.0.contains("cannot fetch"), "{err}");
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_clone_urls_host() {
+        let origin = "https://github.com/acme/app.git";
+        assert!(same_host("https://github.com/acme/lib.git", origin));
+        assert!(same_host("../lib.git", origin), "a relative submodule");
+        assert!(!same_host("https://evil.example/acme/lib.git", origin));
+        assert!(!same_host("https://github.com.evil.example/x.git", origin));
     }
 
     #[tokio::test]
@@ -577,6 +596,11 @@ mod tests {
             "{log:?}"
         );
         assert_eq!(git(&dir, &["describe", "--tags", "HEAD~1"]), "v1.0");
+        assert_eq!(
+            git(&dir, &["rev-parse", "origin/master"]),
+            git(origin.path(), &["rev-parse", "master"]),
+            "branches are there as origin/*"
+        );
         assert_eq!(git(&dir, &["status", "--porcelain"]), "", "a clean tree");
 
         // submodules: false leaves the submodule's folder empty.
