@@ -8,7 +8,6 @@ use gantry_testkit::github::GitHubDouble;
 use gantry_testkit::webhook::{fixture, point_push, sign};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -132,21 +131,37 @@ pub struct Process {
     pub url: String,
 }
 
-/// Stopped as an operator would: SIGTERM, so a runner finishes and cleans
+/// Stopped as an operator would (SIGTERM), so a runner finishes and cleans
 /// up its jobs; SIGKILL only if it has not gone within 20 s.
 impl Drop for Process {
     fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        gantry_testkit::process::stop(&mut self.child, Duration::from_secs(20));
+    }
+}
+
+/// A server of one metric's own: its process, a client for it, and its data
+/// dir (declared last, so it is removed after the server has stopped).
+pub struct Stage {
+    pub server: Process,
+    pub client: Client,
+    pub data: tempfile::TempDir,
+}
+
+impl Stage {
+    /// A server on SQLite with `embedded_runners` job slots in-process.
+    pub fn start(github_url: &str, embedded_runners: &str) -> Stage {
+        let data = tempfile::tempdir().unwrap_or_else(|e| fail!("temp dir: {e}"));
+        let server = Process::server(
+            data.path(),
+            github_url,
+            &[("GANTRY_EMBEDDED_RUNNERS", embedded_runners)],
+        );
+        let client = Client::new(&server.url);
+        Stage {
+            server,
+            client,
+            data,
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -170,8 +185,6 @@ impl Process {
     pub fn server(data: &Path, github: &str, env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(gantry_bin());
         command
-            .arg("server")
-            .env("GANTRY_LISTEN", "127.0.0.1:0")
             .env("GANTRY_DATA_DIR", data)
             .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
             .env("GANTRY_GITHUB_API_URL", github)
@@ -179,24 +192,11 @@ impl Process {
             .env("GANTRY_RUNNER_TOKEN", RUNNER_TOKEN)
             .env("GANTRY_LOG", "warn")
             .env_remove("GANTRY_DATABASE_URL")
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {
             command.env(k, v);
         }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| fail!("cannot start gantry server: {e}"));
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let url = lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|l| {
-                l.strip_prefix("gantry server listening on ")
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| fail!("gantry server did not say where it listens"));
-        std::thread::spawn(move || for _ in lines {});
+        let (child, url) = gantry_testkit::process::start_gantry_server(command);
         Process { child, url }
     }
 
@@ -397,23 +397,24 @@ impl Starts {
 /// Waits (up to 30 s) until no Docker object of Gantry's is left.
 pub async fn settle() {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !leftovers().is_empty() && Instant::now() < deadline {
+    while !leftovers().await.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// Gantry's Docker objects still present (containers, networks, volumes).
-pub fn leftovers() -> Vec<String> {
+pub async fn leftovers() -> Vec<String> {
     let mut found = Vec::new();
     for kind in [
         &["ps", "-aq"][..],
         &["network", "ls", "-q"][..],
         &["volume", "ls", "-q"][..],
     ] {
-        let out = Command::new("docker")
+        let out = tokio::process::Command::new("docker")
             .args(kind)
             .args(["--filter", "label=gantry.job"])
-            .output();
+            .output()
+            .await;
         if let Ok(out) = out {
             let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if !text.is_empty() {

@@ -5,7 +5,6 @@ use gantry_testkit::git::Repo;
 use gantry_testkit::github::GitHubDouble;
 use gantry_testkit::webhook::{fixture, point_push, sign};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,30 +16,16 @@ const SECRET: &str = "crash-test-secret";
 fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
-        .arg("server")
-        .env("GANTRY_LISTEN", "127.0.0.1:0")
         .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_GITHUB_API_URL", github)
         .env("GANTRY_EMBEDDED_RUNNERS", "0")
-        .env_remove("GANTRY_DATABASE_URL");
+        .env_remove("GANTRY_DATABASE_URL")
+        .stderr(Stdio::null());
     if let Some(url) = database {
         command.env("GANTRY_DATABASE_URL", url);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start gantry server");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a first line").expect("read stdout");
-    let url = first
-        .strip_prefix("gantry server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    gantry_testkit::process::start_gantry_server(command)
 }
 
 #[test]

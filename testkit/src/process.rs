@@ -67,3 +67,44 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+/// Starts `gantry server` from `command` (the `gantry` binary with its
+/// environment set), on a random 127.0.0.1 port unless `GANTRY_LISTEN` is
+/// set; returns the process and the URL it printed on its first line. Its
+/// later output is drained.
+pub fn start_gantry_server(mut command: Command) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    // A random port unless the caller chose one.
+    if !command.get_envs().any(|(k, _)| k == "GANTRY_LISTEN") {
+        command.env("GANTRY_LISTEN", "127.0.0.1:0");
+    }
+    command.arg("server").stdout(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start gantry server ({command:?}): {e}"));
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let url = first
+        .strip_prefix("gantry server listening on ")
+        .unwrap_or_else(|| panic!("gantry server did not say where it listens: {first:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+/// Stops a process as an operator would: SIGTERM, so a runner finishes and
+/// removes its jobs' containers; SIGKILL if it has not gone after `patience`.
+pub fn stop(child: &mut Child, patience: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

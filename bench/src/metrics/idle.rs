@@ -3,7 +3,7 @@
 //! and again after 100 jobs and the same settling time.
 
 use crate::fail;
-use crate::setup::{Client, Process, Project};
+use crate::setup::{Process, Project, Stage};
 use crate::stats::{num, Row};
 use crate::Cx;
 use std::time::Duration;
@@ -11,14 +11,10 @@ use std::time::Duration;
 const JOBS: i64 = 100;
 
 pub async fn run(cx: &Cx) -> Vec<Row> {
-    let data = tempfile::tempdir().unwrap_or_else(|e| fail!("temp dir: {e}"));
-    let server = Process::server(
-        &data.path().join("server"),
-        &cx.github_url,
-        &[("GANTRY_EMBEDDED_RUNNERS", "0")],
-    );
+    let stage = Stage::start(&cx.github_url, "0");
+    let client = stage.client.clone();
+    let (server, data) = (&stage.server, &stage.data);
     let runner = Process::runner(&server.url, &data.path().join("runner"), 2);
-    let client = Client::new(&server.url);
     let project = Project::new(
         &cx.github,
         "idle",

@@ -5,7 +5,7 @@
 //! the pragmas Gantry's database uses.
 
 use crate::fail;
-use crate::setup::{ms, Client, Process, Project};
+use crate::setup::{ms, Project, Stage};
 use crate::stats::{num, Row, Samples};
 use crate::Cx;
 use futures::StreamExt;
@@ -19,13 +19,9 @@ const CONNECTIONS: usize = 64;
 const FLOOR_ROWS: usize = 500;
 
 pub async fn run(cx: &Cx) -> Vec<Row> {
-    let data = tempfile::tempdir().unwrap_or_else(|e| fail!("temp dir: {e}"));
-    let mut server = Process::server(
-        data.path(),
-        &cx.github_url,
-        &[("GANTRY_EMBEDDED_RUNNERS", "0")],
-    );
-    let client = Client::new(&server.url);
+    let mut stage = Stage::start(&cx.github_url, "0");
+    let client = stage.client.clone();
+    let data = &stage.data;
     let project = Project::new(&cx.github, "ingest", 9_003, "script: \"true\"\n");
     let body = serde_json::to_vec(&project.payload).unwrap_or_default();
 
@@ -104,7 +100,7 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
     let _ = floor.close().await;
 
     // kill -9 right after the last acknowledgement, then read what was kept.
-    server.kill9();
+    stage.server.kill9();
     let db_path = data.path().join("gantry.db");
     let mut db = SqliteConnectOptions::from_str(&format!("sqlite://{}", db_path.display()))
         .unwrap_or_else(|e| fail!("sqlite: {e}"))

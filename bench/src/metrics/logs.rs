@@ -9,7 +9,7 @@
 //!    `/api/jobs/{id}/events`. Floor: `docker logs -f` on the same container.
 
 use crate::fail;
-use crate::setup::{now_ns, Client, Process, Project, Starts};
+use crate::setup::{now_ns, Client, Process, Project, Stage, Starts};
 use crate::stats::{num, Row, Samples};
 use crate::Cx;
 use futures::StreamExt;
@@ -24,19 +24,15 @@ const TICKS: usize = 400;
 const TICK_WARMUP: u64 = 20;
 
 pub async fn run(cx: &Cx) -> Vec<Row> {
-    let data = tempfile::tempdir().unwrap_or_else(|e| fail!("temp dir: {e}"));
-    let server = Process::server(
-        data.path(),
-        &cx.github_url,
-        &[("GANTRY_EMBEDDED_RUNNERS", "1")],
-    );
-    let client = Client::new(&server.url);
+    let stage = Stage::start(&cx.github_url, "1");
+    let client = stage.client.clone();
+    let server = &stage.server;
     let docker =
         bollard::Docker::connect_with_local_defaults().unwrap_or_else(|e| fail!("docker: {e}"));
     let mut starts = Starts::watch(&docker).await;
     let mut rows = Vec::new();
     if cx.log_bytes > 0 {
-        rows.push(ingest(cx, &client, &server, &mut starts).await);
+        rows.push(ingest(cx, &client, server, &mut starts).await);
     }
     rows.push(live_tail(cx, &client).await);
     rows

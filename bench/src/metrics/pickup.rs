@@ -9,20 +9,15 @@
 //!    `docker run --rm <image> true`, back to back.
 
 use crate::fail;
-use crate::setup::{ms, now_ns, Client, Process, Project, Starts};
+use crate::setup::{ms, now_ns, Client, Project, Stage, Starts};
 use crate::stats::{num, Row, Samples};
 use crate::Cx;
 use gantry_runner::docker::{job_container_spec, Docker, JobContainer, Limits};
 use std::time::{Duration, Instant};
 
 pub async fn run(cx: &Cx) -> Vec<Row> {
-    let data = tempfile::tempdir().unwrap_or_else(|e| fail!("temp dir: {e}"));
-    let server = Process::server(
-        data.path(),
-        &cx.github_url,
-        &[("GANTRY_EMBEDDED_RUNNERS", "1")],
-    );
-    let client = Client::new(&server.url);
+    let stage = Stage::start(&cx.github_url, "1");
+    let client = stage.client.clone();
     let project = Project::new(
         &cx.github,
         "pickup",

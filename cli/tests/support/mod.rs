@@ -7,7 +7,6 @@ use gantry_testkit::git::Repo;
 use gantry_testkit::github::GitHubDouble;
 use gantry_testkit::webhook::{fixture, point_push, sign};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -28,46 +27,25 @@ impl Drop for Gantry {
 }
 
 /// Stops a `gantry` process as an operator would (SIGTERM), so its runner
-/// removes the containers of jobs that just ended; SIGKILL after 20 s.
+/// removes the containers of jobs that just ended.
 pub fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    gantry_testkit::process::stop(child, Duration::from_secs(20));
 }
 
 pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
-        .arg("server")
-        .env("GANTRY_LISTEN", "127.0.0.1:0")
         .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_GITHUB_API_URL", github)
         .env("GANTRY_ADMIN_TOKEN", "e2e-admin-token-0123456789")
         .env("GANTRY_LOG", "warn")
         .env_remove("GANTRY_DATABASE_URL")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in extra {
         command.env(k, v);
     }
-    let mut child = command.spawn().expect("start gantry server");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("gantry server listening on ")
-        .expect("listening line")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let (child, url) = gantry_testkit::process::start_gantry_server(command);
     Gantry {
         child,
         url,
