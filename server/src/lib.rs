@@ -43,6 +43,8 @@ pub struct App {
     pub logs: Arc<LogStore>,
     pub forge: Arc<dyn Forge>,
     pub journal: intake::journal::Journal,
+    /// Claims jobs for runners, many in one commit (see `queue::claimer`).
+    pub claimer: queue::claimer::Claimer,
     pub metrics: Arc<Metrics>,
     /// Woken whenever jobs are queued: waiting claims look again.
     pub dispatch: Arc<Notify>,
@@ -137,6 +139,7 @@ impl Server {
         );
         let planner_wake = Arc::new(Notify::new());
         let journal = intake::journal::Journal::start(db.clone(), planner_wake.clone());
+        let claimer = queue::claimer::Claimer::start(db.clone());
         let mut runner_token_hashes: Vec<[u8; 32]> = config
             .runner_token
             .iter()
@@ -160,6 +163,7 @@ impl Server {
             logs,
             forge,
             journal,
+            claimer,
             metrics: Arc::new(Metrics::default()),
             dispatch: Arc::new(Notify::new()),
             planner_wake,

@@ -1,6 +1,6 @@
 //! Metric 8: two claimers taking 1,000 queued jobs through the server's own
-//! claim (`store::jobs::claim`), on SQLite and on PostgreSQL, none claimed
-//! twice. Floor: 1,000 single-row `UPDATE … RETURNING` transactions, one
+//! claim (`queue::claimer`, which commits the claims waiting together), on
+//! SQLite and on PostgreSQL, none claimed twice. Floor: 1,000 single-row `UPDATE … RETURNING` transactions, one
 //! after another, on the same database and pool.
 
 use crate::fail;
@@ -8,7 +8,9 @@ use crate::setup::ms;
 use crate::stats::{num, Row, Samples};
 use crate::Cx;
 use gantry_server::config::Database;
-use gantry_server::store::{jobs, Db};
+use gantry_server::queue::claimer::Claimer;
+use gantry_server::store::jobs::ClaimRequest;
+use gantry_server::store::Db;
 use sqlx::Executor;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -35,16 +37,22 @@ async fn backend(cx: &Cx, name: &str, postgres: Option<&String>, limit_ms: f64) 
         fill(&db).await;
         for gantry_turn in [round % 2 == 0, round % 2 == 1] {
             if gantry_turn {
+                let claimer = Claimer::start(db.clone());
                 let clock = Instant::now();
                 let claimers: Vec<_> = ["claimer-a", "claimer-b"]
                     .into_iter()
                     .map(|who| {
-                        let db = db.clone();
+                        let claimer = claimer.clone();
                         tokio::spawn(async move {
                             let mut claimed = Vec::new();
                             loop {
                                 let t = Instant::now();
-                                match jobs::claim(&db, who, "bench-lease", 60_000).await {
+                                let request = ClaimRequest {
+                                    runner: who.to_string(),
+                                    lease: "bench-lease".to_string(),
+                                    lease_ms: 60_000,
+                                };
+                                match claimer.claim(request).await {
                                     Ok(Some(job)) => claimed.push((job.id.0, ms(t.elapsed()))),
                                     Ok(None) => break,
                                     Err(e) => fail!("claim: {e}"),

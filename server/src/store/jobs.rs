@@ -123,30 +123,50 @@ pub async fn for_build(conn: &mut AnyConnection, build: BuildId) -> Result<Vec<J
     rows.iter().map(from_row).collect()
 }
 
-/// Gives the oldest queued job to `runner` under a new lease, or nothing.
-/// The state check in the `UPDATE` makes a double claim impossible.
-pub async fn claim(
-    db: &Db,
-    runner: &str,
-    lease: &str,
-    lease_ms: i64,
-) -> Result<Option<Job>, sqlx::Error> {
+/// Who asks for a job, and for how long the job is theirs.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub runner: String,
+    pub lease: String,
+    pub lease_ms: i64,
+}
+
+/// Gives each request the oldest queued job not yet given, under its new
+/// lease; a request finds nothing once the queue is empty. Run it inside a
+/// write transaction for several requests (see `queue::claimer`), or alone for
+/// one. The state check in the `UPDATE` makes a double claim impossible, also
+/// across servers (`skip_locked` from [`Db::skip_locked`]).
+pub async fn claim_each(
+    conn: &mut AnyConnection,
+    skip_locked: &str,
+    requests: &[ClaimRequest],
+) -> Result<Vec<Option<Job>>, sqlx::Error> {
     let now = now_ms();
     let sql = format!(
         "UPDATE jobs SET state = 'running', runner = $1, lease = $2, lease_expires_at = $3, attempts = attempts + 1,
                          started_at = $4, cancel_requested = 0
-         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 {}) AND state = 'queued'
-         RETURNING {COLUMNS}",
-        db.skip_locked()
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 {skip_locked}) AND state = 'queued'
+         RETURNING {COLUMNS}"
     );
-    let row = sqlx::query(&sql)
-        .bind(runner)
-        .bind(lease)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&db.pool)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    let mut claimed = Vec::with_capacity(requests.len());
+    for request in requests {
+        let row = sqlx::query(&sql)
+            .bind(&request.runner)
+            .bind(&request.lease)
+            .bind(now + request.lease_ms)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let job = row.as_ref().map(from_row).transpose()?;
+        let empty = job.is_none();
+        claimed.push(job);
+        if empty {
+            // The queue is empty: the requests after this one find nothing either.
+            claimed.resize(requests.len(), None);
+            break;
+        }
+    }
+    Ok(claimed)
 }
 
 /// Extends a lease; `None` when the lease is no longer this runner's.

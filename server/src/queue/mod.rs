@@ -1,8 +1,11 @@
 //! Handing queued jobs to runners. A claim waits on a `Notify` that every
 //! queueing wakes, so a waiting runner gets a new job at once — no polling.
 
+pub mod claimer;
+
 use crate::progress;
-use crate::store::{builds, jobs, now_ms, repos};
+use crate::store::jobs::ClaimRequest;
+use crate::store::{builds, now_ms, repos};
 use crate::App;
 use gantry_pipeline::Job as JobSpec;
 use gantry_protocol::{Assignment, BuildInfo, RepoInfo};
@@ -40,7 +43,13 @@ pub async fn claim(
 pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sqlx::Error> {
     let lease = new_lease();
     let lease_ms = app.config.lease.as_millis() as i64;
-    let Some(job) = jobs::claim(&app.db, runner, &lease, lease_ms).await? else {
+    let request = ClaimRequest {
+        runner: runner.to_string(),
+        lease: lease.clone(),
+        lease_ms,
+    };
+    let claimed = app.claimer.claim(request).await;
+    let Some(job) = claimed.map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))? else {
         return Ok(None);
     };
     let mut conn = app.db.pool.acquire().await?;
