@@ -63,6 +63,9 @@ pub struct JobContainer<'a> {
     pub image: &'a str,
     pub env: &'a [(String, String)],
     pub workspace: &'a Path,
+    /// The mirror's objects the workspace borrows (see `workspace`): mounted
+    /// read-only at the same path, where the workspace's `.git` looks.
+    pub git_objects: Option<&'a Path>,
     pub build_dir: &'a str,
     pub gantry_dir: &'a Path,
     pub network: &'a str,
@@ -96,6 +99,9 @@ pub fn job_container_spec(c: &JobContainer) -> ContainerCreateBody {
         bind(c.workspace, c.build_dir, false),
         bind(c.gantry_dir, crate::script::GANTRY_DIR, false),
     ];
+    if let Some(objects) = c.git_objects {
+        mounts.push(bind(objects, &objects.display().to_string(), true));
+    }
     if c.docker_socket {
         mounts.push(bind(
             Path::new("/var/run/docker.sock"),
@@ -262,9 +268,11 @@ impl Docker {
     }
 
     /// Builds `spec` from `workspace`, tagged `tag`; each line of Docker's output is passed to `progress`.
+    /// `git_objects`: the mirror objects the workspace's `.git` borrows, sent with the context.
     pub async fn build_image(
         &self,
         workspace: &Path,
+        git_objects: Option<&Path>,
         spec: &BuildSpec,
         tag: &str,
         labels: HashMap<String, String>,
@@ -288,7 +296,8 @@ impl Docker {
                 Path::new(&spec.context).join(&spec.dockerfile).display()
             )));
         }
-        let tar = tokio::task::spawn_blocking(move || tar_dir(&context))
+        let borrowed = git_objects.map(Path::to_path_buf);
+        let tar = tokio::task::spawn_blocking(move || tar_dir(&context, borrowed.as_deref()))
             .await
             .map_err(|e| failed(e.to_string()))?
             .map_err(|e| failed(e.to_string()))?;
@@ -549,11 +558,29 @@ impl Docker {
     }
 }
 
-/// A tar of a directory, for `docker build`. Blocking.
-fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
+/// A tar of a directory, for `docker build`. When it holds the workspace's
+/// `.git`, the mirror objects that `.git` borrows (`git_objects`, the path the
+/// runner chose, never what the build may have written into its alternates
+/// file) go in too and the alternates file is emptied: `git` works in the
+/// image as in a plain clone. Blocking.
+fn tar_dir(dir: &Path, git_objects: Option<&Path>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     builder.append_dir_all(".", dir)?;
+    let borrowed = git_objects.filter(|o| o.is_dir() && dir.join(".git/objects").is_dir());
+    if let Some(objects) = borrowed {
+        builder.append_dir_all(".git/objects", objects)?;
+        // Docker unpacks the context in order: this entry replaces the first.
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(
+            &mut header,
+            ".git/objects/info/alternates",
+            std::io::empty(),
+        )?;
+    }
     builder.into_inner()
 }
 
@@ -605,6 +632,7 @@ mod tests {
             image: "node:20",
             env: &[("CI".into(), "true".into())],
             workspace: Path::new("/data/ws/42"),
+            git_objects: Some(Path::new("/data/mirrors/ab.git/objects")),
             build_dir: "/home/travis/build/o/r",
             gantry_dir: Path::new("/data/jobs/42"),
             network: "gantry-job-42",
@@ -630,6 +658,17 @@ mod tests {
         assert_eq!(host.memory, Some(4 * 1024 * 1024 * 1024));
         assert_eq!(host.pids_limit, Some(4096));
         assert_eq!(host.extra_hosts, Some(vec!["mysql:127.0.0.1".to_string()]));
+        let objects = host
+            .mounts
+            .iter()
+            .flatten()
+            .find(|m| m.source.as_deref() == Some("/data/mirrors/ab.git/objects"))
+            .expect("the mirror's objects are mounted");
+        assert_eq!(
+            (objects.target.as_deref(), objects.read_only),
+            (Some("/data/mirrors/ab.git/objects"), Some(true)),
+            "at the path the workspace's alternates name, read-only"
+        );
         assert!(
             !host
                 .mounts

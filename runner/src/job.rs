@@ -209,6 +209,9 @@ async fn run_inner(
             gantry_dir.display()
         ));
     }
+    // A clone's workspace borrows the mirror's objects (see `workspace`).
+    let git_objects =
+        matches!(source, Source::Clone(_)).then(|| rt.workspaces.objects_of(&a.repo.clone_url));
     let checkout = match source {
         Source::Clone(credentials) => rt
             .workspaces
@@ -265,6 +268,7 @@ async fn run_inner(
                 .docker
                 .build_image(
                     &workspace,
+                    git_objects.as_deref(),
                     build,
                     &tag,
                     docker::labels(id, rt.docker.runner()),
@@ -314,6 +318,7 @@ async fn run_inner(
         image: &image,
         env: &env,
         workspace: &workspace,
+        git_objects: git_objects.as_deref(),
         build_dir: &build_dir,
         gantry_dir: &gantry_dir,
         network: &network,
@@ -456,6 +461,7 @@ async fn run_inner(
             container: &container,
             gantry_dir: &gantry_dir,
             workspace: &workspace,
+            git_objects: git_objects.as_deref(),
             build_dir: &build_dir,
             cancel,
             deadline,

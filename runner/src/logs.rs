@@ -4,6 +4,7 @@
 //! bounded channel, so a job printing faster than the server stores waits
 //! instead of filling memory.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
 use bytes::Bytes;
 use gantry_protocol::PhaseTiming;
@@ -15,14 +16,41 @@ use tokio::sync::mpsc;
 const MAX_LINE: usize = 1024 * 1024;
 /// Send as soon as this much is waiting.
 const CHUNK: usize = 256 * 1024;
+/// What a secret's value becomes in the log.
+const SECURE: &[u8] = b"[secure]";
+/// Lines holding one of these are read one by one: phase folds and timers.
+const MARKERS: [&str; 3] = ["travis_time:", "travis_fold:", "gantry_phase:end:"];
 /// Values this short are not masked (they would hide ordinary words), as on Travis.
 const MIN_SECRET: usize = 4;
 
-/// Replaces secret values, and their usual encodings, with `[secure]`.
-#[derive(Debug, Clone, Default)]
+/// Replaces secret values, and their usual encodings, with `[secure]`: one
+/// pass over the text, the leftmost and then longest value first.
+#[derive(Clone, Default)]
 pub struct Masker {
-    /// Longest first, so a value is masked before any part of it.
-    patterns: Vec<Vec<u8>>,
+    finder: Finder,
+}
+
+#[derive(Clone, Default)]
+enum Finder {
+    /// No secrets.
+    #[default]
+    Nothing,
+    Values(AhoCorasick),
+    /// The values could not be compiled (too large for memory): every line
+    /// is replaced, so nothing can leak.
+    Everything,
+}
+
+/// Says how many values there are, never what they are.
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = match &self.finder {
+            Finder::Nothing => 0,
+            Finder::Values(a) => a.patterns_len(),
+            Finder::Everything => usize::MAX,
+        };
+        f.debug_struct("Masker").field("patterns", &count).finish()
+    }
 }
 
 fn url_encode(s: &str) -> String {
@@ -41,9 +69,10 @@ impl Masker {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Masker {
         let mut patterns: Vec<String> = Vec::new();
         for value in secrets {
-            let mut forms = vec![value.to_string()];
-            // A multi-line value (a key file) prints line by line.
-            forms.extend(value.lines().map(str::to_string));
+            // A multi-line value (a key file) prints line by line: each line
+            // is masked. No pattern holds a newline, so masking many lines at
+            // once is the same as masking each line.
+            let mut forms: Vec<String> = value.lines().map(str::to_string).collect();
             forms.push(base64::engine::general_purpose::STANDARD.encode(value));
             forms.push(base64::engine::general_purpose::STANDARD_NO_PAD.encode(value));
             forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value));
@@ -56,37 +85,45 @@ impl Masker {
                 }
             }
         }
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        if patterns.is_empty() {
+            return Masker::default();
+        }
+        let finder = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns);
         Masker {
-            patterns: patterns.into_iter().map(String::into_bytes).collect(),
+            finder: finder.map_or(Finder::Everything, Finder::Values),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        matches!(self.finder, Finder::Nothing)
     }
 
     /// Masks one line (or any bytes).
-    pub fn mask(&self, line: &[u8]) -> Vec<u8> {
-        let mut out = line.to_vec();
-        for pattern in &self.patterns {
-            if out.len() < pattern.len() {
-                continue;
-            }
-            let mut result = Vec::with_capacity(out.len());
-            let mut i = 0;
-            while i < out.len() {
-                if out[i..].starts_with(pattern) {
-                    result.extend_from_slice(b"[secure]");
-                    i += pattern.len();
-                } else {
-                    result.push(out[i]);
-                    i += 1;
+    pub fn mask(&self, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len());
+        self.mask_into(text, &mut out);
+        out
+    }
+
+    /// Appends `text`, masked, to `out`.
+    pub fn mask_into(&self, text: &[u8], out: &mut Vec<u8>) {
+        match &self.finder {
+            Finder::Nothing => out.extend_from_slice(text),
+            Finder::Values(finder) => finder.replace_all_with_bytes(text, out, |_, _, dst| {
+                dst.extend_from_slice(SECURE);
+                true
+            }),
+            Finder::Everything => {
+                for line in text.split_inclusive(|b| *b == b'\n') {
+                    out.extend_from_slice(SECURE);
+                    if line.ends_with(b"\n") {
+                        out.push(b'\n');
+                    }
                 }
             }
-            out = result;
         }
-        out
     }
 }
 
@@ -100,6 +137,8 @@ fn now_ns() -> u128 {
 /// Turns raw output into masked, timed, whole-line chunks.
 pub struct LogPipeline {
     masker: Masker,
+    /// Finds the lines with phase markers among many.
+    markers: AhoCorasick,
     partial: Vec<u8>,
     pending: Vec<u8>,
     out: mpsc::Sender<Bytes>,
@@ -119,6 +158,7 @@ impl LogPipeline {
     pub fn new(masker: Masker, out: mpsc::Sender<Bytes>) -> Self {
         LogPipeline {
             masker,
+            markers: AhoCorasick::new(MARKERS).expect("three short fixed patterns compile"),
             partial: Vec::new(),
             pending: Vec::new(),
             out,
@@ -134,16 +174,24 @@ impl LogPipeline {
     /// Feeds raw output; sends a chunk when enough is waiting.
     pub async fn push(&mut self, bytes: &[u8]) {
         self.last_output = Instant::now();
-        let mut start = 0;
-        for (i, b) in bytes.iter().enumerate() {
-            if *b == b'\n' {
-                self.partial.extend_from_slice(&bytes[start..=i]);
-                let line = std::mem::take(&mut self.partial);
-                self.line(&line);
-                start = i + 1;
+        if let Some(last) = memchr::memrchr(b'\n', bytes) {
+            let (whole, rest) = bytes.split_at(last + 1);
+            let mut whole = whole;
+            if !self.partial.is_empty() {
+                // The line begun in an earlier frame ends in this one.
+                let end = memchr::memchr(b'\n', whole).map_or(whole.len(), |i| i + 1);
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&whole[..end]);
+                self.lines(&line);
+                line.clear();
+                self.partial = line;
+                whole = &whole[end..];
             }
+            self.lines(whole);
+            self.partial.extend_from_slice(rest);
+        } else {
+            self.partial.extend_from_slice(bytes);
         }
-        self.partial.extend_from_slice(&bytes[start..]);
         if self.partial.len() > MAX_LINE {
             let line = std::mem::take(&mut self.partial);
             self.line(&line);
@@ -151,6 +199,20 @@ impl LogPipeline {
         if self.pending.len() >= CHUNK {
             self.flush().await;
         }
+    }
+
+    /// Whole lines: copied (and masked) in bulk, except the few that carry a
+    /// phase marker, which are read one by one.
+    fn lines(&mut self, mut text: &[u8]) {
+        while let Some(found) = self.markers.find(text) {
+            let start = memchr::memrchr(b'\n', &text[..found.start()]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &text[found.start()..])
+                .map_or(text.len(), |i| found.start() + i + 1);
+            self.masker.mask_into(&text[..start], &mut self.pending);
+            self.line(&text[start..end]);
+            text = &text[end..];
+        }
+        self.masker.mask_into(text, &mut self.pending);
     }
 
     /// Adds a whole line written by the runner itself (not masked: the runner knows what it says).
@@ -180,12 +242,7 @@ impl LogPipeline {
         if !text.ends_with('\n') {
             line.push(b'\n');
         }
-        let masked = if self.masker.is_empty() {
-            line
-        } else {
-            self.masker.mask(&line)
-        };
-        self.pending.extend_from_slice(&masked);
+        self.masker.mask_into(&line, &mut self.pending);
         self.flush().await;
     }
 
@@ -217,12 +274,7 @@ impl LogPipeline {
         // Markers are read before masking, so a secret that happens to be a
         // word of a marker (`gantry`, a phase name) cannot hide a phase.
         let line = self.time_markers(raw.to_vec());
-        let masked = if self.masker.is_empty() {
-            line
-        } else {
-            self.masker.mask(&line)
-        };
-        self.pending.extend_from_slice(&masked);
+        self.masker.mask_into(&line, &mut self.pending);
     }
 
     /// Records phase starts and ends, and writes real times into `travis_time:end`.
@@ -365,6 +417,85 @@ mod tests {
         assert_eq!(p.phases.len(), 1);
         assert_eq!(p.phases[0].phase, "script");
         assert_eq!(p.phases[0].exit_code, 1);
+    }
+
+    /// Output read in bulk must come out as if read line by line, wherever
+    /// Docker happens to cut its frames: masked, with phases found.
+    #[tokio::test]
+    async fn frames_cut_anywhere_give_the_same_log() {
+        let mut text = String::new();
+        for i in 0..2000 {
+            match i % 500 {
+                7 => text.push_str(
+                    "travis_fold:start:script\r\x1b[0Ktravis_time:start:0000000a\r\x1b[0K$ make\n",
+                ),
+                9 => text.push_str(
+                    "travis_time:end:0000000a:start=0,finish=0,duration=0,event=script\r\x1b[0K\n",
+                ),
+                11 => text.push_str("gantry_phase:end:script:rc=0\r\x1b[0K\n"),
+                13 => text.push_str("the key is hunter22 and hunter22 again\n"),
+                _ => text.push_str(&format!("line {i:06} some output\n")),
+            }
+        }
+        text.push_str("no newline at the end");
+        let run = |cuts: Vec<usize>| {
+            let text = text.clone();
+            async move {
+                let (tx, mut rx) = mpsc::channel(4096);
+                let mut p = LogPipeline::new(Masker::new(["hunter22"]), tx);
+                let mut at = 0;
+                for cut in cuts.into_iter().chain([text.len()]) {
+                    let cut = cut.clamp(at, text.len());
+                    p.push(&text.as_bytes()[at..cut]).await;
+                    at = cut;
+                }
+                p.finish().await;
+                let phases: Vec<(String, i32)> = p
+                    .phases
+                    .iter()
+                    .map(|ph| (ph.phase.clone(), ph.exit_code))
+                    .collect();
+                (collect(&mut rx), phases)
+            }
+        };
+        let (whole, phases) = run(vec![]).await;
+        // Real times differ from run to run, in value and in length.
+        let times = |log: &str| {
+            let mut out = String::new();
+            for c in log.chars() {
+                if !c.is_ascii_digit() {
+                    out.push(c);
+                } else if !out.ends_with('#') {
+                    out.push('#');
+                }
+            }
+            out
+        };
+        assert_eq!(phases, vec![("script".to_string(), 0); 4]);
+        assert_eq!(whole.matches("[secure]").count(), 8, "{whole}");
+        assert!(!whole.contains("hunter22"));
+        assert!(!whole.contains("start=0,finish=0"));
+        assert_eq!(whole.lines().count(), 2001);
+        assert!(whole.ends_with("no newline at the end\n"));
+        let mut seed = 7u64;
+        for _ in 0..20 {
+            let mut cuts = Vec::new();
+            let mut at = 0;
+            while at < text.len() {
+                // A small linear congruential step: frames of 1 to 300 bytes.
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                at += 1 + (seed >> 33) as usize % 300;
+                cuts.push(at);
+            }
+            let (cut, cut_phases) = run(cuts).await;
+            let (cut, whole) = (times(&cut), times(&whole));
+            let differs = cut.lines().zip(whole.lines()).find(|(a, b)| a != b);
+            assert_eq!(differs, None, "first line that differs");
+            assert_eq!(cut.len(), whole.len());
+            assert_eq!(cut_phases, phases);
+        }
     }
 
     #[tokio::test]

@@ -1,7 +1,12 @@
 //! Checking out a job's commit with libgit2 (git2): a bare mirror per
 //! repository under the runner's data dir (fetched into, so later jobs
-//! download only what is new), and a fresh workspace per job made from the
-//! mirror. The README has the measurement against the `git` CLI that chose
+//! download only what is new), and a fresh workspace per job that borrows
+//! the mirror's objects through git's `objects/info/alternates` instead of
+//! copying them. The job container gets the mirror's objects read-only (see
+//! [`Workspaces::objects_of`]), so a build can add objects to its own `.git`
+//! but never change the ones later builds check out. Mirrors are only ever
+//! fetched into, never pruned of objects, so a workspace's alternate stays
+//! whole. The README has the measurement against the `git` CLI that chose
 //! libgit2. Credentials reach libgit2 through its credentials callback, never
 //! through a URL, a log or an error message. All of it runs off the async
 //! runtime.
@@ -31,7 +36,8 @@ pub struct Workspaces {
 impl Workspaces {
     pub fn new(data_dir: &Path) -> Workspaces {
         Workspaces {
-            root: data_dir.to_path_buf(),
+            // Absolute: the path is written into workspaces and mounted.
+            root: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -41,6 +47,12 @@ impl Workspaces {
         self.root
             .join("mirrors")
             .join(format!("{}.git", &digest[..24]))
+    }
+
+    /// The objects a workspace of `clone_url` borrows: the job container
+    /// needs them at this same path, read-only.
+    pub fn objects_of(&self, clone_url: &str) -> PathBuf {
+        self.mirror_path(clone_url).join("objects")
     }
 
     fn lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -124,7 +136,8 @@ struct Request {
 
 impl Request {
     /// Under the mirror's lock: fetch what is missing into the mirror and
-    /// copy its objects and refs into a new repository at `dir`.
+    /// make a new repository at `dir` that reads the mirror's objects and has
+    /// its branches and tags.
     fn prepare(&self) -> Result<(), CloneError> {
         let mirror = self.update_mirror()?;
         if self.dir.exists() {
@@ -132,9 +145,14 @@ impl Request {
                 .map_err(|e| CloneError(format!("cannot clear {}: {e}", self.dir.display())))?;
         }
         Repository::init(&self.dir).map_err(|e| self.error("cannot create", e))?;
-        // Copied, not hard-linked: a build may write to its own `.git`, and
-        // it must never be able to change the mirror other builds read.
-        copy_tree(&self.mirror.join("objects"), &self.dir.join(".git/objects"))?;
+        // Borrowed, not copied: a warm checkout costs the files it writes,
+        // not the repository's whole history. New objects a build makes go
+        // into its own `.git/objects`; the mirror is read-only in its container.
+        let alternates = self.dir.join(".git/objects/info/alternates");
+        let objects = self.mirror.join("objects");
+        std::fs::create_dir_all(self.dir.join(".git/objects/info"))
+            .and_then(|()| std::fs::write(&alternates, format!("{}\n", objects.display())))
+            .map_err(|e| CloneError(format!("cannot write {}: {e}", alternates.display())))?;
         // Branches as `origin/*` and tags, in one `packed-refs` file: a
         // repository with thousands of tags costs one write, not thousands.
         let mut refs = Vec::new();
@@ -337,23 +355,6 @@ fn same_host(url: &str, clone_url: &str) -> bool {
         }
     }
     host(url) == host(clone_url)
-}
-
-/// Copies a directory tree (the mirror's objects) file by file.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), CloneError> {
-    let fail =
-        |path: &Path, e: std::io::Error| CloneError(format!("cannot copy {}: {e}", path.display()));
-    std::fs::create_dir_all(to).map_err(|e| fail(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| fail(from, e))? {
-        let entry = entry.map_err(|e| fail(from, e))?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type().map_err(|e| fail(&source, e))?.is_dir() {
-            copy_tree(&source, &target)?;
-        } else if !entry.file_name().to_string_lossy().starts_with("tmp") {
-            std::fs::copy(&source, &target).map_err(|e| fail(&source, e))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -96,6 +96,36 @@ async fn an_image_built_from_the_repositorys_dockerfile() {
         .contains("Missing.dockerfile does not exist in the repository"));
 }
 
+/// A workspace borrows the runner's mirror of the repository instead of a
+/// copy: `git` sees the history in the job and inside `docker build`, a build
+/// can still commit, and no build can change what later builds check out.
+#[tokio::test]
+async fn git_works_from_a_mirror_that_no_build_can_change() {
+    let h = default_harness().await;
+    gantry_testkit::require_image(DEBIAN_IMAGE);
+    let dockerfile =
+        format!("FROM {DEBIAN_IMAGE}\nCOPY . /src\nRUN git -C /src rev-parse HEAD > /built-from\n");
+    let (repo, _) = repo_with(&[("Dockerfile", &dockerfile)]);
+    let sha = repo.commit(&[("second.txt", "2")], "second");
+    let pipeline = "image:\n  build:\n    dockerfile: Dockerfile\nscript:\n  - echo \"image built from $(cat /built-from)\"\n  - echo \"head $(git rev-parse HEAD), $(git rev-list --count HEAD) commits\"\n  - mirror=$(cat .git/objects/info/alternates)\n  - if touch \"$mirror/planted\" 2>/dev/null; then echo MIRROR WRITABLE; else echo the mirror is read-only; fi\n  - git -c user.name=ci -c user.email=ci@example.com commit -q --allow-empty -m local && echo committed locally\n";
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    // Whole lines of output: the log also echoes each command.
+    let printed = |text: &str| log.lines().any(|l| l.trim_end() == text);
+    assert!(printed(&format!("image built from {sha}")), "{log}");
+    assert!(printed(&format!("head {sha}, 2 commits")), "{log}");
+    assert!(printed("the mirror is read-only"), "{log}");
+    assert!(!printed("MIRROR WRITABLE"), "{log}");
+    assert!(printed("committed locally"), "{log}");
+    let mirrors: Vec<_> = std::fs::read_dir(h.rt.data_dir.join("mirrors"))
+        .unwrap()
+        .map(|m| m.unwrap().path())
+        .collect();
+    assert_eq!(mirrors.len(), 1);
+    assert!(mirrors[0].join("objects").is_dir());
+    assert!(!mirrors[0].join("objects/planted").exists());
+}
+
 #[tokio::test]
 async fn a_missing_image_errors_with_a_clear_reason() {
     let h = default_harness().await;

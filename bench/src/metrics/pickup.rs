@@ -130,6 +130,7 @@ async fn floor_start_sample(
         image: &cx.image,
         env: &[],
         workspace: scratch,
+        git_objects: Some(scratch),
         build_dir: "/home/travis/build/bench/pickup",
         gantry_dir: scratch,
         network: &name,

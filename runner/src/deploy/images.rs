@@ -95,6 +95,7 @@ pub struct ImageContext<'a> {
     pub docker: &'a Docker,
     pub assignment: &'a Assignment,
     pub workspace: &'a Path,
+    pub git_objects: Option<&'a Path>,
     pub env: &'a BTreeMap<String, String>,
     pub secrets: &'a [SecretVar],
     /// AWS access of the job's first AWS deploy, for ECR logins.
@@ -162,7 +163,14 @@ async fn push_one(
     let mut progress = |line: String| lines.push(line);
     let built = cx
         .docker
-        .build_image(cx.workspace, &image.build, &first, labels, &mut progress)
+        .build_image(
+            cx.workspace,
+            cx.git_objects,
+            &image.build,
+            &first,
+            labels,
+            &mut progress,
+        )
         .await;
     for line in lines {
         p.say(&line).await;

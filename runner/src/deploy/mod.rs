@@ -57,6 +57,8 @@ pub(crate) struct Stage<'a> {
     pub container: &'a str,
     pub gantry_dir: &'a Path,
     pub workspace: &'a Path,
+    /// The mirror objects the workspace borrows, for image build contexts.
+    pub git_objects: Option<&'a Path>,
     pub build_dir: &'a str,
     pub cancel: &'a CancellationToken,
     pub deadline: Instant,
@@ -110,6 +112,7 @@ impl Stage<'_> {
             docker: &self.rt.docker,
             assignment: self.a,
             workspace: self.workspace,
+            git_objects: self.git_objects,
             env: &env,
             secrets: &self.a.secrets,
             aws,
