@@ -228,22 +228,40 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Resident memory now, in MiB (from /proc).
-    pub fn rss_mib(&self) -> f64 {
-        rss_mib(self.child.id())
+    /// Resident memory now (from /proc).
+    pub fn memory(&self) -> Memory {
+        Memory::of(self.child.id())
+    }
+}
+
+/// Resident memory of a process, in MiB: all of it, and the part that is
+/// anonymous (heap, stacks) rather than pages of the binary and libraries.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss: f64,
+    pub anon: f64,
+}
+
+impl Memory {
+    pub fn of(pid: u32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .map(|kb| kb / 1024.0)
+                .unwrap_or(f64::NAN)
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            anon: field("RssAnon:"),
+        }
     }
 }
 
 pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
+    Memory::of(pid).rss
 }
 
 /// Talks to a server as GitHub and as a user would.
@@ -391,6 +409,15 @@ impl Starts {
                 _ => fail!("no container with {key}={prefix}… started within a minute"),
             }
         }
+    }
+}
+
+/// Writes every dirty page to disk (`sync`), so a sample does not pay for the
+/// write-back of the one before it.
+pub async fn flush_disk() {
+    let synced = tokio::process::Command::new("sync").status().await;
+    if !synced.is_ok_and(|s| s.success()) {
+        fail!("sync failed");
     }
 }
 

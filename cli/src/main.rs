@@ -3,6 +3,7 @@
 
 mod exec;
 mod lint;
+mod memory;
 mod runner;
 mod server;
 
@@ -42,6 +43,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    memory::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {

@@ -1,7 +1,9 @@
 //! Metric 7: the runner's checkout (libgit2: mirror fetch, workspace,
 //! checkout at depth 50) of a repository with ~50k objects served by
 //! `git daemon` on 127.0.0.1 — cold (no mirror) and warm (mirror present) —
-//! against `git clone` and `git clone --reference`.
+//! against `git clone` and `git clone --reference`. Each checkout and clone
+//! starts with the disk flushed (`sync`): the cold one writes tens of MB,
+//! and the warm one right after would otherwise queue behind its write-back.
 
 use crate::fail;
 use crate::setup::ms;
@@ -53,6 +55,7 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
                 let workspaces = Workspaces::new(&dir.join("runner"));
                 let options = GitOptions::default();
                 for (i, samples) in [&mut cold, &mut warm].into_iter().enumerate() {
+                    crate::setup::flush_disk().await;
                     let clock = Instant::now();
                     if let Err(e) = workspaces
                         .checkout(&url, &sha, &options, &dir.join(format!("ws-{i}")), None)
@@ -74,6 +77,7 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
                         &mut cli_warm,
                     ),
                 ] {
+                    crate::setup::flush_disk().await;
                     let clock = Instant::now();
                     let ok = tokio::process::Command::new("git")
                         .args(&args)

@@ -3,7 +3,7 @@
 //! and again after 100 jobs and the same settling time.
 
 use crate::fail;
-use crate::setup::{Process, Project, Stage};
+use crate::setup::{Memory, Process, Project, Stage};
 use crate::stats::{num, Row};
 use crate::Cx;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
     );
     eprintln!("  idle: waiting {} s", cx.idle.as_secs());
     tokio::time::sleep(cx.idle).await;
-    let (server_idle, runner_idle) = (server.rss_mib(), runner.rss_mib());
+    let (server_idle, runner_idle) = (server.memory(), runner.memory());
 
     eprintln!("  idle: {JOBS} jobs");
     for _ in 0..JOBS {
@@ -42,13 +42,13 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
             );
         }
     }
-    let (server_busy, runner_busy) = (server.rss_mib(), runner.rss_mib());
+    let (server_busy, runner_busy) = (server.memory(), runner.memory());
     eprintln!("  idle: waiting {} s again", cx.idle.as_secs());
     tokio::time::sleep(cx.idle).await;
-    let (server_after, runner_after) = (server.rss_mib(), runner.rss_mib());
+    let (server_after, runner_after) = (server.memory(), runner.memory());
 
-    let row = |who: &str, idle: f64, busy: f64, after: f64, limit: f64| {
-        let back = after / idle;
+    let row = |who: &str, idle: Memory, busy: Memory, after: Memory, limit: f64| {
+        let back = after.rss / idle.rss;
         Row {
             metric: format!(
                 "6. {who} RSS idle {} s, then after {JOBS} jobs and {} s more",
@@ -57,15 +57,18 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
             ),
             floor: "–".into(),
             gantry: format!(
-                "{} MiB idle; {} MiB right after the jobs; {} MiB settled",
-                num(idle),
-                num(busy),
-                num(after)
+                "{} MiB idle; {} MiB right after the jobs; {} MiB settled (heap and stacks: {} → {} → {} MiB)",
+                num(idle.rss),
+                num(busy.rss),
+                num(after.rss),
+                num(idle.anon),
+                num(busy.anon),
+                num(after.anon),
             ),
             ratio: format!("{}× idle after the jobs", num(back)),
             spread: "–".into(),
             target: format!("≤ {limit} MiB, back within 10%"),
-            holds: Some(idle <= limit && back <= 1.10),
+            holds: Some(idle.rss <= limit && back <= 1.10),
         }
     };
     vec![

@@ -57,8 +57,14 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = match backend {
             Backend::Sqlite => {
+                // One writer at a time whatever the count (claims have their
+                // own connection, see `queue::claimer`); readers need few.
+                // Each connection has a worker thread, a page cache and
+                // prepared statements, and opening one costs well under a
+                // millisecond, so an idle server closes what it does not use.
                 AnyPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(4)
+                    .idle_timeout(std::time::Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; FULL makes every
