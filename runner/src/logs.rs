@@ -44,12 +44,13 @@ enum Finder {
 /// Says how many values there are, never what they are.
 impl std::fmt::Debug for Masker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = match &self.finder {
-            Finder::Nothing => 0,
-            Finder::Values(a) => a.patterns_len(),
-            Finder::Everything => usize::MAX,
+        let mut out = f.debug_struct("Masker");
+        match &self.finder {
+            Finder::Nothing => out.field("patterns", &0),
+            Finder::Values(a) => out.field("patterns", &a.patterns_len()),
+            Finder::Everything => out.field("patterns", &"every line"),
         };
-        f.debug_struct("Masker").field("patterns", &count).finish()
+        out.finish()
     }
 }
 
@@ -384,6 +385,10 @@ mod tests {
             show("> line two"),
             "> [secure]",
             "each line of a multi-line value"
+        );
+        assert!(
+            !format!("{m:?}").contains("s3cr3t"),
+            "Debug shows how many values, never what they are"
         );
         let m = Masker::new(["p@ss word/+"]);
         assert_eq!(

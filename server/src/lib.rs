@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod forge;
+pub mod group_commit;
 pub mod intake;
 pub mod leases;
 pub mod log_index;
@@ -43,7 +44,8 @@ pub struct App {
     pub logs: Arc<LogStore>,
     pub forge: Arc<dyn Forge>,
     pub journal: intake::journal::Journal,
-    /// Claims jobs for runners, many in one commit (see `queue::claimer`).
+    /// Claims jobs for runners: side by side on PostgreSQL, through one
+    /// writer on SQLite (see `queue::claimer`).
     pub claimer: queue::claimer::Claimer,
     pub metrics: Arc<Metrics>,
     /// Woken whenever jobs are queued: waiting claims look again.

@@ -1,61 +1,44 @@
-//! Group commit for webhook deliveries: handlers hand their delivery to one
-//! writer task, which stores everything waiting in one transaction (one fsync)
-//! and then answers each handler. Under load many deliveries share a commit;
-//! alone, a delivery is committed at once.
+//! The webhook journal: handlers hand their delivery to the group commit
+//! (see `group_commit`), which stores everything waiting in one transaction
+//! (one fsync) before any of them is acknowledged.
 
+use crate::group_commit::{Batch, GroupCommit};
 use crate::store::deliveries::{self, NewDelivery};
 use crate::store::Db;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::Notify;
 
 /// Most deliveries one commit carries.
 const MAX_BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<bool, String>>;
-
 #[derive(Clone)]
-pub struct Journal {
-    tx: mpsc::Sender<(NewDelivery, Reply)>,
-}
+pub struct Journal(GroupCommit<Deliveries>);
 
 impl Journal {
     /// Starts the writer; `stored` is notified after each commit.
     pub fn start(db: Db, stored: Arc<Notify>) -> Journal {
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(write_loop(db, rx, stored));
-        Journal { tx }
+        Journal(GroupCommit::start(Deliveries { db, stored }, MAX_BATCH))
     }
 
     /// Stores a delivery durably; `Ok(false)` when it was stored before (a redelivery).
     pub async fn record(&self, delivery: NewDelivery) -> Result<bool, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((delivery, reply))
-            .await
-            .map_err(|_| "the delivery journal has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the delivery journal has stopped".to_string())?
+        self.0.submit(delivery).await
     }
 }
 
-async fn write_loop(db: Db, mut rx: mpsc::Receiver<(NewDelivery, Reply)>, stored: Arc<Notify>) {
-    let mut batch: Vec<(NewDelivery, Reply)> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let deliveries: Vec<NewDelivery> = batch.iter().map(|(d, _)| d.clone()).collect();
-        match deliveries::insert_batch(&db, &deliveries).await {
-            Ok(new) => {
-                for ((_, reply), is_new) in batch.drain(..).zip(new) {
-                    let _ = reply.send(Ok(is_new));
-                }
-                stored.notify_one();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, count = batch.len(), "could not store webhook deliveries");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(format!("could not store the delivery: {e}")));
-                }
-            }
-        }
+struct Deliveries {
+    db: Db,
+    stored: Arc<Notify>,
+}
+
+impl Batch for Deliveries {
+    type Item = NewDelivery;
+    type Answer = bool;
+    const WHAT: &'static str = "store webhook deliveries";
+
+    async fn write(&mut self, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
+        let new = deliveries::insert_batch(&self.db, batch).await?;
+        self.stored.notify_one();
+        Ok(new)
     }
 }

@@ -15,20 +15,18 @@
 //! again, and the runner that held it gets 409 at its next heartbeat and
 //! stops. Webhook deliveries, which GitHub does not send twice, keep `FULL`.
 
+use crate::group_commit::{Batch, GroupCommit};
 use crate::store::jobs::{self, ClaimRequest, Job};
 use crate::store::{Backend, Db};
 use sqlx::{AnyConnection, Connection, Executor};
-use tokio::sync::{mpsc, oneshot};
 
 /// Most claims one SQLite commit carries.
 const MAX_BATCH: usize = 64;
 
-type Reply = oneshot::Sender<Result<Option<Job>, String>>;
-
 #[derive(Clone)]
 pub enum Claimer {
     /// SQLite: requests go to the claim writer task.
-    Writer(mpsc::Sender<(ClaimRequest, Reply)>),
+    Writer(GroupCommit<ClaimWriter>),
     /// PostgreSQL: each request claims on a pooled connection.
     Direct(Db),
 }
@@ -38,16 +36,17 @@ impl Claimer {
     pub fn start(db: Db) -> Claimer {
         match db.backend {
             Backend::Postgres => Claimer::Direct(db),
-            Backend::Sqlite => {
-                let (tx, rx) = mpsc::channel(1024);
-                tokio::spawn(write_loop(db, rx));
-                Claimer::Writer(tx)
-            }
+            Backend::Sqlite => Claimer::Writer(GroupCommit::start(
+                ClaimWriter { db, conn: None },
+                MAX_BATCH,
+            )),
         }
     }
 
     /// The oldest queued job for `request.runner` under `request.lease`, or
-    /// nothing when the queue is empty.
+    /// nothing when the queue is empty. A claimer that goes away before the
+    /// answer (its runner hung up) leaves the job under a lease nobody
+    /// renews: it expires and the job is queued again.
     pub async fn claim(&self, request: ClaimRequest) -> Result<Option<Job>, String> {
         match self {
             Claimer::Direct(db) => {
@@ -57,67 +56,45 @@ impl Claimer {
                 };
                 let claimed = claim
                     .await
-                    .map_err(|e| format!("could not claim a job: {e}"))?;
+                    .map_err(|e| format!("could not {}: {e}", ClaimWriter::WHAT))?;
                 Ok(claimed.into_iter().next().flatten())
             }
-            Claimer::Writer(tx) => {
-                let stopped = || "the claim writer has stopped".to_string();
-                let (reply, answer) = oneshot::channel();
-                tx.send((request, reply)).await.map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())?
-            }
+            Claimer::Writer(writer) => writer.submit(request).await,
         }
     }
 }
 
-async fn write_loop(db: Db, mut rx: mpsc::Receiver<(ClaimRequest, Reply)>) {
-    let mut batch: Vec<(ClaimRequest, Reply)> = Vec::with_capacity(MAX_BATCH);
-    let mut conn: Option<AnyConnection> = None;
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let requests: Vec<ClaimRequest> = batch.iter().map(|(r, _)| r.clone()).collect();
-        match claim_batch(&db, &mut conn, &requests).await {
-            Ok(claimed) => {
-                for ((_, reply), job) in batch.drain(..).zip(claimed) {
-                    // A claimer that went away (its runner hung up) leaves its
-                    // job running under a lease nobody renews: it expires and
-                    // the job is queued again.
-                    let _ = reply.send(Ok(job));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, count = batch.len(), "could not claim jobs");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(format!("could not claim a job: {e}")));
-                }
-            }
-        }
-    }
-}
-
-/// One transaction on the writer's connection, opened on first use and
+/// SQLite's claims: one connection of their own, opened on first use and
 /// opened again after an error.
-async fn claim_batch(
-    db: &Db,
-    slot: &mut Option<AnyConnection>,
-    requests: &[ClaimRequest],
-) -> Result<Vec<Option<Job>>, sqlx::Error> {
-    let mut conn = match slot.take() {
-        Some(conn) => conn,
-        None => {
-            let mut conn = db.pool.acquire().await?.detach();
-            conn.execute("PRAGMA synchronous = NORMAL").await?;
-            conn
-        }
-    };
-    let claimed = if requests.len() == 1 {
-        // One statement is its own transaction: one round trip, not three.
-        jobs::claim_each(&mut conn, db.skip_locked(), requests).await?
-    } else {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = jobs::claim_each(&mut tx, db.skip_locked(), requests).await?;
-        tx.commit().await?;
-        claimed
-    };
-    *slot = Some(conn);
-    Ok(claimed)
+pub struct ClaimWriter {
+    db: Db,
+    conn: Option<AnyConnection>,
+}
+
+impl Batch for ClaimWriter {
+    type Item = ClaimRequest;
+    type Answer = Option<Job>;
+    const WHAT: &'static str = "claim a job";
+
+    async fn write(&mut self, requests: &[ClaimRequest]) -> Result<Vec<Option<Job>>, sqlx::Error> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.db.pool.acquire().await?.detach();
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn
+            }
+        };
+        let claimed = if requests.len() == 1 {
+            // One statement is its own transaction: one round trip, not three.
+            jobs::claim_each(&mut conn, self.db.skip_locked(), requests).await?
+        } else {
+            let mut tx = conn.begin_with(crate::store::SQLITE_BEGIN_WRITE).await?;
+            let claimed = jobs::claim_each(&mut tx, self.db.skip_locked(), requests).await?;
+            tx.commit().await?;
+            claimed
+        };
+        self.conn = Some(conn);
+        Ok(claimed)
+    }
 }

@@ -20,6 +20,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// How SQLite begins a transaction that will write (see [`Db::begin`]).
+pub const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// The database: a pool and which engine is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -99,7 +102,7 @@ impl Db {
     /// is locked" at once, past any busy timeout).
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN_WRITE).await,
             Backend::Postgres => self.pool.begin().await,
         }
     }
