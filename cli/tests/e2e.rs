@@ -61,6 +61,25 @@ async fn a_push_ends_in_a_passed_build_with_its_full_log() {
     assert!(!log.contains("duration=0,"), "phase times are filled in");
 }
 
+/// The README's run command keeps its data in `./gantry-data`, a relative
+/// path: the runner's mirrors, workspaces and Docker mounts still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_default_relative_data_dir_runs_jobs() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: cat README.md\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[("README.md", "relative\n")]);
+    let cwd = tempfile::tempdir().unwrap();
+    let gantry = start_with_default_data_dir(cwd.path(), &github.url);
+    gantry.push(&payload, "e2e-relative").await;
+    let build = gantry.finished(&full_name, 1).await;
+    let log = gantry.log(&build["jobs"][0]).await;
+    assert_eq!(build["state"], "passed", "{log}");
+    assert!(log.lines().any(|l| l == "relative"), "{log}");
+    assert!(cwd.path().join("gantry-data/gantry.db").is_file());
+    assert!(cwd.path().join("gantry-data/runner/mirrors").is_dir());
+}
+
 fn parse_time(t: &Value) -> std::time::SystemTime {
     humantime::parse_rfc3339(t.as_str().expect("a time")).expect("RFC 3339")
 }

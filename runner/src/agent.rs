@@ -57,7 +57,10 @@ pub enum AgentError {
 
 /// Runs until `shutdown` is cancelled and every running job has ended.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&config.data_dir)
+    // Absolute from here on: its paths become Docker mount sources, which
+    // must be absolute, and the default (`./gantry-runner-data`) is not.
+    let data_dir = std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| std::path::absolute(&config.data_dir))
         .map_err(|e| AgentError::DataDir(config.data_dir.clone(), e))?;
     let docker = Docker::connect(&config.name).await?;
     let left = docker.janitor().await;
@@ -70,8 +73,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let client = ServerClient::new(&config.server, &config.token);
     let runtime = Arc::new(Runtime {
         docker,
-        workspaces: Workspaces::new(&config.data_dir),
-        data_dir: config.data_dir.clone(),
+        workspaces: Workspaces::new(&data_dir),
+        data_dir,
         limits: config.limits.clone(),
         no_output_timeout: config.no_output_timeout,
         max_job_time: config.max_job_time,

@@ -33,9 +33,21 @@ pub fn stop(child: &mut Child) {
 }
 
 pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
+    let mut command = command(github, extra);
+    command.env("GANTRY_DATA_DIR", data);
+    launch(command)
+}
+
+/// As the README runs it: from `dir`, with the default (relative) data dir.
+pub fn start_with_default_data_dir(dir: &Path, github: &str) -> Gantry {
+    let mut command = command(github, &[]);
+    command.current_dir(dir).env_remove("GANTRY_DATA_DIR");
+    launch(command)
+}
+
+fn command(github: &str, extra: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
-        .env("GANTRY_DATA_DIR", data)
         .env("GANTRY_GITHUB_WEBHOOK_SECRET", SECRET)
         .env("GANTRY_GITHUB_API_URL", github)
         .env("GANTRY_ADMIN_TOKEN", "e2e-admin-token-0123456789")
@@ -45,6 +57,10 @@ pub fn start(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
     for (k, v) in extra {
         command.env(k, v);
     }
+    command
+}
+
+fn launch(command: Command) -> Gantry {
     let (child, url) = gantry_testkit::process::start_gantry_server(command);
     Gantry {
         child,
