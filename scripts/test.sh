@@ -22,6 +22,9 @@ for kind in "ps -aq" "network ls -q" "volume ls -q"; do
   found=$(docker $kind --filter label=gantry.job)
   [ -z "$found" ] || leftovers="$leftovers docker $kind: $found;"
 done
+# ... and so is every network a runner kept ready for its next job.
+found=$(docker network ls -q --filter label=gantry.runner)
+[ -z "$found" ] || leftovers="$leftovers docker network ls: $found;"
 if [ -n "$leftovers" ]; then
   echo "FAILED: the tests left Gantry's Docker objects behind:$leftovers" >&2
   exit 1

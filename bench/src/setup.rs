@@ -429,17 +429,19 @@ pub async fn settle() {
     }
 }
 
-/// Gantry's Docker objects still present (containers, networks, volumes).
+/// Gantry's Docker objects still present (containers, networks, volumes,
+/// and networks a runner made ahead of a job, which name no job).
 pub async fn leftovers() -> Vec<String> {
     let mut found = Vec::new();
-    for kind in [
-        &["ps", "-aq"][..],
-        &["network", "ls", "-q"][..],
-        &["volume", "ls", "-q"][..],
+    for (kind, label) in [
+        (&["ps", "-aq"][..], "gantry.job"),
+        (&["network", "ls", "-q"][..], "gantry.job"),
+        (&["volume", "ls", "-q"][..], "gantry.job"),
+        (&["network", "ls", "-q"][..], "gantry.runner"),
     ] {
         let out = tokio::process::Command::new("docker")
             .args(kind)
-            .args(["--filter", "label=gantry.job"])
+            .args(["--filter", &format!("label={label}")])
             .output()
             .await;
         if let Ok(out) = out {

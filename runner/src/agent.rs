@@ -80,6 +80,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         max_job_time: config.max_job_time,
         server: Some(client.clone()),
     });
+    runtime.docker.keep_a_spare_network();
+    let ended = serve(&config, &client, &runtime, shutdown).await;
+    runtime.docker.drop_spares().await;
+    ended
+}
+
+/// Claims and runs jobs until `shutdown`, then waits for the running ones.
+async fn serve(
+    config: &AgentConfig,
+    client: &ServerClient,
+    runtime: &Arc<Runtime>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
     let mut jobs = JoinSet::new();
     let mut backoff = Duration::from_millis(500);

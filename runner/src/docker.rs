@@ -18,6 +18,7 @@ use futures::StreamExt;
 use gantry_pipeline::{BuildSpec, Service};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub const JOB_LABEL: &str = "gantry.job";
 pub const RUNNER_LABEL: &str = "gantry.runner";
@@ -209,6 +210,23 @@ fn short(e: &bollard::errors::Error) -> String {
 pub struct Docker {
     client: bollard::Docker,
     runner: String,
+    networks: Arc<Mutex<Networks>>,
+}
+
+/// Networks made ahead of jobs. Creating one takes Docker 100–200 ms (a
+/// bridge and its firewall rules), which would otherwise stand in front of
+/// every job's container (bench metric 2). A spare is a fresh network that
+/// nothing has joined, so a job gets the same isolation either way.
+#[derive(Default)]
+struct Networks {
+    /// Whether to keep a spare (a runner agent does; `gantry exec` does not).
+    enabled: bool,
+    spare: Option<String>,
+    /// The spare being made.
+    making: Option<tokio::task::JoinHandle<()>>,
+    /// Spares given to jobs, by job id: their labels name no job, so
+    /// [`Docker::destroy`] removes them by name.
+    taken: HashMap<i64, String>,
 }
 
 impl Docker {
@@ -226,7 +244,96 @@ impl Docker {
         Ok(Docker {
             client,
             runner: runner.to_string(),
+            networks: Arc::default(),
         })
+    }
+
+    /// Keeps one network made ahead of the next job, until [`Docker::drop_spares`].
+    pub fn keep_a_spare_network(&self) {
+        self.lock_networks().enabled = true;
+        self.make_spare();
+    }
+
+    /// Stops making spares and removes the one kept (a graceful stop).
+    pub async fn drop_spares(&self) {
+        let making = {
+            let mut n = self.lock_networks();
+            n.enabled = false;
+            n.making.take()
+        };
+        if let Some(making) = making {
+            // It sees `enabled` is off and removes what it made.
+            let _ = making.await;
+        }
+        let spare = self.lock_networks().spare.take();
+        if let Some(name) = spare {
+            let _ = self.client.remove_network(&name).await;
+        }
+    }
+
+    /// The network kept for the next job, once it is made.
+    pub fn spare_network(&self) -> Option<String> {
+        self.lock_networks().spare.clone()
+    }
+
+    fn lock_networks(&self) -> std::sync::MutexGuard<'_, Networks> {
+        // The lock guards plain fields: a panic elsewhere leaves them usable.
+        self.networks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn make_spare(&self) {
+        let mut n = self.lock_networks();
+        if !n.enabled || n.spare.is_some() || n.making.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let docker = self.clone();
+        n.making = Some(tokio::spawn(async move {
+            let name = format!("{}-net-{:08x}", docker.name_prefix(), rand::random::<u32>());
+            let request = NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(HashMap::from([(
+                    RUNNER_LABEL.into(),
+                    docker.runner.clone(),
+                )])),
+                ..Default::default()
+            };
+            if let Err(e) = docker.client.create_network(request).await {
+                tracing::warn!(error = %short(&e), "cannot make a network ahead of the next job");
+                return;
+            }
+            let unwanted = {
+                let mut n = docker.lock_networks();
+                if n.enabled && n.spare.is_none() {
+                    n.spare = Some(name);
+                    None
+                } else {
+                    Some(name)
+                }
+            };
+            if let Some(name) = unwanted {
+                let _ = docker.client.remove_network(&name).await;
+            }
+        }));
+    }
+
+    /// The network for job `job_id`: the spare when there is one (and a new
+    /// spare is begun), else one made now. Returns its name.
+    pub async fn job_network(&self, job_id: i64) -> Result<String, DockerError> {
+        let spare = {
+            let mut n = self.lock_networks();
+            let spare = n.spare.take();
+            if let Some(name) = &spare {
+                n.taken.insert(job_id, name.clone());
+            }
+            spare
+        };
+        self.make_spare();
+        if let Some(name) = spare {
+            return Ok(name);
+        }
+        let name = self.job_name(job_id);
+        self.create_network(&name, job_id).await?;
+        Ok(name)
     }
 
     pub fn client(&self) -> &bollard::Docker {
@@ -459,6 +566,11 @@ impl Docker {
     /// The name of a job's container (and network): job ids are per server, so
     /// the runner's name keeps two servers' jobs apart on one Docker engine.
     pub fn job_name(&self, job_id: i64) -> String {
+        format!("{}-job-{job_id}", self.name_prefix())
+    }
+
+    /// `gantry-<runner>`, with what Docker refuses in names replaced.
+    fn name_prefix(&self) -> String {
         let runner: String = self
             .runner
             .chars()
@@ -470,7 +582,7 @@ impl Docker {
                 }
             })
             .collect();
-        format!("gantry-{runner}-job-{job_id}")
+        format!("gantry-{runner}")
     }
 
     /// Removes every container and network of this runner's job.
@@ -483,6 +595,10 @@ impl Docker {
             ],
         )]);
         self.remove_matching(filter).await;
+        let taken = self.lock_networks().taken.remove(&job_id);
+        if let Some(name) = taken {
+            let _ = self.client.remove_network(&name).await;
+        }
     }
 
     /// Removes everything this runner left behind (after a crash).

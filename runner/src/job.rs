@@ -6,6 +6,7 @@
 use crate::deploy::StageEnd;
 use crate::docker::{self, Docker, DockerError, JobContainer, Limits};
 use crate::logs::{LogPipeline, Masker};
+use crate::output::{self, OutputFifo};
 use crate::script::{self, EXIT_ERRORED, EXIT_FAILED, EXIT_PASSED};
 use crate::travis_env;
 use crate::workspace::{Credentials, Workspaces};
@@ -110,11 +111,12 @@ pub async fn execute(
     );
     let mut pipeline = LogPipeline::new(masker, log);
     let started = Instant::now();
-    // The job's network is made while the code is fetched: it takes Docker
-    // tens of milliseconds that need not wait for git.
+    // The job's network (a spare made ahead, or one made now) is settled
+    // while the code is fetched: making one takes Docker 100–200 ms that
+    // need not wait for git.
     let mut network = Some({
         let (docker, id) = (rt.docker.clone(), a.job_id.0);
-        tokio::spawn(async move { docker.create_network(&docker.job_name(id), id).await })
+        tokio::spawn(async move { docker.job_network(id).await })
     });
     let mut outcome = run_inner(rt, a, source, &mut pipeline, &cancel, started, &mut network).await;
     if let Some(unused) = network.take() {
@@ -179,7 +181,7 @@ async fn run_inner(
     p: &mut LogPipeline,
     cancel: &CancellationToken,
     started: Instant,
-    network_task: &mut Option<tokio::task::JoinHandle<Result<(), DockerError>>>,
+    network_task: &mut Option<tokio::task::JoinHandle<Result<String, DockerError>>>,
 ) -> Outcome {
     let job = &a.job;
     let id = a.job_id.0;
@@ -286,18 +288,18 @@ async fn run_inner(
     };
 
     // 3. Network, job container, services.
-    let network = rt.docker.job_name(id);
     let container = rt.docker.job_name(id);
-    let created = match network_task.take() {
+    let network = match network_task.take() {
         Some(task) => match task.await {
             Ok(created) => created,
-            Err(_) => rt.docker.create_network(&network, id).await,
+            Err(_) => rt.docker.job_network(id).await,
         },
-        None => rt.docker.create_network(&network, id).await,
+        None => rt.docker.job_network(id).await,
     };
-    if let Err(e) = created {
-        return report_docker(p, e).await;
-    }
+    let network = match network {
+        Ok(name) => name,
+        Err(e) => return report_docker(p, e).await,
+    };
     let env = travis_env::job_environment(a);
     let socket = job.docker && rt.limits.allow_docker_socket && !a.build.fork;
     if job.docker && !socket {
@@ -566,14 +568,41 @@ pub(crate) async fn run_step(
 ) -> Result<Option<i64>, Interrupted> {
     std::fs::write(gantry_dir.join(file), text)
         .map_err(|e| Interrupted::Engine(format!("the runner cannot write the job script: {e}")))?;
+    // The job's output FIFO, made by its first step and kept for the job.
+    let mut fifo = match p.output.take() {
+        Some(fifo) => fifo,
+        None => OutputFifo::create(gantry_dir).map_err(|e| {
+            Interrupted::Engine(format!(
+                "the runner cannot make the job's output pipe in {}: {e}",
+                gantry_dir.display()
+            ))
+        })?,
+    };
+    let end = stream_step(rt, container, file, &mut fifo, p, cancel, deadline).await;
+    p.output = Some(fifo);
+    end
+}
+
+/// [`run_step`] once the script and the FIFO are there.
+async fn stream_step(
+    rt: &Runtime,
+    container: &str,
+    file: &str,
+    fifo: &mut OutputFifo,
+    p: &mut LogPipeline,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<Option<i64>, Interrupted> {
     let client = rt.docker.client();
+    let dir = script::GANTRY_DIR;
     let exec = client
         .create_exec(
             container,
             CreateExecOptions::<String> {
                 cmd: Some(vec![
                     "/bin/sh".into(),
-                    format!("{}/{file}", script::GANTRY_DIR),
+                    "-c".into(),
+                    format!("exec /bin/sh {dir}/{file} >{dir}/{} 2>&1", output::FILE),
                 ]),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
@@ -594,9 +623,20 @@ pub(crate) async fn run_step(
     };
     p.last_output = Instant::now();
     let started_at = p.started;
+    let lost_pipe = |e: std::io::Error| {
+        Interrupted::Engine(format!("the runner lost the job's output pipe: {e}"))
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
+            read = fifo.read() => match read {
+                Ok(bytes) => p.push(bytes).await,
+                Err(e) => {
+                    p.finish().await;
+                    return Err(lost_pipe(e));
+                }
+            },
+            // Docker ends the attach stream when the step's shell has exited.
             item = output.next() => match item {
                 Some(Ok(chunk)) => p.push(&chunk.into_bytes()).await,
                 Some(Err(e)) => {
@@ -623,6 +663,11 @@ pub(crate) async fn run_step(
                 }
             }
         }
+    }
+    // What the shell wrote before it exited is in the pipe's buffer.
+    let rest = fifo.drain().map_err(lost_pipe)?;
+    if !rest.is_empty() {
+        p.push(&rest).await;
     }
     p.finish().await;
     let inspect = client.inspect_exec(&exec.id).await.map_err(|e| {

@@ -5,7 +5,7 @@
 //! ```text
 //! agent (claim, heartbeat, upload) ─▶ job::run ─▶ workspace (git mirror → checkout)
 //!                                              ├▶ docker (image, network, job container, services)
-//!                                              ├▶ script (the phases, as sh) ─exec─▶ logs (mask, time, chunk)
+//!                                              ├▶ script (the phases, as sh) ─exec─▶ output (FIFO) ─▶ logs (mask, time, chunk)
 //!                                              └▶ destroy (always)
 //! ```
 
@@ -17,6 +17,7 @@ pub mod docker;
 pub mod job;
 pub mod local;
 pub mod logs;
+pub mod output;
 pub mod script;
 pub mod travis_env;
 pub mod workspace;

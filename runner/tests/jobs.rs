@@ -59,6 +59,67 @@ async fn a_failing_script_fails_and_an_install_failure_errors() {
     assert!(log.contains("failed and exited with 1 during install"));
 }
 
+/// Steps write into a FIFO the runner reads (not Docker's attach stream):
+/// stderr comes along, and a background process that outlives its step
+/// still writes into the log rather than dying of SIGPIPE.
+#[tokio::test]
+async fn stderr_and_a_background_process_reach_the_log() {
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!(
+        "image: {IMAGE}\nscript:\n  - echo to-stdout; echo to-stderr >&2\n  - (sleep 1; echo from-the-background) &\nafter_script: sleep 3; echo after-script-ran\n"
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let at = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("{text} not in {log}"))
+    };
+    // Output lines, not the echoed commands (`$ echo to-stdout; …`).
+    assert!(at("\nto-stdout\n") < at("\nto-stderr\n"));
+    assert!(at("\nfrom-the-background\n") < at("\nafter-script-ran\n"));
+}
+
+/// The names of the networks labelled with this runner's name.
+fn runner_networks(h: &Harness) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}", "--filter"])
+        .arg(format!("label=gantry.runner={}", h.rt.docker.runner()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A runner keeps one network ready for its next job. The job takes it, its
+/// clean-up removes it, a fresh one (never joined by a job) takes its place,
+/// and a graceful stop removes that.
+#[tokio::test]
+async fn a_network_made_ahead_serves_one_job_and_none_is_left() {
+    let h = default_harness().await;
+    h.rt.docker.keep_a_spare_network();
+    let wait = Duration::from_secs(30);
+    let first = gantry_testkit::eventually("a spare network", wait, || async {
+        h.rt.docker.spare_network()
+    })
+    .await;
+    assert_eq!(runner_networks(&h), [first.clone()]);
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!("image: {IMAGE}\nscript: 'true'\n");
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let second = gantry_testkit::eventually("the next spare", wait, || async {
+        h.rt.docker.spare_network().filter(|name| *name != first)
+    })
+    .await;
+    // The job's network (the first spare) went with the job.
+    assert_eq!(runner_networks(&h), [second]);
+    h.rt.docker.drop_spares().await;
+    assert!(runner_networks(&h).is_empty());
+}
+
 #[tokio::test]
 async fn services_answer_by_name_and_on_localhost() {
     let h = default_harness().await;
