@@ -94,7 +94,17 @@ pub fn run(command: ServerCommand) -> ExitCode {
                 }
             })
         });
-        let result = server.serve(listener, shutdown_signal()).await;
+        // The runner stops claiming at the signal, not after the server has
+        // stopped: the server's graceful stop waits for open requests, and
+        // the runner's claim is a 30-second long poll.
+        let signal = {
+            let stop_runner = stop_runner.clone();
+            async move {
+                shutdown_signal().await;
+                stop_runner.cancel();
+            }
+        };
+        let result = server.serve(listener, signal).await;
         stop_runner.cancel();
         if let Some(runner) = runner {
             let _ = runner.await;

@@ -247,15 +247,20 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     assert_eq!(job["reason"], "runner lost");
     let log = gantry.log(&job).await;
     assert!(log.contains("runner lost: no heartbeat from"), "{log}");
-    // The next start of the runner clears what the killed ones left.
-    let mut runner = start_runner(&gantry.url, runner_data.path(), &name);
+    // The next start of the runner clears what the killed ones left: the
+    // job's network and the spare each kept for its next job.
+    let left = labelled(&["network", "ls", "-q"], &name);
+    assert!(!left.is_empty(), "the killed runners left networks");
+    let runner = start_runner(&gantry.url, runner_data.path(), &name);
     gantry_testkit::eventually("leftovers removed", Duration::from_secs(30), || async {
-        (labelled(&["ps", "-aq"], &name).is_empty()
-            && labelled(&["network", "ls", "-q"], &name).is_empty())
-        .then_some(())
+        let now = labelled(&["network", "ls", "-q"], &name);
+        (labelled(&["ps", "-aq"], &name).is_empty() && left.lines().all(|id| !now.contains(id)))
+            .then_some(())
     })
     .await;
-    runner.kill_9();
+    // A graceful stop removes the runner's own spare network.
+    drop(runner);
+    assert_eq!(labelled(&["network", "ls", "-q"], &name), "");
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -493,4 +498,57 @@ async fn a_runner_with_the_wrong_token_stops_and_says_why() {
         stderr.contains("the server refused the runner token: check --token / GANTRY_RUNNER_TOKEN"),
         "{stderr}"
     );
+}
+
+/// SIGTERM stops `gantry server` at once even while its embedded runner
+/// waits in a long poll for work (it used to wait out the 30-second poll),
+/// and the network its runner made ahead of the next job goes with it.
+#[tokio::test]
+async fn a_server_stops_at_sigterm_and_leaves_no_network() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut gantry = start(
+        data.path(),
+        &github.url,
+        &[("GANTRY_EMBEDDED_RUNNERS", "1")],
+    );
+    let port = gantry.url.rsplit(':').next().unwrap().to_string();
+    // The embedded runner is `embedded@<host>:<port>`; its spare network is
+    // `gantry-embedded-<host>-<port>-net-…`.
+    let spares = move || {
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "--format",
+                "{{.Name}}",
+                "--filter",
+                "label=gantry.runner",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|name| name.contains(&format!("-{port}-net-")))
+            .count()
+    };
+    gantry_testkit::eventually("the spare network", Duration::from_secs(30), || async {
+        (spares() == 1).then_some(())
+    })
+    .await;
+    let clock = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &gantry.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = gantry.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        clock.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}: it waited for the runner's long poll",
+        clock.elapsed()
+    );
+    assert_eq!(spares(), 0, "the spare network was left");
 }
