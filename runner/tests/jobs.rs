@@ -105,7 +105,7 @@ async fn a_network_made_ahead_serves_one_job_and_none_is_left() {
         h.rt.docker.spare_network()
     })
     .await;
-    assert_eq!(runner_networks(&h), [first.clone()]);
+    assert_eq!(runner_networks(&h), std::slice::from_ref(&first));
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline = format!("image: {IMAGE}\nscript: 'true'\n");
     let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
