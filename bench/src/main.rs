@@ -111,7 +111,7 @@ async fn main() {
 
     // Whatever was measured, nothing of Gantry's may stay behind.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let left = setup::leftovers().await;
+    let left = setup::leftovers(true).await;
     if !left.is_empty() {
         fail!("Docker objects left behind: {}", left.join("; "));
     }

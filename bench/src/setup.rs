@@ -421,24 +421,29 @@ pub async fn flush_disk() {
     }
 }
 
-/// Waits (up to 30 s) until no Docker object of Gantry's is left.
+/// Waits (up to 30 s) until no job's Docker object is left (a running
+/// runner keeps its spare network).
 pub async fn settle() {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !leftovers().await.is_empty() && Instant::now() < deadline {
+    while !leftovers(false).await.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Gantry's Docker objects still present (containers, networks, volumes,
-/// and networks a runner made ahead of a job, which name no job).
-pub async fn leftovers() -> Vec<String> {
+/// Jobs' Docker objects still present (containers, networks, volumes), and
+/// with `spares` the networks runners made ahead of jobs, which name no job
+/// (only a stopped runner must have removed those).
+pub async fn leftovers(spares: bool) -> Vec<String> {
     let mut found = Vec::new();
+    let spare = spares.then_some((&["network", "ls", "-q"][..], "gantry.runner"));
     for (kind, label) in [
         (&["ps", "-aq"][..], "gantry.job"),
         (&["network", "ls", "-q"][..], "gantry.job"),
         (&["volume", "ls", "-q"][..], "gantry.job"),
-        (&["network", "ls", "-q"][..], "gantry.runner"),
-    ] {
+    ]
+    .into_iter()
+    .chain(spare)
+    {
         let out = tokio::process::Command::new("docker")
             .args(kind)
             .args(["--filter", &format!("label={label}")])
