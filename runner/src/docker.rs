@@ -329,7 +329,11 @@ impl Docker {
         };
         self.make_spare();
         if let Some(name) = spare {
-            return Ok(name);
+            // Nothing has joined a spare, so `docker network prune` removes it.
+            if self.client.inspect_network(&name, None).await.is_ok() {
+                return Ok(name);
+            }
+            self.lock_networks().taken.remove(&job_id);
         }
         let name = self.job_name(job_id);
         self.create_network(&name, job_id).await?;

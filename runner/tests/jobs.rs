@@ -115,7 +115,19 @@ async fn a_network_made_ahead_serves_one_job_and_none_is_left() {
     })
     .await;
     // The job's network (the first spare) went with the job.
-    assert_eq!(runner_networks(&h), [second]);
+    assert_eq!(runner_networks(&h), std::slice::from_ref(&second));
+    // A spare pruned by the operator (nothing has joined it) is not missed.
+    let pruned = std::process::Command::new("docker")
+        .args(["network", "rm", &second])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success());
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    gantry_testkit::eventually("a spare after the pruned one", wait, || async {
+        h.rt.docker.spare_network().filter(|name| *name != second)
+    })
+    .await;
     h.rt.docker.drop_spares().await;
     assert!(runner_networks(&h).is_empty());
 }
