@@ -70,10 +70,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             "removed containers and networks left by an earlier run of this runner"
         );
     }
+    let workspaces = Workspaces::new(&data_dir);
+    let unmounted = workspaces.clear_leftovers().await;
+    if unmounted > 0 {
+        tracing::warn!(
+            unmounted,
+            "unmounted workspaces left by an earlier run of this runner"
+        );
+    }
     let client = ServerClient::new(&config.server, &config.token);
     let runtime = Arc::new(Runtime {
         docker,
-        workspaces: Workspaces::new(&data_dir),
+        workspaces,
         data_dir,
         limits: config.limits.clone(),
         no_output_timeout: config.no_output_timeout,

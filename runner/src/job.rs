@@ -136,6 +136,7 @@ pub async fn execute(
 pub async fn clean_up(rt: &Runtime, job_id: i64) {
     rt.docker.destroy(job_id).await;
     let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, job_id);
+    rt.workspaces.release(&workspace).await;
     let _ = tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_dir_all(workspace);
         let _ = std::fs::remove_dir_all(gantry_dir);

@@ -19,5 +19,6 @@ pub mod local;
 pub mod logs;
 pub mod output;
 pub mod script;
+pub mod snapshot;
 pub mod travis_env;
 pub mod workspace;

@@ -23,23 +23,35 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::snapshot::Snapshots;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CloneError(pub String);
 
 pub struct Workspaces {
     root: PathBuf,
-    /// One job at a time per mirror while it fetches and copies objects.
+    /// One job at a time per mirror while it fetches, and per snapshot while it is written.
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Checkouts shared read-only between jobs of one commit (see `snapshot`).
+    snapshots: Option<Arc<Snapshots>>,
 }
 
 impl Workspaces {
     pub fn new(data_dir: &Path) -> Workspaces {
+        // Absolute: the path is written into workspaces and mounted.
+        let root = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         Workspaces {
-            // Absolute: the path is written into workspaces and mounted.
-            root: std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf()),
+            snapshots: Some(Arc::new(Snapshots::new(&root))),
+            root,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every job gets a full checkout of its own, as where overlays cannot be mounted.
+    pub fn without_snapshots(mut self) -> Workspaces {
+        self.snapshots = None;
+        self
     }
 
     fn mirror_path(&self, clone_url: &str) -> PathBuf {
@@ -58,6 +70,26 @@ impl Workspaces {
     fn lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    /// At start: unmounts the workspaces a killed run left under the data
+    /// dir and removes its snapshots; how many were still mounted.
+    pub async fn clear_leftovers(&self) -> usize {
+        let (Some(snapshots), root) = (self.snapshots.clone(), self.root.clone()) else {
+            return 0;
+        };
+        tokio::task::spawn_blocking(move || snapshots.clear_leftovers(&root))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Ends a job's workspace: unmounts it if it is an overlay, so the
+    /// folder can be removed; the build's changes go with it.
+    pub async fn release(&self, dir: &Path) {
+        if let Some(snapshots) = self.snapshots.clone() {
+            let dir = dir.to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || snapshots.release(&dir)).await;
+        }
     }
 
     /// A fresh workspace at `commit`, at `dir`. Returns lines for the job's log.
@@ -90,12 +122,20 @@ impl Workspaces {
             creds: creds.cloned(),
             canceled,
         };
-        let guard = self.lock(&request.mirror).lock_owned().await;
+        // The snapshot's lock first, then the mirror's: a second job of the
+        // commit waits for the first one's snapshot without holding the mirror.
+        let snapshots = self.snapshots.clone();
+        let snapshot_guard = match &snapshots {
+            Some(s) => Some(self.lock(&s.path_of(&request.key())).lock_owned().await),
+            None => None,
+        };
+        let mirror_guard = self.lock(&request.mirror).lock_owned().await;
         let mut log = tokio::task::spawn_blocking(move || {
-            let made = request.prepare();
-            drop(guard);
-            made?;
-            request.finish()
+            let refs = request.update_mirror_and_list_refs();
+            drop(mirror_guard);
+            let made = request.make(&refs?, snapshots.as_deref());
+            drop(snapshot_guard);
+            made
         })
         .await
         .map_err(|e| CloneError(format!("the checkout stopped: {e}")))??;
@@ -111,6 +151,15 @@ impl Workspaces {
             ),
         );
         Ok(log)
+    }
+}
+
+impl Drop for Workspaces {
+    /// A runner that stops leaves no workspace mounted.
+    fn drop(&mut self) {
+        if let Some(snapshots) = &self.snapshots {
+            snapshots.release_all();
+        }
     }
 }
 
@@ -135,26 +184,19 @@ struct Request {
 }
 
 impl Request {
-    /// Under the mirror's lock: fetch what is missing into the mirror and
-    /// make a new repository at `dir` that reads the mirror's objects and has
-    /// its branches and tags.
-    fn prepare(&self) -> Result<(), CloneError> {
+    /// What names this checkout's snapshot: everything that shapes the files.
+    fn key(&self) -> String {
+        let inputs = format!(
+            "{}\n{}\n{:?}\n{}",
+            self.clone_url, self.commit, self.depth, self.submodules
+        );
+        hex::encode(&Sha256::digest(inputs.as_bytes())[..12])
+    }
+
+    /// Under the mirror's lock: fetch what is missing, and the branches (as
+    /// `origin/*`) and tags for the workspace's `packed-refs` file.
+    fn update_mirror_and_list_refs(&self) -> Result<String, CloneError> {
         let mirror = self.update_mirror()?;
-        if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir)
-                .map_err(|e| CloneError(format!("cannot clear {}: {e}", self.dir.display())))?;
-        }
-        Repository::init(&self.dir).map_err(|e| self.error("cannot create", e))?;
-        // Borrowed, not copied: a warm checkout costs the files it writes,
-        // not the repository's whole history. New objects a build makes go
-        // into its own `.git/objects`; the mirror is read-only in its container.
-        let alternates = self.dir.join(".git/objects/info/alternates");
-        let objects = self.mirror.join("objects");
-        std::fs::create_dir_all(self.dir.join(".git/objects/info"))
-            .and_then(|()| std::fs::write(&alternates, format!("{}\n", objects.display())))
-            .map_err(|e| CloneError(format!("cannot write {}: {e}", alternates.display())))?;
-        // Branches as `origin/*` and tags, in one `packed-refs` file: a
-        // repository with thousands of tags costs one write, not thousands.
         let mut refs = Vec::new();
         for reference in mirror
             .references()
@@ -172,26 +214,85 @@ impl Request {
             refs.push(format!("{target} {local}\n"));
         }
         refs.sort();
-        let packed = self.dir.join(".git/packed-refs");
-        std::fs::write(&packed, refs.concat())
-            .map_err(|e| CloneError(format!("cannot write {}: {e}", packed.display())))?;
-        Ok(())
+        Ok(refs.concat())
     }
 
-    /// Without the lock: history depth, the work tree and submodules.
-    fn finish(&self) -> Result<Vec<String>, CloneError> {
-        let repo = Repository::open(&self.dir).map_err(|e| self.error("cannot open", e))?;
+    /// The workspace at `dir`: an overlay on this commit's snapshot (written
+    /// first if no job has), or where overlays do not work, a checkout of its own.
+    fn make(&self, refs: &str, snapshots: Option<&Snapshots>) -> Result<Vec<String>, CloneError> {
+        if let Some(snapshots) = snapshots {
+            snapshots.release(&self.dir);
+        }
+        clear(&self.dir)?;
+        let Some((snapshots, claim)) = snapshots.and_then(|s| Some((s, s.claim(&self.key())?)))
+        else {
+            return self.write_repository(&self.dir, refs);
+        };
+        let mut log = Vec::new();
+        if claim.exists {
+            log.push(
+                "  (the files of an earlier job of this commit, under a layer of this job's own)"
+                    .into(),
+            );
+        } else {
+            let staging = snapshots.staging(&claim);
+            let written = self.write_repository(&staging, refs).and_then(|lines| {
+                snapshots.publish(&claim, &staging).map_err(|e| {
+                    CloneError(format!(
+                        "cannot keep the checkout at {}: {e}",
+                        claim.path.display()
+                    ))
+                })?;
+                Ok(lines)
+            });
+            match written {
+                Ok(lines) => log = lines,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    snapshots.unclaim(&claim);
+                    return Err(e);
+                }
+            }
+        }
+        if snapshots.mount(&claim, &self.dir).is_err() {
+            clear(&self.dir)?;
+            return self.write_repository(&self.dir, refs);
+        }
+        if claim.exists {
+            // Today's branches and tags, not those of the snapshot's day.
+            write_file(&self.dir.join(".git/packed-refs"), refs)?;
+        }
+        Ok(log)
+    }
+
+    /// A new repository at `dir` that reads the mirror's objects and has its
+    /// branches and tags, checked out at the commit with its submodules.
+    fn write_repository(&self, dir: &Path, refs: &str) -> Result<Vec<String>, CloneError> {
+        let repo = Repository::init(dir).map_err(|e| self.error("cannot create", e))?;
+        // Borrowed, not copied: a checkout costs the files it writes, not
+        // the repository's whole history. New objects a build makes go into
+        // its own `.git/objects`; the mirror is read-only in its container.
+        let objects = self.mirror.join("objects");
+        std::fs::create_dir_all(dir.join(".git/objects/info"))
+            .map_err(|e| CloneError(format!("cannot create {}: {e}", dir.display())))?;
+        write_file(
+            &dir.join(".git/objects/info/alternates"),
+            &format!("{}\n", objects.display()),
+        )?;
+        // Branches and tags in one `packed-refs` file: a repository with
+        // thousands of tags costs one write, not thousands.
+        write_file(&dir.join(".git/packed-refs"), refs)?;
         repo.remote("origin", &self.clone_url)
             .map_err(|e| self.error("cannot add origin", e))?;
         if let Some(depth) = self.depth {
-            self.cut_history(&repo, depth)?;
+            self.cut_history(dir, &repo, depth)?;
         }
         repo.set_head_detached(self.commit)
             .map_err(|e| self.error("cannot check out", e))?;
         repo.checkout_head(Some(CheckoutBuilder::new().force()))
             .map_err(|e| self.error("cannot check out", e))?;
         let mut log = Vec::new();
-        if self.submodules && self.dir.join(".gitmodules").exists() {
+        if self.submodules && dir.join(".gitmodules").exists() {
             self.update_submodules(&repo)?;
             log.push("$ git submodule update --init --recursive".into());
         }
@@ -276,7 +377,7 @@ impl Request {
     /// Travis clones with `--depth`; the mirror has the whole history, so the
     /// depth is kept the way git keeps it: the commits at the cut are listed
     /// in `.git/shallow`, and `git log` in the job stops there.
-    fn cut_history(&self, repo: &Repository, depth: u32) -> Result<(), CloneError> {
+    fn cut_history(&self, dir: &Path, repo: &Repository, depth: u32) -> Result<(), CloneError> {
         let mut seen = HashSet::from([self.commit]);
         let mut queue = VecDeque::from([(self.commit, 1u32)]);
         let mut shallow = Vec::new();
@@ -302,9 +403,7 @@ impl Request {
         }
         shallow.sort();
         shallow.push(String::new());
-        let path = self.dir.join(".git/shallow");
-        std::fs::write(&path, shallow.join("\n"))
-            .map_err(|e| CloneError(format!("cannot write {}: {e}", path.display())))
+        write_file(&dir.join(".git/shallow"), &shallow.join("\n"))
     }
 
     fn update_submodules(&self, repo: &Repository) -> Result<(), CloneError> {
@@ -340,6 +439,20 @@ impl Request {
     fn error(&self, what: &str, e: git2::Error) -> CloneError {
         CloneError(format!("{what}: {}", self.masked(e.message())))
     }
+}
+
+/// Removes what an earlier attempt left at `dir`, mounted or not.
+fn clear(dir: &Path) -> Result<(), CloneError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| CloneError(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), CloneError> {
+    std::fs::write(path, text)
+        .map_err(|e| CloneError(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Whether two URLs name the same host. A relative URL (a submodule's
@@ -438,6 +551,126 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.0.contains("cannot fetch"), "{err}");
+    }
+
+    fn mounted(dir: &Path) -> bool {
+        crate::snapshot::overlays_under(dir.parent().unwrap()).contains(&dir.to_path_buf())
+    }
+
+    #[tokio::test]
+    async fn jobs_of_one_commit_share_a_snapshot_and_never_see_each_others_changes() {
+        let origin = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "-b", "master"]);
+        std::fs::create_dir(origin.path().join("src")).unwrap();
+        std::fs::write(origin.path().join("a.txt"), "original").unwrap();
+        std::fs::write(origin.path().join("src/b.txt"), "kept").unwrap();
+        git(origin.path(), &["add", "."]);
+        git(origin.path(), &["commit", "-q", "-m", "first"]);
+        let sha = git(origin.path(), &["rev-parse", "HEAD"]);
+        let url = origin.path().display().to_string();
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let options = GitOptions::default();
+        let (first, second) = (data.path().join("ws/1"), data.path().join("ws/2"));
+
+        let log = ws
+            .checkout(&url, &sha, &options, &first, None)
+            .await
+            .unwrap();
+        assert!(!log.join("\n").contains("earlier job"), "{log:?}");
+        // A build changes, deletes and adds files, and plants a hook.
+        std::fs::write(first.join("a.txt"), "changed by job 1").unwrap();
+        std::fs::remove_file(first.join("src/b.txt")).unwrap();
+        std::fs::write(first.join("new.txt"), "made by job 1").unwrap();
+        std::fs::write(
+            first.join(".git/hooks/post-checkout"),
+            "#!/bin/sh\nexit 1\n",
+        )
+        .unwrap();
+
+        let log = ws
+            .checkout(&url, &sha, &options, &second, None)
+            .await
+            .unwrap();
+        assert!(log.join("\n").contains("earlier job"), "{log:?}");
+        assert!(mounted(&first) && mounted(&second), "both are overlays");
+        assert_eq!(
+            std::fs::read_to_string(second.join("a.txt")).unwrap(),
+            "original"
+        );
+        assert_eq!(
+            std::fs::read_to_string(second.join("src/b.txt")).unwrap(),
+            "kept"
+        );
+        assert!(!second.join("new.txt").exists());
+        assert!(!second.join(".git/hooks/post-checkout").exists());
+        assert_eq!(git(&second, &["rev-parse", "HEAD"]), sha);
+        assert_eq!(git(&second, &["status", "--porcelain"]), "", "a clean tree");
+        assert_eq!(
+            git(&first, &["status", "--porcelain"]),
+            "M a.txt\n D src/b.txt\n?? new.txt", // the first line's space is trimmed
+            "job 1 sees its own changes"
+        );
+
+        // A released workspace is unmounted and its changes are gone.
+        ws.release(&first).await;
+        assert!(!mounted(&first));
+        std::fs::remove_dir_all(&first).unwrap();
+        ws.checkout(&url, &sha, &options, &first, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(first.join("a.txt")).unwrap(),
+            "original"
+        );
+        assert!(!first.join("new.txt").exists());
+
+        // A killed runner leaves its overlays mounted; the next start unmounts them.
+        std::mem::forget(ws);
+        let restarted = Workspaces::new(data.path());
+        assert_eq!(restarted.clear_leftovers().await, 2);
+        assert!(!mounted(&first) && !mounted(&second));
+        assert!(!data.path().join("snapshots").exists());
+        std::fs::remove_dir_all(data.path().join("ws")).unwrap();
+
+        // Without snapshots every job writes a checkout of its own.
+        let plain = restarted.without_snapshots();
+        plain
+            .checkout(&url, &sha, &options, &first, None)
+            .await
+            .unwrap();
+        assert!(!mounted(&first));
+        assert_eq!(
+            std::fs::read_to_string(first.join("a.txt")).unwrap(),
+            "original"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stopping_runner_leaves_no_workspace_mounted() {
+        let origin = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "-b", "master"]);
+        std::fs::write(origin.path().join("f"), "x").unwrap();
+        git(origin.path(), &["add", "f"]);
+        git(origin.path(), &["commit", "-q", "-m", "first"]);
+        let sha = git(origin.path(), &["rev-parse", "HEAD"]);
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let dir = data.path().join("w");
+        let url = origin.path().display().to_string();
+        ws.checkout(&url, &sha, &GitOptions::default(), &dir, None)
+            .await
+            .unwrap();
+        // Checked out again in the same folder (a job run again): one mount, not two.
+        ws.checkout(&url, &sha, &GitOptions::default(), &dir, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::snapshot::overlays_under(data.path()),
+            vec![dir.clone()]
+        );
+        drop(ws);
+        assert!(crate::snapshot::overlays_under(data.path()).is_empty());
     }
 
     #[test]
