@@ -39,6 +39,9 @@ struct State {
     mounted: HashMap<PathBuf, PathBuf>,
     /// Snapshots from least to most recently used.
     recent: VecDeque<PathBuf>,
+    /// The newest snapshot of each family (one repository, one depth, one
+    /// submodule setting): a new commit's snapshot starts from it.
+    latest: HashMap<String, PathBuf>,
 }
 
 /// A snapshot a job holds until its workspace is mounted or it gives up.
@@ -98,12 +101,21 @@ impl Snapshots {
             .join(format!(".{name}.{:016x}", rand::random::<u64>()))
     }
 
-    /// Renames a fully written `staging` folder to the claim's snapshot and
-    /// removes the oldest snapshots no job uses.
-    pub fn publish(&self, claim: &Claim, staging: &Path) -> io::Result<()> {
+    /// The newest snapshot of `family`, held while a new one is made from it.
+    pub fn base(&self, family: &str) -> Option<Claim> {
+        let mut state = self.state();
+        let path = state.latest.get(family)?.clone();
+        *state.users.entry(path.clone()).or_default() += 1;
+        Some(Claim { path, exists: true })
+    }
+
+    /// Renames a fully written `staging` folder to the claim's snapshot, the
+    /// newest of its `family`, and removes the oldest snapshots no job uses.
+    pub fn publish(&self, claim: &Claim, staging: &Path, family: &str) -> io::Result<()> {
         std::fs::rename(staging, &claim.path)?;
         let unused: Vec<PathBuf> = {
             let mut state = self.state();
+            state.latest.insert(family.to_string(), claim.path.clone());
             let mut unused = Vec::new();
             while state.recent.len() > KEEP {
                 let oldest = state.recent.iter().position(|p| {
@@ -112,6 +124,7 @@ impl Snapshots {
                 let Some(i) = oldest else { break };
                 if let Some(p) = state.recent.remove(i) {
                     state.users.remove(&p);
+                    state.latest.retain(|_, newest| newest != &p);
                     unused.push(p);
                 }
             }

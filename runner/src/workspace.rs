@@ -186,11 +186,13 @@ struct Request {
 impl Request {
     /// What names this checkout's snapshot: everything that shapes the files.
     fn key(&self) -> String {
-        let inputs = format!(
-            "{}\n{}\n{:?}\n{}",
-            self.clone_url, self.commit, self.depth, self.submodules
-        );
+        let inputs = format!("{}\n{}", self.family(), self.commit);
         hex::encode(&Sha256::digest(inputs.as_bytes())[..12])
+    }
+
+    /// Snapshots of one family differ only in their commit.
+    fn family(&self) -> String {
+        format!("{}\n{:?}\n{}", self.clone_url, self.depth, self.submodules)
     }
 
     /// Under the mirror's lock: fetch what is missing, and the branches (as
@@ -236,15 +238,19 @@ impl Request {
             );
         } else {
             let staging = snapshots.staging(&claim);
-            let written = self.write_repository(&staging, refs).and_then(|lines| {
-                snapshots.publish(&claim, &staging).map_err(|e| {
-                    CloneError(format!(
-                        "cannot keep the checkout at {}: {e}",
-                        claim.path.display()
-                    ))
-                })?;
-                Ok(lines)
-            });
+            let written = self
+                .write_snapshot(&staging, refs, snapshots)
+                .and_then(|lines| {
+                    snapshots
+                        .publish(&claim, &staging, &self.family())
+                        .map_err(|e| {
+                            CloneError(format!(
+                                "cannot keep the checkout at {}: {e}",
+                                claim.path.display()
+                            ))
+                        })?;
+                    Ok(lines)
+                });
             match written {
                 Ok(lines) => log = lines,
                 Err(e) => {
@@ -263,6 +269,131 @@ impl Request {
             write_file(&self.dir.join(".git/packed-refs"), refs)?;
         }
         Ok(log)
+    }
+
+    /// A new snapshot at `staging`: made from the family's newest snapshot
+    /// where there is one, else checked out in full.
+    fn write_snapshot(
+        &self,
+        staging: &Path,
+        refs: &str,
+        snapshots: &Snapshots,
+    ) -> Result<Vec<String>, CloneError> {
+        if let Some(base) = snapshots.base(&self.family()) {
+            let derived = self.derive_repository(staging, refs, &base.path);
+            snapshots.unclaim(&base);
+            match derived {
+                Ok(Some(log)) => return Ok(log),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make a snapshot from the previous one; checking out in full")
+                }
+            }
+            clear(staging)?;
+        }
+        self.write_repository(staging, refs)
+    }
+
+    /// The checkout of this commit at `dir`, made from `base`, a snapshot of
+    /// another commit of the repository: files that did not change are hard
+    /// links to the base's (both stay read-only below overlays, so sharing an
+    /// inode is safe) and each changed path is removed and written anew, never
+    /// written through a link. `None` when the change touches submodules or
+    /// `.gitattributes` (which change how unchanged files are written).
+    fn derive_repository(
+        &self,
+        dir: &Path,
+        refs: &str,
+        base: &Path,
+    ) -> Result<Option<Vec<String>>, CloneError> {
+        let old_repo = Repository::open(base).map_err(|e| self.error("cannot open", e))?;
+        let old = old_repo
+            .head()
+            .and_then(|h| h.peel_to_tree())
+            .map_err(|e| self.error("cannot read the snapshot's commit", e))?;
+        let new = old_repo
+            .find_commit(self.commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| self.error("cannot read the commit", e))?;
+        let diff = old_repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(|e| self.error("cannot compare commits", e))?;
+        let mut changed: Vec<PathBuf> = diff
+            .deltas()
+            .flat_map(|d| [d.old_file().path(), d.new_file().path()])
+            .flatten()
+            .map(Path::to_path_buf)
+            .collect();
+        changed.sort();
+        changed.dedup();
+        let shapes_files = |p: &PathBuf| {
+            p.file_name()
+                .is_some_and(|n| n == ".gitattributes" || n == ".gitmodules")
+        };
+        if base.join(".gitmodules").exists() || changed.iter().any(shapes_files) {
+            return Ok(None);
+        }
+        link_tree(base, dir)
+            .map_err(|e| CloneError(format!("cannot link {}: {e}", dir.display())))?;
+        for path in &changed {
+            let path = dir.join(path);
+            let removed = match path.symlink_metadata() {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+            removed.map_err(|e| CloneError(format!("cannot remove {}: {e}", path.display())))?;
+            // A folder whose last file went goes too, as in a checkout.
+            let mut parent = path.parent();
+            while let Some(folder) = parent.filter(|p| *p != dir) {
+                if std::fs::remove_dir(folder).is_err() {
+                    break;
+                }
+                parent = folder.parent();
+            }
+        }
+        let repo = Repository::open(dir).map_err(|e| self.error("cannot open", e))?;
+        write_file(&dir.join(".git/packed-refs"), refs)?;
+        let _ = std::fs::remove_file(dir.join(".git/shallow"));
+        if let Some(depth) = self.depth {
+            self.cut_history(dir, &repo, depth)?;
+        }
+        // The index lists the new commit's tree; the changed paths are
+        // written from it (through git's filters, as a checkout writes them).
+        let tree = repo
+            .find_commit(self.commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| self.error("cannot read the commit", e))?;
+        let mut index = repo
+            .index()
+            .map_err(|e| self.error("cannot read the index", e))?;
+        index
+            .read_tree(&tree)
+            .map_err(|e| self.error("cannot read the commit", e))?;
+        repo.set_head_detached(self.commit)
+            .map_err(|e| self.error("cannot check out", e))?;
+        if !changed.is_empty() {
+            let mut checkout = CheckoutBuilder::new();
+            checkout.force().disable_pathspec_match(true);
+            for path in &changed {
+                checkout.path(path.as_path());
+            }
+            repo.checkout_index(Some(&mut index), Some(&mut checkout))
+                .map_err(|e| self.error("cannot check out", e))?;
+        }
+        index
+            .write()
+            .map_err(|e| self.error("cannot write the index", e))?;
+        Ok(Some(vec![format!(
+            "  ({} changed path(s) written, the rest shared with the checkout of {:.7})",
+            changed.len(),
+            old_repo
+                .head()
+                .ok()
+                .and_then(|h| h.target())
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        )]))
     }
 
     /// A new repository at `dir` that reads the mirror's objects and has its
@@ -446,6 +577,42 @@ fn clear(dir: &Path) -> Result<(), CloneError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .map_err(|e| CloneError(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// `to` as a copy of the work tree at `from` made of hard links, with a
+/// copy of its `.git` (whose index and refs the new checkout rewrites).
+fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if entry.file_name() == ".git" && from.join(".git/HEAD").exists() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_dir() {
+            link_tree(&source, &target)?;
+        } else {
+            std::fs::hard_link(&source, &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else {
+            std::fs::copy(&source, &target)?;
+        }
     }
     Ok(())
 }
@@ -644,6 +811,121 @@ mod tests {
             std::fs::read_to_string(first.join("a.txt")).unwrap(),
             "original"
         );
+    }
+
+    /// Every file under `dir` but `.git`, with its content and whether it is executable.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>, bool)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_name() == ".git" {
+                    continue;
+                }
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let mode = e.metadata().unwrap().permissions().mode();
+                    let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+                    out.push((rel, std::fs::read(e.path()).unwrap(), mode & 0o111 != 0));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_new_commits_snapshot_shares_unchanged_files_and_writes_changed_ones_anew() {
+        use std::os::unix::fs::MetadataExt;
+        let origin = tempfile::tempdir().unwrap();
+        let o = origin.path();
+        git(o, &["init", "-q", "-b", "master"]);
+        std::fs::create_dir_all(o.join("src/deep")).unwrap();
+        std::fs::create_dir_all(o.join("old/only")).unwrap();
+        for (name, text) in [
+            ("keep.txt", "same in both"),
+            ("change.txt", "before"),
+            ("gone.txt", "deleted later"),
+            ("src/deep/x.txt", "deep"),
+            ("run.sh", "#!/bin/sh\n"),
+            ("becomes-dir", "a file first"),
+            ("old/only/file.txt", "its folders go with it"),
+        ] {
+            std::fs::write(o.join(name), text).unwrap();
+        }
+        git(o, &["add", "."]);
+        git(o, &["commit", "-q", "-m", "A"]);
+        let a = git(o, &["rev-parse", "HEAD"]);
+        std::fs::write(o.join("change.txt"), "after").unwrap();
+        git(
+            o,
+            &["rm", "-q", "gone.txt", "becomes-dir", "old/only/file.txt"],
+        );
+        std::fs::create_dir_all(o.join("becomes-dir")).unwrap();
+        std::fs::write(o.join("becomes-dir/inner.txt"), "now a folder").unwrap();
+        std::fs::create_dir_all(o.join("new")).unwrap();
+        std::fs::write(o.join("new/added.txt"), "added").unwrap();
+        git(o, &["add", "."]);
+        git(o, &["update-index", "--chmod=+x", "run.sh"]);
+        git(o, &["commit", "-q", "-m", "B"]);
+        let b = git(o, &["rev-parse", "HEAD"]);
+
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let url = o.display().to_string();
+        let options = GitOptions::default();
+        let (wa, wb) = (data.path().join("ws/a"), data.path().join("ws/b"));
+        ws.checkout(&url, &a, &options, &wa, None).await.unwrap();
+        let log = ws.checkout(&url, &b, &options, &wb, None).await.unwrap();
+        assert!(
+            log.join("\n").contains("changed path(s) written"),
+            "{log:?}"
+        );
+
+        // B's workspace is exactly a full checkout of B, and git sees it clean.
+        let full = data.path().join("full");
+        let plain = Workspaces::new(&data.path().join("plain")).without_snapshots();
+        plain
+            .checkout(&url, &b, &options, &full, None)
+            .await
+            .unwrap();
+        assert_eq!(files(&wb), files(&full));
+        assert!(files(&wb)
+            .iter()
+            .any(|(p, _, x)| p == Path::new("run.sh") && *x));
+        assert!(!wb.join("old").exists(), "emptied folders are gone");
+        assert_eq!(git(&wb, &["rev-parse", "HEAD"]), b);
+        assert_eq!(git(&wb, &["status", "--porcelain"]), "", "a clean tree");
+        assert_eq!(git(&wb, &["ls-files"]), git(o, &["ls-files"]));
+        // A's workspace, mounted all along, still shows A.
+        assert_eq!(
+            std::fs::read_to_string(wa.join("change.txt")).unwrap(),
+            "before"
+        );
+        assert_eq!(
+            std::fs::read_to_string(wa.join("becomes-dir")).unwrap(),
+            "a file first"
+        );
+        assert!(wa.join("gone.txt").exists());
+        assert_eq!(git(&wa, &["status", "--porcelain"]), "", "a clean tree");
+
+        // Unchanged files share an inode; changed ones were written anew.
+        let snapshot_of = |sha: &str| {
+            std::fs::read_dir(data.path().join("snapshots"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| git(p, &["rev-parse", "HEAD"]) == sha)
+                .unwrap()
+        };
+        let (sa, sb) = (snapshot_of(&a), snapshot_of(&b));
+        let ino = |dir: &Path, f: &str| std::fs::metadata(dir.join(f)).unwrap().ino();
+        assert_eq!(ino(&sa, "keep.txt"), ino(&sb, "keep.txt"));
+        assert_eq!(ino(&sa, "src/deep/x.txt"), ino(&sb, "src/deep/x.txt"));
+        assert_ne!(ino(&sa, "change.txt"), ino(&sb, "change.txt"));
+        assert_ne!(ino(&sa, "run.sh"), ino(&sb, "run.sh"));
     }
 
     #[tokio::test]
