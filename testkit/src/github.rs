@@ -362,8 +362,16 @@ async fn contents(
         &full,
     )?;
     let reference = query.get("ref").cloned().unwrap_or_else(|| "HEAD".into());
-    let commit = Repo::resolve(&dir, &reference).ok_or_else(not_found)?;
-    let content = Repo::show(&dir, &commit, &path).ok_or_else(not_found)?;
+    // `git` runs off the async runtime: the benchmarks share it with their load.
+    let (file, asked) = (path.clone(), reference.clone());
+    let content = tokio::task::spawn_blocking(move || {
+        let commit = Repo::resolve(&dir, &asked)?;
+        Repo::show(&dir, &commit, &file)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(not_found)?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
     // GitHub wraps base64 at 60 columns.
     let wrapped: Vec<String> = encoded
@@ -408,7 +416,12 @@ async fn commit(
         None,
         &full,
     )?;
-    let sha = Repo::resolve(&dir, &reference).ok_or_else(|| {
+    let asked = reference.clone();
+    let sha = tokio::task::spawn_blocking(move || Repo::resolve(&dir, &asked))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
         (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": format!("No commit found for SHA: {reference}"), "documentation_url": "https://docs.github.com/rest/commits/commits#get-a-commit"})))
     })?;
     let base = &state.1;
