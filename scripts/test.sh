@@ -25,8 +25,11 @@ done
 # ... and so is every network a runner kept ready for its next job.
 found=$(docker network ls -q --filter label=gantry.runner)
 [ -z "$found" ] || leftovers="$leftovers docker network ls: $found;"
+# ... and no job's workspace is still mounted (overlays over checkout snapshots).
+found=$(awk '$0 ~ / - overlay / && $5 ~ /^\/tmp\// {print $5}' /proc/self/mountinfo)
+[ -z "$found" ] || leftovers="$leftovers overlay mounts: $found;"
 if [ -n "$leftovers" ]; then
-  echo "FAILED: the tests left Gantry's Docker objects behind:$leftovers" >&2
+  echo "FAILED: the tests left Gantry's Docker objects or mounts behind:$leftovers" >&2
   exit 1
 fi
-echo "no Gantry container, network or volume left behind"
+echo "no Gantry container, network, volume or workspace mount left behind"

@@ -85,6 +85,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
                 no_output_timeout: limits.no_output_timeout(),
                 max_job_time: limits.max_job_time(),
                 labels: [("embedded".to_string(), "true".to_string())].into(),
+                snapshots: limits.checkout_snapshots,
             };
             println!("  embedded runner: {} job(s) at once", embedded);
             let stop = stop_runner.clone();

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub max_job_time: Option<Duration>,
     /// Sent with every claim; the server does not route jobs by label yet.
     pub labels: BTreeMap<String, String>,
+    /// Jobs of a commit share one read-only checkout through overlays (see `snapshot`).
+    pub snapshots: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -70,7 +72,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             "removed containers and networks left by an earlier run of this runner"
         );
     }
-    let workspaces = Workspaces::new(&data_dir);
+    let workspaces = match config.snapshots {
+        true => Workspaces::new(&data_dir),
+        false => Workspaces::new(&data_dir).without_snapshots(),
+    };
     let unmounted = workspaces.clear_leftovers().await;
     if unmounted > 0 {
         tracing::warn!(

@@ -52,6 +52,10 @@ pub struct LimitArgs {
     /// Give jobs that ask with `services: docker` the host's Docker socket (never to forks).
     #[arg(long, env = "GANTRY_ALLOW_DOCKER_SOCKET", default_value_t = false)]
     pub allow_docker_socket: bool,
+    /// Check out each commit once and give its jobs overlays of it (false: a
+    /// full checkout per job, e.g. where Docker cannot see the runner's mounts).
+    #[arg(long, env = "GANTRY_CHECKOUT_SNAPSHOTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub checkout_snapshots: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -105,6 +109,7 @@ impl RunnerArgs {
             no_output_timeout: self.limits.no_output_timeout(),
             max_job_time: self.limits.max_job_time(),
             labels: self.labels.into_iter().collect(),
+            snapshots: self.limits.checkout_snapshots,
         }
     }
 }
