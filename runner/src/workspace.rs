@@ -333,7 +333,7 @@ impl Request {
         if base.join(".gitmodules").exists() || changed.iter().any(shapes_files) {
             return Ok(None);
         }
-        link_tree(base, dir)
+        copy_tree(base, dir, Files::Link)
             .map_err(|e| CloneError(format!("cannot link {}: {e}", dir.display())))?;
         for path in &changed {
             let path = dir.join(path);
@@ -581,33 +581,29 @@ fn clear(dir: &Path) -> Result<(), CloneError> {
     Ok(())
 }
 
-/// `to` as a copy of the work tree at `from` made of hard links, with a
-/// copy of its `.git` (whose index and refs the new checkout rewrites).
-fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if entry.file_name() == ".git" && from.join(".git/HEAD").exists() {
-            copy_tree(&source, &target)?;
-        } else if kind.is_dir() {
-            link_tree(&source, &target)?;
-        } else {
-            std::fs::hard_link(&source, &target)?;
-        }
-    }
-    Ok(())
+/// How [`copy_tree`] makes each file.
+#[derive(Clone, Copy, PartialEq)]
+enum Files {
+    Link,
+    Copy,
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// `to` as a copy of the tree at `from`, its files hard links or copies.
+/// A `.git` folder is always copied: the new checkout rewrites its index and refs.
+fn copy_tree(from: &Path, to: &Path, files: Files) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let (source, target) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_tree(&source, &target)?;
+            let inner = match entry.file_name() == ".git" {
+                true => Files::Copy,
+                false => files,
+            };
+            copy_tree(&source, &target, inner)?;
+        } else if files == Files::Link {
+            std::fs::hard_link(&source, &target)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
         } else {
