@@ -44,6 +44,15 @@ struct State {
     latest: HashMap<String, PathBuf>,
 }
 
+impl State {
+    /// One job fewer uses `snapshot`.
+    fn put_back(&mut self, snapshot: &Path) {
+        if let Some(n) = self.users.get_mut(snapshot) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// A snapshot a job holds until its workspace is mounted or it gives up.
 pub struct Claim {
     pub path: PathBuf,
@@ -87,10 +96,7 @@ impl Snapshots {
 
     /// Gives back a claim whose workspace was not mounted.
     pub fn unclaim(&self, claim: &Claim) {
-        let mut state = self.state();
-        if let Some(n) = state.users.get_mut(&claim.path) {
-            *n = n.saturating_sub(1);
-        }
+        self.state().put_back(&claim.path);
     }
 
     /// Where a new snapshot is written before it is renamed into place, so a
@@ -154,9 +160,7 @@ impl Snapshots {
                     tracing::warn!(error = %e, "cannot mount an overlay; every job gets a full checkout");
                     state.usable = Some(false);
                 }
-                if let Some(n) = state.users.get_mut(&claim.path) {
-                    *n = n.saturating_sub(1);
-                }
+                state.put_back(&claim.path);
             }
         }
         made
@@ -195,8 +199,8 @@ impl Snapshots {
         let snapshot = {
             let mut state = self.state();
             let snapshot = state.mounted.remove(workspace);
-            if let Some(n) = snapshot.as_ref().and_then(|s| state.users.get_mut(s)) {
-                *n = n.saturating_sub(1);
+            if let Some(s) = &snapshot {
+                state.put_back(s);
             }
             snapshot
         };

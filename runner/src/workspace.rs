@@ -69,6 +69,9 @@ impl Workspaces {
 
     fn lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // A lock only the map holds guards nothing: one per commit would
+        // otherwise pile up for the runner's whole life.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(path.to_path_buf()).or_default().clone()
     }
 
@@ -307,9 +310,12 @@ impl Request {
         base: &Path,
     ) -> Result<Option<Vec<String>>, CloneError> {
         let old_repo = Repository::open(base).map_err(|e| self.error("cannot open", e))?;
-        let old = old_repo
+        let old_commit = old_repo
             .head()
-            .and_then(|h| h.peel_to_tree())
+            .and_then(|h| h.peel_to_commit())
+            .map_err(|e| self.error("cannot read the snapshot's commit", e))?;
+        let old = old_commit
+            .tree()
             .map_err(|e| self.error("cannot read the snapshot's commit", e))?;
         let new = old_repo
             .find_commit(self.commit)
@@ -387,12 +393,7 @@ impl Request {
         Ok(Some(vec![format!(
             "  ({} changed path(s) written, the rest shared with the checkout of {:.7})",
             changed.len(),
-            old_repo
-                .head()
-                .ok()
-                .and_then(|h| h.target())
-                .map(|id| id.to_string())
-                .unwrap_or_default()
+            old_commit.id().to_string()
         )]))
     }
 
