@@ -43,7 +43,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    memory::limit_arenas();
+    memory::tune_malloc();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {

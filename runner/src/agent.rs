@@ -157,6 +157,34 @@ async fn serve(
     Ok(())
 }
 
+/// The most one log upload carries.
+const MAX_UPLOAD: usize = 1024 * 1024;
+
+/// `first` and the chunks already waiting behind it, up to [`MAX_UPLOAD`], as
+/// one upload: one request per backlog instead of one per chunk. A lone chunk
+/// is sent as it is; several are copied once.
+fn with_waiting(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
+    let mut len = first.len();
+    let mut parts = vec![first];
+    while len < MAX_UPLOAD {
+        match rx.try_recv() {
+            Ok(more) => {
+                len += more.len();
+                parts.push(more);
+            }
+            Err(_) => break,
+        }
+    }
+    if parts.len() == 1 {
+        return parts.swap_remove(0);
+    }
+    let mut joined = bytes::BytesMut::with_capacity(len);
+    for part in parts {
+        joined.extend_from_slice(&part);
+    }
+    joined.freeze()
+}
+
 /// Retries a call while the server is unreachable, up to `patience`.
 async fn retry<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, ClientError>
 where
@@ -198,17 +226,10 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
         let mut offset = a.log_offset;
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut chunk = first.to_vec();
-                while chunk.len() < 1024 * 1024 {
-                    match rx.try_recv() {
-                        Ok(more) => chunk.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
+                let bytes = with_waiting(first, &mut rx);
                 if lost.load(Ordering::Relaxed) {
                     continue;
                 }
-                let bytes = Bytes::from(chunk);
                 match retry(patience, || client.log(job, &lease, offset, bytes.clone())).await {
                     Ok(ack) => offset = ack.size,
                     Err(ClientError::LeaseLost) => {
@@ -279,5 +300,38 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
     match retry(patience, || client.finish(a.job_id, &a.lease, &report)).await {
         Ok(()) => tracing::info!(job = %a.job_id, outcome = ?report.outcome, "finished"),
         Err(e) => tracing::error!(job = %a.job_id, error = %e, "could not report the result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upload_takes_the_waiting_chunks_in_order_up_to_its_limit() {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+        let chunk = |n: u8| Bytes::from(vec![n; 300 * 1024]);
+        for n in 1..=5 {
+            tx.send(chunk(n)).await.unwrap();
+        }
+        let first = rx.recv().await.unwrap();
+        let upload = with_waiting(first, &mut rx);
+        // Four chunks reach the limit; the fifth waits for the next upload.
+        assert_eq!(upload.len(), 4 * 300 * 1024);
+        for (i, part) in upload.chunks(300 * 1024).enumerate() {
+            assert!(
+                part.iter().all(|b| *b == i as u8 + 1),
+                "chunk {} out of place",
+                i + 1
+            );
+        }
+        let next = rx.recv().await.unwrap();
+        let lone = with_waiting(next.clone(), &mut rx);
+        assert_eq!(lone, chunk(5));
+        assert_eq!(
+            lone.as_ptr(),
+            next.as_ptr(),
+            "a lone chunk is sent without a copy"
+        );
     }
 }

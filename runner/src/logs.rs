@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 const MAX_LINE: usize = 1024 * 1024;
 /// Send as soon as this much is waiting.
 const CHUNK: usize = 256 * 1024;
+/// A read at least this big is heavy output.
+const BULK: usize = 16 * 1024;
 /// What a secret's value becomes in the log.
 const SECURE: &[u8] = b"[secure]";
 /// Lines holding one of these are read one by one: phase folds and timers.
@@ -190,6 +192,10 @@ impl LogPipeline {
     /// Feeds raw output; sends a chunk when enough is waiting.
     pub async fn push(&mut self, bytes: &[u8]) {
         self.last_output = Instant::now();
+        if self.pending.is_empty() && bytes.len() >= BULK {
+            // Heavy output: room for a whole chunk at once, not grown by doubling (a copy each time).
+            self.pending.reserve(CHUNK + bytes.len());
+        }
         if let Some(last) = memchr::memrchr(b'\n', bytes) {
             let (whole, rest) = bytes.split_at(last + 1);
             let mut whole = whole;
