@@ -124,6 +124,7 @@ fn write_behind(file: &std::fs::File, start: u64, end: u64) {
     {
         use std::os::fd::AsRawFd;
         const PAGE: u64 = 4096;
+        const LARGEST_FOLIO: u64 = 2 * 1024 * 1024;
         let fd = file.as_raw_fd();
         let (from, to) = (start / PAGE * PAGE, end / PAGE * PAGE);
         // SAFETY: plain syscalls on a descriptor `file` keeps open; they only
@@ -156,7 +157,12 @@ fn write_behind(file: &std::fs::File, start: u64, end: u64) {
                         | libc::SYNC_FILE_RANGE_WRITE
                         | libc::SYNC_FILE_RANGE_WAIT_AFTER,
                 );
-                libc::posix_fadvise(fd, at, len, libc::POSIX_FADV_DONTNEED);
+                // The cache holds a file in folios of up to 2 MiB, and a
+                // folio that reaches past the range is kept whole: so the
+                // drop starts 2 MiB back, taking the folio the last call
+                // had to leave (without it, 40% of the pages stayed).
+                let back = old_from.saturating_sub(LARGEST_FOLIO) as libc::off64_t;
+                libc::posix_fadvise(fd, back, at + len - back, libc::POSIX_FADV_DONTNEED);
             }
         }
     }
