@@ -113,3 +113,49 @@ impl RunnerArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        runner: RunnerArgs,
+    }
+
+    fn config(extra: &[&str]) -> AgentConfig {
+        let args = [
+            "gantry-runner",
+            "--server",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+        ];
+        Cli::try_parse_from(args.iter().chain(extra))
+            .expect("valid flags")
+            .runner
+            .into_config()
+    }
+
+    #[test]
+    fn checkout_snapshots_are_on_unless_turned_off() {
+        assert!(config(&[]).snapshots);
+        assert!(!config(&["--checkout-snapshots", "false"]).snapshots);
+        assert!(config(&["--checkout-snapshots", "true"]).snapshots);
+        assert!(
+            Cli::try_parse_from([
+                "r",
+                "--server",
+                "s",
+                "--token",
+                "t",
+                "--checkout-snapshots",
+                "no"
+            ])
+            .is_err(),
+            "a value that is not true or false is refused"
+        );
+    }
+}

@@ -925,14 +925,20 @@ mod tests {
         assert_ne!(ino(&sa, "run.sh"), ino(&sb, "run.sh"));
     }
 
-    #[tokio::test]
-    async fn where_no_overlay_can_be_mounted_every_job_gets_a_checkout_of_its_own() {
+    /// A repository of one commit with one file, `f`, holding `content`.
+    fn one_file_origin(content: &str) -> (tempfile::TempDir, String) {
         let origin = tempfile::tempdir().unwrap();
         git(origin.path(), &["init", "-q", "-b", "master"]);
-        std::fs::write(origin.path().join("f"), "content").unwrap();
+        std::fs::write(origin.path().join("f"), content).unwrap();
         git(origin.path(), &["add", "f"]);
         git(origin.path(), &["commit", "-q", "-m", "first"]);
         let sha = git(origin.path(), &["rev-parse", "HEAD"]);
+        (origin, sha)
+    }
+
+    #[tokio::test]
+    async fn where_no_overlay_can_be_mounted_every_job_gets_a_checkout_of_its_own() {
+        let (origin, sha) = one_file_origin("content");
         let url = origin.path().display().to_string();
         // A comma in the data dir's path makes the kernel refuse the overlay's options.
         let data = tempfile::tempdir().unwrap();
@@ -951,12 +957,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopping_runner_leaves_no_workspace_mounted() {
-        let origin = tempfile::tempdir().unwrap();
-        git(origin.path(), &["init", "-q", "-b", "master"]);
-        std::fs::write(origin.path().join("f"), "x").unwrap();
-        git(origin.path(), &["add", "f"]);
-        git(origin.path(), &["commit", "-q", "-m", "first"]);
-        let sha = git(origin.path(), &["rev-parse", "HEAD"]);
+        let (origin, sha) = one_file_origin("x");
         let data = tempfile::tempdir().unwrap();
         let ws = Workspaces::new(data.path());
         let dir = data.path().join("w");

@@ -143,16 +143,12 @@ fn write_behind(file: &std::fs::File, start: u64, end: u64) {
                 to.saturating_sub(CACHED_TAIL),
             );
             if old_to > old_from {
-                let (at, len) = (
-                    old_from as libc::off64_t,
-                    (old_to - old_from) as libc::off64_t,
-                );
                 // Waits only if the disk is slower than the job's output:
                 // then the job waits too, instead of memory filling up.
                 libc::sync_file_range(
                     fd,
-                    at,
-                    len,
+                    old_from as libc::off64_t,
+                    (old_to - old_from) as libc::off64_t,
                     libc::SYNC_FILE_RANGE_WAIT_BEFORE
                         | libc::SYNC_FILE_RANGE_WRITE
                         | libc::SYNC_FILE_RANGE_WAIT_AFTER,
@@ -161,8 +157,13 @@ fn write_behind(file: &std::fs::File, start: u64, end: u64) {
                 // folio that reaches past the range is kept whole: so the
                 // drop starts 2 MiB back, taking the folio the last call
                 // had to leave (without it, 40% of the pages stayed).
-                let back = old_from.saturating_sub(LARGEST_FOLIO) as libc::off64_t;
-                libc::posix_fadvise(fd, back, at + len - back, libc::POSIX_FADV_DONTNEED);
+                let back = old_from.saturating_sub(LARGEST_FOLIO);
+                libc::posix_fadvise(
+                    fd,
+                    back as libc::off64_t,
+                    (old_to - back) as libc::off64_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
             }
         }
     }

@@ -67,6 +67,13 @@ pub struct GitHubDouble {
     pub url: String,
 }
 
+/// Runs `git` off the async runtime: the benchmarks share it with their load.
+async fn off_runtime<T: Send + 'static>(
+    git: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    tokio::task::spawn_blocking(git).await.ok().flatten()
+}
+
 fn not_found() -> (StatusCode, Json<Value>) {
     (
         StatusCode::NOT_FOUND,
@@ -362,15 +369,12 @@ async fn contents(
         &full,
     )?;
     let reference = query.get("ref").cloned().unwrap_or_else(|| "HEAD".into());
-    // `git` runs off the async runtime: the benchmarks share it with their load.
     let (file, asked) = (path.clone(), reference.clone());
-    let content = tokio::task::spawn_blocking(move || {
+    let content = off_runtime(move || {
         let commit = Repo::resolve(&dir, &asked)?;
         Repo::show(&dir, &commit, &file)
     })
     .await
-    .ok()
-    .flatten()
     .ok_or_else(not_found)?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
     // GitHub wraps base64 at 60 columns.
@@ -417,10 +421,8 @@ async fn commit(
         &full,
     )?;
     let asked = reference.clone();
-    let sha = tokio::task::spawn_blocking(move || Repo::resolve(&dir, &asked))
+    let sha = off_runtime(move || Repo::resolve(&dir, &asked))
         .await
-        .ok()
-        .flatten()
         .ok_or_else(|| {
         (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": format!("No commit found for SHA: {reference}"), "documentation_url": "https://docs.github.com/rest/commits/commits#get-a-commit"})))
     })?;
