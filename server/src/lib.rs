@@ -44,6 +44,8 @@ pub struct App {
     pub logs: Arc<LogStore>,
     pub forge: Arc<dyn Forge>,
     pub journal: intake::journal::Journal,
+    /// Stores what the planner decided, many builds per commit.
+    pub builds: planner::store::BuildStore,
     /// Claims jobs for runners: side by side on PostgreSQL, through one
     /// writer on SQLite (see `queue::claimer`).
     pub claimer: queue::claimer::Claimer,
@@ -142,6 +144,15 @@ impl Server {
         let planner_wake = Arc::new(Notify::new());
         let journal = intake::journal::Journal::start(db.clone(), planner_wake.clone());
         let claimer = queue::claimer::Claimer::start(db.clone());
+        let config = Arc::new(config);
+        let dispatch = Arc::new(Notify::new());
+        let status_wake = Arc::new(Notify::new());
+        let builds = planner::store::BuildStore::start(
+            db.clone(),
+            config.clone(),
+            status_wake.clone(),
+            dispatch.clone(),
+        );
         let mut runner_token_hashes: Vec<[u8; 32]> = config
             .runner_token
             .iter()
@@ -160,16 +171,17 @@ impl Server {
             secrets: sealer,
             admin_token_hash: config.admin_token.as_deref().map(api::auth::hash_token),
             runner_token_hashes,
-            config: Arc::new(config),
+            config,
             db,
             logs,
             forge,
             journal,
+            builds,
             claimer,
             metrics: Arc::new(Metrics::default()),
-            dispatch: Arc::new(Notify::new()),
+            dispatch,
             planner_wake,
-            status_wake: Arc::new(Notify::new()),
+            status_wake,
             log_events: tokio::sync::broadcast::channel(1024).0,
             log_indexes: Arc::default(),
         };

@@ -3,6 +3,7 @@
 //! transaction as the build's state, sent by a loop that retries with
 //! backoff; GitHub being down never fails or delays a build.
 
+use crate::config::Config;
 use crate::forge::{CommitStatus, ForgeError};
 use crate::state::BuildState;
 use crate::store::builds::Build;
@@ -11,6 +12,7 @@ use crate::App;
 use gantry_pipeline::Event;
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// GitHub's limit on a status description.
 const MAX_DESCRIPTION: usize = 140;
@@ -51,6 +53,16 @@ pub async fn enqueue(
     app: &App,
     build: &Build,
 ) -> Result<(), sqlx::Error> {
+    enqueue_with(conn, &app.config, &app.status_wake, build).await
+}
+
+/// `enqueue` for a writer that holds the parts of `App` it needs.
+pub async fn enqueue_with(
+    conn: &mut AnyConnection,
+    config: &Config,
+    wake: &Notify,
+    build: &Build,
+) -> Result<(), sqlx::Error> {
     let Some(state) = github_state(build.state) else {
         return Ok(());
     };
@@ -82,9 +94,8 @@ pub async fn enqueue(
     } else {
         "push"
     };
-    let context = format!("{}/{kind}", app.config.status_context);
-    let target = app
-        .config
+    let context = format!("{}/{kind}", config.status_context);
+    let target = config
         .public_url
         .as_ref()
         .map(|u| format!("{u}/{}/builds/{}", build.repo, build.id));
@@ -103,7 +114,7 @@ pub async fn enqueue(
     .bind(now)
     .execute(conn)
     .await?;
-    app.status_wake.notify_one();
+    wake.notify_one();
     Ok(())
 }
 
@@ -141,17 +152,14 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
         })
         .collect::<Result<_, sqlx::Error>>()?;
     let mut blocked: Vec<(String, String)> = Vec::new();
-    let mut sent = 0;
+    let mut sent = Vec::new();
     for p in pending {
         let key = (p.status.sha.clone(), p.status.context.clone());
         if blocked.contains(&key) {
             continue; // an earlier status of this commit is still waiting: keep the order
         }
         match app.forge.create_status(&p.repo, &p.status).await {
-            Ok(()) => {
-                sqlx::query("UPDATE commit_statuses SET sent_at = $1, attempts = attempts + 1 WHERE id = $2").bind(now_ms()).bind(p.id).execute(&app.db.pool).await?;
-                sent += 1;
-            }
+            Ok(()) => sent.push(p.id),
             Err(e) => {
                 let give_up =
                     matches!(e, ForgeError::Permanent(_)) || p.attempts + 1 >= MAX_ATTEMPTS;
@@ -171,7 +179,31 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
             }
         }
     }
-    Ok(sent)
+    mark_sent(app, &sent).await?;
+    Ok(sent.len())
+}
+
+/// Marks a round's sent statuses in one write: one commit (one fsync) per
+/// round, not per status, so a burst of builds does not queue its status
+/// writes in front of the webhook journal. Should the server die before
+/// this, the round is sent again: GitHub keeps the latest status per
+/// context, so a repeat changes nothing a user sees.
+async fn mark_sent(app: &App, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "UPDATE commit_statuses SET sent_at = $1, attempts = attempts + 1 WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(now_ms());
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let mut tx = app.db.begin().await?;
+    query.execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 pub async fn run(app: App) {

@@ -416,6 +416,61 @@ async fn github_outages_are_retried_not_fatal(engine: Engine) {
     );
 }
 
+/// Concurrent pushes are planned and stored many builds to a commit: every
+/// delivery still gets exactly one build, numbered without gaps or repeats,
+/// with its jobs, and GitHub gets exactly one pending status for each.
+async fn a_burst_of_pushes_becomes_one_build_each(engine: Engine) {
+    const PUSHES: usize = 40;
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "burst");
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "burst");
+    let ids: Vec<String> = (0..PUSHES).map(|i| format!("burst-{i}")).collect();
+    let answers =
+        futures::future::join_all(ids.iter().map(|id| server.webhook("push", id, &payload))).await;
+    assert!(answers.iter().all(|a| a.status() == StatusCode::ACCEPTED));
+    gantry_testkit::eventually("every push planned", WAIT, || async {
+        (server.count("builds").await == PUSHES as i64).then_some(())
+    })
+    .await;
+    let pool = &server.app.db.pool;
+    let numbers: Vec<i64> = sqlx::query_scalar("SELECT number FROM builds ORDER BY number")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(numbers, (1..=PUSHES as i64).collect::<Vec<_>>());
+    let deliveries: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT delivery_id) FROM builds")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(deliveries, PUSHES as i64);
+    assert_eq!(server.count("jobs").await, 2 * PUSHES as i64);
+    let unplanned: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM deliveries WHERE processed_at IS NULL OR outcome <> 'build created'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(unplanned, 0);
+    gantry_testkit::eventually("every status sent", WAIT, || async {
+        let unsent: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM commit_statuses WHERE sent_at IS NULL")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        (unsent == 0).then_some(())
+    })
+    .await;
+    let pending = server
+        .github
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
+        })
+        .count();
+    assert_eq!(pending, PUSHES);
+}
+
 on_both_databases!(
     push_to_a_branch_queues_a_build_of_its_commit,
     a_tag_push_is_a_tag_build,
@@ -427,4 +482,5 @@ on_both_databases!(
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,
     github_outages_are_retried_not_fatal,
+    a_burst_of_pushes_becomes_one_build_each,
 );

@@ -45,6 +45,15 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
     }
     let payload_text = String::from_utf8_lossy(&body).to_string();
 
+    // A read-only look into the server's own database, to tell when it is quiet.
+    let db_path = data.path().join("gantry.db");
+    let mut watch =
+        SqliteConnectOptions::from_str(&format!("sqlite://{}?mode=ro", db_path.display()))
+            .unwrap_or_else(|e| fail!("sqlite: {e}"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| fail!("cannot open the server's database: {e}"));
+
     let rounds = 4;
     let per_round = cx.burst / rounds;
     let (mut floor_latency, mut ack_latency) = (Samples::default(), Samples::default());
@@ -52,6 +61,10 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
     let (mut burst_time, mut acked) = (0.0, Vec::<String>::new());
     for round in 0..rounds {
         for gantry_turn in [round % 2 == 0, round % 2 == 1] {
+            // Each turn starts on a quiet disk: the builds of the last burst
+            // planned and their statuses sent, so neither side's writes
+            // compete with the other's turn.
+            settle(&mut watch).await;
             if gantry_turn {
                 let ids: Vec<String> = (0..per_round)
                     .map(|i| format!("bench-burst-{round}-{i}"))
@@ -101,7 +114,7 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
 
     // kill -9 right after the last acknowledgement, then read what was kept.
     stage.server.kill9();
-    let db_path = data.path().join("gantry.db");
+    let _ = watch.close().await;
     let mut db = SqliteConnectOptions::from_str(&format!("sqlite://{}", db_path.display()))
         .unwrap_or_else(|e| fail!("sqlite: {e}"))
         .connect()
@@ -140,4 +153,26 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
         target: "≥ 10× floor; 0 acknowledged lost".into(),
         holds: Some(ratio >= 10.0),
     }]
+}
+
+/// Waits until the server has planned every stored delivery and sent every
+/// commit status: its background writes are done.
+async fn settle(watch: &mut sqlx::SqliteConnection) {
+    let started = Instant::now();
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM deliveries WHERE processed_at IS NULL)
+                  + (SELECT count(*) FROM commit_statuses WHERE sent_at IS NULL)",
+        )
+        .fetch_one(&mut *watch)
+        .await
+        .unwrap_or_else(|e| fail!("cannot read the server's backlog: {e}"));
+        if left == 0 {
+            return;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            fail!("the server still has {left} deliveries to plan or statuses to send after 300 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

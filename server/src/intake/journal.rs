@@ -1,33 +1,66 @@
 //! The webhook journal: handlers hand their delivery to the group commit
 //! (see `group_commit`), which stores everything waiting in one transaction
 //! (one fsync) before any of them is acknowledged.
+//!
+//! GitHub waits for each of those answers, so the journal writes on a
+//! connection of its own (it never queues for the pool) and takes the
+//! urgent turn at SQLite's write lock, ahead of the planner and other
+//! background writers (see `Db::turn`).
 
 use crate::group_commit::{Batch, GroupCommit};
 use crate::store::deliveries::{self, NewDelivery};
-use crate::store::Db;
+use crate::store::{Backend, Db, Turn};
+use sqlx::{AnyConnection, Executor};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Most deliveries one commit carries.
 const MAX_BATCH: usize = 512;
 
 #[derive(Clone)]
-pub struct Journal(GroupCommit<Deliveries>);
+pub struct Journal {
+    writer: GroupCommit<Deliveries>,
+    /// When the last delivery was recorded (`Instant` since `epoch`, in ms).
+    last_record: Arc<AtomicU64>,
+    epoch: Instant,
+}
 
 impl Journal {
     /// Starts the writer; `stored` is notified after each commit.
     pub fn start(db: Db, stored: Arc<Notify>) -> Journal {
-        Journal(GroupCommit::start(Deliveries { db, stored }, MAX_BATCH))
+        let writer = Deliveries {
+            db,
+            conn: None,
+            stored,
+        };
+        Journal {
+            writer: GroupCommit::start(writer, MAX_BATCH),
+            last_record: Arc::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Whether a delivery was recorded within `window`: webhooks are arriving.
+    pub fn busy(&self, window: Duration) -> bool {
+        let last = self.last_record.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        last != 0 && now.saturating_sub(last) < window.as_millis() as u64
     }
 
     /// Stores a delivery durably; `Ok(false)` when it was stored before (a redelivery).
     pub async fn record(&self, delivery: NewDelivery) -> Result<bool, String> {
-        self.0.submit(delivery).await
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_record.store(now.max(1), Ordering::Relaxed);
+        self.writer.submit(delivery).await
     }
 }
 
 struct Deliveries {
     db: Db,
+    /// Opened on first use, and again after an error.
+    conn: Option<AnyConnection>,
     stored: Arc<Notify>,
 }
 
@@ -37,7 +70,23 @@ impl Batch for Deliveries {
     const WHAT: &'static str = "store webhook deliveries";
 
     async fn write(&mut self, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-        let new = deliveries::insert_batch(&self.db, batch).await?;
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.db.pool.acquire().await?.detach();
+                if self.db.backend == Backend::Sqlite {
+                    // It only appends: a small page cache is enough, and it
+                    // stays small in an idle server.
+                    conn.execute("PRAGMA cache_size = -256").await?;
+                }
+                conn
+            }
+        };
+        let _turn = self.db.turn(Turn::Urgent).await;
+        let mut tx = self.db.begin_on(&mut conn).await?;
+        let new = deliveries::insert_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        self.conn = Some(conn);
         self.stored.notify_one();
         Ok(new)
     }

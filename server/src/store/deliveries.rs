@@ -23,8 +23,10 @@ pub struct PendingDelivery {
 
 /// Stores a batch in one transaction — one commit, one fsync, for all of them.
 /// Returns, per delivery, whether it was new (false: a redelivery).
-pub async fn insert_batch(db: &Db, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+pub async fn insert_batch(
+    tx: &mut AnyConnection,
+    batch: &[NewDelivery],
+) -> Result<Vec<bool>, sqlx::Error> {
     let now = now_ms();
     let mut stored = Vec::with_capacity(batch.len());
     for d in batch {
@@ -39,7 +41,6 @@ pub async fn insert_batch(db: &Db, batch: &[NewDelivery]) -> Result<Vec<bool>, s
         .await?;
         stored.push(result.rows_affected() == 1);
     }
-    tx.commit().await?;
     Ok(stored)
 }
 
@@ -58,12 +59,14 @@ pub async fn lease_pending(
          RETURNING id, event, payload, attempts",
         db.skip_locked()
     );
+    let mut tx = db.begin().await?;
     let rows = sqlx::query(&sql)
         .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(&db.pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     let mut out: Vec<PendingDelivery> = rows
         .iter()
         .map(|r| {

@@ -10,9 +10,13 @@ pub mod repos;
 
 use crate::config::Database;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -23,11 +27,57 @@ pub enum Backend {
 /// How SQLite begins a transaction that will write (see [`Db::begin`]).
 pub const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// Who goes first when several writers wait on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Someone waits for this write: a webhook for its acknowledgement.
+    Urgent,
+    /// Background work, and requests that are not held up by others.
+    Normal,
+}
+
 /// The database: a pool and which engine is behind it.
 #[derive(Debug, Clone)]
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite: whose turn it is to write (see [`Db::begin`]).
+    turns: Arc<WriteTurns>,
+}
+
+/// SQLite: this process's writers, queued for the one write lock.
+#[derive(Debug, Default)]
+struct WriteTurns {
+    lock: Arc<Mutex<()>>,
+    /// Urgent writers waiting; the others hold back until none is left.
+    urgent: AtomicUsize,
+    urgent_gone: Notify,
+}
+
+/// A transaction begun with [`Db::begin`]. On SQLite it also holds this
+/// process's turn to write until it is committed or dropped.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -93,17 +143,74 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            turns: Arc::default(),
+        })
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at
     /// `BEGIN IMMEDIATE`: a deferred transaction that reads first cannot
     /// upgrade once another connection has committed (WAL answers "database
     /// is locked" at once, past any busy timeout).
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    ///
+    /// SQLite has one writer at a time, and a connection that finds the lock
+    /// taken sleeps in its busy handler, 1, 2, 5, 10 ms and more, whether or
+    /// not the lock comes free in the meantime. Under a burst of webhooks
+    /// those sleeps (thousands a second, 4–7 ms each) held up the journal's
+    /// commits. So this process's write transactions first queue for their
+    /// turn (see [`Db::turn`]), and each is woken the moment the one before
+    /// it ends. The busy handler still guards against other processes and
+    /// the few single-statement writes that run outside a transaction.
+    pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = self.turn(Turn::Normal).await;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// A write transaction on a connection of the caller's own (see `begin`
+    /// for SQLite's `BEGIN IMMEDIATE`); the caller takes its turn first.
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN_WRITE).await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => conn.begin_with(SQLITE_BEGIN_WRITE).await,
+            Backend::Postgres => conn.begin().await,
+        }
+    }
+
+    /// Waits for this process's turn to write on SQLite (`None` on
+    /// PostgreSQL, which has no single write lock). `Turn::Urgent` goes
+    /// before every normal writer not already waiting at the lock.
+    pub async fn turn(&self, turn: Turn) -> Option<OwnedMutexGuard<()>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let turns = &self.turns;
+        match turn {
+            Turn::Urgent => {
+                turns.urgent.fetch_add(1, Ordering::SeqCst);
+                let guard = turns.lock.clone().lock_owned().await;
+                if turns.urgent.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    turns.urgent_gone.notify_waiters();
+                }
+                Some(guard)
+            }
+            Turn::Normal => {
+                loop {
+                    let gone = turns.urgent_gone.notified();
+                    if turns.urgent.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    gone.await;
+                }
+                Some(turns.lock.clone().lock_owned().await)
+            }
         }
     }
 
@@ -152,5 +259,43 @@ mod tests {
                 "migrations/postgres/{name} differs from its SQLite twin beyond the id column"
             );
         }
+    }
+
+    /// A writer someone waits for (the webhook journal) goes before normal
+    /// writers that arrive while it waits, not behind them in order.
+    #[tokio::test]
+    async fn an_urgent_writer_goes_before_normal_writers_that_arrive_later() {
+        use super::{Db, Turn};
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&crate::config::Database::Sqlite(
+            dir.path().join("turns.db"),
+        ))
+        .await
+        .unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let writer = |name: &'static str, turn: Turn| {
+            let (db, order) = (db.clone(), order.clone());
+            tokio::spawn(async move {
+                let _turn = db.turn(turn).await;
+                order.lock().unwrap().push(name);
+            })
+        };
+        let held = db.turn(Turn::Normal).await;
+        let mut writers = Vec::new();
+        for (name, turn) in [
+            ("urgent 1", Turn::Urgent),
+            ("normal", Turn::Normal),
+            ("urgent 2", Turn::Urgent),
+        ] {
+            writers.push(writer(name, turn));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(held);
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["urgent 1", "urgent 2", "normal"]);
     }
 }

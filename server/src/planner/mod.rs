@@ -7,11 +7,13 @@ use crate::intake::github::{self, BuildRequest, Trigger};
 use crate::state::{BuildState, JobState};
 use crate::store::builds::{self, NewBuild};
 use crate::store::deliveries::{self, PendingDelivery};
-use crate::store::{jobs, now_ms, repos};
+use crate::store::{jobs, now_ms};
 use crate::App;
 use gantry_pipeline::{BuildContext, Catalog, ImageSpec, Severity};
-use gantry_protocol::BuildId;
+use gantry_protocol::{BuildId, RepoId};
 use std::time::Duration;
+
+pub mod store;
 
 /// How long a delivery is held while it is planned (then another server may take it).
 const LEASE_MS: i64 = 30_000;
@@ -36,9 +38,21 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
     Ok(count)
 }
 
+/// While webhooks arrive this often, planning waits for a gap…
+const INTAKE_GAP: Duration = Duration::from_millis(20);
+/// …but never longer than this.
+const MAX_HOLD: Duration = Duration::from_secs(1);
+
 /// Plans forever, woken by new deliveries (and every few seconds for retries).
 pub async fn run(app: App) {
     loop {
+        // GitHub waits for each acknowledgement (and gives up after 10 s);
+        // nobody waits for a build to be planned a moment later. During a
+        // burst of webhooks the planner leaves the two cores to intake.
+        let held = std::time::Instant::now();
+        while app.journal.busy(INTAKE_GAP) && held.elapsed() < MAX_HOLD {
+            tokio::time::sleep(INTAKE_GAP / 2).await;
+        }
         let wake = app.planner_wake.notified();
         match try_once(&app).await {
             Ok(n) if n > 0 => continue,
@@ -130,18 +144,16 @@ pub async fn create_build(
     delivery: Option<&str>,
     attempts: i64,
 ) -> Result<Planned, sqlx::Error> {
-    let repo = {
+    if let Some(id) = delivery {
         let mut conn = app.db.pool.acquire().await?;
-        if let Some(id) = delivery {
-            if let Some(existing) = builds::by_delivery(&mut conn, id).await? {
-                deliveries::mark_processed(&mut conn, id, "build created").await?;
-                return Ok(Planned::Build(existing.id));
-            }
+        if let Some(existing) = builds::by_delivery(&mut conn, id).await? {
+            deliveries::mark_processed(&mut conn, id, "build created").await?;
+            return Ok(Planned::Build(existing.id));
         }
-        repos::upsert(&mut conn, &request.repo).await?
-    };
+    }
     let mut build = NewBuild {
-        repo_id: repo.id,
+        // Both filled in when the build is stored.
+        repo_id: RepoId(0),
         number: 0,
         state: BuildState::Queued,
         event: request.event,
@@ -232,10 +244,8 @@ pub async fn create_build(
         }
     }
 
-    let mut tx = app.db.begin().await?;
-    build.number = repos::next_build_number(&mut tx, repo.id).await?;
-    let build_id = builds::insert(&mut tx, &build).await?;
     let first_stage = planned_jobs.first().map(|j| j.stage.clone());
+    let mut jobs = Vec::with_capacity(planned_jobs.len());
     for job in &planned_jobs {
         let stage_index = stages
             .iter()
@@ -247,33 +257,29 @@ pub async fn create_build(
             JobState::Created
         };
         let spec = serde_json::to_string(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        jobs::insert(
-            &mut tx,
-            &jobs::NewJob {
-                build_id,
-                number: i64::from(job.number),
-                name: job.name.clone(),
-                stage: job.stage.clone(),
-                stage_index,
-                state,
-                allow_failure: job.allow_failure,
-                image: image_label(&job.image),
-                spec,
-                reason: None,
-            },
-        )
-        .await?;
+        jobs.push(jobs::NewJob {
+            // Filled in when the build is stored.
+            build_id: BuildId(0),
+            number: i64::from(job.number),
+            name: job.name.clone(),
+            stage: job.stage.clone(),
+            stage_index,
+            state,
+            allow_failure: job.allow_failure,
+            image: image_label(&job.image),
+            spec,
+            reason: None,
+        });
     }
-    if let Some(id) = delivery {
-        deliveries::mark_processed(&mut tx, id, "build created").await?;
-    }
-    if let Some(created) = builds::get(&mut tx, build_id).await? {
-        crate::statuses::enqueue(&mut tx, app, &created).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(repo = %request.repo.full_name, build = build.number, state = %build.state, jobs = planned_jobs.len(), "build created");
-    if !planned_jobs.is_empty() {
-        app.dispatch.notify_waiters();
-    }
-    Ok(Planned::Build(build_id))
+    let planned = store::PlannedBuild {
+        repo: request.repo.clone(),
+        build,
+        jobs,
+    };
+    let id = app
+        .builds
+        .store(planned)
+        .await
+        .map_err(sqlx::Error::Protocol)?;
+    Ok(Planned::Build(id))
 }
