@@ -200,9 +200,12 @@ impl Process {
         Process { child, url }
     }
 
+    /// A remote runner: the `gantry-runner` binary built beside `gantry`,
+    /// as a machine that only runs jobs would install it.
     pub fn runner(server: &str, data: &Path, capacity: usize) -> Process {
-        let child = Command::new(gantry_bin())
-            .args(["runner", "--server", server, "--token", RUNNER_TOKEN])
+        let bin = gantry_bin().with_file_name("gantry-runner");
+        let child = Command::new(&bin)
+            .args(["--server", server, "--token", RUNNER_TOKEN])
             .args([
                 "--capacity",
                 &capacity.to_string(),
@@ -215,7 +218,7 @@ impl Process {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| fail!("cannot start gantry runner: {e}"));
+            .unwrap_or_else(|e| fail!("cannot start {}: {e}", bin.display()));
         Process {
             child,
             url: String::new(),

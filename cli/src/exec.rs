@@ -32,7 +32,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
         tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
+            gantry_cli::signal::shutdown_signal().await;
             on_signal.cancel();
         });
         match gantry_runner::local::exec(&dir, args.job.as_deref(), args.limits.limits(), cancel)

@@ -3,9 +3,9 @@
 
 mod exec;
 mod lint;
-mod memory;
-mod runner;
 mod server;
+
+use gantry_cli::{logging, memory, runner};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,25 +33,16 @@ enum Command {
     Lint(lint::LintArgs),
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     memory::tune_malloc();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {
-            init_logging();
+            logging::init();
             server::run(*args)
         }
         Command::Runner(args) => {
-            init_logging();
+            logging::init();
             runner::run(args)
         }
         Command::Exec(args) => exec::run(args),

@@ -1,4 +1,5 @@
-//! `gantry runner`: a remote runner, until SIGTERM (running jobs finish first).
+//! A remote runner (`gantry runner`, `gantry-runner`), until SIGTERM:
+//! running jobs finish first.
 
 use gantry_runner::config::RunnerArgs;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ pub fn run(args: RunnerArgs) -> ExitCode {
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            crate::server::shutdown_signal().await;
+            crate::signal::shutdown_signal().await;
             eprintln!("gantry runner: stopping; running jobs finish first");
             signal.cancel();
         });

@@ -101,7 +101,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
         let signal = {
             let stop_runner = stop_runner.clone();
             async move {
-                shutdown_signal().await;
+                gantry_cli::signal::shutdown_signal().await;
                 stop_runner.cancel();
             }
         };
@@ -118,25 +118,4 @@ pub fn run(command: ServerCommand) -> ExitCode {
             }
         }
     })
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

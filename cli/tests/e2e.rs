@@ -176,10 +176,25 @@ impl Drop for RunnerProcess {
     }
 }
 
-/// Starts `gantry runner` against `server`.
-fn start_runner(server: &str, data: &Path, name: &str) -> RunnerProcess {
-    let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .arg("runner")
+/// The two ways to start a remote runner: the `gantry runner` subcommand,
+/// and the `gantry-runner` binary for machines that only run jobs.
+#[derive(Clone, Copy)]
+enum RunnerBinary {
+    Subcommand,
+    Lean,
+}
+
+/// Starts a runner against `server`.
+fn start_runner(server: &str, data: &Path, name: &str, binary: RunnerBinary) -> RunnerProcess {
+    let mut command = match binary {
+        RunnerBinary::Subcommand => {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_gantry"));
+            c.arg("runner");
+            c
+        }
+        RunnerBinary::Lean => Command::new(env!("CARGO_BIN_EXE_gantry-runner")),
+    };
+    let child = command
         .env("GANTRY_SERVER_URL", server)
         .env("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789")
         .env("GANTRY_RUNNER_NAME", name)
@@ -225,9 +240,10 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
             && log.matches("\nrunning").count() + usize::from(log.starts_with("running")) >= 1)
             .then_some((job, log))
     };
-    // Twice: the first loss puts the job back in the queue, the second errors it.
-    for attempt in 1..=2 {
-        let mut runner = start_runner(&gantry.url, runner_data.path(), &name);
+    // Twice: the first loss puts the job back in the queue, the second errors
+    // it. Once each way of running a runner.
+    for (attempt, binary) in [(1, RunnerBinary::Subcommand), (2, RunnerBinary::Lean)] {
+        let mut runner = start_runner(&gantry.url, runner_data.path(), &name, binary);
         gantry_testkit::eventually("the job to run", Duration::from_secs(60), || async {
             let (_, log) = job_running().await?;
             (log.matches("echo running").count() >= attempt).then_some(())
@@ -251,7 +267,7 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     // job's network and the spare each kept for its next job.
     let left = labelled(&["network", "ls", "-q"], &name);
     assert!(!left.is_empty(), "the killed runners left networks");
-    let runner = start_runner(&gantry.url, runner_data.path(), &name);
+    let runner = start_runner(&gantry.url, runner_data.path(), &name, RunnerBinary::Lean);
     gantry_testkit::eventually("leftovers removed", Duration::from_secs(30), || async {
         let now = labelled(&["network", "ls", "-q"], &name);
         (labelled(&["ps", "-aq"], &name).is_empty() && left.lines().all(|id| !now.contains(id)))
@@ -426,7 +442,7 @@ async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
     let url = format!("http://127.0.0.1:{port}");
     let name = format!("patient-{:x}", rand::random::<u32>());
     // The runner starts first, with no server there: it keeps retrying.
-    let mut runner = start_runner(&url, runner_data.path(), &name);
+    let mut runner = start_runner(&url, runner_data.path(), &name, RunnerBinary::Lean);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let listen = format!("127.0.0.1:{port}");
     let gantry = start(
