@@ -22,8 +22,9 @@ const MAX_BATCH: usize = 512;
 #[derive(Clone)]
 pub struct Journal {
     writer: GroupCommit<Deliveries>,
-    /// When the last delivery was recorded (`Instant` since `epoch`, in ms).
+    /// When the last two deliveries were recorded (ms since `epoch`; 0: never).
     last_record: Arc<AtomicU64>,
+    before_last: Arc<AtomicU64>,
     epoch: Instant,
 }
 
@@ -38,21 +39,25 @@ impl Journal {
         Journal {
             writer: GroupCommit::start(writer, MAX_BATCH),
             last_record: Arc::default(),
+            before_last: Arc::default(),
             epoch: Instant::now(),
         }
     }
 
-    /// Whether a delivery was recorded within `window`: webhooks are arriving.
+    /// Whether webhooks are pouring in: the last two were both recorded
+    /// within `window`. A lone webhook does not count, so its build is
+    /// planned at once.
     pub fn busy(&self, window: Duration) -> bool {
-        let last = self.last_record.load(Ordering::Relaxed);
+        let before_last = self.before_last.load(Ordering::Relaxed);
         let now = self.epoch.elapsed().as_millis() as u64;
-        last != 0 && now.saturating_sub(last) < window.as_millis() as u64
+        before_last != 0 && now.saturating_sub(before_last) < window.as_millis() as u64
     }
 
     /// Stores a delivery durably; `Ok(false)` when it was stored before (a redelivery).
     pub async fn record(&self, delivery: NewDelivery) -> Result<bool, String> {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        self.last_record.store(now.max(1), Ordering::Relaxed);
+        let now = (self.epoch.elapsed().as_millis() as u64).max(1);
+        let previous = self.last_record.swap(now, Ordering::Relaxed);
+        self.before_last.store(previous, Ordering::Relaxed);
         self.writer.submit(delivery).await
     }
 }
@@ -89,5 +94,39 @@ impl Batch for Deliveries {
         self.conn = Some(conn);
         self.stored.notify_one();
         Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &str) -> NewDelivery {
+        NewDelivery {
+            id: id.into(),
+            event: "push".into(),
+            payload: "{}".into(),
+        }
+    }
+
+    /// The planner holds back only for a stream of webhooks, never for one.
+    #[tokio::test]
+    async fn one_webhook_is_not_a_burst_two_in_a_row_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&crate::config::Database::Sqlite(dir.path().join("j.db")))
+            .await
+            .unwrap();
+        let journal = Journal::start(db, Arc::default());
+        let window = Duration::from_secs(60);
+        assert!(!journal.busy(window));
+        assert!(journal.record(delivery("a")).await.unwrap());
+        assert!(!journal.busy(window), "a lone webhook");
+        assert!(journal.record(delivery("b")).await.unwrap());
+        assert!(journal.busy(window), "two in a row");
+        assert!(!journal.busy(Duration::ZERO), "none within no time");
+        assert!(
+            !journal.record(delivery("b")).await.unwrap(),
+            "a redelivery"
+        );
     }
 }
