@@ -63,38 +63,24 @@ pub async fn run(app: App) {
     }
 }
 
+/// Marks a delivery that builds nothing as done, saying why.
+async fn nothing_to_build(app: &App, id: &str, outcome: &str) -> Result<(), sqlx::Error> {
+    let mut conn = app.db.pool.acquire().await?;
+    deliveries::mark_processed(&mut conn, id, outcome).await
+}
+
 async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx::Error> {
     let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
         Ok(v) => v,
-        Err(e) => {
-            let mut conn = app.db.pool.acquire().await?;
-            return deliveries::mark_processed(
-                &mut conn,
-                &delivery.id,
-                &format!("invalid JSON: {e}"),
-            )
-            .await;
-        }
+        Err(e) => return nothing_to_build(app, &delivery.id, &format!("invalid JSON: {e}")).await,
     };
     let request = match github::trigger(&delivery.event, &payload) {
         Ok(Trigger::Build(request)) => request,
         Ok(Trigger::Ignore(reason)) => {
-            let mut conn = app.db.pool.acquire().await?;
-            return deliveries::mark_processed(
-                &mut conn,
-                &delivery.id,
-                &format!("ignored: {reason}"),
-            )
-            .await;
+            return nothing_to_build(app, &delivery.id, &format!("ignored: {reason}")).await
         }
         Err(e) => {
-            let mut conn = app.db.pool.acquire().await?;
-            return deliveries::mark_processed(
-                &mut conn,
-                &delivery.id,
-                &format!("invalid payload: {e}"),
-            )
-            .await;
+            return nothing_to_build(app, &delivery.id, &format!("invalid payload: {e}")).await
         }
     };
     match create_build(app, &request, Some(&delivery.id), delivery.attempts).await? {
