@@ -166,13 +166,18 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
                 let backoff = 1_000i64 << (p.attempts.clamp(0, 10) as u32);
                 tracing::warn!(repo = %p.repo, sha = %p.status.sha, state = %p.status.state, error = %e, give_up, "could not send a commit status");
                 let sent_at = give_up.then(now_ms);
-                sqlx::query("UPDATE commit_statuses SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, sent_at = $3 WHERE id = $4")
+                let noted = sqlx::query("UPDATE commit_statuses SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, sent_at = $3 WHERE id = $4")
                     .bind(now_ms() + backoff.min(600_000))
                     .bind(e.to_string())
                     .bind(sent_at)
                     .bind(p.id)
                     .execute(&app.db.pool)
-                    .await?;
+                    .await;
+                if let Err(e) = noted {
+                    // What was sent before this stays sent.
+                    mark_sent(app, &sent).await?;
+                    return Err(e);
+                }
                 if !give_up {
                     blocked.push(key);
                 }

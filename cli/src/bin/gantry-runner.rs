@@ -1,7 +1,7 @@
 //! `gantry-runner`: the runner alone, for machines that only run jobs.
 //!
 //! It takes the same settings as `gantry runner` but leaves out the server,
-//! the web viewer and the database drivers, so it maps a quarter less code
+//! the web viewer and the database drivers, so it maps a third less code
 //! and an idle runner keeps less of it resident (bench metric 6).
 
 use clap::Parser;

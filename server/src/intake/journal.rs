@@ -9,8 +9,8 @@
 
 use crate::group_commit::{Batch, GroupCommit};
 use crate::store::deliveries::{self, NewDelivery};
-use crate::store::{Backend, Db, Turn};
-use sqlx::{AnyConnection, Executor};
+use crate::store::{Db, Turn};
+use sqlx::AnyConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,18 +75,12 @@ impl Batch for Deliveries {
     const WHAT: &'static str = "store webhook deliveries";
 
     async fn write(&mut self, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let mut conn = self.db.pool.acquire().await?.detach();
-                if self.db.backend == Backend::Sqlite {
-                    // It only appends: a small page cache is enough, and it
-                    // stays small in an idle server.
-                    conn.execute("PRAGMA cache_size = -256").await?;
-                }
-                conn
-            }
-        };
+        // It only appends: a small page cache is enough, and it stays
+        // small in an idle server.
+        let mut conn = self
+            .db
+            .own_connection(&mut self.conn, "PRAGMA cache_size = -256")
+            .await?;
         let _turn = self.db.turn(Turn::Urgent).await;
         let mut tx = self.db.begin_on(&mut conn).await?;
         let new = deliveries::insert_batch(&mut tx, batch).await?;

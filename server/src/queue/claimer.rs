@@ -17,8 +17,8 @@
 
 use crate::group_commit::{Batch, GroupCommit};
 use crate::store::jobs::{self, ClaimRequest, Job};
-use crate::store::{Backend, Db};
-use sqlx::{AnyConnection, Connection, Executor};
+use crate::store::{Backend, Db, Turn};
+use sqlx::{AnyConnection, Connection};
 
 /// Most claims one SQLite commit carries.
 const MAX_BATCH: usize = 64;
@@ -77,14 +77,12 @@ impl Batch for ClaimWriter {
     const WHAT: &'static str = "claim a job";
 
     async fn write(&mut self, requests: &[ClaimRequest]) -> Result<Vec<Option<Job>>, sqlx::Error> {
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let mut conn = self.db.pool.acquire().await?.detach();
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn
-            }
-        };
+        let mut conn = self
+            .db
+            .own_connection(&mut self.conn, "PRAGMA synchronous = NORMAL")
+            .await?;
+        // In line with this process's other writers, not in SQLite's busy handler.
+        let _turn = self.db.turn(Turn::Normal).await;
         let claimed = if requests.len() == 1 {
             // One statement is its own transaction: one round trip, not three.
             jobs::claim_each(&mut conn, self.db.skip_locked(), requests).await?

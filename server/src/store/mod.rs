@@ -54,6 +54,24 @@ struct WriteTurns {
     urgent_gone: Notify,
 }
 
+/// An urgent writer waiting for the lock; normal writers hold back meanwhile.
+struct UrgentWaiting<'a>(&'a WriteTurns);
+
+impl<'a> UrgentWaiting<'a> {
+    fn new(turns: &'a WriteTurns) -> Self {
+        turns.urgent.fetch_add(1, Ordering::SeqCst);
+        UrgentWaiting(turns)
+    }
+}
+
+impl Drop for UrgentWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.urgent.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.urgent_gone.notify_waiters();
+        }
+    }
+}
+
 /// A transaction begun with [`Db::begin`]. On SQLite it also holds this
 /// process's turn to write until it is committed or dropped.
 pub struct WriteTx {
@@ -184,6 +202,25 @@ impl Db {
         }
     }
 
+    /// A connection of a writer task's own, outside the pool, so the task
+    /// never queues behind the pool's other users. It lives in `slot`: taken
+    /// out here, put back by the caller once its write succeeded, and opened
+    /// anew (running `sqlite_setup` on SQLite) when the slot is empty.
+    pub async fn own_connection(
+        &self,
+        slot: &mut Option<AnyConnection>,
+        sqlite_setup: &str,
+    ) -> Result<AnyConnection, sqlx::Error> {
+        if let Some(conn) = slot.take() {
+            return Ok(conn);
+        }
+        let mut conn = self.pool.acquire().await?.detach();
+        if self.backend == Backend::Sqlite {
+            conn.execute(sqlite_setup).await?;
+        }
+        Ok(conn)
+    }
+
     /// Waits for this process's turn to write on SQLite (`None` on
     /// PostgreSQL, which has no single write lock). `Turn::Urgent` goes
     /// before every normal writer not already waiting at the lock.
@@ -194,11 +231,11 @@ impl Db {
         let turns = &self.turns;
         match turn {
             Turn::Urgent => {
-                turns.urgent.fetch_add(1, Ordering::SeqCst);
+                // Counted until it holds the lock, or until this future is
+                // dropped: a count left behind would stall every normal writer.
+                let waiting = UrgentWaiting::new(turns);
                 let guard = turns.lock.clone().lock_owned().await;
-                if turns.urgent.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    turns.urgent_gone.notify_waiters();
-                }
+                drop(waiting);
                 Some(guard)
             }
             Turn::Normal => {
@@ -297,5 +334,30 @@ mod tests {
             w.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["urgent 1", "urgent 2", "normal"]);
+    }
+
+    /// An urgent writer that gives up waiting (its future dropped) does not
+    /// leave normal writers holding back forever.
+    #[tokio::test]
+    async fn an_urgent_writer_that_gives_up_does_not_stall_the_others() {
+        use super::{Db, Turn};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&crate::config::Database::Sqlite(
+            dir.path().join("turns.db"),
+        ))
+        .await
+        .unwrap();
+        let held = db.turn(Turn::Normal).await;
+        let urgent = {
+            let db = db.clone();
+            tokio::spawn(async move { db.turn(Turn::Urgent).await.is_some() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        urgent.abort();
+        assert!(urgent.await.is_err(), "the urgent writer was still waiting");
+        drop(held);
+        let normal = tokio::time::timeout(Duration::from_secs(5), db.turn(Turn::Normal)).await;
+        assert!(normal.is_ok(), "a normal writer never got its turn");
     }
 }
