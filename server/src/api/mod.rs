@@ -16,7 +16,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use std::convert::Infallible;
 use std::fmt::Write;
+use tower_http::limit::RequestBodyLimitLayer;
 
 /// Log chunks larger than this are refused; runners send far smaller ones.
 const MAX_LOG_CHUNK: usize = 16 * 1024 * 1024;
@@ -25,7 +27,11 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route(
             "/hooks/github",
-            post(intake::receive).layer(DefaultBodyLimit::max(intake::MAX_BODY)),
+            // A body declared too big is refused on its header, before a
+            // byte of it is read; one sent in chunks is cut off at the limit.
+            post(intake::receive)
+                .layer::<_, Infallible>(DefaultBodyLimit::max(intake::MAX_BODY))
+                .layer(RequestBodyLimitLayer::new(intake::MAX_BODY)),
         )
         .route("/", get(pages::repos_page))
         .route("/assets/style.css", get(pages::style))
