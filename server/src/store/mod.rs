@@ -15,7 +15,7 @@ use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,15 @@ pub enum Backend {
 
 /// How SQLite begins a transaction that will write (see [`Db::begin`]).
 pub const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// How long a pooled SQLite connection is kept. The pool hands out its idle
+/// connections in turn, and the server's background loops (planner,
+/// statuses, leases) take one every second or so, so an idle timeout alone
+/// closes none of them: every connection a burst opened would stay for good,
+/// each with a worker thread, a page cache and prepared statements. With a
+/// lifetime, a quiet server is back to one pooled connection within a minute,
+/// and opening one costs well under a millisecond.
+const SQLITE_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Who goes first when several writers wait on SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +121,14 @@ pub fn now_ms() -> i64 {
 impl Db {
     /// Connects and runs pending migrations.
     pub async fn connect(database: &Database) -> Result<Db, sqlx::Error> {
+        Db::connect_with(database, SQLITE_CONNECTION_LIFETIME).await
+    }
+
+    /// [`Db::connect`] with another lifetime for pooled SQLite connections.
+    async fn connect_with(
+        database: &Database,
+        sqlite_lifetime: Duration,
+    ) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let (url, backend) = match database {
             Database::Sqlite(path) => {
@@ -132,10 +149,12 @@ impl Db {
                 // own connection, see `queue::claimer`); readers need few.
                 // Each connection has a worker thread, a page cache and
                 // prepared statements, and opening one costs well under a
-                // millisecond, so an idle server closes what it does not use.
+                // millisecond, so an idle server closes what it does not use
+                // (see `SQLITE_CONNECTION_LIFETIME`).
                 AnyPoolOptions::new()
                     .max_connections(4)
-                    .idle_timeout(std::time::Duration::from_secs(30))
+                    .idle_timeout(Duration::from_secs(30))
+                    .max_lifetime(sqlite_lifetime)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; FULL makes every
@@ -334,6 +353,36 @@ mod tests {
             w.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["urgent 1", "urgent 2", "normal"]);
+    }
+
+    /// Connections opened for a burst are closed once it is over, although
+    /// the background loops keep taking one at a time (the pool hands its
+    /// idle connections out in turn, so none is ever idle for long).
+    #[tokio::test]
+    async fn connections_a_burst_opened_close_once_it_is_over() {
+        use super::Db;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect_with(
+            &crate::config::Database::Sqlite(dir.path().join("pool.db")),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+        let burst = futures::future::try_join_all((0..4).map(|_| db.pool.acquire()))
+            .await
+            .unwrap();
+        assert_eq!(db.pool.size(), 4);
+        drop(burst);
+        for _ in 0..20 {
+            sqlx::query("SELECT 1").execute(&db.pool).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            db.pool.size() <= 1,
+            "{} connections still open after the burst",
+            db.pool.size()
+        );
     }
 
     /// An urgent writer that gives up waiting (its future dropped) does not
