@@ -50,9 +50,24 @@ impl LogStore {
         self.dir.join(format!("{job}.log"))
     }
 
-    fn lock(&self, job: JobId) -> Arc<Mutex<()>> {
+    /// Runs `write` holding the job's writer lock. The lock's entry goes
+    /// when no one else holds or waits for it, so the map holds only the
+    /// jobs being written now, not every job the server has seen.
+    fn locked<T>(&self, job: JobId, write: impl FnOnce() -> T) -> T {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(job).or_default().clone()
+        };
+        let written = {
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            write()
+        };
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(job).or_default().clone()
+        // The map's and this call's: others take theirs under the map's lock.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&job);
+        }
+        written
     }
 
     /// Current size of a job's log (0 when it has none).
@@ -67,50 +82,47 @@ impl LogStore {
     /// Appends the part of `bytes` (starting at `offset`) the log does not have yet.
     /// Blocking: call from `spawn_blocking`.
     pub fn append(&self, job: JobId, offset: u64, bytes: &[u8]) -> Result<LogAck, AppendError> {
-        let lock = self.lock(job);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let size = self.size(job)?;
-        if offset > size {
-            return Err(AppendError::Gap { offset, size });
-        }
-        let already = (size - offset) as usize;
-        if already < bytes.len() {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.path(job))?;
-            file.write_all(&bytes[already..])?;
-            file.flush()?;
-            write_behind(&file, size, offset + bytes.len() as u64);
-            return Ok(LogAck {
-                size: offset + bytes.len() as u64,
-            });
-        }
-        Ok(LogAck { size })
+        self.locked(job, || {
+            let size = self.size(job)?;
+            if offset > size {
+                return Err(AppendError::Gap { offset, size });
+            }
+            let already = (size - offset) as usize;
+            if already < bytes.len() {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.path(job))?;
+                file.write_all(&bytes[already..])?;
+                file.flush()?;
+                write_behind(&file, size, offset + bytes.len() as u64);
+                return Ok(LogAck {
+                    size: offset + bytes.len() as u64,
+                });
+            }
+            Ok(LogAck { size })
+        })
     }
 
     /// Adds a line from Gantry itself (e.g. why a job was taken back). Blocking.
     pub fn note(&self, job: JobId, line: &str) -> io::Result<()> {
-        let lock = self.lock(job);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(job))?;
-        let size = file.seek(SeekFrom::End(0))?;
-        let sep = if size > 0 { "\n" } else { "" };
-        writeln!(file, "{sep}\x1b[33;1m[gantry] {line}\x1b[0m")?;
-        Ok(())
+        self.locked(job, || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path(job))?;
+            let size = file.seek(SeekFrom::End(0))?;
+            let sep = if size > 0 { "\n" } else { "" };
+            writeln!(file, "{sep}\x1b[33;1m[gantry] {line}\x1b[0m")
+        })
     }
 
     /// Empties a job's log, for a job that runs again. Blocking.
     pub fn clear(&self, job: JobId) -> io::Result<()> {
-        let lock = self.lock(job);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        match std::fs::remove_file(self.path(job)) {
+        self.locked(job, || match std::fs::remove_file(self.path(job)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
-        }
+        })
     }
 }
 
@@ -208,6 +220,45 @@ mod tests {
             .contains("[gantry] runner lost"));
         logs.clear(job).unwrap();
         assert_eq!(logs.size(job).unwrap(), 0);
+    }
+
+    /// Writers of one job take turns (no line is torn), and once they are
+    /// done the store keeps no lock for any job: a server that ran a million
+    /// jobs holds no more than one that ran ten.
+    #[test]
+    fn writers_take_turns_and_leave_no_lock_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogStore::new(dir.path().to_path_buf()).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let logs = logs.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        logs.note(JobId(t % 2), &format!("writer {t} line {i}"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for job in [JobId(0), JobId(1)] {
+            let text = std::fs::read_to_string(logs.path(job)).unwrap();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines.len(), 4 * 50);
+            for line in lines {
+                let words = line
+                    .strip_prefix("\x1b[33;1m[gantry] writer ")
+                    .and_then(|l| l.strip_suffix("\x1b[0m"))
+                    .unwrap_or_else(|| panic!("a torn line: {line:?}"));
+                assert!(words.contains(" line "), "a torn line: {line:?}");
+            }
+        }
+        assert!(
+            logs.locks.lock().unwrap().is_empty(),
+            "locks left for jobs no one writes"
+        );
     }
 
     /// A log far bigger than the cached tail: stored byte for byte, and its
