@@ -23,3 +23,31 @@ pub fn tune_malloc() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
+
+/// How often a long-running process hands free memory back.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// For the server and the runner: once a minute, gives the system back the
+/// memory malloc holds free. The thresholds above keep up to 8 MiB free at
+/// the heap's top for the next big buffer, and pages freed inside the heap
+/// stay resident too; after a busy spell (a build's logs, a burst of
+/// webhooks) an idle process would go on holding them. Go's runtime does the
+/// same for Go's CI agents. Once a minute costs at most one refill of a log
+/// buffer's pages.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trimmer = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .stack_size(64 * 1024)
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                // SAFETY: malloc_trim takes each arena's lock; it is safe
+                // to call while other threads allocate.
+                unsafe { libc::malloc_trim(0) };
+            });
+        if let Err(e) = trimmer {
+            tracing::warn!(error = %e, "cannot start the thread that returns free memory");
+        }
+    }
+}

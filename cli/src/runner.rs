@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 pub fn run(args: RunnerArgs) -> ExitCode {
     let config = args.into_config();
+    crate::memory::return_free_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

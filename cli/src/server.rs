@@ -30,6 +30,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    gantry_cli::memory::return_free_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
