@@ -106,10 +106,7 @@ mod tests {
     /// The planner holds back only for a stream of webhooks, never for one.
     #[tokio::test]
     async fn one_webhook_is_not_a_burst_two_in_a_row_are() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&crate::config::Database::Sqlite(dir.path().join("j.db")))
-            .await
-            .unwrap();
+        let (_dir, db) = Db::scratch().await;
         let journal = Journal::start(db, Arc::default());
         let window = Duration::from_secs(60);
         assert!(!journal.busy(window));

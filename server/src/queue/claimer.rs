@@ -18,7 +18,7 @@
 use crate::group_commit::{Batch, GroupCommit};
 use crate::store::jobs::{self, ClaimRequest, Job};
 use crate::store::{Backend, Db, Turn};
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 
 /// Most claims one SQLite commit carries.
 const MAX_BATCH: usize = 64;
@@ -87,7 +87,7 @@ impl Batch for ClaimWriter {
             // One statement is its own transaction: one round trip, not three.
             jobs::claim_each(&mut conn, self.db.skip_locked(), requests).await?
         } else {
-            let mut tx = conn.begin_with(crate::store::SQLITE_BEGIN_WRITE).await?;
+            let mut tx = self.db.begin_on(&mut conn).await?;
             let claimed = jobs::claim_each(&mut tx, self.db.skip_locked(), requests).await?;
             tx.commit().await?;
             claimed

@@ -187,6 +187,17 @@ impl Db {
         })
     }
 
+    /// A fresh SQLite database in a temporary folder, for unit tests; the
+    /// folder goes when the returned guard drops.
+    #[cfg(test)]
+    pub(crate) async fn scratch() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = Db::connect(&Database::Sqlite(dir.path().join("gantry.db")))
+            .await
+            .expect("a scratch database");
+        (dir, db)
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock at
     /// `BEGIN IMMEDIATE`: a deferred transaction that reads first cannot
     /// upgrade once another connection has committed (WAL answers "database
@@ -324,12 +335,7 @@ mod tests {
         use super::{Db, Turn};
         use std::sync::{Arc, Mutex};
         use std::time::Duration;
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&crate::config::Database::Sqlite(
-            dir.path().join("turns.db"),
-        ))
-        .await
-        .unwrap();
+        let (_dir, db) = Db::scratch().await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let writer = |name: &'static str, turn: Turn| {
             let (db, order) = (db.clone(), order.clone());
@@ -391,12 +397,7 @@ mod tests {
     async fn an_urgent_writer_that_gives_up_does_not_stall_the_others() {
         use super::{Db, Turn};
         use std::time::Duration;
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&crate::config::Database::Sqlite(
-            dir.path().join("turns.db"),
-        ))
-        .await
-        .unwrap();
+        let (_dir, db) = Db::scratch().await;
         let held = db.turn(Turn::Normal).await;
         let urgent = {
             let db = db.clone();
