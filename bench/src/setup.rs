@@ -231,9 +231,23 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// Resident memory now (from /proc).
+    /// Resident memory now (from /proc), with what the processes it
+    /// started hold (a runner's job process).
     pub fn memory(&self) -> Memory {
-        Memory::of(self.child.id())
+        let mut total = Memory {
+            rss: 0.0,
+            anon: 0.0,
+            processes: 0,
+        };
+        let mut pids = vec![self.child.id()];
+        while let Some(pid) = pids.pop() {
+            let m = Memory::of(pid);
+            total.rss += m.rss;
+            total.anon += m.anon;
+            total.processes += 1;
+            pids.extend(gantry_testkit::process::children(pid));
+        }
+        total
     }
 }
 
@@ -243,6 +257,8 @@ impl Process {
 pub struct Memory {
     pub rss: f64,
     pub anon: f64,
+    /// How many processes the numbers add up.
+    pub processes: usize,
 }
 
 impl Memory {
@@ -259,6 +275,7 @@ impl Memory {
         Memory {
             rss: field("VmRSS:"),
             anon: field("RssAnon:"),
+            processes: 1,
         }
     }
 }

@@ -35,6 +35,9 @@ enum Command {
 
 fn main() -> ExitCode {
     memory::tune_malloc();
+    if let Some(ended) = runner::job_process() {
+        return ended;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {

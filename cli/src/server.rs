@@ -87,6 +87,8 @@ pub fn run(command: ServerCommand) -> ExitCode {
                 max_job_time: limits.max_job_time(),
                 labels: [("embedded".to_string(), "true".to_string())].into(),
                 snapshots: limits.checkout_snapshots,
+                // In the server's own process: it maps all that code anyway.
+                job_process: None,
             };
             println!("  embedded runner: {} job(s) at once", embedded);
             let stop = stop_runner.clone();

@@ -279,6 +279,76 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     assert_eq!(labelled(&["network", "ls", "-q"], &name), "");
 }
 
+/// A remote runner runs its jobs in a child process. When that process
+/// dies, its job errors at once with the reason (not a minute later as
+/// "runner lost"), the runner goes on with a new one for the next job, and
+/// an idle runner ends its job process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_process_that_dies_errors_its_job_and_the_runner_goes_on() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!(
+        "image: {IMAGE}\nenv: [STEP=first, STEP=second]\nscript: echo \"$STEP running\"; if [ $STEP = first ]; then sleep 300; fi\n"
+    );
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let runner_data = tempfile::tempdir().unwrap();
+    let name = format!("crashing-{:x}", rand::random::<u32>());
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_EMBEDDED_RUNNERS", "0"),
+            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
+        ],
+    );
+    let runner = start_runner(&gantry.url, runner_data.path(), &name, RunnerBinary::Lean);
+    let runner_pid = runner.0.id();
+    gantry.push(&payload, "crash-1").await;
+    gantry_testkit::eventually("the first job to run", Duration::from_secs(60), || async {
+        let job = gantry.newest_job(&full_name).await?;
+        let log = gantry.log(&job).await;
+        (job["state"] == "running" && log.contains("\nfirst running")).then_some(())
+    })
+    .await;
+    let job_process = gantry_testkit::process::children(runner_pid);
+    assert_eq!(job_process.len(), 1, "one job process: {job_process:?}");
+    Command::new("kill")
+        .args(["-9", &job_process[0].to_string()])
+        .status()
+        .unwrap();
+
+    let build = gantry.finished(&full_name, 1).await;
+    let jobs = build["jobs"].as_array().unwrap();
+    assert_eq!(jobs[0]["state"], "errored");
+    assert_eq!(
+        jobs[0]["reason"],
+        "the runner's job process was killed by signal 9"
+    );
+    let second = gantry.log(&jobs[1]).await;
+    assert_eq!(jobs[1]["state"], "passed", "{second}");
+    assert!(second.contains("\nsecond running"), "{second}");
+    // The new job process removed the container the dead one left.
+    gantry_testkit::eventually("leftovers removed", Duration::from_secs(30), || async {
+        labelled(&["ps", "-aq"], &name).is_empty().then_some(())
+    })
+    .await;
+    gantry_testkit::eventually(
+        "the idle job process to end",
+        Duration::from_secs(150),
+        || async {
+            gantry_testkit::process::children(runner_pid)
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        std::fs::metadata(format!("/proc/{runner_pid}")).is_ok(),
+        "the runner itself goes on"
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

@@ -1,24 +1,28 @@
 //! The runner loop: claim jobs up to capacity, run each with heartbeats and
 //! a log uploader, report the result. Survives the server going away
 //! (reconnects with backoff); on shutdown it stops claiming and lets running
-//! jobs finish.
+//! jobs finish. Jobs run as tasks of this process (the server's embedded
+//! runner) or in a job process (a remote runner, see `job_process`).
 
 use crate::client::{ClientError, ServerClient};
 use crate::docker::{Docker, Limits};
 use crate::job::{self, Runtime};
+use crate::job_process::JobProcess;
 use crate::workspace::Workspaces;
 use bytes::Bytes;
 use gantry_protocol::{Assignment, FinishRequest, JobOutcome};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
+/// Serialized only to hand it to the job process, over a pipe.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub server: String,
     pub token: String,
@@ -32,6 +36,10 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Jobs of a commit share one read-only checkout through overlays (see `snapshot`).
     pub snapshots: bool,
+    /// The program to run jobs in (this binary, started as a job process);
+    /// `None` runs them as tasks of this process.
+    #[serde(skip)]
+    pub job_process: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -55,10 +63,30 @@ pub enum AgentError {
     Client(#[from] ClientError),
     #[error("cannot use the data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error("the job process did not start: {0}")]
+    JobProcess(String),
 }
 
 /// Runs until `shutdown` is cancelled and every running job has ended.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let client = ServerClient::new(&config.server, &config.token);
+    let mut jobs = match &config.job_process {
+        None => Jobs::Here {
+            runtime: prepare(&config).await?,
+            tasks: JoinSet::new(),
+        },
+        Some(program) => Jobs::Child(Box::new(
+            JobProcess::start(program, &config, &client).await?,
+        )),
+    };
+    let ended = serve(&config, &client, &mut jobs, shutdown).await;
+    jobs.close().await;
+    ended
+}
+
+/// What jobs run on, made ready: the data directory, Docker, and nothing
+/// left by an earlier run of this runner.
+pub(crate) async fn prepare(config: &AgentConfig) -> Result<Arc<Runtime>, AgentError> {
     // Absolute from here on: its paths become Docker mount sources, which
     // must be absolute, and the default (`./gantry-runner-data`) is not.
     let data_dir = std::fs::create_dir_all(&config.data_dir)
@@ -83,7 +111,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             "unmounted workspaces left by an earlier run of this runner"
         );
     }
-    let client = ServerClient::new(&config.server, &config.token);
     let runtime = Arc::new(Runtime {
         docker,
         workspaces,
@@ -91,23 +118,78 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         limits: config.limits.clone(),
         no_output_timeout: config.no_output_timeout,
         max_job_time: config.max_job_time,
-        server: Some(client.clone()),
+        server: Some(ServerClient::new(&config.server, &config.token)),
     });
     runtime.docker.keep_a_spare_network();
-    let ended = serve(&config, &client, &runtime, shutdown).await;
-    runtime.docker.drop_spares().await;
-    ended
+    Ok(runtime)
 }
 
-/// Claims and runs jobs until `shutdown`, then waits for the running ones.
+/// Where claimed jobs run.
+enum Jobs {
+    /// As tasks of this process.
+    Here {
+        runtime: Arc<Runtime>,
+        tasks: JoinSet<()>,
+    },
+    /// In a job process.
+    Child(Box<JobProcess>),
+}
+
+impl Jobs {
+    async fn start(&mut self, client: &ServerClient, a: Assignment, slot: OwnedSemaphorePermit) {
+        match self {
+            Jobs::Here { runtime, tasks } => {
+                while tasks.try_join_next().is_some() {}
+                let (client, runtime) = (client.clone(), runtime.clone());
+                tasks.spawn(async move {
+                    let id = a.job_id.0;
+                    run_assignment(&client, &runtime, a).await;
+                    // The result is reported: the slot is free for the next
+                    // job while this one's containers go (a graceful stop
+                    // still waits for that).
+                    drop(slot);
+                    job::clean_up(&runtime, id).await;
+                });
+            }
+            Jobs::Child(child) => child.run(a, slot).await,
+        }
+    }
+
+    /// After a claim that brought no job: forget ended tasks, stop an idle
+    /// job process.
+    async fn tidy(&mut self) {
+        match self {
+            Jobs::Here { tasks, .. } => while tasks.try_join_next().is_some() {},
+            Jobs::Child(child) => child.tidy().await,
+        }
+    }
+
+    /// Waits for the running jobs, then lets go of what they ran on.
+    async fn close(self) {
+        match self {
+            Jobs::Here { runtime, mut tasks } => {
+                if !tasks.is_empty() {
+                    tracing::info!(
+                        running = tasks.len(),
+                        "stopping: waiting for running jobs to finish"
+                    );
+                }
+                while tasks.join_next().await.is_some() {}
+                runtime.docker.drop_spares().await;
+            }
+            Jobs::Child(mut child) => child.stop().await,
+        }
+    }
+}
+
+/// Claims jobs until `shutdown`; [`Jobs::close`] then waits for the running ones.
 async fn serve(
     config: &AgentConfig,
     client: &ServerClient,
-    runtime: &Arc<Runtime>,
+    jobs: &mut Jobs,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
-    let mut jobs = JoinSet::new();
     let mut backoff = Duration::from_millis(500);
     tracing::info!(server = %config.server, runner = %config.name, capacity = config.capacity, "runner started");
     loop {
@@ -119,21 +201,14 @@ async fn serve(
             claimed = client.claim(&config.name, &config.labels, Duration::from_secs(30)) => claimed,
             _ = shutdown.cancelled() => break,
         };
-        while jobs.try_join_next().is_some() {}
+        if !matches!(claimed, Ok(Some(_))) {
+            jobs.tidy().await;
+        }
         match claimed {
             Ok(Some(assignment)) => {
                 backoff = Duration::from_millis(500);
                 tracing::info!(job = %assignment.job_id, number = %assignment.number, "claimed");
-                let (client, runtime) = (client.clone(), runtime.clone());
-                jobs.spawn(async move {
-                    let id = assignment.job_id.0;
-                    run_assignment(&client, &runtime, assignment).await;
-                    // The result is reported: the slot is free for the next
-                    // job while this one's containers go (a graceful stop
-                    // still waits for that).
-                    drop(permit);
-                    job::clean_up(&runtime, id).await;
-                });
+                jobs.start(client, assignment, permit).await;
             }
             Ok(None) => {}
             Err(ClientError::Unauthorized) => return Err(ClientError::Unauthorized.into()),
@@ -147,13 +222,6 @@ async fn serve(
             }
         }
     }
-    if !jobs.is_empty() {
-        tracing::info!(
-            running = jobs.len(),
-            "stopping: waiting for running jobs to finish"
-        );
-    }
-    while jobs.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -186,7 +254,7 @@ fn with_waiting(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
 }
 
 /// Retries a call while the server is unreachable, up to `patience`.
-async fn retry<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, ClientError>
+pub(crate) async fn retry<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClientError>>,

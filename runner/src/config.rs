@@ -110,6 +110,7 @@ impl RunnerArgs {
             max_job_time: self.limits.max_job_time(),
             labels: self.labels.into_iter().collect(),
             snapshots: self.limits.checkout_snapshots,
+            job_process: None,
         }
     }
 }

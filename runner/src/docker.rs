@@ -24,7 +24,7 @@ pub const JOB_LABEL: &str = "gantry.job";
 pub const RUNNER_LABEL: &str = "gantry.runner";
 
 /// Resource limits the runner's operator sets for every job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub memory_bytes: i64,
     pub nano_cpus: i64,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod deploy;
 pub mod docker;
 pub mod job;
+pub mod job_process;
 pub mod local;
 pub mod logs;
 pub mod output;

@@ -108,3 +108,20 @@ pub fn stop(child: &mut Child, patience: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The processes `pid` started, such as a runner's job process (Linux lists
+/// them per thread).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

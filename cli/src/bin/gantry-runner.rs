@@ -21,6 +21,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     gantry_cli::memory::tune_malloc();
+    if let Some(ended) = gantry_cli::runner::job_process() {
+        return ended;
+    }
     let cli = Cli::parse();
     gantry_cli::logging::init();
     gantry_cli::runner::run(cli.runner)
