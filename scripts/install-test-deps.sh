@@ -13,8 +13,9 @@ if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 \
   "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION"
 fi
 
-# libssl-dev and pkg-config: libgit2 (the runner) links the system OpenSSL for HTTPS.
-packages=(libssl-dev pkg-config busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver)
+# pkg-config: how libgit2's and zlib's builds look for a system copy (else
+# they build their own). openssl: the command the server's tests make keys with.
+packages=(pkg-config openssl busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

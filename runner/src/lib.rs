@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod deploy;
 pub mod docker;
+pub mod git_tls;
 pub mod job;
 pub mod job_process;
 pub mod local;

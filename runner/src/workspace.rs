@@ -39,6 +39,7 @@ pub struct Workspaces {
 
 impl Workspaces {
     pub fn new(data_dir: &Path) -> Workspaces {
+        crate::git_tls::install();
         // Absolute: the path is written into workspaces and mounted.
         let root = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         Workspaces {
@@ -1008,8 +1009,8 @@ mod tests {
         assert!(!format!("{creds:?}").contains("ghs_"));
     }
 
-    #[tokio::test]
-    async fn private_repositories_are_fetched_over_http_with_the_jobs_credentials() {
+    /// A bare repository `acme/app.git` under a folder to serve, and its commit.
+    fn served_repository() -> (tempfile::TempDir, String) {
         let origin = tempfile::tempdir().unwrap();
         git(origin.path(), &["init", "-q", "-b", "master"]);
         std::fs::write(origin.path().join("README"), "private").unwrap();
@@ -1028,10 +1029,69 @@ mod tests {
                 "acme/app.git",
             ],
         );
+        (served, sha)
+    }
+
+    #[tokio::test]
+    async fn private_repositories_are_fetched_over_http_with_the_jobs_credentials() {
+        let (served, sha) = served_repository();
         let password = "ghs_installationtoken42";
         let http =
             gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", password)
                 .await;
+        fetches_with_the_jobs_credentials_only(&http, &sha, password).await;
+    }
+
+    /// HTTPS goes through rustls (`git_tls`), with libgit2's own HTTP,
+    /// credentials and all, on top.
+    #[tokio::test]
+    async fn private_repositories_are_fetched_over_https_with_the_jobs_credentials() {
+        let (served, sha) = served_repository();
+        let password = "ghs_installationtoken43";
+        let https =
+            gantry_testkit::git_http::GitHttp::start_tls(served.path(), "x-access-token", password)
+                .await;
+        assert!(https.url.starts_with("https://127.0.0.1:"));
+        crate::git_tls::also_trust(https.ca.clone().unwrap());
+        fetches_with_the_jobs_credentials_only(&https, &sha, password).await;
+    }
+
+    #[tokio::test]
+    async fn an_https_server_with_an_untrusted_certificate_is_refused() {
+        let (served, sha) = served_repository();
+        let password = "ghs_installationtoken44";
+        // Its authority is never trusted.
+        let https =
+            gantry_testkit::git_http::GitHttp::start_tls(served.path(), "x-access-token", password)
+                .await;
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let creds = Credentials {
+            username: "x-access-token".into(),
+            password: password.into(),
+        };
+        let url = format!("{}/acme/app.git", https.url);
+        let dir = data.path().join("w");
+        let err = ws
+            .checkout(&url, &sha, &GitOptions::default(), &dir, Some(&creds))
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("certificate"), "{err}");
+        assert!(err.0.contains("not trusted"), "{err}");
+        assert!(!err.0.contains(password), "{err}");
+        assert!(
+            https.requests.lock().unwrap().is_empty(),
+            "nothing, credentials least of all, reached the server"
+        );
+        assert!(!dir.join("README").exists());
+    }
+
+    async fn fetches_with_the_jobs_credentials_only(
+        http: &gantry_testkit::git_http::GitHttp,
+        sha: &str,
+        password: &str,
+    ) {
+        let sha = sha.to_string();
         let url = format!("{}/acme/app.git", http.url);
         let data = tempfile::tempdir().unwrap();
         let ws = Workspaces::new(data.path());

@@ -1,6 +1,7 @@
 //! Git's smart HTTP protocol on 127.0.0.1 behind HTTP Basic auth, as GitHub
 //! serves a private repository: the real `git http-backend` run as a CGI
-//! program, refusing every request without the expected login.
+//! program, refusing every request without the expected login. Over plain
+//! HTTP, or over HTTPS with a certificate authority of the test's own.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -11,10 +12,13 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
 pub struct GitHttp {
-    /// `http://127.0.0.1:port`; a repository `root/x.git` is at `{url}/x.git`.
+    /// `http://127.0.0.1:port` (or `https://`); a repository `root/x.git`
+    /// is at `{url}/x.git`.
     pub url: String,
+    /// Over HTTPS: the authority that signed the server's certificate (DER).
+    pub ca: Option<Vec<u8>>,
     /// Every request: its path and whether it carried the right login.
-    pub requests: Arc<Mutex<Vec<(String, bool)>>>,
+    pub requests: Requests,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -22,12 +26,39 @@ pub struct GitHttp {
 struct Backend {
     root: PathBuf,
     login: String,
-    requests: Arc<Mutex<Vec<(String, bool)>>>,
+    requests: Requests,
 }
 
 impl GitHttp {
     /// Serves the repositories under `root` to `username`:`password` only.
     pub async fn start(root: &Path, username: &str, password: &str) -> GitHttp {
+        let (app, requests) = Backend::app(root, username, password);
+        let (url, server) = crate::serve(app).await;
+        GitHttp {
+            url,
+            ca: None,
+            requests,
+            _server: server,
+        }
+    }
+
+    /// As [`GitHttp::start`], over HTTPS.
+    pub async fn start_tls(root: &Path, username: &str, password: &str) -> GitHttp {
+        let (app, requests) = Backend::app(root, username, password);
+        let (url, server, ca) = crate::tls::serve_tls(app).await;
+        GitHttp {
+            url,
+            ca: Some(ca),
+            requests,
+            _server: server,
+        }
+    }
+}
+
+type Requests = Arc<Mutex<Vec<(String, bool)>>>;
+
+impl Backend {
+    fn app(root: &Path, username: &str, password: &str) -> (axum::Router, Requests) {
         let backend = Backend {
             root: root.to_path_buf(),
             login: format!(
@@ -43,12 +74,7 @@ impl GitHttp {
                 async move { backend.handle(method, uri, headers, body).await }
             },
         );
-        let (url, server) = crate::serve(app).await;
-        GitHttp {
-            url,
-            requests,
-            _server: server,
-        }
+        (app, requests)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod git_http;
 pub mod github;
 pub mod process;
 pub mod registry;
+pub mod tls;
 pub mod webhook;
 
 use std::future::Future;
