@@ -586,6 +586,31 @@ async fn a_runner_with_the_wrong_token_stops_and_says_why() {
     );
 }
 
+/// A runner checks Docker at start, through its first job process, and
+/// stops with the reason rather than claiming jobs it cannot run.
+#[test]
+fn a_runner_that_cannot_reach_docker_says_so_at_start() {
+    let runner_data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry-runner"))
+        // Nothing listens here, and nothing is ever claimed: the server is
+        // not asked before Docker answers.
+        .args(["--server", "http://127.0.0.1:9", "--token", "t0123456789"])
+        .env("GANTRY_DATA_DIR", runner_data.path())
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no-docker.sock", runner_data.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the job process did not start: cannot reach Docker"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0123456789"), "{stderr}");
+}
+
 /// SIGTERM stops `gantry server` at once even while its embedded runner
 /// waits in a long poll for work (it used to wait out the 30-second poll),
 /// and the network its runner made ahead of the next job goes with it.
