@@ -10,9 +10,11 @@ use crate::job::{self, Runtime};
 use crate::job_process::JobProcess;
 use crate::workspace::Workspaces;
 use bytes::Bytes;
+use futures::FutureExt;
 use gantry_protocol::{Assignment, FinishRequest, JobOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -142,13 +144,7 @@ impl Jobs {
                 while tasks.try_join_next().is_some() {}
                 let (client, runtime) = (client.clone(), runtime.clone());
                 tasks.spawn(async move {
-                    let id = a.job_id.0;
-                    run_assignment(&client, &runtime, a).await;
-                    // The result is reported: the slot is free for the next
-                    // job while this one's containers go (a graceful stop
-                    // still waits for that).
-                    drop(slot);
-                    job::clean_up(&runtime, id).await;
+                    run_to_the_end(&client, &runtime, a, async move { drop(slot) }).await;
                 });
             }
             Jobs::Child(child) => child.run(a, slot).await,
@@ -270,6 +266,41 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Runs a claimed job to its end: its result reported (an errored one if
+/// running it panicked), then `reported` (the job's slot is free from then
+/// on, while its containers go), then its containers and folders removed.
+pub(crate) async fn run_to_the_end(
+    client: &ServerClient,
+    runtime: &Runtime,
+    a: Assignment,
+    reported: impl std::future::Future<Output = ()>,
+) {
+    let id = a.job_id;
+    let run = run_assignment(client, runtime, a.clone());
+    if AssertUnwindSafe(run).catch_unwind().await.is_err() {
+        let why = "the runner hit a bug while running the job (see its log)";
+        report_errored(client, &a, why.into()).await;
+    }
+    reported.await;
+    job::clean_up(runtime, id.0).await;
+}
+
+/// Reports `a` errored for `reason`, so its build does not wait for a lease
+/// to lapse.
+pub(crate) async fn report_errored(client: &ServerClient, a: &Assignment, reason: String) {
+    let report = FinishRequest {
+        outcome: JobOutcome::Errored,
+        exit_code: None,
+        reason: Some(reason),
+        phases: Vec::new(),
+    };
+    let patience = Duration::from_secs(a.lease_seconds);
+    match retry(patience, || client.finish(a.job_id, &a.lease, &report)).await {
+        Ok(()) => tracing::info!(job = %a.job_id, "reported errored"),
+        Err(e) => tracing::error!(job = %a.job_id, error = %e, "could not report the result"),
     }
 }
 

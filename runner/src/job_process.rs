@@ -21,12 +21,9 @@
 
 use crate::agent::{self, AgentConfig, AgentError};
 use crate::client::ServerClient;
-use crate::job;
-use futures::FutureExt;
-use gantry_protocol::{Assignment, FinishRequest, JobId, JobOutcome};
+use gantry_protocol::{Assignment, JobId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -113,13 +110,9 @@ pub async fn serve() -> Result<(), String> {
                 let (client, runtime, reports) = (client.clone(), runtime.clone(), reports.clone());
                 jobs.spawn(async move {
                     let id = a.job_id;
-                    let run = agent::run_assignment(&client, &runtime, (*a).clone());
-                    if AssertUnwindSafe(run).catch_unwind().await.is_err() {
-                        let why = "the runner hit a bug while running the job (see its log)";
-                        settle(&client, &a, why.into()).await;
-                    }
-                    reports.send(&Report::Reported(id)).await;
-                    job::clean_up(&runtime, id.0).await;
+                    let done = Report::Reported(id);
+                    let reported = reports.send(&done);
+                    agent::run_to_the_end(&client, &runtime, *a, reported).await;
                     reports.send(&Report::CleanedUp(id)).await;
                 });
             }
@@ -275,7 +268,7 @@ impl JobProcess {
                 Err(e) => {
                     let reason = format!("the runner could not start a job: {e}");
                     tracing::error!(job = %a.job_id, error = %e, "cannot start the job process");
-                    settle(&self.client, &a, reason).await;
+                    agent::report_errored(&self.client, &a, reason).await;
                     return;
                 }
             }
@@ -286,7 +279,7 @@ impl JobProcess {
         let mut line = match serde_json::to_vec(&Order::Run(Box::new(a.clone()))) {
             Ok(line) => line,
             Err(e) => {
-                settle(
+                agent::report_errored(
                     &self.client,
                     &a,
                     format!("the runner could not hand over the job: {e}"),
@@ -310,7 +303,7 @@ impl JobProcess {
         };
         if let Err(a) = taken {
             let why = "the runner's job process ended before the job started";
-            settle(&self.client, &a, why.into()).await;
+            agent::report_errored(&self.client, &a, why.into()).await;
             return;
         }
         // A failed write means the child died: its watcher settles the job.
@@ -400,7 +393,7 @@ async fn watch(
         "the job process {how}; its jobs errored"
     );
     for a in orphans {
-        settle(&client, &a, format!("the runner's job process {how}")).await;
+        agent::report_errored(&client, &a, format!("the runner's job process {how}")).await;
     }
 }
 
@@ -411,22 +404,6 @@ fn ended(status: ExitStatus) -> String {
         (_, Some(signal)) => format!("was killed by signal {signal}"),
         (Some(code), _) => format!("exited with status {code}"),
         _ => "ended".into(),
-    }
-}
-
-/// Reports `a` errored for `reason`, so its build does not wait for a lease
-/// to lapse.
-async fn settle(client: &ServerClient, a: &Assignment, reason: String) {
-    let report = FinishRequest {
-        outcome: JobOutcome::Errored,
-        exit_code: None,
-        reason: Some(reason),
-        phases: Vec::new(),
-    };
-    let patience = Duration::from_secs(a.lease_seconds);
-    match agent::retry(patience, || client.finish(a.job_id, &a.lease, &report)).await {
-        Ok(()) => tracing::info!(job = %a.job_id, "reported errored"),
-        Err(e) => tracing::error!(job = %a.job_id, error = %e, "could not report the result"),
     }
 }
 
