@@ -586,6 +586,57 @@ async fn a_runner_with_the_wrong_token_stops_and_says_why() {
     );
 }
 
+/// When a job process dies and no other job comes, the runner still
+/// replaces it at once, and the new one's janitor removes what the dead
+/// one's job left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_job_process_leaves_no_container_even_with_no_next_job() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: echo running; sleep 300\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let runner_data = tempfile::tempdir().unwrap();
+    let name = format!("orphaned-{:x}", rand::random::<u32>());
+    let gantry = start(
+        data.path(),
+        &github.url,
+        &[
+            ("GANTRY_EMBEDDED_RUNNERS", "0"),
+            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
+        ],
+    );
+    let runner = start_runner(&gantry.url, runner_data.path(), &name, RunnerBinary::Lean);
+    gantry.push(&payload, "orphan-1").await;
+    gantry_testkit::eventually("the job to run", Duration::from_secs(60), || async {
+        let job = gantry.newest_job(&full_name).await?;
+        let log = gantry.log(&job).await;
+        (job["state"] == "running" && log.contains("\nrunning")).then_some(())
+    })
+    .await;
+    let dead = gantry_testkit::process::children(runner.0.id());
+    assert_eq!(dead.len(), 1, "one job process: {dead:?}");
+    assert!(
+        !labelled(&["ps", "-q"], &name).is_empty(),
+        "the job's container runs"
+    );
+    Command::new("kill")
+        .args(["-9", &dead[0].to_string()])
+        .status()
+        .unwrap();
+    let build = gantry.finished(&full_name, 1).await;
+    assert_eq!(build["jobs"][0]["state"], "errored");
+    gantry_testkit::eventually("the container removed", Duration::from_secs(60), || async {
+        labelled(&["ps", "-aq"], &name).is_empty().then_some(())
+    })
+    .await;
+    let now = gantry_testkit::process::children(runner.0.id());
+    assert!(
+        now.iter().all(|p| !dead.contains(p)),
+        "a new job process replaced the dead one: {now:?}"
+    );
+}
+
 /// A runner checks Docker at start, through its first job process, and
 /// stops with the reason rather than claiming jobs it cannot run.
 #[test]

@@ -353,16 +353,21 @@ unsafe extern "C" fn tls_certificate(
     })
 }
 
+/// A read's or write's byte count for libgit2, or -1 with the reason set.
+fn transferred(result: io::Result<usize>, doing: &str) -> ssize_t {
+    result.map_or_else(
+        |e| {
+            set_error(&format!("{doing} the server failed: {e}"));
+            -1
+        },
+        |n| n as ssize_t,
+    )
+}
+
 unsafe extern "C" fn tls_read(stream: *mut GitStream, buf: *mut c_void, len: size_t) -> ssize_t {
     guarded(-1, || {
         let buf = std::slice::from_raw_parts_mut(buf as *mut u8, len);
-        match this(stream).read(buf) {
-            Ok(n) => n as ssize_t,
-            Err(e) => {
-                set_error(&format!("reading from the server failed: {e}"));
-                -1
-            }
-        }
+        transferred(this(stream).read(buf), "reading from")
     })
 }
 
@@ -374,13 +379,7 @@ unsafe extern "C" fn tls_write(
 ) -> ssize_t {
     guarded(-1, || {
         let data = std::slice::from_raw_parts(data as *const u8, len);
-        match this(stream).write(data) {
-            Ok(n) => n as ssize_t,
-            Err(e) => {
-                set_error(&format!("writing to the server failed: {e}"));
-                -1
-            }
-        }
+        transferred(this(stream).write(data), "writing to")
     })
 }
 

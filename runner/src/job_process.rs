@@ -17,7 +17,8 @@
 //!   containers.
 //! - **A child that dies** (a crash, the OOM killer) is noticed by the
 //!   runner, which reports each job it had not finished as errored, with
-//!   the reason, and starts a new child for the next job.
+//!   the reason, and starts a new child by its next claim (within half a
+//!   minute): its janitor removes the containers the dead one left.
 
 use crate::agent::{self, AgentConfig, AgentError};
 use crate::client::ServerClient;
@@ -174,7 +175,7 @@ struct Books {
     /// Since when it has had no job.
     idle_since: Option<Instant>,
     /// Set once the child has exited (then nothing more is sent to it).
-    exited: Option<ExitStatus>,
+    exited: bool,
 }
 
 impl JobProcess {
@@ -223,7 +224,10 @@ impl JobProcess {
                 Ok(Some(line)) => match serde_json::from_str(&line) {
                     Ok(Report::Ready) => Ok(()),
                     Ok(Report::Failed(why)) => Err(why),
-                    _ => Err(format!("it answered `{line}`")),
+                    _ => Err(format!(
+                        "it answered {} bytes that are not a report",
+                        line.len()
+                    )),
                 },
                 Ok(None) | Err(_) => Err("it exited before it was ready".into()),
             }
@@ -255,14 +259,7 @@ impl JobProcess {
     /// Hands `a` to the job process (starting one if none runs); `slot` is
     /// freed once its result is reported.
     pub async fn run(&mut self, a: Assignment, slot: OwnedSemaphorePermit) {
-        let live = self
-            .child
-            .as_ref()
-            .is_some_and(|c| lock(&c.books).exited.is_none());
-        if !live {
-            if let Some(dead) = self.child.take() {
-                let _ = dead.watcher.await;
-            }
+        if self.child.is_none() || self.bury_a_dead_child().await {
             match self.spawn().await {
                 Ok(child) => self.child = Some(child),
                 Err(e) => {
@@ -292,8 +289,8 @@ impl JobProcess {
         let taken = {
             let mut books = lock(&child.books);
             match books.exited {
-                Some(_) => Err(a),
-                None => {
+                true => Err(a),
+                false => {
                     books.running += 1;
                     books.idle_since = None;
                     books.unreported.insert(a.job_id, (a, slot));
@@ -312,17 +309,38 @@ impl JobProcess {
         }
     }
 
-    /// Stops a job process that has had no job for [`IDLE_EXIT`]; called
-    /// between claims.
+    /// Called between claims. Replaces a job process that died, so the new
+    /// one's janitor removes the containers, networks and mounts it left
+    /// (without waiting for the next job); stops one that has had no job
+    /// for [`IDLE_EXIT`].
     pub async fn tidy(&mut self) {
+        if self.bury_a_dead_child().await {
+            match self.spawn().await {
+                Ok(child) => self.child = Some(child),
+                Err(e) => tracing::error!(error = %e, "cannot start the job process"),
+            }
+            return;
+        }
         let idle = self.child.as_ref().is_some_and(|c| {
             let books = lock(&c.books);
-            books.exited.is_some() || books.idle_since.is_some_and(|t| t.elapsed() >= IDLE_EXIT)
+            books.idle_since.is_some_and(|t| t.elapsed() >= IDLE_EXIT)
         });
         if idle {
             tracing::debug!("stopping the idle job process");
             self.stop().await;
         }
+    }
+
+    /// Whether the job process had died (not stopped by the runner); if so,
+    /// it is forgotten once its watcher has settled its jobs.
+    async fn bury_a_dead_child(&mut self) -> bool {
+        if !self.child.as_ref().is_some_and(|c| lock(&c.books).exited) {
+            return false;
+        }
+        if let Some(dead) = self.child.take() {
+            let _ = dead.watcher.await;
+        }
+        true
     }
 
     /// Lets the running jobs finish, then ends the job process.
@@ -368,17 +386,17 @@ async fn watch(
                     b.idle_since = Some(Instant::now());
                 }
             }
-            _ => tracing::warn!(line = %line, "ignoring a report the runner cannot read"),
+            // Not echoed: whatever wrote it, it is not the job process's report.
+            _ => tracing::warn!(
+                bytes = line.len(),
+                "ignoring a line the runner cannot read as a report"
+            ),
         }
     }
     let status = process.wait().await;
     let orphans: Vec<_> = {
         let mut b = lock(&books);
-        b.exited = Some(
-            status
-                .as_ref()
-                .map_or_else(|_| ExitStatus::default(), |s| *s),
-        );
+        b.exited = true;
         b.unreported.drain().map(|(_, (a, _slot))| a).collect()
     };
     if orphans.is_empty() {
