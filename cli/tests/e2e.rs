@@ -184,6 +184,31 @@ enum RunnerBinary {
     Lean,
 }
 
+/// The token the servers below take from remote runners.
+const RUNNER_TOKEN: &str = "e2e-runner-token-0123456789";
+
+/// A `gantry server` with no embedded runner: its jobs wait for remote
+/// runners holding [`RUNNER_TOKEN`].
+fn start_for_remote_runners(data: &Path, github: &str, extra: &[(&str, &str)]) -> Gantry {
+    let mut env = vec![
+        ("GANTRY_EMBEDDED_RUNNERS", "0"),
+        ("GANTRY_RUNNER_TOKEN", RUNNER_TOKEN),
+    ];
+    env.extend_from_slice(extra);
+    start(data, github, &env)
+}
+
+/// Kills (`-9`) the runner's one job process; returns its pid.
+fn kill_the_job_process(runner: &RunnerProcess) -> u32 {
+    let job_process = gantry_testkit::process::children(runner.0.id());
+    assert_eq!(job_process.len(), 1, "one job process: {job_process:?}");
+    Command::new("kill")
+        .args(["-9", &job_process[0].to_string()])
+        .status()
+        .unwrap();
+    job_process[0]
+}
+
 /// Starts a runner against `server`.
 fn start_runner(server: &str, data: &Path, name: &str, binary: RunnerBinary) -> RunnerProcess {
     let mut command = match binary {
@@ -196,7 +221,7 @@ fn start_runner(server: &str, data: &Path, name: &str, binary: RunnerBinary) -> 
     };
     let child = command
         .env("GANTRY_SERVER_URL", server)
-        .env("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789")
+        .env("GANTRY_RUNNER_TOKEN", RUNNER_TOKEN)
         .env("GANTRY_RUNNER_NAME", name)
         .env("GANTRY_DATA_DIR", data)
         .stdout(Stdio::null())
@@ -223,15 +248,8 @@ async fn a_runner_killed_mid_job_is_noticed_and_its_leftovers_removed() {
     let data = tempfile::tempdir().unwrap();
     let runner_data = tempfile::tempdir().unwrap();
     let name = format!("killable-{:x}", rand::random::<u32>());
-    let gantry = start(
-        data.path(),
-        &github.url,
-        &[
-            ("GANTRY_EMBEDDED_RUNNERS", "0"),
-            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
-            ("GANTRY_LEASE_SECONDS", "5"),
-        ],
-    );
+    let gantry =
+        start_for_remote_runners(data.path(), &github.url, &[("GANTRY_LEASE_SECONDS", "5")]);
     gantry.push(&payload, "kill-1").await;
     let job_running = || async {
         let job = gantry.newest_job(&full_name).await?;
@@ -294,14 +312,7 @@ async fn a_job_process_that_dies_errors_its_job_and_the_runner_goes_on() {
     let data = tempfile::tempdir().unwrap();
     let runner_data = tempfile::tempdir().unwrap();
     let name = format!("crashing-{:x}", rand::random::<u32>());
-    let gantry = start(
-        data.path(),
-        &github.url,
-        &[
-            ("GANTRY_EMBEDDED_RUNNERS", "0"),
-            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
-        ],
-    );
+    let gantry = start_for_remote_runners(data.path(), &github.url, &[]);
     let runner = start_runner(&gantry.url, runner_data.path(), &name, RunnerBinary::Lean);
     let runner_pid = runner.0.id();
     gantry.push(&payload, "crash-1").await;
@@ -311,12 +322,7 @@ async fn a_job_process_that_dies_errors_its_job_and_the_runner_goes_on() {
         (job["state"] == "running" && log.contains("\nfirst running")).then_some(())
     })
     .await;
-    let job_process = gantry_testkit::process::children(runner_pid);
-    assert_eq!(job_process.len(), 1, "one job process: {job_process:?}");
-    Command::new("kill")
-        .args(["-9", &job_process[0].to_string()])
-        .status()
-        .unwrap();
+    kill_the_job_process(&runner);
 
     let build = gantry.finished(&full_name, 1).await;
     let jobs = build["jobs"].as_array().unwrap();
@@ -515,15 +521,7 @@ async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
     let mut runner = start_runner(&url, runner_data.path(), &name, RunnerBinary::Lean);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let listen = format!("127.0.0.1:{port}");
-    let gantry = start(
-        data.path(),
-        &github.url,
-        &[
-            ("GANTRY_LISTEN", &listen),
-            ("GANTRY_EMBEDDED_RUNNERS", "0"),
-            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
-        ],
-    );
+    let gantry = start_for_remote_runners(data.path(), &github.url, &[("GANTRY_LISTEN", &listen)]);
     gantry.push(&payload, "patient-1").await;
     gantry_testkit::eventually("the job to start", Duration::from_secs(60), || async {
         let job = gantry.newest_job(&full_name).await?;
@@ -553,14 +551,7 @@ async fn a_runner_waits_for_its_server_and_finishes_its_job_on_sigterm() {
 async fn a_runner_with_the_wrong_token_stops_and_says_why() {
     let github = GitHubDouble::start().await;
     let data = tempfile::tempdir().unwrap();
-    let gantry = start(
-        data.path(),
-        &github.url,
-        &[
-            ("GANTRY_EMBEDDED_RUNNERS", "0"),
-            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
-        ],
-    );
+    let gantry = start_for_remote_runners(data.path(), &github.url, &[]);
     let runner_data = tempfile::tempdir().unwrap();
     let url = gantry.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -598,14 +589,7 @@ async fn a_dead_job_process_leaves_no_container_even_with_no_next_job() {
     let data = tempfile::tempdir().unwrap();
     let runner_data = tempfile::tempdir().unwrap();
     let name = format!("orphaned-{:x}", rand::random::<u32>());
-    let gantry = start(
-        data.path(),
-        &github.url,
-        &[
-            ("GANTRY_EMBEDDED_RUNNERS", "0"),
-            ("GANTRY_RUNNER_TOKEN", "e2e-runner-token-0123456789"),
-        ],
-    );
+    let gantry = start_for_remote_runners(data.path(), &github.url, &[]);
     let runner = start_runner(&gantry.url, runner_data.path(), &name, RunnerBinary::Lean);
     gantry.push(&payload, "orphan-1").await;
     gantry_testkit::eventually("the job to run", Duration::from_secs(60), || async {
@@ -614,16 +598,11 @@ async fn a_dead_job_process_leaves_no_container_even_with_no_next_job() {
         (job["state"] == "running" && log.contains("\nrunning")).then_some(())
     })
     .await;
-    let dead = gantry_testkit::process::children(runner.0.id());
-    assert_eq!(dead.len(), 1, "one job process: {dead:?}");
     assert!(
         !labelled(&["ps", "-q"], &name).is_empty(),
         "the job's container runs"
     );
-    Command::new("kill")
-        .args(["-9", &dead[0].to_string()])
-        .status()
-        .unwrap();
+    let dead = kill_the_job_process(&runner);
     let build = gantry.finished(&full_name, 1).await;
     assert_eq!(build["jobs"][0]["state"], "errored");
     gantry_testkit::eventually("the container removed", Duration::from_secs(60), || async {
@@ -632,7 +611,7 @@ async fn a_dead_job_process_leaves_no_container_even_with_no_next_job() {
     .await;
     let now = gantry_testkit::process::children(runner.0.id());
     assert!(
-        now.iter().all(|p| !dead.contains(p)),
+        !now.contains(&dead),
         "a new job process replaced the dead one: {now:?}"
     );
 }
