@@ -4,7 +4,11 @@
 //! written at once. The webhook journal and SQLite claims are built on it.
 
 use std::future::Future;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// How long a writer waits with nothing to write before it [`Batch::rest`]s.
+const REST_AFTER: Duration = Duration::from_secs(60);
 
 /// What the writer task does with each batch.
 pub trait Batch: Send + 'static {
@@ -17,6 +21,10 @@ pub trait Batch: Send + 'static {
         &mut self,
         items: &[Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Answer>, sqlx::Error>> + Send;
+    /// Called when nothing came to write for a minute: a writer lets go of
+    /// what only speeds up the next batch (its connection, its page cache),
+    /// so an idle server gives that memory back.
+    fn rest(&mut self) {}
 }
 
 type Reply<A> = oneshot::Sender<Result<A, String>>;
@@ -57,7 +65,18 @@ async fn write_loop<B: Batch>(
     max_batch: usize,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        let received =
+            match tokio::time::timeout(REST_AFTER, rx.recv_many(&mut batch, max_batch)).await {
+                Ok(received) => received,
+                Err(_) => {
+                    writer.rest();
+                    rx.recv_many(&mut batch, max_batch).await
+                }
+            };
+        if received == 0 {
+            break;
+        }
         let (items, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         match writer.write(&items).await {
             Ok(answers) => {
@@ -73,5 +92,52 @@ async fn write_loop<B: Batch>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Doubles each number; counts its rests.
+    struct Doubler {
+        rests: Arc<AtomicUsize>,
+    }
+
+    impl Batch for Doubler {
+        type Item = u32;
+        type Answer = u32;
+        const WHAT: &'static str = "double numbers";
+
+        async fn write(&mut self, items: &[u32]) -> Result<Vec<u32>, sqlx::Error> {
+            Ok(items.iter().map(|n| n * 2).collect())
+        }
+
+        fn rest(&mut self) {
+            self.rests.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_rests_once_and_still_writes_after() {
+        let rests = Arc::new(AtomicUsize::new(0));
+        let writer = GroupCommit::start(
+            Doubler {
+                rests: rests.clone(),
+            },
+            8,
+        );
+        assert_eq!(writer.submit(2).await, Ok(4));
+
+        tokio::time::sleep(REST_AFTER / 2).await;
+        assert_eq!(rests.load(Ordering::SeqCst), 0, "rested while busy");
+        tokio::time::sleep(REST_AFTER * 3).await;
+        assert_eq!(rests.load(Ordering::SeqCst), 1, "rests once per idle spell");
+
+        assert_eq!(writer.submit(5).await, Ok(10));
+        tokio::time::sleep(REST_AFTER + Duration::from_secs(1)).await;
+        assert_eq!(rests.load(Ordering::SeqCst), 2);
     }
 }

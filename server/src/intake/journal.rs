@@ -75,12 +75,7 @@ impl Batch for Deliveries {
     const WHAT: &'static str = "store webhook deliveries";
 
     async fn write(&mut self, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-        // It only appends: a small page cache is enough, and it stays
-        // small in an idle server.
-        let mut conn = self
-            .db
-            .own_connection(&mut self.conn, "PRAGMA cache_size = -256")
-            .await?;
+        let mut conn = self.db.own_connection(&mut self.conn, None).await?;
         let _turn = self.db.turn(Turn::Urgent).await;
         let mut tx = self.db.begin_on(&mut conn).await?;
         let new = deliveries::insert_batch(&mut tx, batch).await?;
@@ -88,6 +83,11 @@ impl Batch for Deliveries {
         self.conn = Some(conn);
         self.stored.notify_one();
         Ok(new)
+    }
+
+    fn rest(&mut self) {
+        // Webhooks come in bursts; the next opens a connection in well under a millisecond.
+        self.conn = None;
     }
 }
 

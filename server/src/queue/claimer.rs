@@ -79,7 +79,7 @@ impl Batch for ClaimWriter {
     async fn write(&mut self, requests: &[ClaimRequest]) -> Result<Vec<Option<Job>>, sqlx::Error> {
         let mut conn = self
             .db
-            .own_connection(&mut self.conn, "PRAGMA synchronous = NORMAL")
+            .own_connection(&mut self.conn, Some("PRAGMA synchronous = NORMAL"))
             .await?;
         // In line with this process's other writers, not in SQLite's busy handler.
         let _turn = self.db.turn(Turn::Normal).await;
@@ -94,5 +94,9 @@ impl Batch for ClaimWriter {
         };
         self.conn = Some(conn);
         Ok(claimed)
+    }
+
+    fn rest(&mut self) {
+        self.conn = None;
     }
 }
