@@ -10,6 +10,55 @@ use gantry_pipeline::PIPELINE_FILES;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Time limits on talking to GitHub.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// How long a connection stays open unused.
+    idle: Duration,
+    /// How long GitHub has to answer a request; past it the request fails
+    /// as `Transient` and is tried again later, so a GitHub that hangs holds
+    /// up no build's planning or statuses for good.
+    answer_within: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle: Duration::from_secs(60),
+            answer_within: Duration::from_secs(30),
+        }
+    }
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    octocrab::OctoBody,
+>;
+
+/// The HTTP client under octocrab: HTTPS with the system's roots, as
+/// octocrab's own builder makes it, but with idle connections closed after
+/// `idle`. octocrab's client never closes them itself, so a burst of
+/// statuses left a connection per concurrent request open (and its buffers
+/// in memory) until GitHub hung up.
+fn http_client(idle: Duration) -> Result<HttpClient, String> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("cannot read the system's certificate roots for GitHub: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector),
+    )
+}
 
 /// A pipeline file found at a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,25 +169,60 @@ pub struct GitHub {
 
 impl GitHub {
     pub fn new(api_url: &str, credentials: Credentials<'_>) -> Result<GitHub, String> {
-        let mut builder = octocrab::Octocrab::builder()
-            .base_uri(api_url)
+        GitHub::with_limits(api_url, credentials, Limits::default())
+    }
+
+    fn with_limits(
+        api_url: &str,
+        credentials: Credentials<'_>,
+        limits: Limits,
+    ) -> Result<GitHub, String> {
+        use http::header::{HeaderValue, USER_AGENT};
+        use octocrab::service::middleware::{
+            auth_header::AuthHeaderLayer, base_uri::BaseUriLayer, extra_headers::ExtraHeadersLayer,
+        };
+        let base_uri: http::Uri = api_url
+            .parse()
             .map_err(|e| format!("GANTRY_GITHUB_API_URL `{api_url}` is not a URL: {e}"))?;
         let (mut token, mut app) = (None, false);
-        match credentials {
-            Credentials::None => {}
+        let (auth_header, auth) = match credentials {
+            Credentials::None => (None, octocrab::AuthState::None),
             Credentials::Token(t) => {
-                builder = builder.personal_token(t.to_string());
                 token = Some(t.to_string());
+                let mut header = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    "the GitHub token holds characters a header cannot: copy it again from GitHub"
+                        .to_string()
+                })?;
+                header.set_sensitive(true);
+                (Some(header), octocrab::AuthState::None)
             }
             Credentials::App { id, key_pem } => {
                 let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
                     format!("the GitHub App's private key is not an RSA key in PEM ({e}): use the .pem file GitHub generated for the App")
                 })?;
-                builder = builder.app(id.into(), key);
                 app = true;
+                let app = octocrab::auth::AppAuth {
+                    app_id: id.into(),
+                    key,
+                };
+                (None, octocrab::AuthState::App(app))
             }
-        }
-        let client = builder
+        };
+        // The layers octocrab's own builder puts around its client.
+        let client = octocrab::OctocrabBuilder::new_empty()
+            .with_service(http_client(limits.idle)?)
+            .with_layer(&tower::timeout::TimeoutLayer::new(limits.answer_within))
+            .with_layer(&ExtraHeadersLayer::new(Arc::new(vec![(
+                USER_AGENT,
+                HeaderValue::from_static("gantry"),
+            )])))
+            .with_layer(&BaseUriLayer::new(base_uri.clone()))
+            .with_layer(&AuthHeaderLayer::new(
+                auth_header,
+                base_uri.clone(),
+                base_uri,
+            ))
+            .with_auth(auth)
             .build()
             .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
         Ok(GitHub {
@@ -308,5 +392,87 @@ impl Forge for GitHub {
                 secrecy::ExposeSecret::expose_secret(&token).to_string(),
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn listener() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        (listener, url)
+    }
+
+    /// Reads one request's head (these requests have no body).
+    async fn read_request(conn: &mut TcpStream) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("the request");
+            assert!(n > 0, "the client hung up before its request ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn quick(idle_ms: u64, answer_within_ms: u64) -> Limits {
+        Limits {
+            idle: Duration::from_millis(idle_ms),
+            answer_within: Duration::from_millis(answer_within_ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_left_idle_is_closed() {
+        let (listener, url) = listener().await;
+        let github =
+            GitHub::with_limits(&url, Credentials::None, quick(300, 5_000)).expect("a client");
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("a connection");
+            read_request(&mut conn).await;
+            let body = r#"{"message":"Not Found","documentation_url":"https://docs.github.com"}"#;
+            let answer = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).await.expect("the answer");
+            // Kept alive by both sides: only the client's idle limit ends it.
+            let mut rest = [0u8; 64];
+            tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest)).await
+        });
+        let head = github.branch_head("octo/hello", "main").await;
+        assert!(matches!(head, Ok(None)), "a 404 is no branch: {head:?}");
+        let closed = server.await.expect("the fake GitHub");
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "the idle connection should have been closed by Gantry: {closed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_github_that_does_not_answer_is_unavailable_not_waited_for() {
+        let (listener, url) = listener().await;
+        let github =
+            GitHub::with_limits(&url, Credentials::None, quick(60_000, 500)).expect("a client");
+        let _server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("a connection");
+            read_request(&mut conn).await;
+            // Never answers, never hangs up.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(conn);
+        });
+        let found = tokio::time::timeout(
+            Duration::from_secs(10),
+            github.pipeline_file("octo/hello", "abc123"),
+        )
+        .await
+        .expect("Gantry should give up on GitHub by itself");
+        assert!(
+            matches!(found, Err(ForgeError::Transient(_))),
+            "a silent GitHub is retried later: {found:?}"
+        );
     }
 }
