@@ -260,14 +260,10 @@ impl JobProcess {
     /// freed once its result is reported.
     pub async fn run(&mut self, a: Assignment, slot: OwnedSemaphorePermit) {
         if self.child.is_none() || self.bury_a_dead_child().await {
-            match self.spawn().await {
-                Ok(child) => self.child = Some(child),
-                Err(e) => {
-                    let reason = format!("the runner could not start a job: {e}");
-                    tracing::error!(job = %a.job_id, error = %e, "cannot start the job process");
-                    agent::report_errored(&self.client, &a, reason).await;
-                    return;
-                }
+            if let Err(e) = self.start_child().await {
+                let reason = format!("the runner could not start a job: {e}");
+                agent::report_errored(&self.client, &a, reason).await;
+                return;
             }
         }
         let Some(child) = self.child.as_mut() else {
@@ -288,14 +284,13 @@ impl JobProcess {
         line.push(b'\n');
         let taken = {
             let mut books = lock(&child.books);
-            match books.exited {
-                true => Err(a),
-                false => {
-                    books.running += 1;
-                    books.idle_since = None;
-                    books.unreported.insert(a.job_id, (a, slot));
-                    Ok(())
-                }
+            if books.exited {
+                Err(a)
+            } else {
+                books.running += 1;
+                books.idle_since = None;
+                books.unreported.insert(a.job_id, (a, slot));
+                Ok(())
             }
         };
         if let Err(a) = taken {
@@ -315,10 +310,8 @@ impl JobProcess {
     /// for [`IDLE_EXIT`].
     pub async fn tidy(&mut self) {
         if self.bury_a_dead_child().await {
-            match self.spawn().await {
-                Ok(child) => self.child = Some(child),
-                Err(e) => tracing::error!(error = %e, "cannot start the job process"),
-            }
+            // A failure is logged; the next job tries again.
+            let _ = self.start_child().await;
             return;
         }
         let idle = self.child.as_ref().is_some_and(|c| {
@@ -328,6 +321,20 @@ impl JobProcess {
         if idle {
             tracing::debug!("stopping the idle job process");
             self.stop().await;
+        }
+    }
+
+    /// Starts a job process in place of none (or a buried one).
+    async fn start_child(&mut self) -> Result<(), AgentError> {
+        match self.spawn().await {
+            Ok(child) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the job process");
+                Err(e)
+            }
         }
     }
 

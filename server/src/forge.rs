@@ -401,14 +401,23 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    async fn listener() -> (TcpListener, String) {
+    /// A client with `limits` for a GitHub double that is a bare socket,
+    /// so a test decides what (and whether) it answers.
+    async fn github_on_a_socket(idle_ms: u64, answer_within_ms: u64) -> (GitHub, TcpListener) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let url = format!("http://{}", listener.local_addr().expect("its address"));
-        (listener, url)
+        let limits = Limits {
+            idle: Duration::from_millis(idle_ms),
+            answer_within: Duration::from_millis(answer_within_ms),
+        };
+        let github = GitHub::with_limits(&url, Credentials::None, limits).expect("a client");
+        (github, listener)
     }
 
-    /// Reads one request's head (these requests have no body).
-    async fn read_request(conn: &mut TcpStream) {
+    /// The first connection, once its request's head is in (these requests
+    /// have no body).
+    async fn first_request(listener: TcpListener) -> TcpStream {
+        let (mut conn, _) = listener.accept().await.expect("a connection");
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -416,23 +425,14 @@ mod tests {
             assert!(n > 0, "the client hung up before its request ended");
             head.extend_from_slice(&buf[..n]);
         }
-    }
-
-    fn quick(idle_ms: u64, answer_within_ms: u64) -> Limits {
-        Limits {
-            idle: Duration::from_millis(idle_ms),
-            answer_within: Duration::from_millis(answer_within_ms),
-        }
+        conn
     }
 
     #[tokio::test]
     async fn a_connection_left_idle_is_closed() {
-        let (listener, url) = listener().await;
-        let github =
-            GitHub::with_limits(&url, Credentials::None, quick(300, 5_000)).expect("a client");
+        let (github, listener) = github_on_a_socket(300, 5_000).await;
         let server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.expect("a connection");
-            read_request(&mut conn).await;
+            let mut conn = first_request(listener).await;
             let body = r#"{"message":"Not Found","documentation_url":"https://docs.github.com"}"#;
             let answer = format!(
                 "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -454,12 +454,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_github_that_does_not_answer_is_unavailable_not_waited_for() {
-        let (listener, url) = listener().await;
-        let github =
-            GitHub::with_limits(&url, Credentials::None, quick(60_000, 500)).expect("a client");
+        let (github, listener) = github_on_a_socket(60_000, 500).await;
         let _server = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.expect("a connection");
-            read_request(&mut conn).await;
+            let conn = first_request(listener).await;
             // Never answers, never hangs up.
             tokio::time::sleep(Duration::from_secs(60)).await;
             drop(conn);
