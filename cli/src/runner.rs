@@ -52,7 +52,7 @@ pub fn job_process() -> Option<ExitCode> {
     std::env::var_os(ENV)?;
     // Not for the programs the jobs start.
     std::env::remove_var(ENV);
-    crate::logging::init();
+    crate::logging::init_job_process();
     crate::memory::return_free_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

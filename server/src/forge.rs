@@ -17,9 +17,11 @@ use std::time::Duration;
 struct Limits {
     /// How long a connection stays open unused.
     idle: Duration,
-    /// How long GitHub has to answer a request; past it the request fails
-    /// as `Transient` and is tried again later, so a GitHub that hangs holds
-    /// up no build's planning or statuses for good.
+    /// How long GitHub has for a whole exchange (a file read, a status, an
+    /// App's token), the last byte of its answer included; past it the
+    /// exchange fails as `Transient` and is tried again later, so a GitHub
+    /// that hangs, before answering or mid-answer, holds up no build's
+    /// planning or statuses for good.
     answer_within: Duration,
 }
 
@@ -162,6 +164,7 @@ pub struct GitHub {
     client: Arc<octocrab::Octocrab>,
     token: Option<String>,
     app: bool,
+    answer_within: Duration,
     /// An App's installation clients, by repository owner. Shared, not
     /// cloned: each keeps its installation token until it nearly expires.
     installations: tokio::sync::Mutex<std::collections::HashMap<String, Arc<octocrab::Octocrab>>>,
@@ -211,7 +214,6 @@ impl GitHub {
         // The layers octocrab's own builder puts around its client.
         let client = octocrab::OctocrabBuilder::new_empty()
             .with_service(http_client(limits.idle)?)
-            .with_layer(&tower::timeout::TimeoutLayer::new(limits.answer_within))
             .with_layer(&ExtraHeadersLayer::new(Arc::new(vec![(
                 USER_AGENT,
                 HeaderValue::from_static("gantry"),
@@ -229,7 +231,27 @@ impl GitHub {
             client: Arc::new(client),
             token,
             app,
+            answer_within: limits.answer_within,
             installations: Default::default(),
+        })
+    }
+
+    /// Bounds a whole exchange with GitHub by `answer_within`. A limit on
+    /// the HTTP request alone would end when the answer's headers arrive,
+    /// and octocrab reads the body after that.
+    fn within<'a, T: 'a>(
+        &'a self,
+        exchange: impl Future<Output = Result<T, ForgeError>> + Send + 'a,
+    ) -> BoxFuture<'a, Result<T, ForgeError>> {
+        let limit = self.answer_within;
+        Box::pin(async move {
+            tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ForgeError::Transient(format!(
+                        "GitHub did not answer within {limit:?}"
+                    )))
+                })
         })
     }
 
@@ -306,7 +328,7 @@ impl Forge for GitHub {
         repo: &'a str,
         commit: &'a str,
     ) -> BoxFuture<'a, Result<Option<PipelineFile>, ForgeError>> {
-        Box::pin(async move {
+        self.within(async move {
             let (owner, name) = split(repo)?;
             for file in PIPELINE_FILES {
                 if let Some(content) = self.file(owner, name, file, commit).await? {
@@ -325,7 +347,7 @@ impl Forge for GitHub {
         repo: &'a str,
         status: &'a CommitStatus,
     ) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
+        self.within(async move {
             let (owner, name) = split(repo)?;
             let state = match status.state.as_str() {
                 "pending" => octocrab::models::StatusState::Pending,
@@ -360,7 +382,7 @@ impl Forge for GitHub {
         repo: &'a str,
         branch: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
-        Box::pin(async move {
+        self.within(async move {
             let (owner, name) = split(repo)?;
             match self
                 .client_for(owner, name)
@@ -379,7 +401,7 @@ impl Forge for GitHub {
         &'a self,
         repo: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
-        Box::pin(async move {
+        self.within(async move {
             if !self.app {
                 return Ok(self.token.clone());
             }
@@ -452,12 +474,13 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_github_that_does_not_answer_is_unavailable_not_waited_for() {
+    /// Whether Gantry gives up by itself on a GitHub that sends `start` of
+    /// an answer and then goes quiet without hanging up.
+    async fn gives_up_on_a_github_that_stalls_after(start: &'static [u8]) {
         let (github, listener) = github_on_a_socket(60_000, 500).await;
         let _server = tokio::spawn(async move {
-            let conn = first_request(listener).await;
-            // Never answers, never hangs up.
+            let mut conn = first_request(listener).await;
+            conn.write_all(start).await.expect("the start of an answer");
             tokio::time::sleep(Duration::from_secs(60)).await;
             drop(conn);
         });
@@ -471,5 +494,18 @@ mod tests {
             matches!(found, Err(ForgeError::Transient(_))),
             "a silent GitHub is retried later: {found:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_github_that_does_not_answer_is_unavailable_not_waited_for() {
+        gives_up_on_a_github_that_stalls_after(b"").await;
+    }
+
+    #[tokio::test]
+    async fn a_github_that_stops_mid_answer_is_unavailable_not_waited_for() {
+        gives_up_on_a_github_that_stalls_after(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n[{\"type\": \"file\", ",
+        )
+        .await;
     }
 }
