@@ -11,9 +11,8 @@ use std::time::Duration;
 
 const SECRET: &str = "crash-test-secret";
 
-/// Starts the server on a random port; returns it and its base URL.
-/// `database`: a PostgreSQL URL, or `None` for SQLite in `data`.
-fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
+/// `gantry server` with a data folder and a GitHub, without embedded runners.
+fn server_command(data: &Path, github: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
     command
         .env("GANTRY_DATA_DIR", data)
@@ -22,6 +21,13 @@ fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
         .env("GANTRY_EMBEDDED_RUNNERS", "0")
         .env_remove("GANTRY_DATABASE_URL")
         .stderr(Stdio::null());
+    command
+}
+
+/// Starts the server on a random port; returns it and its base URL.
+/// `database`: a PostgreSQL URL, or `None` for SQLite in `data`.
+fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
+    let mut command = server_command(data, github);
     if let Some(url) = database {
         command.env("GANTRY_DATABASE_URL", url);
     }
@@ -48,6 +54,45 @@ fn settings_that_make_no_sense_stop_start_up_with_their_name() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("GANTRY_GITHUB_WEBHOOK_SECRET is not set")
     );
+}
+
+/// The environment the server's running program started with.
+fn started_with(server: &Child) -> Vec<String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", server.id())).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// An idle server keeps no pages pinned by glibc's per-thread malloc
+/// caches (bench metric 6): it runs itself again, in the same process,
+/// with them off, but leaves a size the operator chose alone.
+#[test]
+fn the_server_runs_without_per_thread_malloc_caches_unless_told_otherwise() {
+    for (operators, expected) in [
+        (None, "GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        (
+            Some("glibc.malloc.tcache_count=3"),
+            "GLIBC_TUNABLES=glibc.malloc.tcache_count=3",
+        ),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = server_command(data.path(), "http://127.0.0.1:9");
+        match operators {
+            Some(tunables) => command.env("GLIBC_TUNABLES", tunables),
+            None => command.env_remove("GLIBC_TUNABLES"),
+        };
+        let (mut server, _url) = gantry_testkit::process::start_gantry_server(command);
+        let environment = started_with(&server);
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let tunables: Vec<_> = environment
+            .iter()
+            .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+            .collect();
+        assert_eq!(tunables, [expected], "operator's setting: {operators:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
