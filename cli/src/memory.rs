@@ -66,7 +66,12 @@ pub fn restart_without_thread_caches() {
             }
             return;
         }
-        let current = std::env::var("GLIBC_TUNABLES").ok();
+        let current = match std::env::var("GLIBC_TUNABLES") {
+            Ok(value) => Some(value),
+            Err(std::env::VarError::NotPresent) => None,
+            // Not text: not a setting Gantry can add to, so left alone.
+            Err(std::env::VarError::NotUnicode(_)) => return,
+        };
         let Some(tunables) = without_thread_caches(current.as_deref()) else {
             return;
         };
