@@ -54,6 +54,15 @@ pub fn num(v: f64) -> String {
     }
 }
 
+/// `num` with its sign: `+50.3` or `−76.5` (a difference against a floor).
+pub fn signed(v: f64) -> String {
+    if v < 0.0 {
+        format!("−{}", num(-v))
+    } else {
+        format!("+{}", num(v))
+    }
+}
+
 /// One line of the results table.
 pub struct Row {
     pub metric: String,
@@ -99,5 +108,12 @@ mod tests {
         assert_eq!(s.pct(99.0), 99.0);
         assert_eq!(s.pct(100.0), 100.0);
         assert!(Samples::default().p50().is_nan());
+    }
+
+    #[test]
+    fn differences_carry_one_sign() {
+        assert_eq!(signed(50.34), "+50.3");
+        assert_eq!(signed(-99.8), "−99.8");
+        assert_eq!(signed(-125.0), "−125");
     }
 }

@@ -95,6 +95,11 @@ pub fn start_gantry_server(mut command: Command) -> (Child, String) {
 /// Stops a process as an operator would: SIGTERM, so a runner finishes and
 /// removes its jobs' containers; SIGKILL if it has not gone after `patience`.
 pub fn stop(child: &mut Child, patience: Duration) {
+    // Gone already (a test's kill -9 and wait): its PID may be another
+    // process's by now, so no signal goes to it.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -10,7 +10,7 @@
 
 use crate::fail;
 use crate::setup::{now_ns, Client, Process, Project, Stage, Starts};
-use crate::stats::{num, Row, Samples};
+use crate::stats::{num, signed, Row, Samples};
 use crate::Cx;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,9 +222,9 @@ async fn live_tail(cx: &Cx, client: &Client) -> Row {
         ),
         gantry: format!("{} ms p50", num(gantry.p50())),
         ratio: format!(
-            "+{} ms p50, +{} ms p99 over floor",
-            num(over_p50),
-            num(over_p99)
+            "{} ms p50, {} ms p99 over floor",
+            signed(over_p50),
+            signed(over_p99)
         ),
         spread: gantry.spread("ms"),
         target: "≤ 100 ms p50, ≤ 300 ms p99 over floor".into(),

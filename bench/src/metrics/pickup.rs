@@ -10,7 +10,7 @@
 
 use crate::fail;
 use crate::setup::{ms, now_ns, Client, Project, Stage, Starts};
-use crate::stats::{num, Row, Samples};
+use crate::stats::{num, signed, Row, Samples};
 use crate::Cx;
 use gantry_runner::docker::{job_container_spec, Docker, JobContainer, Limits};
 use std::time::{Duration, Instant};
@@ -71,9 +71,9 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
             floor: format!("{} ms (network + create + start)", num(floor_start.p50())),
             gantry: format!("{} ms", num(gantry_start.p50())),
             ratio: format!(
-                "+{} ms p50, +{} ms p99 over floor",
-                num(overhead_p50),
-                num(overhead_p99)
+                "{} ms p50, {} ms p99 over floor",
+                signed(overhead_p50),
+                signed(overhead_p99)
             ),
             spread: gantry_start.spread("ms"),
             target: "overhead ≤ 50 ms p50, ≤ 150 ms p99".into(),
