@@ -1,4 +1,5 @@
-//! Log lines on stderr, filtered by `GANTRY_LOG` (default `info`).
+//! Log lines on stderr, filtered by `GANTRY_LOG` (default `info`), in
+//! colour only on a terminal.
 
 use std::fmt;
 use tracing::{Event, Subscriber};
@@ -24,6 +25,8 @@ fn install(prefix: Option<String>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal; plain text for journald, `docker logs`, files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .event_format(Prefixed {
             prefix,
             format: Format::default(),

@@ -95,6 +95,22 @@ fn the_server_runs_without_per_thread_malloc_caches_unless_told_otherwise() {
     }
 }
 
+/// Logs that go to a file (journald, `docker logs`) carry no colour codes.
+#[test]
+fn the_log_is_plain_text_when_it_is_not_a_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = server_command(data.path(), "http://127.0.0.1:9");
+    command.env("GANTRY_LOG", "debug").stderr(log);
+    let (mut server, _url) = gantry_testkit::process::start_gantry_server(command);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("DEBUG"), "the server logged at start: {text}");
+    assert!(!text.contains('\u{1b}'), "no escape codes: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_after_a_burst_loses_no_acknowledged_delivery_sqlite() {
     kill_9_after_a_burst(None).await;
