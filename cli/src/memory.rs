@@ -53,7 +53,7 @@ const TUNABLES_BEFORE: &str = "GANTRY_GLIBC_TUNABLES_BEFORE";
 /// acknowledgements a second in two runs, against 6,589 with them.
 ///
 /// A `tcache_count` the user set in `GLIBC_TUNABLES` is kept. Where the
-/// program cannot be run again (no `/proc`), it goes on with the caches.
+/// program cannot be run again (its file gone), it goes on with the caches.
 pub fn restart_without_thread_caches() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -81,7 +81,10 @@ pub fn restart_without_thread_caches() {
         };
         let mut args = std::env::args_os();
         let program = args.next().unwrap_or_default();
-        let error = std::process::Command::new("/proc/self/exe")
+        // By its path, not `/proc/self/exe`: the kernel names the process
+        // after the file run, and `pgrep gantry` and `top` should find it.
+        let this = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let error = std::process::Command::new(this)
             .arg0(program)
             .args(args)
             .env("GLIBC_TUNABLES", tunables)

@@ -85,6 +85,8 @@ fn the_server_runs_without_per_thread_malloc_caches_unless_told_otherwise() {
         };
         let (mut server, _url) = gantry_testkit::process::start_gantry_server(command);
         let environment = started_with(&server);
+        // Still known by its name, for `pgrep gantry` and `top`.
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", server.id())).unwrap();
         server.kill().unwrap();
         server.wait().unwrap();
         let tunables: Vec<_> = environment
@@ -92,6 +94,7 @@ fn the_server_runs_without_per_thread_malloc_caches_unless_told_otherwise() {
             .filter(|v| v.starts_with("GLIBC_TUNABLES="))
             .collect();
         assert_eq!(tunables, [expected], "operator's setting: {operators:?}");
+        assert_eq!(name.trim(), "gantry");
     }
 }
 
