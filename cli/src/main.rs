@@ -41,12 +41,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => {
-            memory::restart_without_thread_caches();
             logging::init();
             server::run(*args)
         }
         Command::Runner(args) => {
-            memory::restart_without_thread_caches();
             logging::init();
             runner::run(args)
         }

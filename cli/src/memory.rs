@@ -38,8 +38,8 @@ const NO_THREAD_CACHES: &str = "glibc.malloc.tcache_count=0";
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TUNABLES_BEFORE: &str = "GANTRY_GLIBC_TUNABLES_BEFORE";
 
-/// For the server and the runner, which are idle most of their lives: call
-/// right after reading the command line, before any thread starts. Runs
+/// For the server and the runner, which are idle most of their lives:
+/// called first in their `run`, before any thread starts. Runs
 /// the program again in this process (`exec`, same PID) with glibc's
 /// per-thread malloc caches off, and then puts the environment back, so
 /// the programs it starts (job processes, `git`, `docker`) get it as it was.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 pub fn run(args: RunnerArgs) -> ExitCode {
+    crate::memory::restart_without_thread_caches();
     let mut config = args.into_config();
     match std::env::current_exe() {
         Ok(program) => config.job_process = Some(program),

@@ -30,6 +30,7 @@ pub fn run(command: ServerCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    gantry_cli::memory::restart_without_thread_caches();
     gantry_cli::memory::return_free_memory();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -25,7 +25,6 @@ fn main() -> ExitCode {
         return ended;
     }
     let cli = Cli::parse();
-    gantry_cli::memory::restart_without_thread_caches();
     gantry_cli::logging::init();
     gantry_cli::runner::run(cli.runner)
 }
