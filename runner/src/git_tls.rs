@@ -9,6 +9,10 @@
 //! Certificates are checked against the system's trusted roots
 //! (`/etc/ssl/certs`, or the bundle `SSL_CERT_FILE` names, as with
 //! OpenSSL). An invalid certificate fails the clone, with the reason.
+//!
+//! Behind an HTTP proxy (`https_proxy`, git's `http.proxy`), libgit2 opens
+//! the proxy's connection and its `CONNECT` tunnel itself, and hands the
+//! tunnel here to run TLS over (`wrap`): the proxy sees only ciphertext.
 
 use libc::{c_char, c_int, c_uint, c_void, size_t, ssize_t};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -29,7 +33,7 @@ pub fn install() {
         let mut registration = Registration {
             version: STREAM_VERSION,
             init: Some(tls_init),
-            wrap: None,
+            wrap: Some(tls_wrap),
         };
         // SAFETY: libgit2 is initialised; it copies the registration.
         let failed = unsafe { git_stream_register(STREAM_TLS, &mut registration) } != 0;
@@ -71,7 +75,7 @@ struct GitStream {
 struct Registration {
     version: c_int,
     init: Option<unsafe extern "C" fn(*mut *mut GitStream, *const c_char, *const c_char) -> c_int>,
-    /// TLS over an HTTP proxy's CONNECT; Gantry's clones use no proxy.
+    /// TLS over an HTTP proxy's `CONNECT` tunnel.
     wrap: Option<unsafe extern "C" fn(*mut *mut GitStream, *mut GitStream, *const c_char) -> c_int>,
 }
 
@@ -84,8 +88,11 @@ extern "C" {
 struct Tls {
     parent: GitStream,
     host: String,
-    port: String,
-    conn: Option<StreamOwned<ClientConnection, TcpStream>>,
+    /// None over a proxy's tunnel.
+    port: Option<String>,
+    /// The proxy's tunnel to run over, until [`Tls::open`] takes it.
+    tunnel: Option<Tunnel>,
+    conn: Option<StreamOwned<ClientConnection, Wire>>,
     /// The server's certificate, for libgit2's certificate callback.
     cert: Option<(libgit2_sys::git_cert_x509, Vec<u8>)>,
 }
@@ -97,49 +104,28 @@ enum Failure {
 }
 
 impl Tls {
-    fn open(&mut self) -> Result<(), Failure> {
-        let other = |what: &str, e: &dyn std::fmt::Display| {
-            Failure::Other(format!("{what} {}:{}: {e}", self.host, self.port))
-        };
-        let port: u16 = self
-            .port
-            .parse()
-            .map_err(|_| Failure::Other(format!("`{}` is not a port", self.port)))?;
-        let addresses = (self.host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| other("cannot resolve", &e))?;
-        let connect_timeout = millis(self.parent.connect_timeout);
-        let mut last = None;
-        let mut tcp = None;
-        for address in addresses {
-            let attempt = match connect_timeout {
-                Some(t) => TcpStream::connect_timeout(&address, t),
-                None => TcpStream::connect(address),
-            };
-            match attempt {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
+    /// Where this stream goes, for messages.
+    fn address(&self) -> String {
+        match &self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => format!("{} (through the proxy)", self.host),
         }
-        let mut tcp = match (tcp, last) {
-            (Some(tcp), _) => tcp,
-            (None, Some(e)) => return Err(other("cannot connect to", &e)),
-            (None, None) => return Err(other("no address for", &"none found")),
-        };
-        let timeout = millis(self.parent.timeout);
-        let _ = tcp.set_read_timeout(timeout);
-        let _ = tcp.set_write_timeout(timeout);
-        let _ = tcp.set_nodelay(true);
+    }
 
+    fn open(&mut self) -> Result<(), Failure> {
+        let mut wire = match self.tunnel.take() {
+            Some(tunnel) => Wire::Tunnel(tunnel),
+            None => Wire::Tcp(self.connect_tcp()?),
+        };
+        let other = |what: &str, e: &dyn std::fmt::Display| {
+            Failure::Other(format!("{what} {}: {e}", self.address()))
+        };
         let name =
             ServerName::try_from(self.host.clone()).map_err(|e| other("not a server name:", &e))?;
         let mut conn = ClientConnection::new(client_config().map_err(Failure::Other)?, name)
             .map_err(|e| other("cannot start TLS with", &e))?;
         while conn.is_handshaking() {
-            if let Err(e) = conn.complete_io(&mut tcp) {
+            if let Err(e) = conn.complete_io(&mut wire) {
                 return Err(match rustls_error(&e) {
                     Some(rustls::Error::InvalidCertificate(why)) => Failure::Certificate(format!(
                         "the certificate of {} is not trusted: {why:?}",
@@ -160,8 +146,48 @@ impl Tls {
             };
             self.cert = Some((x509, data));
         }
-        self.conn = Some(StreamOwned::new(conn, tcp));
+        self.conn = Some(StreamOwned::new(conn, wire));
         Ok(())
+    }
+
+    /// A TCP connection of this stream's own, to the first address that answers.
+    fn connect_tcp(&self) -> Result<TcpStream, Failure> {
+        let other = |what: &str, e: &dyn std::fmt::Display| {
+            Failure::Other(format!("{what} {}: {e}", self.address()))
+        };
+        let port = self.port.as_deref().unwrap_or_default();
+        let port: u16 = port
+            .parse()
+            .map_err(|_| Failure::Other(format!("`{port}` is not a port")))?;
+        let addresses = (self.host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| other("cannot resolve", &e))?;
+        let connect_timeout = millis(self.parent.connect_timeout);
+        let mut last = None;
+        let mut tcp = None;
+        for address in addresses {
+            let attempt = match connect_timeout {
+                Some(t) => TcpStream::connect_timeout(&address, t),
+                None => TcpStream::connect(address),
+            };
+            match attempt {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp = match (tcp, last) {
+            (Some(tcp), _) => tcp,
+            (None, Some(e)) => return Err(other("cannot connect to", &e)),
+            (None, None) => return Err(other("no address for", &"none found")),
+        };
+        let timeout = millis(self.parent.timeout);
+        let _ = tcp.set_read_timeout(timeout);
+        let _ = tcp.set_write_timeout(timeout);
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -183,11 +209,80 @@ impl Tls {
 
     fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            conn.conn.send_close_notify();
-            let _ = conn.flush();
-            let _ = conn.sock.shutdown(Shutdown::Both);
+            // A tunnel is left alone: libgit2 closes it, and when a
+            // connection fails it may already have freed it.
+            if matches!(conn.sock, Wire::Tcp(_)) {
+                conn.conn.send_close_notify();
+                let _ = conn.flush();
+                if let Wire::Tcp(tcp) = &conn.sock {
+                    let _ = tcp.shutdown(Shutdown::Both);
+                }
+            }
         }
     }
+}
+
+/// What TLS runs over.
+enum Wire {
+    Tcp(TcpStream),
+    Tunnel(Tunnel),
+}
+
+/// A proxy's `CONNECT` tunnel: libgit2's stream to the proxy, which it
+/// opened, owns and frees, and keeps open while this stream is in use.
+struct Tunnel(*mut GitStream);
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Tcp(tcp) => tcp.read(buf),
+            Wire::Tunnel(Tunnel(stream)) => {
+                // SAFETY: libgit2's live stream (see `Tunnel`), and a buffer of `len` bytes.
+                let n = unsafe {
+                    let read = (**stream).read.ok_or_else(|| proxy_failed("read from"))?;
+                    read(*stream, buf.as_mut_ptr().cast(), buf.len())
+                };
+                usize::try_from(n).map_err(|_| proxy_failed("read from"))
+            }
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Tcp(tcp) => tcp.write(data),
+            Wire::Tunnel(Tunnel(stream)) => {
+                // SAFETY: as in `read`, with `len` bytes to send.
+                let n = unsafe {
+                    let write = (**stream).write.ok_or_else(|| proxy_failed("write to"))?;
+                    write(*stream, data.as_ptr().cast(), data.len(), 0)
+                };
+                usize::try_from(n).map_err(|_| proxy_failed("write to"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Tcp(tcp) => tcp.flush(),
+            Wire::Tunnel(_) => Ok(()),
+        }
+    }
+}
+
+/// Why libgit2's stream to the proxy failed, as it told.
+fn proxy_failed(doing: &str) -> io::Error {
+    // SAFETY: libgit2's last error of this thread, copied before any other call.
+    let why = unsafe {
+        let e = libgit2_sys::git_error_last();
+        if e.is_null() || (*e).message.is_null() {
+            "the connection failed".to_string()
+        } else {
+            CStr::from_ptr((*e).message).to_string_lossy().into_owned()
+        }
+    };
+    io::Error::other(format!("cannot {doing} the proxy: {why}"))
 }
 
 fn not_open() -> io::Error {
@@ -295,28 +390,55 @@ unsafe extern "C" fn tls_init(
         if out.is_null() || host.is_null() || port.is_null() {
             return -1;
         }
-        let tls = Box::new(Tls {
-            parent: GitStream {
-                version: STREAM_VERSION,
-                flags: ENCRYPTED,
-                timeout: 0,
-                connect_timeout: 0,
-                connect: Some(tls_connect),
-                certificate: Some(tls_certificate),
-                set_proxy: None,
-                read: Some(tls_read),
-                write: Some(tls_write),
-                close: Some(tls_close),
-                free: Some(tls_free),
-            },
-            host: CStr::from_ptr(host).to_string_lossy().into_owned(),
-            port: CStr::from_ptr(port).to_string_lossy().into_owned(),
-            conn: None,
-            cert: None,
-        });
-        *out = Box::into_raw(tls) as *mut GitStream;
+        let port = CStr::from_ptr(port).to_string_lossy().into_owned();
+        *out = new_stream(host, Some(port), None);
         0
     })
+}
+
+/// TLS to `host` over `tunnel`, a proxy's `CONNECT` that libgit2 opened.
+unsafe extern "C" fn tls_wrap(
+    out: *mut *mut GitStream,
+    tunnel: *mut GitStream,
+    host: *const c_char,
+) -> c_int {
+    guarded(-1, || {
+        if out.is_null() || tunnel.is_null() || host.is_null() {
+            return -1;
+        }
+        *out = new_stream(host, None, Some(Tunnel(tunnel)));
+        0
+    })
+}
+
+/// # Safety
+/// `host` is a C string.
+unsafe fn new_stream(
+    host: *const c_char,
+    port: Option<String>,
+    tunnel: Option<Tunnel>,
+) -> *mut GitStream {
+    let tls = Box::new(Tls {
+        parent: GitStream {
+            version: STREAM_VERSION,
+            flags: ENCRYPTED,
+            timeout: 0,
+            connect_timeout: 0,
+            connect: Some(tls_connect),
+            certificate: Some(tls_certificate),
+            set_proxy: None,
+            read: Some(tls_read),
+            write: Some(tls_write),
+            close: Some(tls_close),
+            free: Some(tls_free),
+        },
+        host: CStr::from_ptr(host).to_string_lossy().into_owned(),
+        port,
+        tunnel,
+        conn: None,
+        cert: None,
+    });
+    Box::into_raw(tls) as *mut GitStream
 }
 
 unsafe extern "C" fn tls_connect(stream: *mut GitStream) -> c_int {

@@ -15,7 +15,7 @@ use gantry_pipeline::GitOptions;
 pub use gantry_protocol::GitCredentials as Credentials;
 use git2::{
     build::CheckoutBuilder, AutotagOption, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
-    RemoteCallbacks, Repository, SubmoduleUpdateOptions,
+    ProxyOptions, RemoteCallbacks, Repository, SubmoduleUpdateOptions,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -498,8 +498,13 @@ impl Request {
         });
         let canceled = self.canceled.clone();
         callbacks.transfer_progress(move |_| !canceled.load(Ordering::Relaxed));
+        // The proxy git itself would use: git's `http.proxy`, else
+        // `https_proxy` / `http_proxy`, minus the hosts `no_proxy` lists.
+        let mut proxy = ProxyOptions::new();
+        proxy.auto();
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
+        options.proxy_options(proxy);
         options.download_tags(AutotagOption::None);
         if prune {
             options.prune(FetchPrune::On);
@@ -563,15 +568,27 @@ impl Request {
     }
 
     fn masked(&self, message: &str) -> String {
+        let message = explained(message);
         match &self.creds {
             Some(c) if c.password.len() >= 4 => message.replace(&c.password, "[secure]"),
-            _ => message.to_string(),
+            _ => message,
         }
     }
 
     fn error(&self, what: &str, e: git2::Error) -> CloneError {
         CloneError(format!("{what}: {}", self.masked(e.message())))
     }
+}
+
+/// libgit2's message, with what to do where libgit2's own says little.
+fn explained(message: &str) -> String {
+    if message.contains("proxy authentication required") {
+        return "the proxy asks for a login and refused the one in its URL, or got none: \
+                give it as https_proxy=http://USER:PASSWORD@HOST:PORT in the runner's environment \
+                (or git's http.proxy)"
+            .to_string();
+    }
+    message.to_string()
 }
 
 /// Removes what an earlier attempt left at `dir`, mounted or not.
@@ -1084,6 +1101,157 @@ mod tests {
             "nothing, credentials least of all, reached the server"
         );
         assert!(!dir.join("README").exists());
+    }
+
+    /// The proxy comes from the runner's environment, as git's does
+    /// (`https_proxy`, `no_proxy`), and HTTPS runs end to end through its
+    /// `CONNECT` tunnel. Each clone runs in a process of its own, so no
+    /// other test's clone sees the variables.
+    #[tokio::test]
+    async fn https_clones_go_through_the_proxy_the_environment_names() {
+        let (served, sha) = served_repository();
+        let token = "ghs_installationtoken45";
+        let https =
+            gantry_testkit::git_http::GitHttp::start_tls(served.path(), "x-access-token", token)
+                .await;
+        let proxy = gantry_testkit::proxy::ConnectProxy::start().await;
+        let clone = CloneElsewhere::new(&https, &sha, token);
+
+        let outcome = clone.run(&[("HTTPS_PROXY", &proxy.url)]).await;
+        assert_eq!(outcome, "cloned: private");
+        let server = https.url.trim_start_matches("https://").to_string();
+        let connects = proxy.connects();
+        assert!(!connects.is_empty(), "the clone went around the proxy");
+        assert!(connects.iter().all(|c| *c == server), "{connects:?}");
+        // Only ciphertext crossed the proxy: no request, no login.
+        assert!(!proxy.saw("upload-pack"));
+        assert!(!proxy.saw("Authorization"));
+        assert!(https.requests.lock().unwrap().iter().any(|(_, ok)| *ok));
+
+        // `no_proxy` names the hosts reached directly.
+        let outcome = clone
+            .run(&[
+                ("https_proxy", &proxy.url),
+                ("no_proxy", "example.com,127.0.0.1"),
+            ])
+            .await;
+        assert_eq!(outcome, "cloned: private");
+        assert_eq!(proxy.connects().len(), connects.len());
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_asks_for_a_login_gets_the_one_in_its_url_and_never_shows_it() {
+        let (served, sha) = served_repository();
+        let token = "ghs_installationtoken46";
+        let https =
+            gantry_testkit::git_http::GitHttp::start_tls(served.path(), "x-access-token", token)
+                .await;
+        let proxy =
+            gantry_testkit::proxy::ConnectProxy::start_with_login("runner", "proxy-secret-81")
+                .await;
+        let clone = CloneElsewhere::new(&https, &sha, token);
+        let with_login = |password: &str| {
+            proxy
+                .url
+                .replace("http://", &format!("http://runner:{password}@"))
+        };
+
+        let outcome = clone
+            .run(&[("HTTPS_PROXY", &with_login("proxy-secret-81"))])
+            .await;
+        assert_eq!(outcome, "cloned: private");
+
+        for (proxy_url, password) in [
+            (with_login("proxy-secret-82"), "proxy-secret-82"),
+            (proxy.url.clone(), "proxy-secret-81"),
+        ] {
+            let outcome = clone.run(&[("HTTPS_PROXY", &proxy_url)]).await;
+            assert!(outcome.starts_with("failed: cannot fetch"), "{outcome}");
+            assert!(outcome.contains("the proxy asks for a login"), "{outcome}");
+            assert!(!outcome.contains(password), "{outcome}");
+        }
+        assert!(!https.requests.lock().unwrap().is_empty());
+    }
+
+    /// One checkout in another run of this test binary, with its own environment.
+    struct CloneElsewhere {
+        env: Vec<(&'static str, String)>,
+    }
+
+    impl CloneElsewhere {
+        fn new(https: &gantry_testkit::git_http::GitHttp, sha: &str, token: &str) -> Self {
+            let ca = https.ca.as_ref().expect("an HTTPS server");
+            CloneElsewhere {
+                env: vec![
+                    (
+                        "GANTRY_TEST_CLONE_URL",
+                        format!("{}/acme/app.git", https.url),
+                    ),
+                    ("GANTRY_TEST_CLONE_SHA", sha.to_string()),
+                    ("GANTRY_TEST_CLONE_TOKEN", token.to_string()),
+                    ("GANTRY_TEST_CLONE_CA", hex::encode(ca)),
+                ],
+            }
+        }
+
+        /// What [`clone_in_a_process_of_its_own`] printed: `cloned: README`
+        /// or `failed: why`.
+        async fn run(&self, env: &[(&str, &str)]) -> String {
+            let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+            command.args([
+                "workspace::tests::clone_in_a_process_of_its_own",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ]);
+            for name in ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] {
+                command.env_remove(name);
+            }
+            for name in ["no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"] {
+                command.env_remove(name);
+            }
+            command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+            command.envs(env.iter().copied());
+            let out = command.output().await.unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match stdout.lines().find_map(|l| l.strip_prefix("OUTCOME ")) {
+                Some(outcome) => outcome.to_string(),
+                None => panic!(
+                    "the clone did not run: {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            }
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "a helper: CloneElsewhere runs it in a process of its own"]
+    async fn clone_in_a_process_of_its_own() {
+        let var = |name: &str| std::env::var(name).unwrap();
+        crate::git_tls::also_trust(hex::decode(var("GANTRY_TEST_CLONE_CA")).unwrap());
+        let data = tempfile::tempdir().unwrap();
+        let creds = Credentials {
+            username: "x-access-token".into(),
+            password: var("GANTRY_TEST_CLONE_TOKEN"),
+        };
+        let dir = data.path().join("w");
+        let ws = Workspaces::new(data.path());
+        let outcome = ws
+            .checkout(
+                &var("GANTRY_TEST_CLONE_URL"),
+                &var("GANTRY_TEST_CLONE_SHA"),
+                &GitOptions::default(),
+                &dir,
+                Some(&creds),
+            )
+            .await;
+        match &outcome {
+            Ok(_) => println!(
+                "OUTCOME cloned: {}",
+                std::fs::read_to_string(dir.join("README")).unwrap()
+            ),
+            Err(e) => println!("OUTCOME failed: {}", e.0.replace('\n', " ")),
+        }
     }
 
     async fn fetches_with_the_jobs_credentials_only(

@@ -19,6 +19,7 @@ pub mod git;
 pub mod git_http;
 pub mod github;
 pub mod process;
+pub mod proxy;
 pub mod registry;
 pub mod tls;
 pub mod webhook;
