@@ -1,13 +1,16 @@
-//! `gantry server` as a process: start-up checks, and kill -9 right after a
-//! burst of acknowledged webhooks loses none of them.
+//! `gantry server` as a process: start-up checks, kill -9 right after a
+//! burst of acknowledged webhooks loses none of them, and GitHub behind a
+//! proxy.
 
-use gantry_testkit::git::Repo;
 use gantry_testkit::github::GitHubDouble;
-use gantry_testkit::webhook::{fixture, point_push, sign};
+use gantry_testkit::proxy::ConnectProxy;
+use gantry_testkit::webhook::sign;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+mod support;
 
 const SECRET: &str = "crash-test-secret";
 
@@ -127,15 +130,7 @@ async fn kill_9_after_a_burst_loses_no_acknowledged_delivery_postgres() {
 
 async fn kill_9_after_a_burst(database: Option<&str>) {
     let github = GitHubDouble::start().await;
-    let mut payload = fixture("push", "go-playground.push.json");
-    let full_name = payload["repository"]["full_name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let repo = Repo::new();
-    let sha = repo.commit(&[(".travis.yml", "script: ./test\n")], "x");
-    github.add_repo(&full_name, repo.path.clone());
-    point_push(&mut payload, &repo.path.display().to_string(), &sha, "x");
+    let (_repo, payload, full_name) = support::pushed(&github, "script: ./test\n", &[]);
     let body = serde_json::to_vec(&payload).unwrap();
     let signature = sign(SECRET, &body);
 
@@ -231,4 +226,85 @@ async fn kill_9_after_a_burst(database: Option<&str>) {
     assert_eq!(builds, acked.len(), "no delivery lost, none built twice");
     server.kill().unwrap();
     server.wait().unwrap();
+}
+
+/// The server reaches GitHub's API through the proxy its environment names
+/// (`HTTPS_PROXY`, with a login), over a `CONNECT` tunnel: the proxy learns
+/// GitHub's address and nothing else, the token least of all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_is_reached_through_the_proxy_the_environment_names() {
+    let github = GitHubDouble::start_tls().await;
+    let proxy = ConnectProxy::start_with_login("gantry", "proxy-secret-91").await;
+    let (_repo, payload, _) = support::pushed(&github, "script: ./test\n", &[]);
+    let body = serde_json::to_vec(&payload).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    // GitHub's certificate is signed by the test's own authority.
+    let roots = data.path().join("roots.pem");
+    std::fs::write(
+        &roots,
+        gantry_testkit::tls::pem(github.ca.as_ref().unwrap()),
+    )
+    .unwrap();
+    let log_path = data.path().join("server.log");
+    let mut command = server_command(data.path(), &github.url);
+    for name in [
+        "https_proxy",
+        "http_proxy",
+        "all_proxy",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("SSL_CERT_FILE", &roots)
+        .env(
+            "HTTPS_PROXY",
+            proxy
+                .url
+                .replace("http://", "http://gantry:proxy-secret-91@"),
+        )
+        .env("GANTRY_GITHUB_TOKEN", "ghp_behindtheproxy42")
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let (mut server, url) = gantry_testkit::process::start_gantry_server(command);
+
+    let response = reqwest::Client::new()
+        .post(format!("{url}/hooks/github"))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "behind-the-proxy")
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    gantry_testkit::eventually(
+        "the pipeline file read from GitHub",
+        Duration::from_secs(30),
+        || async {
+            github
+                .requests()
+                .iter()
+                .any(|r| r.path.contains("/contents/") && !r.failed)
+                .then_some(())
+        },
+    )
+    .await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let github_address = github.url.trim_start_matches("https://").to_string();
+    let connects = proxy.connects();
+    assert!(!connects.is_empty(), "GitHub was reached around the proxy");
+    assert!(
+        connects.iter().all(|c| *c == github_address),
+        "{connects:?}"
+    );
+    assert!(!proxy.saw("ghp_behindtheproxy42"));
+    assert!(!proxy.saw("/contents/"));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("through the proxy"), "{log}");
+    assert!(log.contains(&proxy.url), "{log}");
+    assert!(!log.contains("proxy-secret-91"), "{log}");
 }

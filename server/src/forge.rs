@@ -35,7 +35,7 @@ impl Default for Limits {
 }
 
 type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    hyper_rustls::HttpsConnector<crate::proxy::ProxiedConnector>,
     octocrab::OctoBody,
 >;
 
@@ -43,17 +43,22 @@ type HttpClient = hyper_util::client::legacy::Client<
 /// octocrab's own builder makes it, but with idle connections closed after
 /// `idle`. octocrab's client never closes them itself, so a burst of
 /// statuses left a connection per concurrent request open (and its buffers
-/// in memory) until GitHub hung up.
-fn http_client(idle: Duration) -> Result<HttpClient, String> {
+/// in memory) until GitHub hung up. Through the proxy the environment
+/// names, if any (`proxy`).
+fn http_client(idle: Duration, api: &http::Uri) -> Result<HttpClient, String> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let proxied = crate::proxy::ProxiedConnector::from_env();
+    if let Some(proxy) = proxied.proxy_for(api) {
+        tracing::info!(%proxy, "GitHub's API is reached through the proxy");
+    }
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(provider)
         .map_err(|e| format!("cannot read the system's certificate roots for GitHub: {e}"))?
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(proxied);
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(idle)
@@ -213,7 +218,7 @@ impl GitHub {
         };
         // The layers octocrab's own builder puts around its client.
         let client = octocrab::OctocrabBuilder::new_empty()
-            .with_service(http_client(limits.idle)?)
+            .with_service(http_client(limits.idle, &base_uri)?)
             .with_layer(&ExtraHeadersLayer::new(Arc::new(vec![(
                 USER_AGENT,
                 HeaderValue::from_static("gantry"),

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod metrics;
 pub mod planner;
 pub mod progress;
+pub mod proxy;
 pub mod queue;
 pub mod secrets;
 pub mod state;

@@ -69,6 +69,8 @@ struct Inner {
 pub struct GitHubDouble {
     inner: Arc<Mutex<Inner>>,
     pub url: String,
+    /// Over HTTPS: the authority that signed its certificate (DER).
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Runs `git` off the async runtime: the benchmarks share it with their load.
@@ -90,9 +92,31 @@ fn not_found() -> (StatusCode, Json<Value>) {
 impl GitHubDouble {
     /// Starts the double on a random port of 127.0.0.1.
     pub async fn start() -> GitHubDouble {
-        let inner = Arc::new(Mutex::new(Inner::default()));
         let (listener, url) = crate::bind().await;
-        let state = (inner.clone(), url.clone());
+        GitHubDouble::serve(listener, url, None)
+    }
+
+    /// As [`GitHubDouble::start`], over HTTPS, as GitHub is.
+    pub async fn start_tls() -> GitHubDouble {
+        let (listener, url, ca) = crate::tls::bind_tls().await;
+        GitHubDouble::serve(listener, url, Some(ca))
+    }
+
+    fn serve<L>(listener: L, url: String, ca: Option<Vec<u8>>) -> GitHubDouble
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        let (app, inner) = GitHubDouble::app(&url);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        GitHubDouble { inner, url, ca }
+    }
+
+    fn app(url: &str) -> (Router, Arc<Mutex<Inner>>) {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let state = (inner.clone(), url.to_string());
         let app = Router::new()
             .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
             .route("/repos/{owner}/{repo}/commits/{reference}", get(commit))
@@ -104,10 +128,7 @@ impl GitHubDouble {
             .route("/user", get(user))
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .with_state(state);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        GitHubDouble { inner, url }
+        (app, inner)
     }
 
     /// Serves `full_name` (`owner/name`) from the repository at `path`.

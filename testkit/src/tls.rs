@@ -9,16 +9,38 @@ use std::sync::Arc;
 /// Serves `app` over HTTPS on 127.0.0.1 until the returned task is dropped.
 /// Returns the `https://` URL, the task and the authority's certificate (DER).
 pub async fn serve_tls(app: axum::Router) -> (String, tokio::task::JoinHandle<()>, Vec<u8>) {
+    let (listener, url, ca) = bind_tls().await;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server, ca)
+}
+
+/// A listener on 127.0.0.1 that speaks HTTPS, its `https://` URL, and the
+/// authority (DER) that signed its certificate.
+pub async fn bind_tls() -> (TlsListener, String, Vec<u8>) {
     let (ca, config) = authority_and_server_config();
     let (tcp, url) = crate::bind().await;
     let listener = TlsListener {
         tcp,
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
     };
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url.replacen("http://", "https://", 1), server, ca)
+    (listener, url.replacen("http://", "https://", 1), ca)
+}
+
+/// `der` as a PEM file's text, as `SSL_CERT_FILE` takes it.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 fn authority_and_server_config() -> (Vec<u8>, rustls::ServerConfig) {
@@ -48,7 +70,7 @@ fn authority_and_server_config() -> (Vec<u8>, rustls::ServerConfig) {
     (ca.der().to_vec(), config)
 }
 
-struct TlsListener {
+pub struct TlsListener {
     tcp: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
 }
