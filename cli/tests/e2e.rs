@@ -80,6 +80,33 @@ async fn the_default_relative_data_dir_runs_jobs() {
     assert!(cwd.path().join("gantry-data/runner/mirrors").is_dir());
 }
 
+/// A proxy set for the way out (as in `/etc/environment`) does not stand
+/// between the embedded runner, or its job process, and their own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proxy_for_the_way_out_does_not_stand_between_the_runner_and_its_server() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!("image: {IMAGE}\nscript: echo past the proxy\n");
+    let (_repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    // Nothing listens there: a call sent to this proxy fails.
+    let nowhere = "http://127.0.0.1:9";
+    let data = tempfile::tempdir().unwrap();
+    let proxies = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+    ];
+    let env: Vec<(&str, &str)> = proxies.iter().map(|name| (*name, nowhere)).collect();
+    let gantry = start(data.path(), &github.url, &env);
+    gantry.push(&payload, "e2e-proxy").await;
+    let build = gantry.finished(&full_name, 1).await;
+    let log = gantry.log(&build["jobs"][0]).await;
+    assert_eq!(build["state"], "passed", "{log}");
+    assert!(log.lines().any(|l| l == "past the proxy"), "{log}");
+}
+
 fn parse_time(t: &Value) -> std::time::SystemTime {
     humantime::parse_rfc3339(t.as_str().expect("a time")).expect("RFC 3339")
 }

@@ -21,6 +21,21 @@ pub enum ClientError {
     Server { status: u16, message: String },
 }
 
+/// Whether `base` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+fn on_this_machine(base: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string))
+    else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[derive(Clone)]
 pub struct ServerClient {
     http: reqwest::Client,
@@ -30,10 +45,14 @@ pub struct ServerClient {
 
 impl ServerClient {
     pub fn new(base: &str, token: &str) -> ServerClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        // A server on this machine (the embedded runner's, the job
+        // process's) is reached directly: a proxy the environment names
+        // for the way out cannot reach this machine's loopback.
+        if on_this_machine(base) {
+            http = http.no_proxy();
+        }
+        let http = http.build().unwrap_or_default();
         ServerClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -206,5 +225,31 @@ impl ServerClient {
             .send()
             .await;
         Self::json(Self::held(response).await?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_machine;
+
+    #[test]
+    fn only_loopback_servers_are_on_this_machine() {
+        for base in [
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:80/",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+            "http://[::1]:8080",
+        ] {
+            assert!(on_this_machine(base), "{base}");
+        }
+        for base in [
+            "http://10.0.0.5:8080",
+            "https://gantry.example.com",
+            "http://localhost.example.com",
+            "not a url",
+        ] {
+            assert!(!on_this_machine(base), "{base}");
+        }
     }
 }
