@@ -31,6 +31,10 @@ pub struct Job {
     pub images: Vec<ImagePush>,
     pub timeout_minutes: u32,
     pub git: GitOptions,
+    /// Directories kept from build to build (`cache:`), as written: relative
+    /// to the build directory, or under `$HOME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<String>,
     /// Matrix values of this job (`node_js` → `14`, `os` → `linux`): `TRAVIS_*_VERSION` and `deploy.on`.
     pub versions: BTreeMap<String, String>,
     pub dist: Option<String>,

@@ -516,6 +516,7 @@ fn finish(
         images: cfg.images.clone().unwrap_or_default(),
         timeout_minutes: cfg.timeout_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES),
         git: cfg.git.clone().unwrap_or_default(),
+        cache: cfg.cache.clone().unwrap_or_default(),
         versions,
         dist: cfg.dist.clone(),
         line: cfg.span.line,

@@ -194,3 +194,36 @@ fn requests_six_includes_in_two_stages() {
         ["codecov"]
     );
 }
+
+#[test]
+fn caches_are_read_as_travis_reads_them() {
+    let cache = |name: &str| plan(name).jobs[0].cache.clone();
+    assert_eq!(
+        cache("diesel-rs__diesel"),
+        ["$HOME/.cargo", "$HOME/.rustup"]
+    );
+    assert_eq!(cache("psf__requests"), ["$HOME/.cache/pip"]);
+    assert_eq!(cache("heartcombo__devise"), ["vendor/bundle"]);
+    // `yarn: true` beside `directories`; `~` is the home directory.
+    assert_eq!(
+        cache("facebook__create-react-app"),
+        ["$HOME/.cache/yarn", ".npm"]
+    );
+    // A job's own `cache:` replaces the root's.
+    let mocha = plan("mochajs__mocha");
+    let by_name = |name: &str| {
+        mocha
+            .jobs
+            .iter()
+            .find(|j| j.name == name)
+            .unwrap_or_else(|| panic!("job {name}"))
+            .cache
+            .clone()
+    };
+    assert_eq!(by_name("Prime cache"), ["$HOME/.npm", "$HOME/npm"]);
+    assert_eq!(by_name("Latest Node.js"), ["$HOME/.npm", "node_modules"]);
+    // A list of shortcuts.
+    let formsg = cache("opengovsg__FormSG");
+    assert!(formsg.starts_with(&["node_modules".to_string(), "$HOME/.npm".to_string()]));
+    assert!(formsg.contains(&"$HOME/.cache/pip".to_string()));
+}

@@ -375,3 +375,25 @@ fn more_than_two_hundred_jobs_is_an_error() {
     assert_eq!(p.jobs.len(), 210);
     assert!(p.diagnostics.iter().any(|d| d.message.contains("210 jobs")));
 }
+
+#[test]
+fn a_jobs_cache_false_turns_the_roots_cache_off_and_unknown_caches_warn_at_their_line() {
+    let p = plan("language: node_js\ncache: npm\njobs:\n  include:\n    - script: a\n    - script: b\n      cache: false\n    - script: c\n      cache:\n        directories: [deps]\n");
+    assert_eq!(p.jobs[0].cache, ["node_modules", "$HOME/.npm"]);
+    assert!(p.jobs[1].cache.is_empty());
+    assert_eq!(p.jobs[2].cache, ["deps"]);
+
+    let parsed = parse("language: shell\ncache:\n  - npm\n  - gradle\nscript: x\n");
+    assert!(!parsed.has_errors());
+    let warning = parsed
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("gradle"))
+        .expect("a warning about `gradle`");
+    assert_eq!(warning.line, 4);
+    assert!(warning
+        .hint
+        .as_deref()
+        .unwrap_or("")
+        .contains("directories"));
+}

@@ -61,6 +61,8 @@ pub struct JobConfig {
     pub image: Option<ImageSpec>,
     pub timeout_minutes: Option<u32>,
     pub git: Option<GitOptions>,
+    /// `cache:` directories; `Some(empty)` is `cache: false`.
+    pub cache: Option<Vec<String>>,
     pub name: Option<String>,
     pub stage: Option<Spanned<String>>,
     pub condition: Option<Cond>,
@@ -98,6 +100,7 @@ impl JobConfig {
             image: self.image.clone().or_else(|| base.image.clone()),
             timeout_minutes: self.timeout_minutes.or(base.timeout_minutes),
             git: self.git.clone().or_else(|| base.git.clone()),
+            cache: self.cache.clone().or_else(|| base.cache.clone()),
             name: self.name.clone(),
             stage: self.stage.clone(),
             condition: self.condition.clone(),
@@ -119,7 +122,6 @@ const SILENT_KEYS: &[&str] = &[
     "filter_secrets",
     "source_key",
     "solution",
-    "cache",
 ];
 
 /// Keys Travis documents that Gantry does not support: a warning with advice.
@@ -149,6 +151,7 @@ pub fn known_job_keys() -> Vec<&'static str> {
         "image",
         "timeout",
         "git",
+        "cache",
         "name",
         "stage",
         "if",
@@ -251,6 +254,7 @@ pub fn decode_key(
         "image" => job.image = image::image(d, value),
         "timeout" => job.timeout_minutes = timeout(d, value),
         "git" => job.git = Some(git(d, value)),
+        "cache" => job.cache = Some(super::cache::cache(d, value)),
         "name" if level != Level::Root => job.name = d.string(value, key).map(|s| s.value),
         "stage" if level != Level::Root => job.stage = d.string(value, key),
         "if" if level != Level::Root => job.condition = d.condition(value, key),

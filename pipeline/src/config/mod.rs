@@ -3,6 +3,7 @@
 //! made from it by [`crate::plan`].
 
 pub mod branches;
+pub mod cache;
 pub mod deploy;
 pub mod env;
 pub mod image;
