@@ -2,7 +2,6 @@
 //! embedded runner (SQLite), real Docker and images built locally.
 
 use gantry_testkit::github::GitHubDouble;
-use gantry_testkit::webhook::fixture;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -497,15 +496,7 @@ async fn secrets_reach_pushes_masked_and_never_reach_forks() {
     assert!(log.contains("DEPLOY_TOKEN=[secure]"));
     assert!(!log.contains(SECRET_VALUE));
 
-    let mut fork = fixture("pull_request", "opened.payload.json");
-    gantry_testkit::webhook::point_pull_request(
-        &mut fork,
-        &repo.path.display().to_string(),
-        payload["after"].as_str().unwrap(),
-    );
-    fork["repository"]["full_name"] = Value::String(full_name.clone());
-    fork["pull_request"]["base"]["repo"]["full_name"] = Value::String(full_name.clone());
-    fork["pull_request"]["head"]["repo"]["full_name"] = Value::String("stranger/sample_app".into());
+    let fork = fork_pull_request(&repo, &payload, &full_name);
     assert_eq!(gantry.deliver("pull_request", "s-3", &fork).await, 202);
     let build = gantry.finished(&full_name, 3).await;
     let log = gantry.log(&build["jobs"][0]).await;
@@ -719,4 +710,55 @@ async fn a_server_stops_at_sigterm_and_leaves_no_network() {
         clock.elapsed()
     );
     assert_eq!(spares(), 0, "the spare network was left");
+}
+
+/// `cache:` keeps directories from one build of a branch to the next, in
+/// the build directory and under `$HOME`; a pull request from a fork reads
+/// its target branch's cache but never changes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caches_carry_directories_to_the_next_build_and_forks_never_write_a_branchs() {
+    require_image();
+    let github = GitHubDouble::start().await;
+    let pipeline = format!(
+        "image: {IMAGE}\ncache:\n  directories: [deps, $HOME/.store]\nscript:\n  - n=$(cat deps/count 2>/dev/null || echo 0); echo \"cached count $n\"; mkdir -p deps; echo $((n+1)) > deps/count\n  - mkdir -p $HOME/.store; echo \"seen $(cat $HOME/.store/seen 2>/dev/null | tr '\\n' ' ')\"; echo $TRAVIS_BUILD_NUMBER >> $HOME/.store/seen\nbefore_cache: echo before cache ran\n"
+    );
+    let (repo, payload, full_name) = pushed(&github, &pipeline, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let gantry = start(data.path(), &github.url, &[]);
+    let log_of = |number: i64| {
+        let gantry = &gantry;
+        let full_name = &full_name;
+        async move {
+            let build = gantry.finished(full_name, number).await;
+            let log = gantry.log(&build["jobs"][0]).await;
+            assert_eq!(build["state"], "passed", "{log}");
+            log
+        }
+    };
+
+    gantry.push(&payload, "cache-1").await;
+    let log = log_of(1).await;
+    assert!(log.contains("Build cache: none yet"), "{log}");
+    assert!(log.contains("cached count 0"), "{log}");
+    assert!(log.contains("before cache ran"), "{log}");
+    assert!(log.contains("stored deps"), "{log}");
+    assert!(log.contains("Build cache: kept"), "{log}");
+
+    gantry.push(&payload, "cache-2").await;
+    let log = log_of(2).await;
+    assert!(log.contains("Build cache: 2 from branch master"), "{log}");
+    assert!(log.contains("cached count 1"), "{log}");
+    assert!(log.lines().any(|l| l.trim_end() == "seen 1"), "{log}");
+
+    let fork = fork_pull_request(&repo, &payload, &full_name);
+    assert_eq!(gantry.deliver("pull_request", "cache-3", &fork).await, 202);
+    let log = log_of(3).await;
+    assert!(log.contains("from branch master"), "{log}");
+    assert!(log.contains("cached count 2"), "{log}");
+
+    // The fork's build kept its cache apart: master's next build sees master's.
+    gantry.push(&payload, "cache-4").await;
+    let log = log_of(4).await;
+    assert!(log.contains("cached count 2"), "{log}");
+    assert!(log.lines().any(|l| l.trim_end() == "seen 1 2"), "{log}");
 }

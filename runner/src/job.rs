@@ -3,6 +3,7 @@
 //! A failing build is an outcome, not an error: every ending is reported
 //! with a reason a user understands, and everything is removed afterwards.
 
+use crate::cache::Caches;
 use crate::deploy::StageEnd;
 use crate::docker::{self, Docker, DockerError, JobContainer, Limits};
 use crate::logs::{LogPipeline, Masker};
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use gantry_pipeline::{ImageSpec, Phase};
 use gantry_protocol::{Assignment, JobOutcome, PhaseTiming};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -288,6 +289,11 @@ async fn run_inner(
         }
     };
 
+    // The build cache, copied in while `gantry_dir` is the runner's alone.
+    if !job.cache.is_empty() {
+        restore_cache(rt, a, &gantry_dir, p).await;
+    }
+
     // 3. Network, job container, services.
     let container = rt.docker.job_name(id);
     let network = match network_task.take() {
@@ -431,6 +437,9 @@ async fn run_inner(
                     p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
                 }
             }
+            if !job.cache.is_empty() {
+                keep_cache(rt, a, &gantry_dir, p).await;
+            }
             Outcome {
                 outcome,
                 exit_code: Some(code as i32),
@@ -519,6 +528,53 @@ async fn run_inner(
         }
     }
     outcome
+}
+
+/// Puts the build cache this job may read where its container finds it.
+async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
+    let caches = Caches::new(&rt.data_dir);
+    let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
+    let restored = tokio::task::spawn_blocking(move || caches.restore(&job, &dir)).await;
+    let line = match restored {
+        Ok(Ok(r)) if r.dirs.is_empty() => "Build cache: none yet".to_string(),
+        Ok(Ok(r)) => {
+            let mut from: Vec<&str> = r.dirs.iter().map(|(_, scope)| scope.as_str()).collect();
+            from.dedup();
+            format!(
+                "Build cache: {} from {} ({})",
+                r.dirs.len(),
+                from.join(", "),
+                size(r.bytes)
+            )
+        }
+        Ok(Err(e)) => format!(
+            "{YELLOW}Build cache: cannot restore it ({e}); the job goes on without it{RESET}"
+        ),
+        Err(e) => format!("{YELLOW}Build cache: cannot restore it ({e}){RESET}"),
+    };
+    p.runner_line(&line).await;
+}
+
+/// Keeps what the job stored in its build cache.
+async fn keep_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
+    let caches = Caches::new(&rt.data_dir);
+    let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
+    let kept = tokio::task::spawn_blocking(move || caches.keep(&job, &dir)).await;
+    let line = match kept {
+        Ok(Ok(0)) => return,
+        Ok(Ok(bytes)) => format!("Build cache: kept ({})", size(bytes)),
+        Ok(Err(e)) => format!("{YELLOW}Build cache: cannot keep it ({e}){RESET}"),
+        Err(e) => format!("{YELLOW}Build cache: cannot keep it ({e}){RESET}"),
+    };
+    p.runner_line(&line).await;
+}
+
+fn size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
 }
 
 /// Copies a working tree as it is (symlinks and modes kept).

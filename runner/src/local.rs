@@ -239,6 +239,11 @@ pub async fn exec(
         job.deploy.clear();
         job.images.clear();
     }
+    // Its data dir is gone after the run: a cache would be packed for nothing.
+    if !job.cache.is_empty() {
+        eprintln!("gantry exec keeps no build cache: `cache` is skipped");
+        job.cache.clear();
+    }
     let data: PathBuf = std::env::temp_dir().join(format!("gantry-exec-{}", std::process::id()));
     let name = format!("exec-{}", std::process::id());
     let docker = Docker::connect(&name).await?;

@@ -104,6 +104,81 @@ fn lenient_phase(phase: Phase, commands: &[String], id: usize) -> String {
     out
 }
 
+/// `s` in double quotes: `$HOME` and other variables expand, as on Travis.
+fn double_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Unpacks the archives the runner put in `/gantry/cache/in` into the
+/// directories they were made from, before `before_install`.
+fn cache_restore(dirs: &[String]) -> String {
+    const RESTORE: &str = r#"gantry_cache_restore() {
+  if [ ! -f "/gantry/cache/in/$2" ]; then
+    printf 'nothing cached yet for %s\n' "$1"
+  elif mkdir -p "$1" && tar -xf "/gantry/cache/in/$2" -C "$1"; then
+    printf 'restored %s\n' "$1"
+  else
+    printf '\033[33;1mcould not restore %s; the job goes on without it\033[0m\n' "$1"
+  fi
+  rm -f "/gantry/cache/in/$2"
+}
+"#;
+    cache_fold(
+        "cache.1",
+        "Setting up the build cache",
+        RESTORE,
+        "gantry_cache_restore",
+        dirs,
+    )
+}
+
+/// Packs each cached directory into `/gantry/cache/out` for the runner to
+/// keep, after `script` and `before_cache`. A failure here never changes
+/// the job's result.
+fn cache_store(dirs: &[String]) -> String {
+    const STORE: &str = r#"mkdir -p /gantry/cache/out
+gantry_cache_store() {
+  if [ ! -d "$1" ]; then
+    printf '%s is not a directory; nothing to keep\n' "$1"
+  elif tar -cf "/gantry/cache/out/$2" -C "$1" .; then
+    printf 'stored %s\n' "$1"
+  else
+    rm -f "/gantry/cache/out/$2"
+    printf '\033[33;1mcould not store %s\033[0m\n' "$1"
+  fi
+}
+"#;
+    cache_fold(
+        "cache.2",
+        "store build cache",
+        STORE,
+        "gantry_cache_store",
+        dirs,
+    )
+}
+
+/// A fold that defines `function` and calls it with each directory and its archive.
+fn cache_fold(fold: &str, title: &str, define: &str, function: &str, dirs: &[String]) -> String {
+    let mut out = format!("printf 'travis_fold:start:{fold}\\r\\033[0K{title}\\n'\n{define}");
+    for dir in dirs {
+        out.push_str(&format!(
+            "{function} {} {}\n",
+            double_quote(dir),
+            crate::cache::archive_name(dir)
+        ));
+    }
+    out.push_str(&format!("printf 'travis_fold:end:{fold}\\r\\033[0K'\n"));
+    out
+}
+
 /// The `main` step: setup phases, `script`, then `after_success` or `after_failure`.
 /// Exits 0 (passed), 1 (failed) or 2 (errored).
 pub fn main_step(job: &Job, exports: &[(String, String)], build_dir: &str) -> String {
@@ -116,6 +191,9 @@ pub fn main_step(job: &Job, exports: &[(String, String)], build_dir: &str) -> St
         "mkdir -p {dir} 2>/dev/null; cd {dir}\nTRAVIS_TEST_RESULT=0\nexport TRAVIS_TEST_RESULT\n",
         dir = quote(build_dir)
     ));
+    if !job.cache.is_empty() {
+        out.push_str(&cache_restore(&job.cache));
+    }
     let mut id = 1;
     for phase in [Phase::BeforeInstall, Phase::Install, Phase::BeforeScript] {
         let commands = job.commands(phase);
@@ -126,6 +204,14 @@ pub fn main_step(job: &Job, exports: &[(String, String)], build_dir: &str) -> St
     }
     out.push_str(&script_phase(job.commands(Phase::Script), id));
     id += 1;
+    if !job.cache.is_empty() {
+        let before_cache = job.commands(Phase::BeforeCache);
+        if !before_cache.is_empty() {
+            out.push_str(&lenient_phase(Phase::BeforeCache, before_cache, id));
+            id += 1;
+        }
+        out.push_str(&cache_store(&job.cache));
+    }
     out.push_str("export TRAVIS_TEST_RESULT\n");
     let success = job.commands(Phase::AfterSuccess);
     let failure = job.commands(Phase::AfterFailure);

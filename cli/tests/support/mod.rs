@@ -177,3 +177,18 @@ pub fn pushed(
     );
     (repo, payload, full_name)
 }
+
+/// A pull request from a fork (`stranger/sample_app`) into `full_name`, for
+/// the commit `payload` pushed.
+pub fn fork_pull_request(repo: &Repo, payload: &Value, full_name: &str) -> Value {
+    let mut fork = fixture("pull_request", "opened.payload.json");
+    gantry_testkit::webhook::point_pull_request(
+        &mut fork,
+        &repo.path.display().to_string(),
+        payload["after"].as_str().unwrap(),
+    );
+    fork["repository"]["full_name"] = Value::String(full_name.to_string());
+    fork["pull_request"]["base"]["repo"]["full_name"] = Value::String(full_name.to_string());
+    fork["pull_request"]["head"]["repo"]["full_name"] = Value::String("stranger/sample_app".into());
+    fork
+}

@@ -1,0 +1,333 @@
+//! Build caches (`cache:`), kept on the runner as Travis keeps them in S3:
+//! each directory a job names is a tar archive under
+//! `DATA_DIR/cache/<repository>/<scope>/<kind of job>/`, restored into the
+//! next job of the same kind and stored again after its `script`.
+//!
+//! - Scope: a push reads and writes its branch's cache and falls back to
+//!   the default branch's; a pull request writes only its own cache, and
+//!   reads its own, then its target branch's, then the default branch's. So
+//!   a pull request (from a fork above all) never changes what a branch
+//!   build restores.
+//! - Kind of job: the image, the matrix values, the env and the directories,
+//!   so two jobs of one build keep apart what they built.
+//! - The container only ever sees copies: archives are copied in before it
+//!   starts, and taken out after only if they are plain files.
+
+use gantry_pipeline::Job;
+use gantry_protocol::Assignment;
+use sha2::{Digest, Sha256};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where, under the job's `/gantry`, the container finds the archives to
+/// restore (`in`) and leaves the ones to keep (`out`).
+pub const IN: &str = "cache/in";
+pub const OUT: &str = "cache/out";
+
+/// The archive a directory is kept in, named by the directory as written.
+pub fn archive_name(dir: &str) -> String {
+    format!("{}.tar", &hex::encode(Sha256::digest(dir.as_bytes()))[..16])
+}
+
+pub struct Caches {
+    root: PathBuf,
+}
+
+/// What a restore found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Restored {
+    /// The directories restored, with the scope each came from.
+    pub dirs: Vec<(String, String)>,
+    pub bytes: u64,
+}
+
+impl Caches {
+    pub fn new(data_dir: &Path) -> Caches {
+        Caches {
+            root: data_dir.join("cache"),
+        }
+    }
+
+    /// Copies the archives this job may read into `gantry_dir/cache/in`.
+    /// Call before the job's container starts: nothing in `gantry_dir` is
+    /// the container's yet.
+    pub fn restore(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<Restored> {
+        let into = gantry_dir.join(IN);
+        std::fs::create_dir_all(&into)?;
+        let mut restored = Restored {
+            dirs: Vec::new(),
+            bytes: 0,
+        };
+        for dir in &a.job.cache {
+            let name = archive_name(dir);
+            for (scope, label) in reads(a) {
+                let from = self.folder(a, &scope).join(&name);
+                // Only plain files: never what a link points at.
+                let Ok(meta) = std::fs::symlink_metadata(&from) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                restored.bytes += std::fs::copy(&from, into.join(&name))?;
+                restored.dirs.push((dir.clone(), label));
+                break;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Keeps the archives the job left in `gantry_dir/cache/out` as its own
+    /// scope's cache; returns how many bytes were kept. Anything else there
+    /// (a link, a folder, a name no directory of the job has) is left.
+    pub fn keep(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
+        let out = gantry_dir.join(OUT);
+        for folder in [gantry_dir.join("cache"), out.clone()] {
+            match std::fs::symlink_metadata(&folder) {
+                Ok(meta) if meta.is_dir() => {}
+                _ => return Ok(0),
+            }
+        }
+        let (scope, _) = writes(a);
+        let to = self.folder(a, &scope);
+        std::fs::create_dir_all(&to)?;
+        let mut kept = 0;
+        for dir in &a.job.cache {
+            let name = archive_name(dir);
+            let from = out.join(&name);
+            match std::fs::symlink_metadata(&from) {
+                Ok(meta) if meta.is_file() => {
+                    // Same file system (both in the data dir): the new
+                    // archive replaces the old one whole or not at all.
+                    std::fs::rename(&from, to.join(&name))?;
+                    kept += meta.len();
+                }
+                _ => {}
+            }
+        }
+        Ok(kept)
+    }
+
+    fn folder(&self, a: &Assignment, scope: &str) -> PathBuf {
+        let repo = hex::encode(Sha256::digest(a.repo.full_name.as_bytes()));
+        self.root
+            .join(&repo[..16])
+            .join(scope)
+            .join(kind_of_job(&a.job))
+    }
+}
+
+/// The scope a job writes: its pull request's, else its branch's; and how
+/// the log names it.
+fn writes(a: &Assignment) -> (String, String) {
+    match a.build.pull_request {
+        Some(n) => (format!("pr-{n}"), format!("pull request #{n}")),
+        None => branch(&a.build.branch),
+    }
+}
+
+/// The scopes a job reads, most specific first.
+fn reads(a: &Assignment) -> Vec<(String, String)> {
+    let mut scopes = vec![writes(a)];
+    for name in [&a.build.branch, &a.repo.default_branch] {
+        let scope = branch(name);
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    scopes
+}
+
+/// A branch's scope: readable, and unique whatever characters it holds.
+fn branch(name: &str) -> (String, String) {
+    let readable: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    (
+        format!("branch-{readable}-{}", &digest[..8]),
+        format!("branch {name}"),
+    )
+}
+
+/// What makes two jobs' caches different: image, matrix values, env, and
+/// the directories themselves.
+fn kind_of_job(job: &Job) -> String {
+    let mut hash = Sha256::new();
+    hash.update(serde_json::to_vec(&job.image).unwrap_or_default());
+    for (key, value) in &job.versions {
+        hash.update(format!("\0{key}={value}"));
+    }
+    for var in &job.env {
+        hash.update(format!("\0{}={}", var.name, var.raw));
+    }
+    for dir in &job.cache {
+        hash.update(format!("\0{dir}"));
+    }
+    hex::encode(hash.finalize())[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_pipeline::{BuildContext, Catalog, Event};
+    use gantry_protocol::{BuildId, BuildInfo, JobId, RepoInfo};
+
+    fn assignment(branch: &str, pull_request: Option<i64>, yaml: &str) -> Assignment {
+        let job = gantry_pipeline::parse(yaml)
+            .pipeline
+            .unwrap()
+            .plan(&BuildContext::push(branch), &Catalog::default())
+            .jobs
+            .remove(0);
+        Assignment {
+            job_id: JobId(1),
+            build_id: BuildId(1),
+            number: "1.1".into(),
+            lease: String::new(),
+            lease_seconds: 60,
+            log_offset: 0,
+            repo: RepoInfo {
+                full_name: "acme/app".into(),
+                clone_url: "https://github.com/acme/app.git".into(),
+                private: false,
+                default_branch: "main".into(),
+            },
+            build: BuildInfo {
+                number: 1,
+                event: if pull_request.is_some() {
+                    Event::PullRequest
+                } else {
+                    Event::Push
+                },
+                branch: branch.into(),
+                tag: None,
+                commit: "0".repeat(40),
+                message: String::new(),
+                pull_request,
+                head_branch: None,
+                head_repo: None,
+                fork: pull_request.is_some(),
+                sender: "someone".into(),
+            },
+            job,
+            web_url: None,
+            secrets: Vec::new(),
+            git_credentials: None,
+            notes: Vec::new(),
+        }
+    }
+
+    const PIPELINE: &str = "image: x\ncache:\n  directories: [deps]\nscript: true\n";
+
+    /// A job that ran: what it left in `cache/out`, then kept.
+    fn run_and_keep(caches: &Caches, a: &Assignment, content: &str) -> u64 {
+        let gantry_dir = tempfile::tempdir().unwrap();
+        let out = gantry_dir.path().join(OUT);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(archive_name("deps")), content).unwrap();
+        caches.keep(a, gantry_dir.path()).unwrap()
+    }
+
+    /// What a job would find in `cache/in`.
+    fn restored(caches: &Caches, a: &Assignment) -> (Option<String>, Restored) {
+        let gantry_dir = tempfile::tempdir().unwrap();
+        let found = caches.restore(a, gantry_dir.path()).unwrap();
+        let content =
+            std::fs::read_to_string(gantry_dir.path().join(IN).join(archive_name("deps"))).ok();
+        (content, found)
+    }
+
+    #[test]
+    fn a_branch_reads_its_own_cache_then_the_default_branchs() {
+        let data = tempfile::tempdir().unwrap();
+        let caches = Caches::new(data.path());
+        let feature = assignment("feature/x", None, PIPELINE);
+        assert_eq!(restored(&caches, &feature).0, None);
+
+        assert_eq!(
+            run_and_keep(&caches, &assignment("main", None, PIPELINE), "main's"),
+            6
+        );
+        let (content, found) = restored(&caches, &feature);
+        assert_eq!(content.as_deref(), Some("main's"));
+        assert_eq!(
+            found.dirs,
+            [("deps".to_string(), "branch main".to_string())]
+        );
+
+        run_and_keep(&caches, &feature, "feature's");
+        assert_eq!(restored(&caches, &feature).0.as_deref(), Some("feature's"));
+        assert_eq!(
+            restored(&caches, &assignment("main", None, PIPELINE))
+                .0
+                .as_deref(),
+            Some("main's")
+        );
+        // Another kind of job (another image) keeps its own.
+        let other = assignment("main", None, &PIPELINE.replace("image: x", "image: y"));
+        assert_eq!(restored(&caches, &other).0, None);
+    }
+
+    #[test]
+    fn a_pull_request_reads_its_target_branch_and_writes_only_its_own() {
+        let data = tempfile::tempdir().unwrap();
+        let caches = Caches::new(data.path());
+        let release = assignment("release", None, PIPELINE);
+        run_and_keep(&caches, &release, "release's");
+        let pr = assignment("release", Some(7), PIPELINE);
+        let (content, found) = restored(&caches, &pr);
+        assert_eq!(content.as_deref(), Some("release's"));
+        assert_eq!(found.dirs[0].1, "branch release");
+
+        run_and_keep(&caches, &pr, "the pull request's");
+        assert_eq!(
+            restored(&caches, &pr).0.as_deref(),
+            Some("the pull request's")
+        );
+        assert_eq!(restored(&caches, &release).0.as_deref(), Some("release's"));
+        assert_eq!(
+            restored(&caches, &assignment("release", Some(8), PIPELINE))
+                .0
+                .as_deref(),
+            Some("release's")
+        );
+    }
+
+    #[test]
+    fn only_plain_files_the_job_left_are_kept_and_restores_are_copies() {
+        let data = tempfile::tempdir().unwrap();
+        let caches = Caches::new(data.path());
+        let a = assignment("main", None, PIPELINE);
+        // A job that left a link to a file of the runner's keeps nothing.
+        let secret = data.path().join("runner-secret");
+        std::fs::write(&secret, "the runner's").unwrap();
+        let gantry_dir = tempfile::tempdir().unwrap();
+        let out = gantry_dir.path().join(OUT);
+        std::fs::create_dir_all(&out).unwrap();
+        std::os::unix::fs::symlink(&secret, out.join(archive_name("deps"))).unwrap();
+        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+        assert_eq!(restored(&caches, &a).0, None);
+
+        // Nor one whose `cache/out` is a link.
+        let gantry_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(gantry_dir.path().join("cache")).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join(archive_name("deps")), "x").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join(OUT)).unwrap();
+        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+
+        // A job that changes its restored archive changes its copy only.
+        run_and_keep(&caches, &a, "kept");
+        let gantry_dir = tempfile::tempdir().unwrap();
+        caches.restore(&a, gantry_dir.path()).unwrap();
+        std::fs::write(
+            gantry_dir.path().join(IN).join(archive_name("deps")),
+            "changed",
+        )
+        .unwrap();
+        assert_eq!(restored(&caches, &a).0.as_deref(), Some("kept"));
+    }
+}
