@@ -31,6 +31,8 @@ pub fn archive_name(dir: &str) -> String {
 
 pub struct Caches {
     root: PathBuf,
+    /// Bytes of archives kept at most; past it, the least recently used go.
+    limit: u64,
 }
 
 /// What a restore found.
@@ -42,9 +44,10 @@ pub struct Restored {
 }
 
 impl Caches {
-    pub fn new(data_dir: &Path) -> Caches {
+    pub fn new(data_dir: &Path, limit: u64) -> Caches {
         Caches {
             root: data_dir.join("cache"),
+            limit,
         }
     }
 
@@ -71,6 +74,10 @@ impl Caches {
                 }
                 restored.bytes += std::fs::copy(&from, into.join(&name))?;
                 restored.dirs.push((dir.clone(), label));
+                // Used now: the last to go when room is made.
+                if let Ok(file) = std::fs::File::options().write(true).open(&from) {
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
                 break;
             }
         }
@@ -79,8 +86,51 @@ impl Caches {
 
     /// Keeps the archives the job left in `gantry_dir/cache/out` as its own
     /// scope's cache; returns how many bytes were kept. Anything else there
-    /// (a link, a folder, a name no directory of the job has) is left.
+    /// (a link, a folder, a name no directory of the job has) is left. Then
+    /// makes room: see [`Caches::make_room`].
     pub fn keep(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
+        let kept = self.take_out(a, gantry_dir)?;
+        if kept > 0 {
+            self.make_room()?;
+        }
+        Ok(kept)
+    }
+
+    /// Removes the least recently used archives until those left fit the
+    /// limit; returns how many bytes went.
+    pub fn make_room(&self) -> io::Result<u64> {
+        let mut archives = Vec::new();
+        let mut total = 0;
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    folders.push(entry.path());
+                } else if meta.is_file() {
+                    total += meta.len();
+                    let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    archives.push((used, meta.len(), entry.path()));
+                }
+            }
+        }
+        archives.sort();
+        let mut freed = 0;
+        for (_, size, path) in archives {
+            if total <= self.limit {
+                break;
+            }
+            std::fs::remove_file(&path)?;
+            total -= size;
+            freed += size;
+        }
+        Ok(freed)
+    }
+
+    fn take_out(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
         let out = gantry_dir.join(OUT);
         for folder in [gantry_dir.join("cache"), out.clone()] {
             match std::fs::symlink_metadata(&folder) {
@@ -243,7 +293,7 @@ mod tests {
     #[test]
     fn a_branch_reads_its_own_cache_then_the_default_branchs() {
         let data = tempfile::tempdir().unwrap();
-        let caches = Caches::new(data.path());
+        let caches = Caches::new(data.path(), u64::MAX);
         let feature = assignment("feature/x", None, PIPELINE);
         assert_eq!(restored(&caches, &feature).0, None);
 
@@ -274,7 +324,7 @@ mod tests {
     #[test]
     fn a_pull_request_reads_its_target_branch_and_writes_only_its_own() {
         let data = tempfile::tempdir().unwrap();
-        let caches = Caches::new(data.path());
+        let caches = Caches::new(data.path(), u64::MAX);
         let release = assignment("release", None, PIPELINE);
         run_and_keep(&caches, &release, "release's");
         let pr = assignment("release", Some(7), PIPELINE);
@@ -299,7 +349,7 @@ mod tests {
     #[test]
     fn only_plain_files_the_job_left_are_kept_and_restores_are_copies() {
         let data = tempfile::tempdir().unwrap();
-        let caches = Caches::new(data.path());
+        let caches = Caches::new(data.path(), u64::MAX);
         let a = assignment("main", None, PIPELINE);
         // A job that left a link to a file of the runner's keeps nothing.
         let secret = data.path().join("runner-secret");
@@ -329,5 +379,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(restored(&caches, &a).0.as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn past_the_limit_the_least_recently_used_caches_go() {
+        let data = tempfile::tempdir().unwrap();
+        // Room for two archives of 100 bytes.
+        let caches = Caches::new(data.path(), 250);
+        let (a, b, c) = (
+            assignment("a", None, PIPELINE),
+            assignment("b", None, PIPELINE),
+            assignment("c", None, PIPELINE),
+        );
+        let hundred = "x".repeat(100);
+        run_and_keep(&caches, &a, &hundred);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        run_and_keep(&caches, &b, &hundred);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Reading `a` makes it recent: `b` is now the oldest.
+        assert!(restored(&caches, &a).0.is_some());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        run_and_keep(&caches, &c, &hundred);
+        assert!(restored(&caches, &a).0.is_some());
+        assert!(restored(&caches, &c).0.is_some());
+        // `b` falls back to the default branch (`main`), which has none.
+        assert!(restored(&caches, &b).0.is_none());
     }
 }

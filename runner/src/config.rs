@@ -56,6 +56,10 @@ pub struct LimitArgs {
     /// full checkout per job, e.g. where Docker cannot see the runner's mounts).
     #[arg(long, env = "GANTRY_CHECKOUT_SNAPSHOTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub checkout_snapshots: bool,
+    /// MiB of build caches (`cache:`) this runner keeps; the least recently
+    /// used are removed past it.
+    #[arg(long, env = "GANTRY_CACHE_MB", default_value_t = 10240)]
+    pub cache_mb: u64,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -71,6 +75,7 @@ impl LimitArgs {
             nano_cpus: (self.job_cpus.max(0.1) * 1e9) as i64,
             pids: self.job_pids.max(16),
             allow_docker_socket: self.allow_docker_socket,
+            cache_bytes: self.cache_mb * 1024 * 1024,
         }
     }
 

@@ -31,6 +31,13 @@ pub struct Limits {
     pub pids: i64,
     /// Mount the host's Docker socket for `services: docker` (never for forks).
     pub allow_docker_socket: bool,
+    /// Room for build caches on this runner; the least recently used go first.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
+fn default_cache_bytes() -> u64 {
+    10 * 1024 * 1024 * 1024
 }
 
 impl Default for Limits {
@@ -40,6 +47,7 @@ impl Default for Limits {
             nano_cpus: 2_000_000_000,
             pids: 4096,
             allow_docker_socket: false,
+            cache_bytes: default_cache_bytes(),
         }
     }
 }

@@ -532,7 +532,7 @@ async fn run_inner(
 
 /// Puts the build cache this job may read where its container finds it.
 async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
-    let caches = Caches::new(&rt.data_dir);
+    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes);
     let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
     let restored = tokio::task::spawn_blocking(move || caches.restore(&job, &dir)).await;
     let line = match restored {
@@ -557,7 +557,7 @@ async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut 
 
 /// Keeps what the job stored in its build cache.
 async fn keep_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
-    let caches = Caches::new(&rt.data_dir);
+    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes);
     let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
     let kept = tokio::task::spawn_blocking(move || caches.keep(&job, &dir)).await;
     let line = match kept {
