@@ -61,6 +61,9 @@ struct JobReport {
     image: ImageSpec,
     env: BTreeMap<String, String>,
     allow_failure: bool,
+    /// Directories kept between builds (`cache:`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cache: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +81,7 @@ impl From<&Job> for JobReport {
             image: job.image.clone(),
             env: job.env_map(),
             allow_failure: job.allow_failure,
+            cache: job.cache.clone(),
         }
     }
 }
@@ -187,6 +191,9 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
             "  {}. [{}] {} — {image}{failure}",
             job.number, job.stage, job.name
         )?;
+        if !job.cache.is_empty() {
+            writeln!(out, "     cache: {}", job.cache.join(", "))?;
+        }
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

@@ -115,4 +115,5 @@ fn python_matrix_has_a_lint_stage_five_test_jobs_and_one_allowed_failure() {
         .collect();
     assert_eq!(summary, expected);
     assert_eq!(jobs[1]["env"]["REDIS_URL"], "redis://redis:6379/0");
+    assert_eq!(jobs[1]["cache"], serde_json::json!(["$HOME/.cache/pip"]));
 }
