@@ -11,7 +11,8 @@
 //! - Kind of job: the image, the matrix values, the env and the directories,
 //!   so two jobs of one build keep apart what they built.
 //! - The container only ever sees copies: archives are copied in before it
-//!   starts, and taken out after only if they are plain files.
+//!   starts, and copied out after only if they are plain files reached
+//!   without a link.
 
 use gantry_pipeline::Job;
 use gantry_protocol::Assignment;
@@ -130,30 +131,36 @@ impl Caches {
         Ok(freed)
     }
 
+    /// Copies the job's archives out of `gantry_dir/cache/out`. The job's
+    /// processes may still run and may swap a folder there for a link at
+    /// any moment, so each step opens what it found without following
+    /// links, and the next step goes through that open folder.
     fn take_out(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
-        let out = gantry_dir.join(OUT);
-        for folder in [gantry_dir.join("cache"), out.clone()] {
-            match std::fs::symlink_metadata(&folder) {
-                Ok(meta) if meta.is_dir() => {}
-                _ => return Ok(0),
-            }
-        }
+        let Ok(cache) = open_no_link(&gantry_dir.join("cache"), true) else {
+            return Ok(0);
+        };
+        let Ok(out) = open_no_link(&through(&cache, "out"), true) else {
+            return Ok(0);
+        };
         let (scope, _) = writes(a);
         let to = self.folder(a, &scope);
         std::fs::create_dir_all(&to)?;
         let mut kept = 0;
         for dir in &a.job.cache {
             let name = archive_name(dir);
-            let from = out.join(&name);
-            match std::fs::symlink_metadata(&from) {
-                Ok(meta) if meta.is_file() => {
-                    // Same file system (both in the data dir): the new
-                    // archive replaces the old one whole or not at all.
-                    std::fs::rename(&from, to.join(&name))?;
-                    kept += meta.len();
-                }
-                _ => {}
+            let Ok(mut archive) = open_no_link(&through(&out, &name), false) else {
+                continue;
+            };
+            if !archive.metadata()?.is_file() {
+                continue;
             }
+            // Written aside, then renamed over the old archive: a restore
+            // reads the old one or the new one, never half of one.
+            let part = to.join(format!("{name}.part"));
+            let mut copy = std::fs::File::create(&part)?;
+            kept += io::copy(&mut archive, &mut copy)?;
+            drop(copy);
+            std::fs::rename(&part, to.join(&name))?;
         }
         Ok(kept)
     }
@@ -165,6 +172,22 @@ impl Caches {
             .join(scope)
             .join(kind_of_job(&a.job))
     }
+}
+
+/// Opens `path` (a folder if `folder`), refusing it if it is a link.
+fn open_no_link(path: &Path, folder: bool) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = libc::O_NOFOLLOW | if folder { libc::O_DIRECTORY } else { 0 };
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+}
+
+/// `name` inside the open folder `folder`, whatever its path now leads to.
+fn through(folder: &std::fs::File, name: &str) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd())).join(name)
 }
 
 /// The scope a job writes: its pull request's, else its branch's; and how
@@ -368,6 +391,14 @@ mod tests {
         std::fs::write(elsewhere.path().join(archive_name("deps")), "x").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join(OUT)).unwrap();
         assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+
+        // Nor one whose `cache` is a link to a folder with an `out` in it.
+        let gantry_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("out")).unwrap();
+        std::fs::write(elsewhere.path().join("out").join(archive_name("deps")), "x").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join("cache")).unwrap();
+        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+        assert_eq!(restored(&caches, &a).0, None);
 
         // A job that changes its restored archive changes its copy only.
         run_and_keep(&caches, &a, "kept");
