@@ -260,7 +260,7 @@ impl JobProcess {
     /// freed once its result is reported.
     pub async fn run(&mut self, a: Assignment, slot: OwnedSemaphorePermit) {
         if self.child.is_none() || self.bury_a_dead_child().await {
-            if let Err(e) = self.start_child().await {
+            if let Err(e) = self.start_child(Some(&a)).await {
                 let reason = format!("the runner could not start a job: {e}");
                 agent::report_errored(&self.client, &a, reason).await;
                 return;
@@ -311,7 +311,7 @@ impl JobProcess {
     pub async fn tidy(&mut self) {
         if self.bury_a_dead_child().await {
             // A failure is logged; the next job tries again.
-            let _ = self.start_child().await;
+            let _ = self.start_child(None).await;
             return;
         }
         let idle = self.child.as_ref().is_some_and(|c| {
@@ -324,15 +324,24 @@ impl JobProcess {
         }
     }
 
-    /// Starts a job process in place of none (or a buried one).
-    async fn start_child(&mut self) -> Result<(), AgentError> {
+    /// Starts a job process in place of none (or a buried one), for the
+    /// job `waiting`, if one is: the log names it.
+    async fn start_child(&mut self, waiting: Option<&Assignment>) -> Result<(), AgentError> {
         match self.spawn().await {
             Ok(child) => {
                 self.child = Some(child);
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the job process");
+                match waiting {
+                    Some(a) => tracing::error!(
+                        error = %e,
+                        job = a.job_id.0,
+                        number = %a.number,
+                        "cannot start the job process; the job is errored"
+                    ),
+                    None => tracing::error!(error = %e, "cannot start the job process"),
+                }
                 Err(e)
             }
         }
