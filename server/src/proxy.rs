@@ -10,7 +10,7 @@
 
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,13 +41,17 @@ impl ProxiedConnector {
         }
     }
 
+    /// The proxy a connection to `dst` goes through: HTTPS only (see above).
+    fn intercept(&self, dst: &http::Uri) -> Option<Intercept> {
+        (dst.scheme_str() == Some("https"))
+            .then(|| self.proxies.intercept(dst))
+            .flatten()
+    }
+
     /// Where a connection to `dst` goes first, for the start-up log: the
     /// proxy, without its login.
     pub fn proxy_for(&self, dst: &http::Uri) -> Option<String> {
-        if dst.scheme_str() != Some("https") {
-            return None;
-        }
-        let proxy = self.proxies.intercept(dst)?;
+        let proxy = self.intercept(dst)?;
         let uri = proxy.uri();
         Some(format!(
             "{}://{}",
@@ -69,10 +73,7 @@ impl Service<http::Uri> for ProxiedConnector {
     }
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
-        let proxy = (dst.scheme_str() == Some("https"))
-            .then(|| self.proxies.intercept(&dst))
-            .flatten();
-        match proxy {
+        match self.intercept(&dst) {
             Some(proxy) => {
                 let mut tunnel = Tunnel::new(proxy.uri().clone(), self.direct.clone());
                 if let Some(login) = proxy.basic_auth() {
