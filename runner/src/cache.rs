@@ -30,10 +30,23 @@ pub fn archive_name(dir: &str) -> String {
     format!("{}.tar", &hex::encode(Sha256::digest(dir.as_bytes()))[..16])
 }
 
+#[derive(Clone)]
 pub struct Caches {
     root: PathBuf,
     /// Bytes of archives kept at most; past it, the least recently used go.
     limit: u64,
+}
+
+/// One job's caches, worked out once from its assignment: owned, so the
+/// blocking work that copies archives can take it off the async runtime.
+pub struct JobCaches {
+    caches: Caches,
+    /// Folders the job reads, most specific first, and how the log names each.
+    reads: Vec<(PathBuf, String)>,
+    /// The folder it writes.
+    writes: PathBuf,
+    /// Each cached directory, as written, and its archive's name.
+    archives: Vec<(String, String)>,
 }
 
 /// What a restore found.
@@ -52,49 +65,25 @@ impl Caches {
         }
     }
 
-    /// Copies the archives this job may read into `gantry_dir/cache/in`.
-    /// Call before the job's container starts: nothing in `gantry_dir` is
-    /// the container's yet.
-    pub fn restore(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<Restored> {
-        let into = gantry_dir.join(IN);
-        std::fs::create_dir_all(&into)?;
-        let mut restored = Restored {
-            dirs: Vec::new(),
-            bytes: 0,
-        };
-        for dir in &a.job.cache {
-            let name = archive_name(dir);
-            for (scope, label) in reads(a) {
-                let from = self.folder(a, &scope).join(&name);
-                // Only plain files: never what a link points at.
-                let Ok(meta) = std::fs::symlink_metadata(&from) else {
-                    continue;
-                };
-                if !meta.is_file() {
-                    continue;
-                }
-                restored.bytes += std::fs::copy(&from, into.join(&name))?;
-                restored.dirs.push((dir.clone(), label));
-                // Used now: the last to go when room is made.
-                if let Ok(file) = std::fs::File::options().write(true).open(&from) {
-                    let _ = file.set_modified(std::time::SystemTime::now());
-                }
-                break;
-            }
+    /// Where `a` reads and writes its caches.
+    pub fn for_job(&self, a: &Assignment) -> JobCaches {
+        let repo = hex::encode(Sha256::digest(a.repo.full_name.as_bytes()));
+        let kind = kind_of_job(&a.job);
+        let folder = |scope: &str| self.root.join(&repo[..16]).join(scope).join(&kind);
+        JobCaches {
+            caches: self.clone(),
+            reads: reads(a)
+                .into_iter()
+                .map(|(scope, label)| (folder(&scope), label))
+                .collect(),
+            writes: folder(&writes(a).0),
+            archives: a
+                .job
+                .cache
+                .iter()
+                .map(|dir| (dir.clone(), archive_name(dir)))
+                .collect(),
         }
-        Ok(restored)
-    }
-
-    /// Keeps the archives the job left in `gantry_dir/cache/out` as its own
-    /// scope's cache; returns how many bytes were kept. Anything else there
-    /// (a link, a folder, a name no directory of the job has) is left. Then
-    /// makes room: see [`Caches::make_room`].
-    pub fn keep(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
-        let kept = self.take_out(a, gantry_dir)?;
-        if kept > 0 {
-            self.make_room()?;
-        }
-        Ok(kept)
     }
 
     /// Removes the least recently used archives until those left fit the
@@ -130,25 +119,69 @@ impl Caches {
         }
         Ok(freed)
     }
+}
+
+impl JobCaches {
+    /// Copies the archives this job may read into `gantry_dir/cache/in`.
+    /// Call before the job's container starts: nothing in `gantry_dir` is
+    /// the container's yet.
+    pub fn restore(&self, gantry_dir: &Path) -> io::Result<Restored> {
+        let into = gantry_dir.join(IN);
+        std::fs::create_dir_all(&into)?;
+        let mut restored = Restored {
+            dirs: Vec::new(),
+            bytes: 0,
+        };
+        for (dir, name) in &self.archives {
+            for (folder, label) in &self.reads {
+                let from = folder.join(name);
+                // Only plain files: never what a link points at.
+                let Ok(meta) = std::fs::symlink_metadata(&from) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                restored.bytes += std::fs::copy(&from, into.join(name))?;
+                restored.dirs.push((dir.clone(), label.clone()));
+                // Used now: the last to go when room is made.
+                if let Ok(file) = std::fs::File::options().write(true).open(&from) {
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
+                break;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Keeps the archives the job left in `gantry_dir/cache/out` as its own
+    /// scope's cache; returns how many bytes were kept. Anything else there
+    /// (a link, a folder, a name no directory of the job has) is left. Then
+    /// makes room: see [`Caches::make_room`].
+    pub fn keep(&self, gantry_dir: &Path) -> io::Result<u64> {
+        let kept = self.take_out(gantry_dir)?;
+        if kept > 0 {
+            self.caches.make_room()?;
+        }
+        Ok(kept)
+    }
 
     /// Copies the job's archives out of `gantry_dir/cache/out`. The job's
     /// processes may still run and may swap a folder there for a link at
     /// any moment, so each step opens what it found without following
     /// links, and the next step goes through that open folder.
-    fn take_out(&self, a: &Assignment, gantry_dir: &Path) -> io::Result<u64> {
+    fn take_out(&self, gantry_dir: &Path) -> io::Result<u64> {
         let Ok(cache) = open_no_link(&gantry_dir.join("cache"), true) else {
             return Ok(0);
         };
         let Ok(out) = open_no_link(&through(&cache, "out"), true) else {
             return Ok(0);
         };
-        let (scope, _) = writes(a);
-        let to = self.folder(a, &scope);
-        std::fs::create_dir_all(&to)?;
+        let to = &self.writes;
+        std::fs::create_dir_all(to)?;
         let mut kept = 0;
-        for dir in &a.job.cache {
-            let name = archive_name(dir);
-            let Ok(mut archive) = open_no_link(&through(&out, &name), false) else {
+        for (_, name) in &self.archives {
+            let Ok(mut archive) = open_no_link(&through(&out, name), false) else {
                 continue;
             };
             if !archive.metadata()?.is_file() {
@@ -160,17 +193,9 @@ impl Caches {
             let mut copy = std::fs::File::create(&part)?;
             kept += io::copy(&mut archive, &mut copy)?;
             drop(copy);
-            std::fs::rename(&part, to.join(&name))?;
+            std::fs::rename(&part, to.join(name))?;
         }
         Ok(kept)
-    }
-
-    fn folder(&self, a: &Assignment, scope: &str) -> PathBuf {
-        let repo = hex::encode(Sha256::digest(a.repo.full_name.as_bytes()));
-        self.root
-            .join(&repo[..16])
-            .join(scope)
-            .join(kind_of_job(&a.job))
     }
 }
 
@@ -301,13 +326,13 @@ mod tests {
         let out = gantry_dir.path().join(OUT);
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(out.join(archive_name("deps")), content).unwrap();
-        caches.keep(a, gantry_dir.path()).unwrap()
+        caches.for_job(a).keep(gantry_dir.path()).unwrap()
     }
 
     /// What a job would find in `cache/in`.
     fn restored(caches: &Caches, a: &Assignment) -> (Option<String>, Restored) {
         let gantry_dir = tempfile::tempdir().unwrap();
-        let found = caches.restore(a, gantry_dir.path()).unwrap();
+        let found = caches.for_job(a).restore(gantry_dir.path()).unwrap();
         let content =
             std::fs::read_to_string(gantry_dir.path().join(IN).join(archive_name("deps"))).ok();
         (content, found)
@@ -381,7 +406,7 @@ mod tests {
         let out = gantry_dir.path().join(OUT);
         std::fs::create_dir_all(&out).unwrap();
         std::os::unix::fs::symlink(&secret, out.join(archive_name("deps"))).unwrap();
-        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
         assert_eq!(restored(&caches, &a).0, None);
 
         // Nor one whose `cache/out` is a link.
@@ -390,20 +415,20 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         std::fs::write(elsewhere.path().join(archive_name("deps")), "x").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join(OUT)).unwrap();
-        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
 
         // Nor one whose `cache` is a link to a folder with an `out` in it.
         let gantry_dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(elsewhere.path().join("out")).unwrap();
         std::fs::write(elsewhere.path().join("out").join(archive_name("deps")), "x").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join("cache")).unwrap();
-        assert_eq!(caches.keep(&a, gantry_dir.path()).unwrap(), 0);
+        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
         assert_eq!(restored(&caches, &a).0, None);
 
         // A job that changes its restored archive changes its copy only.
         run_and_keep(&caches, &a, "kept");
         let gantry_dir = tempfile::tempdir().unwrap();
-        caches.restore(&a, gantry_dir.path()).unwrap();
+        caches.for_job(&a).restore(gantry_dir.path()).unwrap();
         std::fs::write(
             gantry_dir.path().join(IN).join(archive_name("deps")),
             "changed",

@@ -532,12 +532,11 @@ async fn run_inner(
 
 /// Puts the build cache this job may read where its container finds it.
 async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
-    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes);
-    let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
-    let restored = tokio::task::spawn_blocking(move || caches.restore(&job, &dir)).await;
-    let line = match restored {
-        Ok(Ok(r)) if r.dirs.is_empty() => "Build cache: none yet".to_string(),
-        Ok(Ok(r)) => {
+    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes).for_job(a);
+    let dir = gantry_dir.to_path_buf();
+    let line = match off_runtime(move || caches.restore(&dir)).await {
+        Ok(r) if r.dirs.is_empty() => "Build cache: none yet".to_string(),
+        Ok(r) => {
             let mut from: Vec<&str> = r.dirs.iter().map(|(_, scope)| scope.as_str()).collect();
             from.dedup();
             format!(
@@ -547,26 +546,32 @@ async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut 
                 size(r.bytes)
             )
         }
-        Ok(Err(e)) => format!(
+        Err(e) => format!(
             "{YELLOW}Build cache: cannot restore it ({e}); the job goes on without it{RESET}"
         ),
-        Err(e) => format!("{YELLOW}Build cache: cannot restore it ({e}){RESET}"),
     };
     p.runner_line(&line).await;
 }
 
 /// Keeps what the job stored in its build cache.
 async fn keep_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut LogPipeline) {
-    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes);
-    let (job, dir) = (a.clone(), gantry_dir.to_path_buf());
-    let kept = tokio::task::spawn_blocking(move || caches.keep(&job, &dir)).await;
-    let line = match kept {
-        Ok(Ok(0)) => return,
-        Ok(Ok(bytes)) => format!("Build cache: kept ({})", size(bytes)),
-        Ok(Err(e)) => format!("{YELLOW}Build cache: cannot keep it ({e}){RESET}"),
+    let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes).for_job(a);
+    let dir = gantry_dir.to_path_buf();
+    let line = match off_runtime(move || caches.keep(&dir)).await {
+        Ok(0) => return,
+        Ok(bytes) => format!("Build cache: kept ({})", size(bytes)),
         Err(e) => format!("{YELLOW}Build cache: cannot keep it ({e}){RESET}"),
     };
     p.runner_line(&line).await;
+}
+
+/// Runs file work on a blocking thread; a panic there is an error here.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 fn size(bytes: u64) -> String {
