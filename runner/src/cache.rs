@@ -14,6 +14,7 @@
 //!   starts, and copied out after only if they are plain files reached
 //!   without a link.
 
+use crate::job_files::{open_no_link, through};
 use gantry_pipeline::Job;
 use gantry_protocol::Assignment;
 use sha2::{Digest, Sha256};
@@ -197,22 +198,6 @@ impl JobCaches {
         }
         Ok(kept)
     }
-}
-
-/// Opens `path` (a folder if `folder`), refusing it if it is a link.
-fn open_no_link(path: &Path, folder: bool) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let flags = libc::O_NOFOLLOW | if folder { libc::O_DIRECTORY } else { 0 };
-    std::fs::File::options()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)
-}
-
-/// `name` inside the open folder `folder`, whatever its path now leads to.
-fn through(folder: &std::fs::File, name: &str) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd())).join(name)
 }
 
 /// The scope a job writes: its pull request's, else its branch's; and how

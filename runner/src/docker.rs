@@ -397,25 +397,33 @@ impl Docker {
         labels: HashMap<String, String>,
         progress: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), DockerError> {
-        let context = workspace.join(&spec.context);
         let failed = |message: String| DockerError::Build {
             dockerfile: spec.dockerfile.clone(),
             message,
         };
-        if !context.starts_with(workspace) || spec.context.contains("..") {
-            return Err(failed(format!(
-                "the context `{}` is outside the repository",
-                spec.context
-            )));
-        }
-        let dockerfile_path = context.join(&spec.dockerfile);
-        if !dockerfile_path.is_file() {
+        // Opened through open folders: a committed link (`context: dist`
+        // with `dist -> /`) would send the runner's own files to Docker.
+        let context = crate::job_files::open_dir_below(workspace, Path::new(&spec.context))
+            .map_err(|e| {
+                failed(format!(
+                    "the context `{}` is not a folder in the repository: {e}",
+                    spec.context
+                ))
+            })?;
+        let dockerfile = Path::new(&spec.context).join(&spec.dockerfile);
+        if !std::fs::symlink_metadata(workspace.join(&dockerfile)).is_ok_and(|m| m.is_file()) {
             return Err(failed(format!(
                 "{} does not exist in the repository",
-                Path::new(&spec.context).join(&spec.dockerfile).display()
+                dockerfile.display()
             )));
         }
-        let borrowed = git_objects.map(Path::to_path_buf);
+        // The workspace's `.git` is in the context only when the context is the workspace.
+        let whole = Path::new(&spec.context)
+            .components()
+            .all(|c| c == std::path::Component::CurDir);
+        let borrowed = git_objects
+            .filter(|_| whole && workspace.join(".git/objects").is_dir())
+            .map(Path::to_path_buf);
         let tar = tokio::task::spawn_blocking(move || tar_dir(&context, borrowed.as_deref()))
             .await
             .map_err(|e| failed(e.to_string()))?
@@ -686,17 +694,16 @@ impl Docker {
     }
 }
 
-/// A tar of a directory, for `docker build`. When it holds the workspace's
-/// `.git`, the mirror objects that `.git` borrows (`git_objects`, the path the
-/// runner chose, never what the build may have written into its alternates
-/// file) go in too and the alternates file is emptied: `git` works in the
-/// image as in a plain clone. Blocking.
-fn tar_dir(dir: &Path, git_objects: Option<&Path>) -> std::io::Result<Vec<u8>> {
+/// A tar of an open folder, for `docker build`, links kept as links. When
+/// it is the workspace (with its `.git`), the mirror objects that `.git`
+/// borrows (`git_objects`, the path the runner chose, never what the build
+/// may have written into its alternates file) go in too and the alternates
+/// file is emptied: `git` works in the image as in a plain clone. Blocking.
+fn tar_dir(dir: &std::fs::File, git_objects: Option<&Path>) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
-    builder.append_dir_all(".", dir)?;
-    let borrowed = git_objects.filter(|o| o.is_dir() && dir.join(".git/objects").is_dir());
-    if let Some(objects) = borrowed {
+    crate::job_files::append_tree(&mut builder, dir, Path::new(""))?;
+    if let Some(objects) = git_objects.filter(|o| o.is_dir()) {
         builder.append_dir_all(".git/objects", objects)?;
         // Docker unpacks the context in order: this entry replaces the first.
         let mut header = tar::Header::new_gnu();

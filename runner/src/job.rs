@@ -628,7 +628,7 @@ pub(crate) async fn run_step(
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<Option<i64>, Interrupted> {
-    std::fs::write(gantry_dir.join(file), text)
+    crate::job_files::write_script(gantry_dir, file, text)
         .map_err(|e| Interrupted::Engine(format!("the runner cannot write the job script: {e}")))?;
     // The job's output FIFO, made by its first step and kept for the job.
     let mut fifo = match p.output.take() {

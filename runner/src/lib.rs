@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod docker;
 pub mod git_tls;
 pub mod job;
+pub mod job_files;
 pub mod job_process;
 pub mod local;
 pub mod logs;

@@ -216,6 +216,76 @@ async fn s3_uploads_a_site_with_dpl_options_and_multipart_for_large_files() {
     assert!(log.contains("Uploaded 3 file(s)"), "{log}");
 }
 
+/// The runner reads and writes in the job's folders after the job's own
+/// processes ran there. A job that leaves links behind (to a folder of the
+/// runner's, to its environment, in place of the next step's script) must
+/// not get the runner to upload, read or overwrite its own files.
+#[tokio::test]
+async fn links_a_job_leaves_never_lead_the_runner_to_its_own_files() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let s3 = s3_client(&moto.url()).await;
+    s3.create_bucket().bucket("site").send().await.unwrap();
+    // The runner's own files, at paths the job knows but cannot reach.
+    let host = tempfile::tempdir().unwrap();
+    let host_dir = host.path().display().to_string();
+    std::fs::write(host.path().join("secret.txt"), "runner-only").unwrap();
+    std::fs::write(host.path().join("victim.sh"), "# the runner's file\n").unwrap();
+    std::fs::write(host.path().join("environ"), "BUCKET_FROM_HOST=leaked\0").unwrap();
+    let (repo, sha) = repo_with(&[("site/index.html", "<h1>hi</h1>")]);
+    let pipeline = format!(
+        "image: {IMAGE}\n\
+         script:\n\
+         \x20 - ln -s {host_dir}/secret.txt site/secret.txt\n\
+         \x20 - ln -s {host_dir} public\n\
+         \x20 - ln -s {host_dir}/victim.sh /gantry/after_script.sh\n\
+         before_deploy: ln -sf {host_dir}/environ /gantry/environ\n\
+         after_script: echo after-script-ran\n\
+         deploy:\n\
+         \x20 - provider: s3\n\
+         \x20   bucket: site$BUCKET_FROM_HOST\n\
+         \x20   local_dir: site\n\
+         \x20   endpoint: {url}\n\
+         \x20   access_key_id: $AWS_ACCESS_KEY_ID\n\
+         \x20   secret_access_key: $AWS_SECRET_ACCESS_KEY\n\
+         \x20   on: {{branch: master}}\n\
+         \x20 - provider: s3\n\
+         \x20   bucket: site\n\
+         \x20   local_dir: public\n\
+         \x20   endpoint: {url}\n\
+         \x20   access_key_id: $AWS_ACCESS_KEY_ID\n\
+         \x20   secret_access_key: $AWS_SECRET_ACCESS_KEY\n\
+         \x20   on: {{branch: master}}\n",
+        url = moto.url()
+    );
+    let a = assignment(&repo, &sha, &pipeline, &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+
+    // The linked local_dir fails its deploy, and says why.
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("local_dir `public` is not a directory in the workspace")
+            && log.contains("goes through a link"),
+        "{log}"
+    );
+    // The first deploy uploaded the site and left the linked file out; its
+    // bucket name came from the job's environment, not the runner's file.
+    let listed = s3.list_objects_v2().bucket("site").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["index.html"], "{log}");
+    assert!(
+        !log.contains("leaked") && !log.contains("runner-only"),
+        "{log}"
+    );
+    // after_script's script replaced the link instead of writing through it.
+    assert!(log.contains("\nafter-script-ran"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("victim.sh")).unwrap(),
+        "# the runner's file\n"
+    );
+    assert_no_secret(&log);
+}
+
 #[tokio::test]
 async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_deploy() {
     let h = default_harness().await;

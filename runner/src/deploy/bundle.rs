@@ -3,6 +3,7 @@
 //! that points at the images this job pushed.
 
 use super::images::PushedImage;
+use crate::job_files;
 use ignore::WalkBuilder;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -51,8 +52,9 @@ pub fn zip_workspace(dir: &Path, out: &Path) -> Result<usize, String> {
             SimpleFileOptions::default().unix_permissions(mode),
         )
         .map_err(|e| format!("cannot add {name} to the bundle: {e}"))?;
-        let mut source =
-            std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+        // Through open folders: a link swapped in since the walk is refused.
+        let mut source = job_files::open_file_below(dir, relative)
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
         std::io::copy(&mut source, &mut zip)
             .map_err(|e| format!("cannot add {name} to the bundle: {e}"))?;
         count += 1;
@@ -128,6 +130,9 @@ fn repoint(image: &mut Value, pushed: &[PushedImage]) {
     }
 }
 
+/// The most of one `.ebextensions` or `.platform` file (they are config files).
+const EXTRA_LIMIT: u64 = 64 << 20;
+
 /// Zips a Dockerrun bundle: the file plus `.ebextensions/` and `.platform/` when present.
 pub fn zip_dockerrun(workspace: &Path, dockerrun: &str, out: &Path) -> Result<usize, String> {
     let file =
@@ -139,7 +144,8 @@ pub fn zip_dockerrun(workspace: &Path, dockerrun: &str, out: &Path) -> Result<us
     let mut count = 1;
     for extra in [".ebextensions", ".platform"] {
         let dir = workspace.join(extra);
-        if !dir.is_dir() {
+        // A link here may lead anywhere on the runner: not followed.
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             continue;
         }
         for entry in WalkBuilder::new(&dir).hidden(false).build().flatten() {
@@ -150,8 +156,9 @@ pub fn zip_dockerrun(workspace: &Path, dockerrun: &str, out: &Path) -> Result<us
                 continue;
             };
             let name = relative.to_string_lossy().replace('\\', "/");
-            let bytes =
-                std::fs::read(entry.path()).map_err(|e| format!("cannot read {name}: {e}"))?;
+            let bytes = job_files::open_file_below(workspace, relative)
+                .and_then(|f| job_files::read_plain(f, &name, EXTRA_LIMIT))
+                .map_err(|e| format!("cannot read {name}: {e}"))?;
             zip.start_file(name.as_str(), SimpleFileOptions::default())
                 .and_then(|_| zip.write_all(&bytes).map_err(Into::into))
                 .map_err(|e| format!("cannot write the bundle: {e}"))?;

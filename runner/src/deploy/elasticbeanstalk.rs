@@ -7,6 +7,7 @@ use super::aws::{describe, Aws, Service};
 use super::bundle;
 use super::values::expand;
 use super::Target;
+use crate::job_files;
 use crate::logs::LogPipeline;
 use aws_sdk_elasticbeanstalk::primitives::DateTime;
 use aws_sdk_elasticbeanstalk::types::{
@@ -16,6 +17,7 @@ use aws_sdk_elasticbeanstalk::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use gantry_pipeline::ElasticBeanstalk;
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// dpl cuts descriptions to 200 characters and drops what XML cannot carry.
@@ -24,6 +26,24 @@ pub fn description(text: &str) -> String {
         .filter(|c| matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
         .take(200)
         .collect()
+}
+
+/// The repository's `Dockerrun.aws.json`, if it has one (a plain file, not a link).
+async fn read_dockerrun(workspace: &Path) -> Result<Option<String>, String> {
+    let root = workspace.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        let file = job_files::open_file_below(&root, Path::new("Dockerrun.aws.json"))?;
+        job_files::read_plain(file, "Dockerrun.aws.json", 1 << 20)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match read {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| "Dockerrun.aws.json is not UTF-8".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read Dockerrun.aws.json: {e}")),
+    }
 }
 
 pub async fn deploy(
@@ -76,22 +96,25 @@ pub async fn deploy(
     };
 
     // 1. The bundle.
-    let mut zip = t.scratch.join(format!("{label}.zip"));
+    let zip = t.scratch.join(format!("{label}.zip"));
     let workspace = t.workspace.to_path_buf();
     let files = if let Some(file) = &eb.zip_file {
-        // The user's own bundle is uploaded as it is, from the workspace.
+        // The user's own bundle is uploaded as it is, copied out of the
+        // workspace through open folders (never through a link).
         let file = expand(file, t.env);
-        zip = workspace.join(&file);
-        let is_file = tokio::fs::metadata(&zip).await.is_ok_and(|m| m.is_file());
-        if file.split('/').any(|c| c == "..") || !is_file {
-            return Err(format!("zip_file `{file}` does not exist in the workspace"));
-        }
+        let out = zip.clone();
+        let relative = PathBuf::from(&file);
+        tokio::task::spawn_blocking(move || {
+            let mut from = job_files::open_file_below(&workspace, &relative)?;
+            std::io::copy(&mut from, &mut std::fs::File::create(&out)?)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("zip_file `{file}` does not exist in the workspace: {e}"))?;
         p.say(&format!("Using {file} as the source bundle")).await;
         None
     } else if eb.dockerrun {
-        let existing = tokio::fs::read_to_string(workspace.join("Dockerrun.aws.json"))
-            .await
-            .ok();
+        let existing = read_dockerrun(&workspace).await?;
         let doc = bundle::dockerrun(existing.as_deref(), t.images, eb.container_port)?;
         p.say("Dockerrun.aws.json for this deploy:").await;
         for line in doc.lines() {

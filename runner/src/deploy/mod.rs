@@ -64,6 +64,9 @@ pub(crate) struct Stage<'a> {
     pub deadline: Instant,
 }
 
+/// The most of a saved environment read back (Linux allows 2 MiB of it).
+const ENVIRON_LIMIT: u64 = 4 << 20;
+
 const YELLOW: &str = "\x1b[33;1m";
 const RED: &str = "\x1b[31;1m";
 const RESET: &str = "\x1b[0m";
@@ -92,10 +95,15 @@ impl Stage<'_> {
 
     /// The job's environment as the last step saved it.
     async fn environment(&self) -> BTreeMap<String, String> {
-        let path = self.gantry_dir.join("environ");
-        match tokio::fs::read(&path).await {
-            Ok(bytes) if !bytes.is_empty() => values::parse_environ(&bytes),
-            // No saved environment (an image without /proc): the container's own start.
+        let dir = self.gantry_dir.to_path_buf();
+        let left = tokio::task::spawn_blocking(move || {
+            crate::job_files::read_left(&dir, "environ", ENVIRON_LIMIT)
+        })
+        .await;
+        match left {
+            Ok(Ok(Some(bytes))) if !bytes.is_empty() => values::parse_environ(&bytes),
+            // None saved (an image without /proc), or something other than
+            // the file the shell writes: the container's own start.
             _ => crate::travis_env::job_environment(self.a)
                 .into_iter()
                 .collect(),

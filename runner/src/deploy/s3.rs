@@ -7,6 +7,7 @@
 use super::aws::{describe, Aws, Service};
 use super::values::expand;
 use super::Target;
+use crate::job_files;
 use crate::logs::LogPipeline;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
@@ -16,6 +17,7 @@ use aws_sdk_s3::types::{
 use futures::StreamExt;
 use gantry_pipeline::S3;
 use globset::{Glob, GlobMatcher};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Files above this go up in parts.
@@ -25,6 +27,8 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// One file to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
+    /// Relative to the workspace; opened through [`job_files`], never
+    /// through a link.
     pub path: PathBuf,
     pub key: String,
     pub size: u64,
@@ -34,15 +38,29 @@ pub struct Upload {
     pub encoding: Option<String>,
 }
 
-/// The files under `dir` that `s3` uploads, with their keys, sorted.
-pub fn plan(dir: &Path, s3: &S3) -> Result<Vec<Upload>, String> {
+/// The files under `local_dir` in `workspace` that `s3` uploads, with
+/// their keys, sorted. Links (to files or folders) are left out: they may
+/// lead anywhere on the runner. Blocking.
+pub fn plan(workspace: &Path, local_dir: &Path, s3: &S3) -> Result<Vec<Upload>, String> {
     let glob = Glob::new(&s3.glob)
         .map_err(|e| format!("`glob: {}` is not a valid pattern: {e}", s3.glob))?
         .compile_matcher();
+    let dir = job_files::open_dir_below(workspace, local_dir).map_err(|e| {
+        format!(
+            "local_dir `{}` is not a directory in the workspace: {e}",
+            local_dir.display()
+        )
+    })?;
     let mut out = Vec::new();
-    walk(dir, dir, &glob, s3.dot_match, &mut out)?;
+    let mut walk = Walk {
+        local_dir,
+        glob: &glob,
+        dot_match: s3.dot_match,
+        out: &mut out,
+    };
+    walk.folder(&dir, Path::new(""))?;
     for upload in &mut out {
-        (upload.content_type, upload.encoding) = content_headers(&upload.path, s3);
+        (upload.content_type, upload.encoding) = content_headers(workspace, &upload.path, s3);
     }
     let prefix = s3
         .upload_dir
@@ -58,46 +76,50 @@ pub fn plan(dir: &Path, s3: &S3) -> Result<Vec<Upload>, String> {
     Ok(out)
 }
 
-fn walk(
-    root: &Path,
-    dir: &Path,
-    glob: &GlobMatcher,
+/// A walk of `local_dir` through open folders.
+struct Walk<'a> {
+    local_dir: &'a Path,
+    glob: &'a GlobMatcher,
     dot_match: bool,
-    out: &mut Vec<Upload>,
-) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name == ".git" || (!dot_match && name.starts_with('.')) {
-            continue;
-        }
-        let path = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if kind.is_dir() {
-            walk(root, &path, glob, dot_match, out)?;
-        } else if kind.is_file() {
-            let Ok(relative) = path.strip_prefix(root) else {
+    out: &'a mut Vec<Upload>,
+}
+
+impl Walk<'_> {
+    /// The files under the open folder `dir`, which is `at` below `local_dir`.
+    fn folder(&mut self, dir: &File, at: &Path) -> Result<(), String> {
+        let cannot =
+            |e: std::io::Error| format!("cannot read {}: {e}", self.local_dir.join(at).display());
+        let entries = std::fs::read_dir(job_files::through(dir, "")).map_err(cannot)?;
+        for entry in entries {
+            let entry = entry.map_err(cannot)?;
+            let name = entry.file_name();
+            let shown = name.to_string_lossy();
+            if shown == ".git" || (!self.dot_match && shown.starts_with('.')) {
                 continue;
-            };
-            let key = relative.to_string_lossy().replace('\\', "/");
-            if glob.is_match(&key) {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push(Upload {
-                    path,
-                    key,
-                    size,
-                    content_type: String::new(),
-                    encoding: None,
-                });
+            }
+            let relative = at.join(&name);
+            // `file_type` and `metadata` of a directory entry never follow a link.
+            let kind = entry.file_type().map_err(cannot)?;
+            if kind.is_dir() {
+                let sub = job_files::open_no_link(&job_files::through(dir, &name), true)
+                    .map_err(cannot)?;
+                self.folder(&sub, &relative)?;
+            } else if kind.is_file() {
+                let key = relative.to_string_lossy().replace('\\', "/");
+                if self.glob.is_match(&key) {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    self.out.push(Upload {
+                        path: self.local_dir.join(&relative),
+                        key,
+                        size,
+                        content_type: String::new(),
+                        encoding: None,
+                    });
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `"max-age=99999: *.css, *.js"` → (value, globs); a plain value matches everything.
@@ -126,8 +148,8 @@ fn per_glob(entries: &[String], key: &str) -> Option<String> {
     fallback
 }
 
-/// Content type and encoding of a file, as dpl sets them.
-pub fn content_headers(path: &Path, s3: &S3) -> (String, Option<String>) {
+/// Content type and encoding of a file (`path` below `workspace`), as dpl sets them.
+pub fn content_headers(workspace: &Path, path: &Path, s3: &S3) -> (String, Option<String>) {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     let mut content_type = mime.essence_str().to_string();
     if let Some(charset) = &s3.default_text_charset {
@@ -137,7 +159,7 @@ pub fn content_headers(path: &Path, s3: &S3) -> (String, Option<String>) {
     }
     let encoding = if s3.detect_encoding {
         let mut head = [0u8; 2];
-        let read = std::fs::File::open(path)
+        let read = job_files::open_file_below(workspace, path)
             .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
             .unwrap_or(0);
         match (read, head) {
@@ -159,15 +181,12 @@ pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> 
         upload_dir: s3.upload_dir.as_deref().map(|u| expand(u, t.env)),
         ..s3.clone()
     };
-    let dir = t.workspace.join(&s3.local_dir);
-    if s3.local_dir.split('/').any(|c| c == "..") || !dir.is_dir() {
-        return Err(format!(
-            "local_dir `{}` is not a directory in the workspace",
-            s3.local_dir
-        ));
-    }
-    let options = s3.clone();
-    let uploads = tokio::task::spawn_blocking(move || plan(&dir, &options))
+    let (workspace, local_dir, options) = (
+        t.workspace.to_path_buf(),
+        PathBuf::from(&s3.local_dir),
+        s3.clone(),
+    );
+    let uploads = tokio::task::spawn_blocking(move || plan(&workspace, &local_dir, &options))
         .await
         .map_err(|e| e.to_string())??;
     let client = aws.s3(Service::S3, s3.force_path_style);
@@ -185,7 +204,7 @@ pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> 
     let mut results = futures::stream::iter(uploads.into_iter().map(|u| {
         let client = client.clone();
         async move {
-            let result = upload(&client, s3, &u).await;
+            let result = upload(&client, s3, t.workspace, &u).await;
             (u, result)
         }
     }))
@@ -253,7 +272,12 @@ pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> 
 }
 
 /// Uploads one file; `Ok(false)` when it exists and `overwrite` is off.
-async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool, String> {
+async fn upload(
+    client: &aws_sdk_s3::Client,
+    s3: &S3,
+    workspace: &Path,
+    u: &Upload,
+) -> Result<bool, String> {
     if !s3.overwrite
         && client
             .head_object()
@@ -281,7 +305,9 @@ async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool
         .then_some(ServerSideEncryption::Aes256);
 
     if u.size <= MULTIPART_THRESHOLD {
-        let body = ByteStream::from_path(&u.path)
+        let body = ByteStream::read_from()
+            .file(open(workspace, u).await?)
+            .build()
             .await
             .map_err(|e| e.to_string())?;
         client
@@ -320,7 +346,7 @@ async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool
         .upload_id()
         .ok_or("S3 returned no upload id")?
         .to_string();
-    let parts = upload_parts(client, s3, u, &upload_id).await;
+    let parts = upload_parts(client, s3, open(workspace, u).await?, &upload_id, u).await;
     match parts {
         Ok(parts) => {
             client
@@ -351,16 +377,24 @@ async fn upload(client: &aws_sdk_s3::Client, s3: &S3, u: &Upload) -> Result<bool
     }
 }
 
+/// Opens an upload's file, never through a link (it may have become one since the plan).
+async fn open(workspace: &Path, u: &Upload) -> Result<tokio::fs::File, String> {
+    let (root, path) = (workspace.to_path_buf(), u.path.clone());
+    let file = tokio::task::spawn_blocking(move || job_files::open_file_below(&root, &path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(tokio::fs::File::from_std(file))
+}
+
 async fn upload_parts(
     client: &aws_sdk_s3::Client,
     s3: &S3,
-    u: &Upload,
+    mut file: tokio::fs::File,
     upload_id: &str,
+    u: &Upload,
 ) -> Result<Vec<CompletedPart>, String> {
     use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(&u.path)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut parts = Vec::new();
     let mut number = 1;
     loop {
@@ -427,7 +461,7 @@ mod tests {
         std::fs::write(dir.path().join(".git/HEAD"), "x").unwrap();
         let mut s3 = options();
         let keys = |s3: &S3| -> Vec<String> {
-            plan(dir.path(), s3)
+            plan(dir.path(), Path::new("."), s3)
                 .unwrap()
                 .into_iter()
                 .map(|u| u.key)
@@ -439,6 +473,35 @@ mod tests {
         s3.glob = "*.html".into();
         s3.upload_dir = Some("/site/".into());
         assert_eq!(keys(&s3), ["site/index.html"]);
+    }
+
+    /// A committed link (or one a job made) would upload the runner's own
+    /// files: `local_dir: dist` with `dist -> /`, or `site/x -> /etc/shadow`.
+    #[test]
+    fn links_and_paths_out_of_the_workspace_are_never_uploaded() {
+        use std::os::unix::fs::symlink;
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("shadow"), "root:x").unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("site")).unwrap();
+        std::fs::write(ws.path().join("site/index.html"), "<h1>").unwrap();
+        symlink(host.path().join("shadow"), ws.path().join("site/shadow")).unwrap();
+        symlink(host.path(), ws.path().join("site/host")).unwrap();
+        symlink(host.path(), ws.path().join("dist")).unwrap();
+        let s3 = options();
+
+        let uploads = plan(ws.path(), Path::new("site"), &s3).unwrap();
+        let keys: Vec<_> = uploads.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["index.html"]);
+        assert_eq!(uploads[0].path, Path::new("site/index.html"));
+
+        for local_dir in ["dist", "../", "/etc", "site/host"] {
+            let error = plan(ws.path(), Path::new(local_dir), &s3).unwrap_err();
+            assert!(
+                error.starts_with(&format!("local_dir `{local_dir}` is not a directory")),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -460,18 +523,17 @@ mod tests {
     #[test]
     fn content_types_and_encodings() {
         let dir = tempfile::tempdir().unwrap();
-        let html = dir.path().join("a.html");
-        std::fs::write(&html, "<p>").unwrap();
-        let gz = dir.path().join("app.js");
-        std::fs::write(&gz, [0x1f, 0x8b, 8, 0]).unwrap();
+        let (html, gz) = (Path::new("a.html"), Path::new("app.js"));
+        std::fs::write(dir.path().join(html), "<p>").unwrap();
+        std::fs::write(dir.path().join(gz), [0x1f, 0x8b, 8, 0]).unwrap();
         let mut s3 = options();
         s3.default_text_charset = Some("UTF-8".into());
         s3.detect_encoding = true;
         assert_eq!(
-            content_headers(&html, &s3),
+            content_headers(dir.path(), html, &s3),
             ("text/html; charset=utf-8".into(), None)
         );
-        let (kind, encoding) = content_headers(&gz, &s3);
+        let (kind, encoding) = content_headers(dir.path(), gz, &s3);
         assert!(kind.contains("javascript"), "{kind}");
         assert_eq!(encoding.as_deref(), Some("gzip"));
     }
