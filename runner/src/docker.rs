@@ -740,6 +740,12 @@ pub fn build_tag(repo: &str, spec: &BuildSpec) -> String {
     format!("gantry-build/{name}:{}", &hex::encode(digest)[..12])
 }
 
+/// Where a job's deploy makes its bundles: beside the job's `/gantry`
+/// folder, not in it, so nothing the job left there is written through.
+pub fn deploy_scratch(data_dir: &Path, job_id: i64) -> PathBuf {
+    data_dir.join("jobs").join(format!("{job_id}.deploy"))
+}
+
 /// Paths the runner keeps per job.
 pub fn job_paths(data_dir: &Path, job_id: i64) -> (PathBuf, PathBuf) {
     (

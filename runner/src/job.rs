@@ -60,6 +60,8 @@ pub(crate) enum Interrupted {
     Canceled,
     TimedOut(String),
     Engine(String),
+    /// `travis_terminate N` in the step: the job ends now, with N.
+    Terminated(i64),
 }
 
 const GREEN: &str = "\x1b[32;1m";
@@ -137,10 +139,12 @@ pub async fn execute(
 pub async fn clean_up(rt: &Runtime, job_id: i64) {
     rt.docker.destroy(job_id).await;
     let (workspace, gantry_dir) = docker::job_paths(&rt.data_dir, job_id);
+    let scratch = docker::deploy_scratch(&rt.data_dir, job_id);
     rt.workspaces.release(&workspace).await;
     let _ = tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_dir_all(workspace);
         let _ = std::fs::remove_dir_all(gantry_dir);
+        let _ = std::fs::remove_dir_all(scratch);
     })
     .await;
 }
@@ -463,15 +467,18 @@ async fn run_inner(
             p.runner_line(&format!("\n{RED}{message}{RESET}")).await;
             return Outcome::errored(message);
         }
+        Err(Interrupted::Terminated(status)) => return terminated_outcome(status, p).await,
     };
 
     // 5. Deploy: only after a pass.
     if outcome.outcome == JobOutcome::Passed {
+        let scratch = docker::deploy_scratch(&rt.data_dir, a.job_id.0);
         let stage = crate::deploy::Stage {
             rt,
             a,
             container: &container,
             gantry_dir: &gantry_dir,
+            scratch: &scratch,
             workspace: &workspace,
             git_objects: git_objects.as_deref(),
             build_dir: &build_dir,
@@ -500,6 +507,7 @@ async fn run_inner(
                     phases: Vec::new(),
                 }
             }
+            StageEnd::Terminated(status) => return terminated_outcome(status, p).await,
         }
     }
 
@@ -507,7 +515,7 @@ async fn run_inner(
     let after = job.commands(Phase::AfterScript);
     if !after.is_empty() {
         let step = script::phase_step(Phase::AfterScript, after, &build_dir, 99);
-        if let Err(Interrupted::Canceled) = run_step(
+        match run_step(
             rt,
             &container,
             &gantry_dir,
@@ -519,12 +527,18 @@ async fn run_inner(
         )
         .await
         {
-            outcome = Outcome {
-                outcome: JobOutcome::Canceled,
-                exit_code: None,
-                reason: Some("canceled".into()),
-                phases: Vec::new(),
-            };
+            Err(Interrupted::Canceled) => {
+                outcome = Outcome {
+                    outcome: JobOutcome::Canceled,
+                    exit_code: None,
+                    reason: Some("canceled".into()),
+                    phases: Vec::new(),
+                }
+            }
+            Err(Interrupted::Terminated(status)) => {
+                outcome = terminated_outcome(status, p).await;
+            }
+            _ => {}
         }
     }
     outcome
@@ -642,7 +656,46 @@ pub(crate) async fn run_step(
     };
     let end = stream_step(rt, container, file, &mut fifo, p, cancel, deadline).await;
     p.output = Some(fifo);
-    end
+    match end {
+        Ok(code) => match terminated(gantry_dir) {
+            Some(status) => Err(Interrupted::Terminated(status)),
+            None => Ok(code),
+        },
+        interrupted => interrupted,
+    }
+}
+
+/// The status `travis_terminate` left, if the step called it. Anything but
+/// a plain file holding a number there counts as an error (2).
+fn terminated(gantry_dir: &Path) -> Option<i64> {
+    match crate::job_files::read_left(gantry_dir, "terminated", 64) {
+        Ok(None) => None,
+        Ok(Some(bytes)) => Some(
+            std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(EXIT_ERRORED),
+        ),
+        Err(_) => Some(EXIT_ERRORED),
+    }
+}
+
+/// How a job that called `travis_terminate N` ends: 0 passed, 1 failed,
+/// anything else errored (Travis's exit codes); nothing of it runs after.
+async fn terminated_outcome(status: i64, p: &mut LogPipeline) -> Outcome {
+    let during = p.current_phase.clone().unwrap_or_else(|| "the job".into());
+    let reason = format!("travis_terminate {status} ended the job during {during}");
+    p.runner_line(&format!("\n{YELLOW}{reason}{RESET}")).await;
+    Outcome {
+        outcome: match status {
+            EXIT_PASSED => JobOutcome::Passed,
+            EXIT_FAILED => JobOutcome::Failed,
+            _ => JobOutcome::Errored,
+        },
+        exit_code: i32::try_from(status).ok(),
+        reason: Some(reason),
+        phases: Vec::new(),
+    }
 }
 
 /// [`run_step`] once the script and the FIFO are there.

@@ -164,6 +164,8 @@ pub struct LogPipeline {
     pub phases: Vec<PhaseTiming>,
     /// The phase whose fold is open (the one running now).
     pub current_phase: Option<String>,
+    /// The folds open now, outermost (the phase) first.
+    folds: Vec<String>,
     /// When output last arrived, for the no-output timeout.
     pub last_output: Instant,
     /// When the job started.
@@ -183,6 +185,7 @@ impl LogPipeline {
             phase_started: None,
             phases: Vec::new(),
             current_phase: None,
+            folds: Vec::new(),
             last_output: Instant::now(),
             started: Instant::now(),
             output: None,
@@ -298,72 +301,91 @@ impl LogPipeline {
         self.masker.mask_into(&line, &mut self.pending);
     }
 
-    /// Records phase starts and ends, and writes real times into `travis_time:end`.
+    /// Records phase starts and ends, and writes real times into
+    /// `travis_time:end`. A job's own folds and timers (`travis_fold`,
+    /// `travis_time_start` in a script) nest inside the phase's: the phase
+    /// is the outermost fold, and its time starts with the marker printed
+    /// on the line that opened it.
     fn time_markers(&mut self, line: Vec<u8>) -> Vec<u8> {
         let Ok(text) = std::str::from_utf8(&line) else {
             return line;
         };
-        if !text.contains("travis_time:")
-            && !text.contains("travis_fold:")
-            && !text.contains("gantry_phase:end:")
-        {
+        if !MARKERS.iter().any(|m| text.contains(m)) {
             return line;
         }
-        let mut text = text.to_string();
-        if let Some(pos) = text.find("travis_fold:start:") {
-            let phase: String = text[pos + 18..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            self.current_phase = Some(phase);
-        }
-        if let Some(pos) = text.find("travis_time:start:") {
-            let id: String = text[pos + 18..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
-            self.timers.insert(id, now_ns());
-            self.phase_started = Some((now_ns(), Instant::now()));
-        }
-        if let Some(pos) = text.find("travis_time:end:") {
-            let rest = &text[pos + 16..];
-            let id: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
-            let placeholder = format!("travis_time:end:{id}:start=0,finish=0,duration=0");
-            if text.contains(&placeholder) {
-                let finish = now_ns();
-                let start = self.timers.remove(&id).unwrap_or(finish);
-                let real = format!(
-                    "travis_time:end:{id}:start={start},finish={finish},duration={}",
-                    finish - start
-                );
-                text = text.replace(&placeholder, &real);
+        let mut out = String::with_capacity(text.len() + 64);
+        let mut opened_phase = false;
+        for piece in text.split_inclusive("\x1b[0K") {
+            if let Some(name) = after(piece, "travis_fold:start:") {
+                let name = ident(name, '_');
+                self.folds.push(name.clone());
+                if self.folds.len() == 1 {
+                    self.current_phase = Some(name);
+                    opened_phase = true;
+                }
+            } else if let Some(name) = after(piece, "travis_fold:end:") {
+                let name = ident(name, '_');
+                if let Some(at) = self.folds.iter().rposition(|f| *f == name) {
+                    self.folds.truncate(at);
+                }
             }
-        }
-        if let Some(pos) = text.find("gantry_phase:end:") {
-            let rest = &text[pos + 17..];
-            if let Some((phase, tail)) = rest.split_once(":rc=") {
-                let rc: String = tail
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '-')
-                    .collect();
-                self.current_phase = None;
-                let (started_ns, started) = self
-                    .phase_started
-                    .take()
-                    .unwrap_or((now_ns(), Instant::now()));
-                self.phases.push(PhaseTiming {
-                    phase: phase.to_string(),
-                    started_at_ms: (started_ns / 1_000_000) as i64,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    exit_code: rc.parse().unwrap_or(-1),
-                });
+            if let Some(id) = after(piece, "travis_time:start:") {
+                self.timers.insert(ident(id, '\0'), now_ns());
+                if opened_phase {
+                    self.phase_started = Some((now_ns(), Instant::now()));
+                }
             }
+            if let Some(id) = after(piece, "travis_time:end:") {
+                let id = ident(id, '\0');
+                let placeholder = format!("travis_time:end:{id}:start=0,finish=0,duration=0");
+                if piece.contains(&placeholder) {
+                    let finish = now_ns();
+                    let start = self.timers.remove(&id).unwrap_or(finish);
+                    let real = format!(
+                        "travis_time:end:{id}:start={start},finish={finish},duration={}",
+                        finish - start
+                    );
+                    out.push_str(&piece.replace(&placeholder, &real));
+                    continue;
+                }
+            }
+            if let Some(rest) = after(piece, "gantry_phase:end:") {
+                if let Some((phase, tail)) = rest.split_once(":rc=") {
+                    let rc: String = tail
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '-')
+                        .collect();
+                    self.current_phase = None;
+                    // A fold the job opened and never closed ends with its phase.
+                    self.folds.clear();
+                    let (started_ns, started) = self
+                        .phase_started
+                        .take()
+                        .unwrap_or((now_ns(), Instant::now()));
+                    self.phases.push(PhaseTiming {
+                        phase: phase.to_string(),
+                        started_at_ms: (started_ns / 1_000_000) as i64,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        exit_code: rc.parse().unwrap_or(-1),
+                    });
+                }
+            }
+            out.push_str(piece);
         }
-        text.into_bytes()
+        out.into_bytes()
     }
+}
+
+/// What follows `marker` in `piece`, if it is there.
+fn after<'a>(piece: &'a str, marker: &str) -> Option<&'a str> {
+    piece.find(marker).map(|at| &piece[at + marker.len()..])
+}
+
+/// The name or id at the start of `text`: ASCII letters and digits, and `extra`.
+fn ident(text: &str, extra: char) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == extra)
+        .collect()
 }
 
 #[cfg(test)]
@@ -456,6 +478,32 @@ mod tests {
         assert_eq!(p.phases.len(), 1);
         assert_eq!(p.phases[0].phase, "script");
         assert_eq!(p.phases[0].exit_code, 1);
+    }
+
+    /// `travis_fold` and `travis_time_start` in a script open folds and
+    /// timers inside the phase's: the phase keeps its name, start and time.
+    #[tokio::test]
+    async fn a_jobs_own_folds_and_timers_nest_inside_its_phase() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut p = LogPipeline::new(Masker::default(), tx);
+        p.push(b"travis_fold:start:install\r\x1b[0Ktravis_time:start:00000001\r\x1b[0K$ ./setup\n")
+            .await;
+        p.push(b"travis_fold:start:deps\r\x1b[0Ktravis_time:start:00010001\r\x1b[0Kfetching\n")
+            .await;
+        assert_eq!(p.current_phase.as_deref(), Some("install"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        p.push(b"travis_time:end:00010001:start=0,finish=0,duration=0,event=\r\x1b[0Ktravis_fold:end:deps\r\x1b[0Ktravis_time:end:00000001:start=0,finish=0,duration=0,event=install\r\x1b[0Ktravis_fold:end:install\r\x1b[0K\n").await;
+        p.push(b"gantry_phase:end:install:rc=0\r\x1b[0K\n").await;
+        p.finish().await;
+        let log = collect(&mut rx);
+        assert!(
+            !log.contains("start=0,finish=0"),
+            "both timers got times: {log}"
+        );
+        assert_eq!(p.phases.len(), 1);
+        assert_eq!(p.phases[0].phase, "install");
+        assert!(p.phases[0].duration_ms >= 20, "{:?}", p.phases[0]);
+        assert_eq!(p.current_phase, None);
     }
 
     /// Output read in bulk must come out as if read line by line, wherever

@@ -33,7 +33,87 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-const PRELUDE: &str = r#"gantry_start() {
+/// Defined in every step: Gantry's phase markers and state, then Travis's
+/// shell helpers that `.travis.yml` files call (`travis_retry`,
+/// `travis_wait`, `travis_terminate`, `travis_fold`, `travis_time_start`,
+/// `travis_time_finish`) and its colour variables, written for POSIX `sh`.
+/// `travis_wait` passes the command's output through as it comes (Travis
+/// holds it back until the end); `GANTRY_WAIT_TICK` shortens its minute in
+/// tests. `travis_terminate` leaves its status in `/gantry/terminated` for
+/// the runner, then ends the step's shell from wherever it was called.
+const PRELUDE: &str = r#"gantry_shell=$$
+ANSI_RED='\033[31;1m'
+ANSI_GREEN='\033[32;1m'
+ANSI_YELLOW='\033[33;1m'
+ANSI_RESET='\033[0m'
+ANSI_CLEAR='\033[0K'
+travis_retry() {
+  local result=0 count=1
+  while [ "$count" -le 3 ]; do
+    if [ "$result" -ne 0 ]; then
+      printf '\n\033[31;1mThe command "%s" failed. Retrying, %s of 3.\033[0m\n\n' "$*" "$count" >&2
+    fi
+    "$@" && { result=0; break; }
+    result=$?
+    count=$((count + 1))
+    sleep 1
+  done
+  if [ "$count" -gt 3 ]; then
+    printf '\n\033[31;1mThe command "%s" failed 3 times.\033[0m\n\n' "$*" >&2
+  fi
+  return "$result"
+}
+travis_wait() {
+  local timeout=20 cmd_pid jigger_pid result
+  case "$1" in
+    ''|*[!0-9]*) ;;
+    *) timeout=$1; shift ;;
+  esac
+  "$@" &
+  cmd_pid=$!
+  travis_jigger "$cmd_pid" "$timeout" "$@" &
+  jigger_pid=$!
+  wait "$cmd_pid"
+  result=$?
+  kill "$jigger_pid" 2>/dev/null
+  if [ "$result" -eq 0 ]; then
+    printf '\n\033[32;1mThe command %s exited with %s.\033[0m\n' "$*" "$result"
+  else
+    printf '\n\033[31;1mThe command %s exited with %s.\033[0m\n' "$*" "$result"
+  fi
+  return "$result"
+}
+travis_jigger() {
+  local cmd_pid=$1 timeout=$2 count=0
+  shift 2
+  while [ "$count" -lt "$timeout" ]; do
+    count=$((count + 1))
+    printf 'Still running (%s of %s): %s\n' "$count" "$timeout" "$*"
+    sleep "${GANTRY_WAIT_TICK:-60}" </dev/null >/dev/null 2>&1
+  done
+  printf '\n\033[31;1mTimeout (%s minutes) reached. Terminating "%s"\033[0m\n\n' "$timeout" "$*"
+  kill -9 "$cmd_pid"
+}
+travis_terminate() {
+  printf '%s\n' "${1:-0}" > /gantry/terminated
+  kill -9 "$gantry_shell"
+  exit "${1:-0}"
+}
+travis_fold() {
+  printf 'travis_fold:%s:%s\r\033[0K' "$1" "$2"
+}
+travis_time_start() {
+  gantry_timer=$((gantry_timer + 1))
+  TRAVIS_TIMER_ID=$(printf '%08x' $(( ((($$ & 4095) + 1) << 16) + gantry_timer )))
+  export TRAVIS_TIMER_ID
+  printf 'travis_time:start:%s\r\033[0K' "$TRAVIS_TIMER_ID"
+}
+travis_time_finish() {
+  local result=$?
+  printf 'travis_time:end:%s:start=0,finish=0,duration=0,event=%s\r\033[0K' "$TRAVIS_TIMER_ID" "${1:-}"
+  return "$result"
+}
+gantry_start() {
   printf 'travis_fold:start:%s\r\033[0Ktravis_time:start:%s\r\033[0K' "$1" "$2"
 }
 gantry_end() {
@@ -376,5 +456,84 @@ mod tests {
         assert_eq!(rc, 0);
         assert!(out.contains("travis_fold:start:install\r\x1b[0Ktravis_time:start:00000001\r\x1b[0K\x1b[33;1m$ echo installing"), "{out:?}");
         assert!(out.contains("travis_time:end:00000002:start=0,finish=0,duration=0,event=script\r\x1b[0Ktravis_fold:end:script\r\x1b[0K\n"), "{out:?}");
+    }
+
+    #[test]
+    fn travis_retry_runs_a_failing_command_up_to_three_times() {
+        let flaky = "travis_retry sh -c 'n=$(cat tries 2>/dev/null || echo 0); echo $((n+1)) > tries; [ $n -ge 1 ]'";
+        let j = job(&format!("script:\n  - \"{flaky}\"\n  - cat tries\n"));
+        let (rc, out) = run(&main_step(&j, &[], "."));
+        assert_eq!(rc as i64, EXIT_PASSED, "{out}");
+        assert!(out.contains("failed. Retrying, 2 of 3."), "{out}");
+        assert!(!out.contains("3 of 3"), "{out}");
+        assert!(out.contains("\n2\n"), "two tries: {out}");
+
+        let j = job("script: travis_retry sh -c 'echo try; exit 7'\n");
+        let (rc, out) = run(&main_step(&j, &[], "."));
+        assert_eq!(rc as i64, EXIT_FAILED, "{out}");
+        assert_eq!(out.matches("try\n").count(), 3, "{out}");
+        assert!(out.contains("failed 3 times."), "{out}");
+        assert!(
+            out.contains("exited with 7."),
+            "the last status is kept: {out}"
+        );
+    }
+
+    #[test]
+    fn travis_wait_reports_while_it_waits_and_stops_a_command_at_its_limit() {
+        let j = job("script:\n  - travis_wait 5 sh -c 'sleep 1.5; echo slow done'\n  - travis_wait 1 sleep 30\n");
+        let started = std::time::Instant::now();
+        let tick = [("GANTRY_WAIT_TICK".to_string(), "1".to_string())];
+        let (rc, out) = run(&main_step(&j, &tick, "."));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(rc as i64, EXIT_FAILED, "{out}");
+        assert!(
+            out.contains("Still running (1 of 5): sh -c sleep 1.5; echo slow done"),
+            "{out}"
+        );
+        assert!(out.contains("slow done"), "{out}");
+        assert!(
+            out.contains("The command sh -c sleep 1.5; echo slow done exited with 0."),
+            "{out}"
+        );
+        assert!(
+            out.contains("Timeout (1 minutes) reached. Terminating \"sleep 30\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("The command sleep 30 exited with 137."),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn travis_fold_and_time_print_travis_markers() {
+        let j = job("script:\n  - travis_fold start deps; travis_time_start; echo fetching; travis_time_finish; travis_fold end deps\n");
+        let (rc, out) = run(&main_step(&j, &[], "."));
+        assert_eq!(rc, 0, "{out}");
+        let opened = "travis_fold:start:deps\r\x1b[0Ktravis_time:start:";
+        let start = out.find(opened).expect(&out) + opened.len();
+        let id = &out[start..start + 8];
+        assert!(
+            u32::from_str_radix(id, 16).unwrap() > 0xffff,
+            "not a phase's id: {id}"
+        );
+        assert!(out.contains(&format!("fetching\ntravis_time:end:{id}:start=0,finish=0,duration=0,event=\r\x1b[0Ktravis_fold:end:deps\r\x1b[0K")), "{out:?}");
+    }
+
+    #[test]
+    fn travis_terminate_ends_the_step_from_a_subshell_and_leaves_its_status() {
+        let j = job("install: (echo inside; travis_terminate 3)\nscript: echo never\n");
+        let dir = tempfile::tempdir().unwrap();
+        let gantry = dir.path().join("gantry");
+        std::fs::create_dir(&gantry).unwrap();
+        let main = main_step(&j, &[], ".").replace("/gantry/", &format!("{}/", gantry.display()));
+        let out = Command::new("sh").arg("-c").arg(main).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("inside") && !text.contains("never"), "{text}");
+        assert_eq!(
+            std::fs::read_to_string(gantry.join("terminated")).unwrap(),
+            "3\n"
+        );
     }
 }

@@ -290,6 +290,63 @@ async fn a_silent_job_is_stopped() {
         .starts_with("No output has been received in the last"));
 }
 
+/// Travis's shell helpers, as `.travis.yml` files call them, in a busybox
+/// image through the whole runner: a retried flaky command passes, a
+/// `travis_wait` keeps a quiet command past the no-output limit, a job's own
+/// folds leave its phases whole, and `travis_terminate` ends the job with
+/// its status, running nothing after.
+#[tokio::test]
+async fn travis_shell_helpers_work_as_on_travis() {
+    let h = harness(Limits::default(), Duration::from_secs(3), None).await;
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!(
+        "image: {IMAGE}\n\
+         env: GANTRY_WAIT_TICK=1\n\
+         install: travis_retry sh -c 'n=$(cat /tmp/tries 2>/dev/null || echo 0); echo $((n+1)) > /tmp/tries; [ $n -ge 1 ]'\n\
+         script:\n\
+         \x20 - travis_wait 10 sh -c 'sleep 5; echo quiet-command-done'\n\
+         \x20 - travis_fold start deps; travis_time_start; echo fetching; travis_time_finish; travis_fold end deps\n"
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(log.contains("failed. Retrying, 2 of 3."), "{log}");
+    assert!(log.contains("Still running (2 of 10)"), "{log}");
+    assert!(log.contains("\nquiet-command-done"), "{log}");
+    assert!(
+        !log.contains("start=0,finish=0"),
+        "every timer got its time: {log}"
+    );
+    assert_eq!(
+        outcome
+            .phases
+            .iter()
+            .map(|p| p.phase.as_str())
+            .collect::<Vec<_>>(),
+        ["install", "script"]
+    );
+
+    for (status, expected) in [
+        (0, JobOutcome::Passed),
+        (1, JobOutcome::Failed),
+        (4, JobOutcome::Errored),
+    ] {
+        let pipeline = format!(
+            "image: {IMAGE}\ninstall: (echo inside; travis_terminate {status}; echo not-after-terminate)\nscript: echo never-script\nafter_script: echo never-after-script\n"
+        );
+        let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+        assert_eq!(outcome.outcome, expected, "{log}");
+        assert_eq!(
+            outcome.reason.as_deref(),
+            Some(format!("travis_terminate {status} ended the job during install").as_str())
+        );
+        assert!(log.contains("\ninside"), "{log}");
+        assert!(
+            !log.contains("\nnever-") && !log.contains("\nnot-after"),
+            "{log}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_canceled_job_stops_within_seconds() {
     let h = default_harness().await;

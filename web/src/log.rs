@@ -119,7 +119,10 @@ pub fn render(text: &str) -> Rendered {
         fold.last = last;
         rendered.folds.push(fold);
     }
-    rendered.folds.sort_by_key(|f| f.first);
+    // Outer folds first when two start on one line, so they nest in the page.
+    rendered
+        .folds
+        .sort_by_key(|f| (f.first, std::cmp::Reverse(f.last)));
     rendered
 }
 
@@ -172,6 +175,30 @@ The job failed\n";
             Some("&lt;script&gt;alert(1)&lt;/script&gt;")
         );
         assert_eq!(r.lines[9].as_deref(), Some("The job failed"));
+    }
+
+    /// `travis_fold start deps` inside `script`, even on the phase's first
+    /// line: the phase comes first, so the page opens it first.
+    #[test]
+    fn a_jobs_own_fold_nests_inside_its_phase() {
+        let r = render(
+            "travis_fold:start:script\r\x1b[0Ktravis_fold:start:deps\r\x1b[0Kfetching\n\
+travis_time:end:00010001:start=1,finish=2,duration=3000000,event=\r\x1b[0Ktravis_fold:end:deps\r\x1b[0K$ make\n\
+built\n\
+travis_fold:end:script\r\x1b[0K\n",
+        );
+        let spans: Vec<_> = r
+            .folds
+            .iter()
+            .map(|f| (f.name.as_str(), f.first, f.last, f.duration_ms))
+            .collect();
+        assert_eq!(
+            spans,
+            [("script", 1, 4, None), ("deps", 1, 2, Some(3))],
+            "{:?}",
+            r.folds
+        );
+        assert_eq!(r.lines[1].as_deref(), Some("$ make"));
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub async fn deploy(
     };
 
     // 1. The bundle.
-    let zip = t.scratch.join(format!("{label}.zip"));
+    // A name of the runner's, not the label: a label is the user's text.
+    let zip = t.scratch.join("bundle.zip");
+    tokio::fs::create_dir_all(t.scratch)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", t.scratch.display()))?;
     let workspace = t.workspace.to_path_buf();
     let files = if let Some(file) = &eb.zip_file {
         // The user's own bundle is uploaded as it is, copied out of the

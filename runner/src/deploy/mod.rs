@@ -48,6 +48,8 @@ pub enum StageEnd {
     Errored(String),
     Canceled,
     TimedOut(String),
+    /// `travis_terminate N` in `before_deploy`, `after_deploy` or a `script` provider.
+    Terminated(i64),
 }
 
 /// The job's container and files the stage works with.
@@ -56,6 +58,8 @@ pub(crate) struct Stage<'a> {
     pub a: &'a Assignment,
     pub container: &'a str,
     pub gantry_dir: &'a Path,
+    /// A folder of the runner's for bundles (see [`crate::docker::deploy_scratch`]).
+    pub scratch: &'a Path,
     pub workspace: &'a Path,
     /// The mirror objects the workspace borrows, for image build contexts.
     pub git_objects: Option<&'a Path>,
@@ -90,6 +94,7 @@ impl Stage<'_> {
             Err(Interrupted::Canceled) => Err(StageEnd::Canceled),
             Err(Interrupted::TimedOut(reason)) => Err(StageEnd::TimedOut(reason)),
             Err(Interrupted::Engine(message)) => Err(StageEnd::Errored(message)),
+            Err(Interrupted::Terminated(status)) => Err(StageEnd::Terminated(status)),
         }
     }
 
@@ -390,7 +395,7 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
                 }
                 let target = Target {
                     workspace: stage.workspace,
-                    scratch: stage.gantry_dir,
+                    scratch: stage.scratch,
                     env: &env,
                     secrets: &a.secrets,
                     repo: &a.repo,
