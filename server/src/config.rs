@@ -69,6 +69,21 @@ pub struct ServerArgs {
     /// Seconds a runner may go without a heartbeat before its job is taken back.
     #[arg(long, env = "GANTRY_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,
+    /// A new push to a branch (or to a pull request) cancels that branch's
+    /// older builds: `queued` ones (Travis's default), also `running` ones, or `off`.
+    #[arg(long, env = "GANTRY_AUTO_CANCEL", value_enum, default_value_t = AutoCancel::Queued)]
+    pub auto_cancel: AutoCancel,
+}
+
+/// Which older builds of a branch or pull request a new one cancels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AutoCancel {
+    /// None: every push builds to the end.
+    Off,
+    /// Those no job of which has started.
+    Queued,
+    /// Queued ones and running ones (running jobs stop at their next heartbeat).
+    Running,
 }
 
 /// Where builds are stored.
@@ -100,6 +115,7 @@ pub struct Config {
     pub status_context: String,
     pub secret_key: Option<String>,
     pub private_by_default: bool,
+    pub auto_cancel: AutoCancel,
 }
 
 impl std::fmt::Debug for Config {
@@ -233,6 +249,7 @@ impl ServerArgs {
             status_context: self.status_context,
             secret_key: self.secret_key.filter(|k| !k.is_empty()),
             private_by_default: self.private_by_default,
+            auto_cancel: self.auto_cancel,
         })
     }
 }

@@ -1,10 +1,12 @@
 //! After a job changes: release the next stage or stop, and recompute the build's state.
 
+use crate::config::Config;
 use crate::state::{self, BuildState, JobEvent, JobState, StageStep};
 use crate::store::{builds, jobs};
 use crate::{statuses, App};
-use gantry_protocol::BuildId;
+use gantry_protocol::{BuildId, JobId};
 use sqlx::AnyConnection;
+use tokio::sync::Notify;
 
 /// Moves `job` as the state machine says `event` does; false when the event
 /// does not apply to its state, or the job moved on in the meantime.
@@ -24,6 +26,16 @@ pub async fn apply(
 pub async fn advance(
     app: &App,
     conn: &mut AnyConnection,
+    build: BuildId,
+) -> Result<bool, sqlx::Error> {
+    advance_with(conn, &app.config, &app.status_wake, build).await
+}
+
+/// [`advance`] for a writer that holds the parts of `App` it needs.
+pub async fn advance_with(
+    conn: &mut AnyConnection,
+    config: &Config,
+    status_wake: &Notify,
     build: BuildId,
 ) -> Result<bool, sqlx::Error> {
     let mut released = false;
@@ -48,14 +60,49 @@ pub async fn advance(
         }
         StageStep::Wait | StageStep::Done => {}
     }
-    refresh_build_state(app, conn, build).await?;
+    refresh_build_state_with(conn, config, status_wake, build).await?;
     Ok(released)
+}
+
+/// Cancels `build`'s jobs (or only `only`) for `reason`: those not started
+/// at once; running ones, if `running`, at their runner's next heartbeat.
+pub async fn cancel_with(
+    conn: &mut AnyConnection,
+    config: &Config,
+    status_wake: &Notify,
+    build: BuildId,
+    only: Option<JobId>,
+    reason: &str,
+    running: bool,
+) -> Result<(), sqlx::Error> {
+    let all = jobs::for_build(conn, build).await?;
+    for job in all.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
+        match job.state {
+            JobState::Created | JobState::Queued => {
+                apply(conn, job, JobEvent::Cancel, Some(reason)).await?;
+            }
+            JobState::Running if running => jobs::request_cancel(conn, job.id).await?,
+            _ => {}
+        }
+    }
+    advance_with(conn, config, status_wake, build).await?;
+    Ok(())
 }
 
 /// Sets the build's state from its jobs, if it changed.
 pub async fn refresh_build_state(
     app: &App,
     conn: &mut AnyConnection,
+    build: BuildId,
+) -> Result<BuildState, sqlx::Error> {
+    refresh_build_state_with(conn, &app.config, &app.status_wake, build).await
+}
+
+/// [`refresh_build_state`] for a writer that holds the parts of `App` it needs.
+pub async fn refresh_build_state_with(
+    conn: &mut AnyConnection,
+    config: &Config,
+    status_wake: &Notify,
     build: BuildId,
 ) -> Result<BuildState, sqlx::Error> {
     let Some(current) = builds::get(conn, build).await? else {
@@ -70,7 +117,7 @@ pub async fn refresh_build_state(
     if new != current.state {
         builds::set_state(conn, build, new).await?;
         if let Some(updated) = builds::get(conn, build).await? {
-            statuses::enqueue(conn, app, &updated).await?;
+            statuses::enqueue_with(conn, config, status_wake, &updated).await?;
         }
     }
     Ok(new)

@@ -69,7 +69,10 @@ pub async fn enqueue_with(
     let description = match build.state {
         BuildState::Queued => format!("Build #{} is queued", build.number),
         BuildState::Passed => format!("Build #{} passed in {}", build.number, duration(build)),
-        BuildState::Canceled => format!("Build #{} was canceled", build.number),
+        BuildState::Canceled => match &build.reason {
+            Some(reason) => format!("Build #{} was canceled ({reason})", build.number),
+            None => format!("Build #{} was canceled", build.number),
+        },
         BuildState::Failed | BuildState::Errored => {
             let word = if build.state == BuildState::Failed {
                 "failed"

@@ -3,6 +3,7 @@
 mod support;
 
 use gantry_protocol::JobOutcome;
+use gantry_server::config::AutoCancel;
 use gantry_testkit::db::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -31,7 +32,8 @@ async fn builds(server: &TestServer, pipeline: &str, count: usize) -> gantry_tes
 }
 
 async fn builds_list_newest_first_with_filters_and_pages(engine: Engine) {
-    let server = TestServer::start(engine).await;
+    // Five builds of one branch, all kept: auto-cancel would cancel four.
+    let server = TestServer::start_auto_cancel(engine, AutoCancel::Off).await;
     builds(&server, "script: ./test\n", 5).await;
     let a = server.claim("r", 0).await.unwrap();
     server.finish(&a, JobOutcome::Passed).await;

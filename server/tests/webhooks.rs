@@ -497,15 +497,33 @@ async fn a_burst_of_pushes_becomes_one_build_each(engine: Engine) {
         (unsent == 0).then_some(())
     })
     .await;
-    let pending = server
+    // Each push of the branch auto-cancels the ones before it (none started):
+    // one build is left queued, and GitHub last hears that one is pending.
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM builds ORDER BY number")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(
+        states[..PUSHES - 1].iter().all(|s| s == "canceled"),
+        "{states:?}"
+    );
+    assert_eq!(states[PUSHES - 1], "queued");
+    let sent: Vec<Value> = server
         .github
         .requests()
         .into_iter()
         .filter(|r| {
             r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
         })
-        .count();
-    assert_eq!(pending, PUSHES);
+        .filter_map(|r| r.body)
+        .collect();
+    let count = |state: &str| sent.iter().filter(|b| b["state"] == state).count();
+    assert_eq!(count("pending"), PUSHES);
+    assert_eq!(count("error"), PUSHES - 1);
+    assert_eq!(
+        sent.last().unwrap()["description"],
+        format!("Build #{PUSHES} is queued")
+    );
 }
 
 on_both_databases!(

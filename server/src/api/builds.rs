@@ -249,17 +249,16 @@ pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>)
 
 pub(crate) async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
     let mut tx = app.db.begin().await?;
-    let all = jobs::for_build(&mut tx, build).await?;
-    for job in all.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
-        match job.state {
-            JobState::Created | JobState::Queued => {
-                progress::apply(&mut tx, job, JobEvent::Cancel, Some("canceled by a user")).await?;
-            }
-            JobState::Running => jobs::request_cancel(&mut tx, job.id).await?,
-            _ => {}
-        }
-    }
-    progress::advance(app, &mut tx, build).await?;
+    progress::cancel_with(
+        &mut tx,
+        &app.config,
+        &app.status_wake,
+        build,
+        only,
+        "canceled by a user",
+        true,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

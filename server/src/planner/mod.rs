@@ -13,6 +13,7 @@ use gantry_pipeline::{BuildContext, Catalog, ImageSpec, Severity};
 use gantry_protocol::{BuildId, RepoId};
 use std::time::Duration;
 
+pub mod auto_cancel;
 pub mod store;
 
 /// How long a delivery is held while it is planned (then another server may take it).

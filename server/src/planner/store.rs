@@ -129,6 +129,7 @@ impl Builds {
             if let Some(id) = delivery {
                 deliveries::mark_processed(&mut tx, id, "build created").await?;
             }
+            super::auto_cancel::supersede(&mut tx, &self.config, &self.status_wake, &build).await?;
             if let Some(stored) = builds::get(&mut tx, build_id).await? {
                 crate::statuses::enqueue_with(&mut tx, &self.config, &self.status_wake, &stored)
                     .await?;

@@ -176,6 +176,46 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
+/// Older builds that `newer` supersedes: of the same branch (pushes, tags
+/// aside) or the same pull request, numbered below it, and still `queued`
+/// (or `running` too, if `running`).
+pub async fn superseded(
+    conn: &mut AnyConnection,
+    newer: &NewBuild,
+    running: bool,
+) -> Result<Vec<Build>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM builds b JOIN repos r ON r.id = b.repo_id
+         WHERE b.repo_id = $1 AND b.number < $2 AND b.event = $3 AND b.tag IS NULL
+           AND (b.state = 'queued' OR ($4 = 1 AND b.state = 'running'))
+           AND (($3 = 'push' AND b.branch = $5) OR ($3 = 'pull_request' AND b.pull_request = $6))
+         ORDER BY b.number"
+    ))
+    .bind(newer.repo_id.0)
+    .bind(newer.number)
+    .bind(newer.event.as_str())
+    .bind(flag(running))
+    .bind(&newer.branch)
+    .bind(newer.pull_request)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Says why a build ended as it did (shown with it, and in its GitHub status).
+pub async fn set_reason(
+    conn: &mut AnyConnection,
+    id: BuildId,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE builds SET reason = $1 WHERE id = $2")
+        .bind(reason)
+        .bind(id.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The newest build of a branch, for the repository list.
 pub async fn latest_on_branch(
     conn: &mut AnyConnection,

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use gantry_protocol::{Assignment, ClaimRequest, FinishRequest, JobOutcome, LEASE_HEADER};
-use gantry_server::config::{Config, Database};
+use gantry_server::config::{AutoCancel, Config, Database};
 use gantry_server::{App, Server};
 use gantry_testkit::db::{fresh_postgres, Engine};
 use gantry_testkit::git::Repo;
@@ -81,17 +81,36 @@ impl TestServer {
     }
 
     pub async fn start_with(engine: Engine, lease: Duration) -> TestServer {
-        Self::start_configured(engine, lease, false, false).await
+        Self::start_configured(engine, lease, false, false, AutoCancel::Queued).await
+    }
+
+    /// With `GANTRY_AUTO_CANCEL` set to `mode` (the default is `queued`).
+    pub async fn start_auto_cancel(engine: Engine, mode: AutoCancel) -> TestServer {
+        Self::start_configured(engine, Duration::from_secs(60), false, false, mode).await
     }
 
     /// Users sign in with GitHub (OAuth app `oauth-client-id` at the double).
     pub async fn start_oauth(engine: Engine) -> TestServer {
-        Self::start_configured(engine, Duration::from_secs(60), false, true).await
+        Self::start_configured(
+            engine,
+            Duration::from_secs(60),
+            false,
+            true,
+            AutoCancel::Queued,
+        )
+        .await
     }
 
     /// Signs in to GitHub as a GitHub App (a fresh RSA key; the double knows its public half).
     pub async fn start_app(engine: Engine) -> TestServer {
-        Self::start_configured(engine, Duration::from_secs(60), true, false).await
+        Self::start_configured(
+            engine,
+            Duration::from_secs(60),
+            true,
+            false,
+            AutoCancel::Queued,
+        )
+        .await
     }
 
     async fn start_configured(
@@ -99,6 +118,7 @@ impl TestServer {
         lease: Duration,
         as_app: bool,
         oauth: bool,
+        auto_cancel: AutoCancel,
     ) -> TestServer {
         let github = GitHubDouble::start().await;
         let data = tempfile::tempdir().expect("temp dir");
@@ -134,6 +154,7 @@ impl TestServer {
             status_context: "gantry".into(),
             secret_key: Some(SECRET_KEY.into()),
             private_by_default: false,
+            auto_cancel,
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
