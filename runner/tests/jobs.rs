@@ -28,14 +28,7 @@ async fn a_passing_job_runs_its_phases_in_the_checked_out_repository() {
     );
     assert!(log.contains("hello from the repo"));
     assert!(log.contains("mode=fast job=7.1 test_result=0"));
-    assert_eq!(
-        outcome
-            .phases
-            .iter()
-            .map(|p| p.phase.as_str())
-            .collect::<Vec<_>>(),
-        ["install", "script"]
-    );
+    assert_eq!(phase_names(&outcome), ["install", "script"]);
 }
 
 #[tokio::test]
@@ -78,6 +71,11 @@ async fn stderr_and_a_background_process_reach_the_log() {
     // Output lines, not the echoed commands (`$ echo to-stdout; …`).
     assert!(at("\nto-stdout\n") < at("\nto-stderr\n"));
     assert!(at("\nfrom-the-background\n") < at("\nafter-script-ran\n"));
+}
+
+/// The phases a job reported, by name, in order.
+fn phase_names(outcome: &job::Outcome) -> Vec<&str> {
+    outcome.phases.iter().map(|p| p.phase.as_str()).collect()
 }
 
 /// The names of the networks labelled with this runner's name.
@@ -316,14 +314,7 @@ async fn travis_shell_helpers_work_as_on_travis() {
         !log.contains("start=0,finish=0"),
         "every timer got its time: {log}"
     );
-    assert_eq!(
-        outcome
-            .phases
-            .iter()
-            .map(|p| p.phase.as_str())
-            .collect::<Vec<_>>(),
-        ["install", "script"]
-    );
+    assert_eq!(phase_names(&outcome), ["install", "script"]);
 
     for (status, expected) in [
         (0, JobOutcome::Passed),

@@ -42,17 +42,12 @@ async fn state_of(server: &TestServer, build: &Value) -> (String, String, Vec<St
     )
 }
 
-/// The descriptions of the statuses GitHub got for `sha`.
+/// (state, description) of the statuses GitHub got for `sha`.
 fn statuses(server: &TestServer, sha: &str) -> Vec<(String, String)> {
     server
-        .github
-        .requests()
+        .statuses_sent(sha)
         .into_iter()
-        .filter(|r| {
-            r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
-        })
-        .filter_map(|r| r.body)
-        .map(|b: Value| {
+        .map(|b| {
             let text = |k: &str| b[k].as_str().unwrap_or_default().to_string();
             (text("state"), text("description"))
         })

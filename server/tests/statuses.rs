@@ -12,14 +12,9 @@ use support::*;
 /// The statuses GitHub got for `sha`, in order: (state, context, description, target_url).
 fn sent(server: &TestServer, sha: &str) -> Vec<(String, String, String, String)> {
     server
-        .github
-        .requests()
+        .statuses_sent(sha)
         .into_iter()
-        .filter(|r| {
-            r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
-        })
-        .filter_map(|r| r.body)
-        .map(|b: Value| {
+        .map(|b| {
             let text = |k: &str| b[k].as_str().unwrap_or_default().to_string();
             (
                 text("state"),

@@ -508,15 +508,7 @@ async fn a_burst_of_pushes_becomes_one_build_each(engine: Engine) {
         "{states:?}"
     );
     assert_eq!(states[PUSHES - 1], "queued");
-    let sent: Vec<Value> = server
-        .github
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
-        })
-        .filter_map(|r| r.body)
-        .collect();
+    let sent = server.statuses_sent(&sha);
     let count = |state: &str| sent.iter().filter(|b| b["state"] == state).count();
     assert_eq!(count("pending"), PUSHES);
     assert_eq!(count("error"), PUSHES - 1);

@@ -349,6 +349,18 @@ impl TestServer {
             .expect("runner call")
     }
 
+    /// The bodies of the commit statuses GitHub took for `sha`, in order.
+    pub fn statuses_sent(&self, sha: &str) -> Vec<Value> {
+        self.github
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.method == "POST" && !r.failed && r.path.ends_with(&format!("/statuses/{sha}"))
+            })
+            .filter_map(|r| r.body)
+            .collect()
+    }
+
     pub async fn finish(&self, a: &Assignment, outcome: JobOutcome) -> StatusCode {
         let report = FinishRequest {
             outcome,
