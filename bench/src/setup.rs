@@ -191,6 +191,9 @@ impl Process {
             .env("GANTRY_ADMIN_TOKEN", ADMIN)
             .env("GANTRY_RUNNER_TOKEN", RUNNER_TOKEN)
             .env("GANTRY_LOG", "warn")
+            // Every push of a metric is a sample that must run: none may
+            // cancel an older one still queued (metric 6 pushes 100 at once).
+            .env("GANTRY_AUTO_CANCEL", "off")
             .env_remove("GANTRY_DATABASE_URL")
             .stderr(Stdio::inherit());
         for (k, v) in env {
