@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod cron;
 pub mod error;
 pub mod forge;
 pub mod group_commit;
@@ -57,6 +58,8 @@ pub struct App {
     pub planner_wake: Arc<Notify>,
     /// Woken when commit statuses are queued.
     pub status_wake: Arc<Notify>,
+    /// Woken when a cron schedule is set: its first run is now.
+    pub cron_wake: Arc<Notify>,
     /// Seals and opens repository secrets; `None` without `GANTRY_SECRET_KEY`.
     pub secrets: Option<secrets::SecretBox>,
     pub admin_token_hash: Option<[u8; 32]>,
@@ -183,6 +186,7 @@ impl Server {
             dispatch,
             planner_wake,
             status_wake,
+            cron_wake: Arc::new(Notify::new()),
             log_events: tokio::sync::broadcast::channel(1024).0,
             log_indexes: Arc::default(),
         };
@@ -202,6 +206,7 @@ impl Server {
         let planner = tokio::spawn(planner::run(self.app.clone()));
         let leases = tokio::spawn(leases::run(self.app.clone()));
         let statuses = tokio::spawn(statuses::run(self.app.clone()));
+        let crons = tokio::spawn(cron::run(self.app.clone()));
         // Routes made ready once: served as a bare router, axum would rebuild
         // the route table for every connection (~30 KiB each, kept while the
         // connection stays open).
@@ -212,6 +217,7 @@ impl Server {
         planner.abort();
         leases.abort();
         statuses.abort();
+        crons.abort();
         result
     }
 }

@@ -1,10 +1,10 @@
 //! Repositories, builds and jobs: reads for everyone, writes for the admin.
 
 use super::auth::{Admin, Viewer};
+use super::repo_by_path;
 use super::views::{BuildView, JobView, RepoView};
 use crate::error::{ApiError, ApiResult};
-use crate::intake::github::BuildRequest;
-use crate::planner::{self, Planned};
+use crate::planner::{self, BranchBuildError, Planned};
 use crate::state::{self, BuildState, JobEvent, JobState};
 use crate::store::builds::{self, BuildFilter};
 use crate::store::{jobs, repos};
@@ -69,17 +69,6 @@ pub(crate) async fn visible_job(
         .check(app, private, &build.repo, &format!("job {id}"))
         .await?;
     Ok((job, build))
-}
-
-async fn repo_by_path(app: &App, owner: &str, name: &str) -> ApiResult<repos::Repo> {
-    let mut conn = app.db.pool.acquire().await?;
-    repos::by_name(&mut conn, &format!("{owner}/{name}"))
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no repository {owner}/{name}: Gantry learns repositories from their webhooks"
-            ))
-        })
 }
 
 #[derive(Deserialize)]
@@ -330,39 +319,16 @@ pub async fn create_build(
 ) -> ApiResult<(StatusCode, Json<BuildView>)> {
     let repo = repo_by_path(&app, &owner, &name).await?;
     let branch = body.branch.unwrap_or_else(|| repo.default_branch.clone());
-    let commit = match body.commit {
-        Some(sha) => sha,
-        None => app
-            .forge
-            .branch_head(&repo.full_name, &branch)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("no branch {branch} in {}", repo.full_name))
-            })?,
-    };
-    let request = BuildRequest {
-        repo: repos::RepoFacts {
-            full_name: repo.full_name.clone(),
-            clone_url: repo.clone_url.clone(),
-            private: repo.private,
-            default_branch: repo.default_branch.clone(),
-        },
-        event: Event::Api,
-        branch,
-        tag: None,
-        commit,
-        message: body.message.unwrap_or_else(|| "manual build".into()),
-        author: "api".into(),
-        sender: "api".into(),
-        pull_request: None,
-        head_branch: None,
-        head_repo: None,
-        fork: false,
-    };
-    let id = match planner::create_build(&app, &request, None, i64::MAX).await? {
-        Planned::Build(id) => id,
-        Planned::Retry(reason) => return Err(ApiError::Unavailable(reason)),
+    let message = body.message.unwrap_or_else(|| "manual build".into());
+    let planned =
+        planner::build_of_branch(&app, &repo, &branch, body.commit, Event::Api, message).await;
+    let id = match planned {
+        Ok(Planned::Build(id)) => id,
+        Ok(Planned::Retry(reason)) | Err(BranchBuildError::Forge(reason)) => {
+            return Err(ApiError::Unavailable(reason))
+        }
+        Err(BranchBuildError::NoBranch(why)) => return Err(ApiError::NotFound(why)),
+        Err(BranchBuildError::Store(e)) => return Err(e.into()),
     };
     let mut conn = app.db.pool.acquire().await?;
     let build = builds::get(&mut conn, id)

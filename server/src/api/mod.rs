@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod builds;
+pub mod crons;
 pub mod pages;
 pub mod permission;
 pub mod runner;
@@ -70,6 +71,11 @@ pub fn router(app: App) -> Router {
             "/api/repos/{owner}/{name}/builds",
             get(builds::list_builds).post(builds::create_build),
         )
+        .route(
+            "/api/repos/{owner}/{name}/crons",
+            get(crons::list).post(crons::put),
+        )
+        .route("/api/crons/{id}", get(crons::get).delete(crons::delete))
         .route("/api/repos/{owner}/{name}/secrets", get(secrets::list))
         .route(
             "/api/repos/{owner}/{name}/secrets/{secret}",
@@ -154,4 +160,20 @@ async fn metrics(
         Metrics::get(&m.claims)
     );
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
+}
+
+/// The repository `owner/name`, or 404 saying how Gantry learns of one.
+pub(crate) async fn repo_by_path(
+    app: &App,
+    owner: &str,
+    name: &str,
+) -> crate::error::ApiResult<crate::store::repos::Repo> {
+    let mut conn = app.db.pool.acquire().await?;
+    crate::store::repos::by_name(&mut conn, &format!("{owner}/{name}"))
+        .await?
+        .ok_or_else(|| {
+            crate::error::ApiError::NotFound(format!(
+                "no repository {owner}/{name}: Gantry learns repositories from their webhooks"
+            ))
+        })
 }

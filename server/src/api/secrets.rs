@@ -3,7 +3,6 @@
 use super::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::secrets::{self, SecretInfo};
-use crate::store::repos;
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,13 +14,6 @@ pub struct PutSecret {
     value: String,
     #[serde(default)]
     branches: Vec<String>,
-}
-
-async fn repo(app: &App, owner: &str, name: &str) -> ApiResult<repos::Repo> {
-    let mut conn = app.db.pool.acquire().await?;
-    repos::by_name(&mut conn, &format!("{owner}/{name}"))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no repository {owner}/{name}")))
 }
 
 pub async fn put(
@@ -39,7 +31,7 @@ pub async fn put(
     if body.value.is_empty() {
         return Err(ApiError::BadRequest("the value is empty".into()));
     }
-    let repo = repo(&app, &owner, &name).await?;
+    let repo = super::repo_by_path(&app, &owner, &name).await?;
     let mut conn = app.db.pool.acquire().await?;
     let created = secrets::put(
         &mut conn,
@@ -62,7 +54,7 @@ pub async fn list(
     _: Admin,
     Path((owner, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<SecretInfo>>> {
-    let repo = repo(&app, &owner, &name).await?;
+    let repo = super::repo_by_path(&app, &owner, &name).await?;
     let mut conn = app.db.pool.acquire().await?;
     Ok(Json(secrets::list(&mut conn, repo.id).await?))
 }
@@ -72,7 +64,7 @@ pub async fn delete(
     _: Admin,
     Path((owner, name, secret)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let repo = repo(&app, &owner, &name).await?;
+    let repo = super::repo_by_path(&app, &owner, &name).await?;
     let mut conn = app.db.pool.acquire().await?;
     if secrets::delete(&mut conn, repo.id, &secret).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -7,7 +7,7 @@ use crate::intake::github::{self, BuildRequest, Trigger};
 use crate::state::{BuildState, JobState};
 use crate::store::builds::{self, NewBuild};
 use crate::store::deliveries::{self, PendingDelivery};
-use crate::store::{jobs, now_ms};
+use crate::store::{jobs, now_ms, repos};
 use crate::App;
 use gantry_pipeline::{BuildContext, Catalog, ImageSpec, Severity};
 use gantry_protocol::{BuildId, RepoId};
@@ -91,6 +91,64 @@ async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx:
             deliveries::retry_later(&app.db, &delivery.id, now_ms() + backoff, &reason).await
         }
     }
+}
+
+/// Why a build of a branch (not from a webhook) could not be made.
+pub enum BranchBuildError {
+    /// The branch is not there: the words say which.
+    NoBranch(String),
+    /// GitHub could not be asked.
+    Forge(String),
+    Store(sqlx::Error),
+}
+
+impl From<sqlx::Error> for BranchBuildError {
+    fn from(e: sqlx::Error) -> Self {
+        BranchBuildError::Store(e)
+    }
+}
+
+/// A build of `branch`'s head (or of `commit`) of `repo` that no webhook
+/// asked for: a manual (`api`) or a `cron` build.
+pub async fn build_of_branch(
+    app: &App,
+    repo: &repos::Repo,
+    branch: &str,
+    commit: Option<String>,
+    event: gantry_pipeline::Event,
+    message: String,
+) -> Result<Planned, BranchBuildError> {
+    let commit = match commit {
+        Some(sha) => sha,
+        None => app
+            .forge
+            .branch_head(&repo.full_name, branch)
+            .await
+            .map_err(|e| BranchBuildError::Forge(e.to_string()))?
+            .ok_or_else(|| {
+                BranchBuildError::NoBranch(format!("no branch {branch} in {}", repo.full_name))
+            })?,
+    };
+    let request = BuildRequest {
+        repo: repos::RepoFacts {
+            full_name: repo.full_name.clone(),
+            clone_url: repo.clone_url.clone(),
+            private: repo.private,
+            default_branch: repo.default_branch.clone(),
+        },
+        event,
+        branch: branch.to_string(),
+        tag: None,
+        commit,
+        message,
+        author: event.as_str().into(),
+        sender: event.as_str().into(),
+        pull_request: None,
+        head_branch: None,
+        head_repo: None,
+        fork: false,
+    };
+    Ok(create_build(app, &request, None, i64::MAX).await?)
 }
 
 pub enum Planned {

@@ -3,6 +3,7 @@
 //! `ON CONFLICT`) runs on both; the few differences are chosen by [`Backend`].
 
 pub mod builds;
+pub mod crons;
 pub mod deliveries;
 pub mod deploy_locks;
 pub mod jobs;
