@@ -115,6 +115,50 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Why a schedule could not be set.
+pub enum ScheduleError {
+    /// The request itself is wrong: the words say how.
+    Invalid(String),
+    /// The branch is not on GitHub.
+    NoBranch(String),
+    /// GitHub could not be asked.
+    Forge(String),
+    Store(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ScheduleError {
+    fn from(e: sqlx::Error) -> Self {
+        ScheduleError::Store(e)
+    }
+}
+
+/// Sets `branch`'s schedule in `repo` (checked on GitHub first) and wakes
+/// the loop for its first run; returns it and whether it is new.
+pub async fn schedule(
+    app: &App,
+    repo: &repos::Repo,
+    branch: &str,
+    interval: &str,
+    skip_if_recent: bool,
+) -> Result<(crons::Cron, bool), ScheduleError> {
+    let interval: Interval = interval.trim().parse().map_err(ScheduleError::Invalid)?;
+    let branch = branch.trim();
+    if branch.is_empty() {
+        return Err(ScheduleError::Invalid("the branch is empty".into()));
+    }
+    app.forge
+        .branch_head(&repo.full_name, branch)
+        .await
+        .map_err(|e| ScheduleError::Forge(format!("cannot check the branch on GitHub: {e}")))?
+        .ok_or_else(|| {
+            ScheduleError::NoBranch(format!("no branch {branch} in {}", repo.full_name))
+        })?;
+    let mut conn = app.db.pool.acquire().await?;
+    let set = crons::put(&mut conn, repo.id, branch, interval, skip_if_recent).await?;
+    app.cron_wake.notify_one();
+    Ok(set)
+}
+
 /// Runs due schedules until the server stops; woken when one is set.
 pub async fn run(app: App) {
     loop {

@@ -249,6 +249,130 @@ async fn the_admin_manages_secrets_from_the_pages(engine: Engine) {
     assert_eq!(listed.as_array().unwrap().len(), 0);
 }
 
+/// Crons from the repository's pages: a writer (push access) schedules a
+/// branch and sees its first run; a reader is refused; forms need the CSRF
+/// token; a schedule of another repository cannot be deleted from here.
+async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    // Kept: the GitHub double serves the branch from it.
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", "push-x", &payload).await;
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    server.github.grant("reader", PUSH_REPO, "pull");
+    server.github.grant("writer", PUSH_REPO, "push");
+    let page = format!("/{PUSH_REPO}/crons");
+
+    let reader = sign_in_with_github(&server, "reader").await;
+    let refused = browser()
+        .get(format!("{}{page}", server.url))
+        .header("cookie", &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("reader needs push access to binkkatal/sample_app to schedule its builds"));
+
+    let writer = sign_in_with_github(&server, "writer").await;
+    let list = get(&server, &format!("/{PUSH_REPO}"), Some(&writer)).await;
+    assert!(
+        list.contains(&format!("href=\"{page}\">Crons</a>")),
+        "{list}"
+    );
+    let form = get(&server, &page, Some(&writer)).await;
+    assert!(form.contains("No cron builds yet."), "{form}");
+    let csrf = csrf_of(&form);
+
+    let forged = post(
+        &server,
+        &page,
+        Some(&writer),
+        &[("branch", "master"), ("interval", "daily")],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.count("crons").await, 0, "a forged form sets nothing");
+
+    let bad = post(
+        &server,
+        &page,
+        Some(&writer),
+        &[
+            ("csrf", &csrf),
+            ("branch", "master"),
+            ("interval", "hourly"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("is not an interval"));
+
+    let saved = post(
+        &server,
+        &page,
+        Some(&writer),
+        &[
+            ("csrf", &csrf),
+            ("branch", "master"),
+            ("interval", "weekly"),
+            ("skip_if_recent", "true"),
+        ],
+    )
+    .await;
+    let status = saved.status();
+    let html = saved.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("master is built weekly; the first build runs now")
+            && html.contains("<code>master</code>")
+            && html.contains("not after a build in the last 24 h"),
+        "{html}"
+    );
+    // Its first run is skipped (the push above is recent), and the page says so.
+    let shown = gantry_testkit::eventually("the first run on the page", WAIT, || async {
+        let html = get(&server, &page, Some(&writer)).await;
+        html.contains("skipped: build #1 of master ran in the last 24 hours")
+            .then_some(html)
+    })
+    .await;
+    let id = {
+        let (_, crons) = server
+            .admin_get(&format!("/api/repos/{PUSH_REPO}/crons"))
+            .await;
+        crons[0]["id"].as_i64().unwrap()
+    };
+    assert!(shown.contains(&format!("/crons/{id}/delete")));
+
+    let elsewhere = post(
+        &server,
+        &format!("/acme/other/crons/{id}/delete"),
+        Some(&writer),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_ne!(elsewhere.status(), StatusCode::OK);
+    let deleted = post(
+        &server,
+        &format!("{page}/{id}/delete"),
+        Some(&writer),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert!(deleted
+        .text()
+        .await
+        .unwrap()
+        .contains("the schedule of master is deleted"));
+    assert_eq!(server.count("crons").await, 0);
+}
+
 /// Signs in through GitHub as the double's browser user; returns the session cookie.
 async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
     server.github.browser_signed_in_as(login);
@@ -418,6 +542,7 @@ async fn private_repositories_show_to_github_users_who_can_read_them(engine: Eng
 }
 
 on_both_databases!(
+    crons_are_scheduled_from_the_pages_by_those_who_may_push,
     the_admin_manages_secrets_from_the_pages,
     the_admin_signs_in_and_forms_need_their_csrf_token,
     a_signed_in_admin_sees_private_repositories,

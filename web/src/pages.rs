@@ -235,8 +235,8 @@ pub fn builds_page(
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a>", r = esc(repo));
     let secrets_link = if nav.user.is_some() {
         format!(
-            " <a class=\"secrets-link\" href=\"/{}/secrets\">Secrets</a>",
-            esc(repo)
+            " <a class=\"secrets-link\" href=\"/{r}/secrets\">Secrets</a> <a class=\"secrets-link\" href=\"/{r}/crons\">Crons</a>",
+            r = esc(repo)
         )
     } else {
         String::new()
@@ -471,6 +471,51 @@ pub fn secrets_page(nav: &Nav, repo: &str, rows: &[SecretRow], notice: Option<&s
     );
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / secrets", r = esc(repo));
     layout(nav, &format!("{repo} secrets"), &crumbs, &body)
+}
+
+pub struct CronRow {
+    pub id: i64,
+    pub branch: String,
+    pub interval: String,
+    pub skip_if_recent: bool,
+    pub next_run: Option<String>,
+    pub last_run: Option<String>,
+    pub last_result: Option<String>,
+}
+
+/// `/{owner}/{name}/crons`: each branch's schedule, its next and last run
+/// and what that did; set and delete with forms.
+pub fn crons_page(nav: &Nav, repo: &str, rows: &[CronRow], notice: Option<&str>) -> String {
+    let mut list = String::new();
+    for row in rows {
+        list.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/{r}/crons/{id}/delete\" class=\"inline\">{}<button>Delete</button></form></td></tr>",
+            esc(&row.branch),
+            esc(&row.interval),
+            if row.skip_if_recent { " (not after a build in the last 24 h)" } else { "" },
+            esc(row.next_run.as_deref().unwrap_or("")),
+            esc(row.last_run.as_deref().unwrap_or("never")),
+            esc(row.last_result.as_deref().unwrap_or("")),
+            nav.csrf_field(),
+            id = row.id,
+            r = esc(repo),
+        ));
+    }
+    let table = if rows.is_empty() {
+        "<p class=\"empty\">No cron builds yet.</p>".to_string()
+    } else {
+        format!("<table class=\"list\"><thead><tr><th>branch</th><th>interval</th><th>next run</th><th>last run</th><th>result</th><th></th></tr></thead><tbody>{list}</tbody></table>")
+    };
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Cron builds of {r}</h1>{notice}<p>A branch built on a schedule, from its head, with <code>type = cron</code> for <code>if:</code> conditions. The first build runs when the schedule is set.</p>{table}<h2>Schedule a branch</h2><form method=\"post\" action=\"/{r}/crons\" class=\"filter\">{}<input name=\"branch\" placeholder=\"branch\" required><select name=\"interval\"><option>daily</option><option>weekly</option><option>monthly</option></select><label><input type=\"checkbox\" name=\"skip_if_recent\" value=\"true\"> not if the branch built in the last 24 hours</label><button>Save</button></form>",
+        nav.csrf_field(),
+        r = esc(repo),
+    );
+    let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / crons", r = esc(repo));
+    layout(nav, &format!("{repo} crons"), &crumbs, &body)
 }
 
 /// A page for a missing or hidden thing.

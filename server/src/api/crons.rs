@@ -3,7 +3,7 @@
 
 use super::auth::Admin;
 use super::views::time;
-use crate::cron::Interval;
+use crate::cron::{self, Interval, ScheduleError};
 use crate::error::{ApiError, ApiResult};
 use crate::store::crons;
 use crate::App;
@@ -60,27 +60,22 @@ pub async fn put(
     Path((owner, name)): Path<(String, String)>,
     Json(body): Json<PutCron>,
 ) -> ApiResult<(StatusCode, Json<CronView>)> {
-    let interval: Interval = body.interval.parse().map_err(ApiError::BadRequest)?;
-    let branch = body.branch.trim();
-    if branch.is_empty() {
-        return Err(ApiError::BadRequest("the branch is empty".into()));
-    }
     let repo = super::repo_by_path(&app, &owner, &name).await?;
-    app.forge
-        .branch_head(&repo.full_name, branch)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("cannot check the branch on GitHub: {e}")))?
-        .ok_or_else(|| ApiError::NotFound(format!("no branch {branch} in {}", repo.full_name)))?;
-    let mut conn = app.db.pool.acquire().await?;
-    let (cron, created) = crons::put(
-        &mut conn,
-        repo.id,
-        branch,
-        interval,
+    let set = cron::schedule(
+        &app,
+        &repo,
+        &body.branch,
+        &body.interval,
         body.dont_run_if_recent_build_exists,
     )
-    .await?;
-    app.cron_wake.notify_one();
+    .await;
+    let (cron, created) = match set {
+        Ok(set) => set,
+        Err(ScheduleError::Invalid(why)) => return Err(ApiError::BadRequest(why)),
+        Err(ScheduleError::NoBranch(why)) => return Err(ApiError::NotFound(why)),
+        Err(ScheduleError::Forge(why)) => return Err(ApiError::Unavailable(why)),
+        Err(ScheduleError::Store(e)) => return Err(e.into()),
+    };
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -49,6 +49,14 @@ pub fn router(app: App) -> Router {
             get(pages::secrets_page).post(pages::set_secret),
         )
         .route(
+            "/{owner}/{name}/crons",
+            get(pages::crons_page).post(pages::set_cron),
+        )
+        .route(
+            "/{owner}/{name}/crons/{id}/delete",
+            post(pages::delete_cron),
+        )
+        .route(
             "/{owner}/{name}/secrets/{secret}/delete",
             post(pages::delete_secret),
         )

@@ -772,27 +772,36 @@ async fn build_action(
         .into_response())
 }
 
-/// The repository, for a signed-in admin's secrets page; `Err` is the page to answer with.
-async fn secrets_repo(
+/// The repository, for a settings page (secrets, crons) of a signed-in
+/// user with `need` on it, who wants `to` (`"manage its secrets"`); `Err`
+/// is the page to answer with.
+async fn settings_repo(
     app: &App,
     session: &MaybeSession,
     owner: &str,
     name: &str,
+    need: Permission,
+    to: &str,
 ) -> ApiResult<Result<repos::Repo, Response>> {
     let Some(signed_in) = &session.0 else {
         return Ok(Err((
             StatusCode::UNAUTHORIZED,
-            Html(pages::refused(&nav(session), "sign in to manage secrets")),
+            Html(pages::refused(&nav(session), &format!("sign in to {to}"))),
         )
             .into_response()));
     };
-    if super::permission::of(app, signed_in, &format!("{owner}/{name}")).await < Permission::Admin {
+    if super::permission::of(app, signed_in, &format!("{owner}/{name}")).await < need {
+        let access = if need == Permission::Admin {
+            "admin"
+        } else {
+            "push"
+        };
         return Ok(Err((
             StatusCode::FORBIDDEN,
             Html(pages::refused(
                 &nav(session),
                 &format!(
-                    "{} needs admin access to {owner}/{name} to manage its secrets",
+                    "{} needs {access} access to {owner}/{name} to {to}",
                     signed_in.user
                 ),
             )),
@@ -807,6 +816,23 @@ async fn secrets_repo(
             &format!("no repository {owner}/{name}"),
         ))),
     }
+}
+
+async fn secrets_repo(
+    app: &App,
+    session: &MaybeSession,
+    owner: &str,
+    name: &str,
+) -> ApiResult<Result<repos::Repo, Response>> {
+    settings_repo(
+        app,
+        session,
+        owner,
+        name,
+        Permission::Admin,
+        "manage its secrets",
+    )
+    .await
 }
 
 async fn render_secrets(
@@ -938,6 +964,149 @@ pub async fn delete_secret(
         format!("there is no secret {secret}")
     };
     render_secrets(&app, &session, &repo, Some(&notice), StatusCode::OK).await
+}
+
+/// Crons are set by those who may restart builds (push access).
+async fn crons_repo(
+    app: &App,
+    session: &MaybeSession,
+    owner: &str,
+    name: &str,
+) -> ApiResult<Result<repos::Repo, Response>> {
+    settings_repo(
+        app,
+        session,
+        owner,
+        name,
+        Permission::Push,
+        "schedule its builds",
+    )
+    .await
+}
+
+async fn render_crons(
+    app: &App,
+    session: &MaybeSession,
+    repo: &repos::Repo,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let mut conn = app.db.pool.acquire().await?;
+    let rows: Vec<pages::CronRow> = crate::store::crons::for_repo(&mut conn, repo.id)
+        .await?
+        .into_iter()
+        .map(|c| pages::CronRow {
+            id: c.id,
+            branch: c.branch,
+            interval: c.interval.as_str().to_string(),
+            skip_if_recent: c.skip_if_recent,
+            next_run: super::views::time(Some(c.next_run_at)),
+            last_run: super::views::time(c.last_run_at),
+            last_result: c.last_result,
+        })
+        .collect();
+    Ok((
+        status,
+        Html(pages::crons_page(
+            &nav(session),
+            &repo.full_name,
+            &rows,
+            notice,
+        )),
+    )
+        .into_response())
+}
+
+pub async fn crons_page(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let repo = match crons_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    render_crons(&app, &session, &repo, None, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct CronForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    interval: String,
+    #[serde(default)]
+    skip_if_recent: Option<String>,
+}
+
+/// `POST /{owner}/{name}/crons`: sets a branch's schedule from the form.
+pub async fn set_cron(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+    axum::Form(form): axum::Form<CronForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(
+        &session,
+        &ActionForm {
+            csrf: form.csrf.clone(),
+        },
+    ) {
+        return Ok(page);
+    }
+    let repo = match crons_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    let skip = form.skip_if_recent.is_some();
+    let set = crate::cron::schedule(&app, &repo, &form.branch, &form.interval, skip).await;
+    let (notice, status) = match set {
+        Ok((cron, _)) => (
+            format!(
+                "{} is built {}; the first build runs now",
+                cron.branch,
+                cron.interval.as_str()
+            ),
+            StatusCode::OK,
+        ),
+        Err(crate::cron::ScheduleError::Invalid(why)) => (why, StatusCode::BAD_REQUEST),
+        Err(crate::cron::ScheduleError::NoBranch(why)) => (why, StatusCode::NOT_FOUND),
+        Err(crate::cron::ScheduleError::Forge(why)) => (why, StatusCode::SERVICE_UNAVAILABLE),
+        Err(crate::cron::ScheduleError::Store(e)) => return Err(e.into()),
+    };
+    render_crons(&app, &session, &repo, Some(&notice), status).await
+}
+
+/// `POST /{owner}/{name}/crons/{id}/delete`.
+pub async fn delete_cron(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let repo = match crons_repo(&app, &session, &owner, &name).await? {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    let mut conn = app.db.pool.acquire().await?;
+    // Only this repository's schedule: an id from another one is not found.
+    let found = crate::store::crons::get(&mut conn, id)
+        .await?
+        .filter(|c| c.repo_id == repo.id);
+    let notice = match found {
+        Some(cron) => {
+            crate::store::crons::delete(&mut conn, id).await?;
+            format!("the schedule of {} is deleted", cron.branch)
+        }
+        None => format!("there is no cron {id} in {}", repo.full_name),
+    };
+    drop(conn);
+    render_crons(&app, &session, &repo, Some(&notice), StatusCode::OK).await
 }
 
 /// `GET /login/github`: off to GitHub's authorize page, with a `state`
