@@ -179,32 +179,36 @@ pub async fn run_due(app: &App) -> Result<usize, sqlx::Error> {
     let mut taken = 0;
     for cron in due {
         let next = cron.interval.next_after(cron.anchor_at, now);
-        let mut conn = app.db.pool.acquire().await?;
-        if !crons::take(&mut conn, &cron, next, now).await? {
-            continue;
+        {
+            let mut conn = app.db.pool.acquire().await?;
+            if !crons::take(&mut conn, &cron, next, now).await? {
+                continue;
+            }
         }
         taken += 1;
-        let (result, build, retry_at) = run_one(app, &mut conn, &cron, now).await?;
+        let (result, build, retry_at) = run_one(app, &cron, now).await?;
         tracing::info!(repo = %cron.repo, branch = %cron.branch, %result, "cron");
+        let mut conn = app.db.pool.acquire().await?;
         crons::record(&mut conn, cron.id, &result, build, retry_at).await?;
     }
     Ok(taken)
 }
 
-/// One run: what it did, the build it made, and when to try again if it could not.
+/// One run: what it did, the build it made, and when to try again if it
+/// could not. Holds no database connection while it waits on GitHub.
 async fn run_one(
     app: &App,
-    conn: &mut sqlx::AnyConnection,
     cron: &crons::Cron,
     now: i64,
 ) -> Result<(String, Option<gantry_protocol::BuildId>, Option<i64>), sqlx::Error> {
+    let mut conn = app.db.pool.acquire().await?;
     if cron.skip_if_recent {
         let filter = BuildFilter {
             branch: Some(cron.branch.clone()),
             limit: 20,
             ..Default::default()
         };
-        let recent = builds::list(conn, cron.repo_id, &filter)
+        let recent = builds::list(&mut conn, cron.repo_id, &filter)
             .await?
             .into_iter()
             .find(|b| b.event != Event::Cron && b.created_at > now - DAY_MS);
@@ -219,13 +223,18 @@ async fn run_one(
             ));
         }
     }
-    let Some(repo) = repos::by_id(conn, cron.repo_id).await? else {
+    let Some(repo) = repos::by_id(&mut conn, cron.repo_id).await? else {
         return Ok(("the repository is gone".into(), None, None));
     };
+    drop(conn);
     let message = format!("cron build of {} ({})", cron.branch, cron.interval.as_str());
     match planner::build_of_branch(app, &repo, &cron.branch, None, Event::Cron, message).await {
         Ok(Planned::Build(id)) => {
-            let number = builds::get(conn, id).await?.map(|b| b.number).unwrap_or(0);
+            let mut conn = app.db.pool.acquire().await?;
+            let number = builds::get(&mut conn, id)
+                .await?
+                .map(|b| b.number)
+                .unwrap_or(0);
             Ok((format!("build #{number}"), Some(id), None))
         }
         Ok(Planned::Retry(reason)) | Err(BranchBuildError::Forge(reason)) => Ok((
