@@ -357,6 +357,50 @@ async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine
     )
     .await;
     assert_ne!(elsewhere.status(), StatusCode::OK);
+    // Another repository's schedule, by its id, through this repository's page.
+    let (other, other_sha) = server.repo(
+        "Codertocat/Hello-World",
+        &[(".travis.yml", "script: ./test\n")],
+        "x",
+    );
+    let mut payload = gantry_testkit::webhook::fixture("pull_request", "opened.payload.json");
+    gantry_testkit::webhook::point_pull_request(
+        &mut payload,
+        &other.path.display().to_string(),
+        &other_sha,
+    );
+    server.webhook("pull_request", "pr-other", &payload).await;
+    server
+        .wait_build("Codertocat/Hello-World", |b| b["state"] == "queued")
+        .await;
+    let (status, theirs) = server
+        .admin_post(
+            "/api/repos/Codertocat/Hello-World/crons",
+            serde_json::json!({"branch": "master", "interval": "daily"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let crossed = post(
+        &server,
+        &format!("{page}/{}/delete", theirs["id"]),
+        Some(&writer),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(crossed
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("there is no cron {} in {PUSH_REPO}", theirs["id"])));
+    let (status, _) = server
+        .admin_get(&format!("/api/crons/{}", theirs["id"]))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the other repository's schedule stays"
+    );
+
     let deleted = post(
         &server,
         &format!("{page}/{id}/delete"),
@@ -370,7 +414,11 @@ async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine
         .await
         .unwrap()
         .contains("the schedule of master is deleted"));
-    assert_eq!(server.count("crons").await, 0);
+    assert_eq!(
+        server.count("crons").await,
+        1,
+        "only the other repository's is left"
+    );
 }
 
 /// Signs in through GitHub as the double's browser user; returns the session cookie.
