@@ -5,7 +5,7 @@
 //! had another build in the last 24 hours. Every server runs this loop;
 //! each due run is taken with a compare-and-set, so only one builds it.
 
-use crate::planner::{self, BranchBuildError, Planned};
+use crate::planner::{self, BranchError, Planned};
 use crate::store::builds::{self, BuildFilter};
 use crate::store::{crons, now_ms, repos};
 use crate::App;
@@ -115,23 +115,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Why a schedule could not be set.
-pub enum ScheduleError {
-    /// The request itself is wrong: the words say how.
-    Invalid(String),
-    /// The branch is not on GitHub.
-    NoBranch(String),
-    /// GitHub could not be asked.
-    Forge(String),
-    Store(sqlx::Error),
-}
-
-impl From<sqlx::Error> for ScheduleError {
-    fn from(e: sqlx::Error) -> Self {
-        ScheduleError::Store(e)
-    }
-}
-
 /// Sets `branch`'s schedule in `repo` (checked on GitHub first) and wakes
 /// the loop for its first run; returns it and whether it is new.
 pub async fn schedule(
@@ -140,19 +123,13 @@ pub async fn schedule(
     branch: &str,
     interval: &str,
     skip_if_recent: bool,
-) -> Result<(crons::Cron, bool), ScheduleError> {
-    let interval: Interval = interval.trim().parse().map_err(ScheduleError::Invalid)?;
+) -> Result<(crons::Cron, bool), BranchError> {
+    let interval: Interval = interval.trim().parse().map_err(BranchError::Invalid)?;
     let branch = branch.trim();
     if branch.is_empty() {
-        return Err(ScheduleError::Invalid("the branch is empty".into()));
+        return Err(BranchError::Invalid("the branch is empty".into()));
     }
-    app.forge
-        .branch_head(&repo.full_name, branch)
-        .await
-        .map_err(|e| ScheduleError::Forge(format!("cannot check the branch on GitHub: {e}")))?
-        .ok_or_else(|| {
-            ScheduleError::NoBranch(format!("no branch {branch} in {}", repo.full_name))
-        })?;
+    planner::branch_head(app, repo, branch).await?;
     let mut conn = app.db.pool.acquire().await?;
     let set = crons::put(&mut conn, repo.id, branch, interval, skip_if_recent).await?;
     app.cron_wake.notify_one();
@@ -237,16 +214,13 @@ async fn run_one(
                 .unwrap_or(0);
             Ok((format!("build #{number}"), Some(id), None))
         }
-        Ok(Planned::Retry(reason)) | Err(BranchBuildError::Forge(reason)) => Ok((
-            format!(
-                "could not read {}: {reason}; trying again in 5 minutes",
-                cron.branch
-            ),
+        Ok(Planned::Retry(reason)) | Err(BranchError::Forge(reason)) => Ok((
+            format!("{reason}; trying again in 5 minutes"),
             None,
             Some(now + RETRY_MS),
         )),
-        Err(BranchBuildError::NoBranch(why)) => Ok((why, None, None)),
-        Err(BranchBuildError::Store(e)) => Err(e),
+        Err(BranchError::NoBranch(why) | BranchError::Invalid(why)) => Ok((why, None, None)),
+        Err(BranchError::Store(e)) => Err(e),
     }
 }
 

@@ -4,7 +4,7 @@ use super::auth::{Admin, Viewer};
 use super::repo_by_path;
 use super::views::{BuildView, JobView, RepoView};
 use crate::error::{ApiError, ApiResult};
-use crate::planner::{self, BranchBuildError, Planned};
+use crate::planner::{self, Planned};
 use crate::state::{self, BuildState, JobEvent, JobState};
 use crate::store::builds::{self, BuildFilter};
 use crate::store::{jobs, repos};
@@ -322,13 +322,9 @@ pub async fn create_build(
     let message = body.message.unwrap_or_else(|| "manual build".into());
     let planned =
         planner::build_of_branch(&app, &repo, &branch, body.commit, Event::Api, message).await;
-    let id = match planned {
-        Ok(Planned::Build(id)) => id,
-        Ok(Planned::Retry(reason)) | Err(BranchBuildError::Forge(reason)) => {
-            return Err(ApiError::Unavailable(reason))
-        }
-        Err(BranchBuildError::NoBranch(why)) => return Err(ApiError::NotFound(why)),
-        Err(BranchBuildError::Store(e)) => return Err(e.into()),
+    let id = match planned? {
+        Planned::Build(id) => id,
+        Planned::Retry(reason) => return Err(ApiError::Unavailable(reason)),
     };
     let mut conn = app.db.pool.acquire().await?;
     let build = builds::get(&mut conn, id)

@@ -3,7 +3,7 @@
 
 use super::auth::Admin;
 use super::views::time;
-use crate::cron::{self, Interval, ScheduleError};
+use crate::cron::{self, Interval};
 use crate::error::{ApiError, ApiResult};
 use crate::store::crons;
 use crate::App;
@@ -69,13 +69,7 @@ pub async fn put(
         body.dont_run_if_recent_build_exists,
     )
     .await;
-    let (cron, created) = match set {
-        Ok(set) => set,
-        Err(ScheduleError::Invalid(why)) => return Err(ApiError::BadRequest(why)),
-        Err(ScheduleError::NoBranch(why)) => return Err(ApiError::NotFound(why)),
-        Err(ScheduleError::Forge(why)) => return Err(ApiError::Unavailable(why)),
-        Err(ScheduleError::Store(e)) => return Err(e.into()),
-    };
+    let (cron, created) = set?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -1062,7 +1062,7 @@ pub async fn set_cron(
     };
     let skip = form.skip_if_recent.is_some();
     let set = crate::cron::schedule(&app, &repo, &form.branch, &form.interval, skip).await;
-    let (notice, status) = match set {
+    let (notice, status) = match set.map_err(ApiError::from) {
         Ok((cron, _)) => (
             format!(
                 "{} is built {}; the first build runs now",
@@ -1071,10 +1071,8 @@ pub async fn set_cron(
             ),
             StatusCode::OK,
         ),
-        Err(crate::cron::ScheduleError::Invalid(why)) => (why, StatusCode::BAD_REQUEST),
-        Err(crate::cron::ScheduleError::NoBranch(why)) => (why, StatusCode::NOT_FOUND),
-        Err(crate::cron::ScheduleError::Forge(why)) => (why, StatusCode::SERVICE_UNAVAILABLE),
-        Err(crate::cron::ScheduleError::Store(e)) => return Err(e.into()),
+        Err(e @ ApiError::Internal(_)) => return Err(e),
+        Err(e) => (e.to_string(), e.status()),
     };
     render_crons(&app, &session, &repo, Some(&notice), status).await
 }

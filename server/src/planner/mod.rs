@@ -93,8 +93,10 @@ async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx:
     }
 }
 
-/// Why a build of a branch (not from a webhook) could not be made.
-pub enum BranchBuildError {
+/// Why something asked of a branch (a build, a schedule) could not be done.
+pub enum BranchError {
+    /// The request itself is wrong: the words say how.
+    Invalid(String),
     /// The branch is not there: the words say which.
     NoBranch(String),
     /// GitHub could not be asked.
@@ -102,10 +104,35 @@ pub enum BranchBuildError {
     Store(sqlx::Error),
 }
 
-impl From<sqlx::Error> for BranchBuildError {
+impl From<sqlx::Error> for BranchError {
     fn from(e: sqlx::Error) -> Self {
-        BranchBuildError::Store(e)
+        BranchError::Store(e)
     }
+}
+
+impl From<BranchError> for crate::error::ApiError {
+    fn from(e: BranchError) -> Self {
+        use crate::error::ApiError;
+        match e {
+            BranchError::Invalid(why) => ApiError::BadRequest(why),
+            BranchError::NoBranch(why) => ApiError::NotFound(why),
+            BranchError::Forge(why) => ApiError::Unavailable(why),
+            BranchError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The commit `branch` of `repo` points at, as GitHub says.
+pub async fn branch_head(
+    app: &App,
+    repo: &repos::Repo,
+    branch: &str,
+) -> Result<String, BranchError> {
+    app.forge
+        .branch_head(&repo.full_name, branch)
+        .await
+        .map_err(|e| BranchError::Forge(format!("cannot read branch {branch} on GitHub: {e}")))?
+        .ok_or_else(|| BranchError::NoBranch(format!("no branch {branch} in {}", repo.full_name)))
 }
 
 /// A build of `branch`'s head (or of `commit`) of `repo` that no webhook
@@ -117,17 +144,10 @@ pub async fn build_of_branch(
     commit: Option<String>,
     event: gantry_pipeline::Event,
     message: String,
-) -> Result<Planned, BranchBuildError> {
+) -> Result<Planned, BranchError> {
     let commit = match commit {
         Some(sha) => sha,
-        None => app
-            .forge
-            .branch_head(&repo.full_name, branch)
-            .await
-            .map_err(|e| BranchBuildError::Forge(e.to_string()))?
-            .ok_or_else(|| {
-                BranchBuildError::NoBranch(format!("no branch {branch} in {}", repo.full_name))
-            })?,
+        None => branch_head(app, repo, branch).await?,
     };
     let request = BuildRequest {
         repo: repos::RepoFacts {
