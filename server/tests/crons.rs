@@ -214,7 +214,23 @@ async fn a_due_run_is_taken_once_by_loops_looking_together(engine: Engine) {
     assert_eq!(cron_builds, 1);
 }
 
+/// Two requests for one branch at once (a double click): both answered,
+/// one schedule left.
+async fn two_requests_for_one_branch_leave_one_schedule(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (_repo, _) = pushed(&server).await;
+    let path = format!("/api/repos/{PUSH_REPO}/crons");
+    let body = json!({"branch": "master", "interval": "daily"});
+    let answers =
+        futures::future::join_all((0..4).map(|_| server.admin_post(&path, body.clone()))).await;
+    for (status, answer) in &answers {
+        assert!(status.is_success(), "{status}: {answer}");
+    }
+    assert_eq!(server.count("crons").await, 1);
+}
+
 on_both_databases!(
+    two_requests_for_one_branch_leave_one_schedule,
     a_due_run_is_taken_once_by_loops_looking_together,
     a_cron_builds_its_branch_now_and_then_once_an_interval,
     a_run_is_skipped_when_the_branch_built_in_the_last_day,

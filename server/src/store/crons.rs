@@ -57,31 +57,28 @@ pub async fn put(
     skip_if_recent: bool,
 ) -> Result<(Cron, bool), sqlx::Error> {
     let now = now_ms();
-    let updated = sqlx::query(
-        "UPDATE crons SET frequency = $1, skip_if_recent = $2, anchor_at = $3, next_run_at = $3
-         WHERE repo_id = $4 AND branch = $5",
+    let existed: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM crons WHERE repo_id = $1 AND branch = $2")
+            .bind(repo.0)
+            .bind(branch)
+            .fetch_optional(&mut *conn)
+            .await?;
+    // One statement: two requests for one branch at once leave one schedule,
+    // not a unique-key error.
+    sqlx::query(
+        "INSERT INTO crons (repo_id, branch, frequency, skip_if_recent, anchor_at, next_run_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $5)
+         ON CONFLICT (repo_id, branch) DO UPDATE SET frequency = excluded.frequency,
+             skip_if_recent = excluded.skip_if_recent, anchor_at = excluded.anchor_at,
+             next_run_at = excluded.next_run_at",
     )
+    .bind(repo.0)
+    .bind(branch)
     .bind(interval.as_str())
     .bind(flag(skip_if_recent))
     .bind(now)
-    .bind(repo.0)
-    .bind(branch)
     .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        sqlx::query(
-            "INSERT INTO crons (repo_id, branch, frequency, skip_if_recent, anchor_at, next_run_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $5, $5)",
-        )
-        .bind(repo.0)
-        .bind(branch)
-        .bind(interval.as_str())
-        .bind(flag(skip_if_recent))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
+    .await?;
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM crons c JOIN repos r ON r.id = c.repo_id WHERE c.repo_id = $1 AND c.branch = $2"
     ))
@@ -89,7 +86,7 @@ pub async fn put(
     .bind(branch)
     .fetch_one(&mut *conn)
     .await?;
-    Ok((from_row(&row)?, updated == 0))
+    Ok((from_row(&row)?, existed.is_none()))
 }
 
 pub async fn for_repo(conn: &mut AnyConnection, repo: RepoId) -> Result<Vec<Cron>, sqlx::Error> {
