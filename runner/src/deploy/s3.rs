@@ -55,13 +55,10 @@ pub fn plan(workspace: &Path, local_dir: &Path, s3: &S3) -> Result<Vec<Upload>, 
     let mut walk = Walk {
         local_dir,
         glob: &glob,
-        dot_match: s3.dot_match,
+        s3,
         out: &mut out,
     };
     walk.folder(&dir, Path::new(""))?;
-    for upload in &mut out {
-        (upload.content_type, upload.encoding) = content_headers(workspace, &upload.path, s3);
-    }
     let prefix = s3
         .upload_dir
         .as_deref()
@@ -80,7 +77,7 @@ pub fn plan(workspace: &Path, local_dir: &Path, s3: &S3) -> Result<Vec<Upload>, 
 struct Walk<'a> {
     local_dir: &'a Path,
     glob: &'a GlobMatcher,
-    dot_match: bool,
+    s3: &'a S3,
     out: &'a mut Vec<Upload>,
 }
 
@@ -94,7 +91,7 @@ impl Walk<'_> {
             let entry = entry.map_err(cannot)?;
             let name = entry.file_name();
             let shown = name.to_string_lossy();
-            if shown == ".git" || (!self.dot_match && shown.starts_with('.')) {
+            if shown == ".git" || (!self.s3.dot_match && shown.starts_with('.')) {
                 continue;
             }
             let relative = at.join(&name);
@@ -108,12 +105,20 @@ impl Walk<'_> {
                 let key = relative.to_string_lossy().replace('\\', "/");
                 if self.glob.is_match(&key) {
                     let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    // Read from the folder open here: no second walk from the root.
+                    let encoding = if self.s3.detect_encoding {
+                        job_files::open_no_link(&job_files::through(dir, &name), false)
+                            .ok()
+                            .and_then(|mut file| encoding(&mut file))
+                    } else {
+                        None
+                    };
                     self.out.push(Upload {
                         path: self.local_dir.join(&relative),
+                        content_type: content_type(&relative, self.s3),
                         key,
                         size,
-                        content_type: String::new(),
-                        encoding: None,
+                        encoding,
                     });
                 }
             }
@@ -148,29 +153,30 @@ fn per_glob(entries: &[String], key: &str) -> Option<String> {
     fallback
 }
 
-/// Content type and encoding of a file (`path` below `workspace`), as dpl sets them.
-pub fn content_headers(workspace: &Path, path: &Path, s3: &S3) -> (String, Option<String>) {
+/// A file's content type, from its name, as dpl sets it.
+fn content_type(path: &Path, s3: &S3) -> String {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let mut content_type = mime.essence_str().to_string();
-    if let Some(charset) = &s3.default_text_charset {
-        if mime.type_() == mime_guess::mime::TEXT {
-            content_type = format!("{content_type}; charset={}", charset.to_ascii_lowercase());
+    match &s3.default_text_charset {
+        Some(charset) if mime.type_() == mime_guess::mime::TEXT => {
+            format!(
+                "{}; charset={}",
+                mime.essence_str(),
+                charset.to_ascii_lowercase()
+            )
         }
+        _ => mime.essence_str().to_string(),
     }
-    let encoding = if s3.detect_encoding {
-        let mut head = [0u8; 2];
-        let read = job_files::open_file_below(workspace, path)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-            .unwrap_or(0);
-        match (read, head) {
-            (2, [0x1f, 0x8b]) => Some("gzip".to_string()),
-            (2, [0x1f, 0x9d]) => Some("compress".to_string()),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    (content_type, encoding)
+}
+
+/// `Content-Encoding` of compressed content (`detect_encoding`), from its
+/// first two bytes, as dpl tells it.
+fn encoding(file: &mut File) -> Option<String> {
+    let mut head = [0u8; 2];
+    match (std::io::Read::read(file, &mut head).ok()?, head) {
+        (2, [0x1f, 0x8b]) => Some("gzip".to_string()),
+        (2, [0x1f, 0x9d]) => Some("compress".to_string()),
+        _ => None,
+    }
 }
 
 pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
@@ -523,18 +529,35 @@ mod tests {
     #[test]
     fn content_types_and_encodings() {
         let dir = tempfile::tempdir().unwrap();
-        let (html, gz) = (Path::new("a.html"), Path::new("app.js"));
-        std::fs::write(dir.path().join(html), "<p>").unwrap();
-        std::fs::write(dir.path().join(gz), [0x1f, 0x8b, 8, 0]).unwrap();
+        std::fs::create_dir_all(dir.path().join("site/js")).unwrap();
+        std::fs::write(dir.path().join("site/a.html"), "<p>").unwrap();
+        std::fs::write(dir.path().join("site/js/app.js"), [0x1f, 0x8b, 8, 0]).unwrap();
+        std::fs::write(dir.path().join("site/js/old.js"), [0x1f, 0x9d, 1]).unwrap();
+        std::fs::write(dir.path().join("site/one-byte"), [0x1f]).unwrap();
         let mut s3 = options();
         s3.default_text_charset = Some("UTF-8".into());
         s3.detect_encoding = true;
+        let headers = |s3: &S3| -> Vec<(String, String, Option<String>)> {
+            plan(dir.path(), Path::new("site"), s3)
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.key, u.content_type, u.encoding))
+                .collect()
+        };
+        let found = headers(&s3);
         assert_eq!(
-            content_headers(dir.path(), html, &s3),
-            ("text/html; charset=utf-8".into(), None)
+            found[0],
+            ("a.html".into(), "text/html; charset=utf-8".into(), None)
         );
-        let (kind, encoding) = content_headers(dir.path(), gz, &s3);
-        assert!(kind.contains("javascript"), "{kind}");
-        assert_eq!(encoding.as_deref(), Some("gzip"));
+        assert_eq!(found[1].0, "js/app.js");
+        assert!(found[1].1.contains("javascript"), "{found:?}");
+        assert_eq!(found[1].2.as_deref(), Some("gzip"));
+        assert_eq!(found[2].2.as_deref(), Some("compress"));
+        assert_eq!(
+            found[3],
+            ("one-byte".into(), "application/octet-stream".into(), None)
+        );
+        s3.detect_encoding = false;
+        assert!(headers(&s3).iter().all(|(_, _, e)| e.is_none()));
     }
 }
