@@ -420,6 +420,86 @@ async fn elastic_beanstalk_deploys_the_bundle_and_waits_for_green() {
     );
 }
 
+/// `zip_file:` ships the job's own bundle byte for byte, and refuses one
+/// the job left as a link to a file of the runner's host.
+#[tokio::test]
+async fn elastic_beanstalk_uploads_the_zip_file_the_job_built_as_it_is() {
+    use base64::Engine as _;
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let eb = ElasticBeanstalk::start(&moto.url()).await;
+    eb.create_environment("widget", "widget-prod", "v0");
+    let bundle = {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("Dockerfile", stored).unwrap();
+        std::io::Write::write_all(&mut zip, DOCKERFILE.as_bytes()).unwrap();
+        zip.start_file("built-by-the-job.txt", stored).unwrap();
+        std::io::Write::write_all(&mut zip, b"yes").unwrap();
+        zip.finish().unwrap().into_inner()
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&bundle);
+    // The repository has no Dockerfile: a bundle zipped from the workspace
+    // would fail on EB, so Green means the job's own zip was shipped.
+    let (repo, sha) = repo_with(&[("README", "a widget\n")]);
+    let with_script = |script: &str| {
+        eb_pipeline(&moto, &eb, false).replace("script: true\n", &format!("script: {script}\n"))
+            + "  zip_file: dist/app.zip\n  skip_cleanup: true\n"
+    };
+    let pipeline = with_script(&format!(
+        "mkdir -p dist && echo {encoded} | base64 -d > dist/app.zip"
+    ));
+    let a = assignment(&repo, &sha, &pipeline, &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Using dist/app.zip as the source bundle"),
+        "{log}"
+    );
+    assert!(!log.contains("Zipped"), "nothing else was zipped: {log}");
+    let env = eb.environment("widget-prod").unwrap();
+    assert_eq!(
+        (env.status.as_str(), env.health.as_str()),
+        ("Ready", "Green")
+    );
+    let version = eb
+        .versions("widget")
+        .into_iter()
+        .find(|v| v.label == env.version_label)
+        .unwrap();
+    let uploaded = moto.object("eb-bundles", &version.key).await.unwrap();
+    assert_eq!(uploaded, bundle, "uploaded byte for byte");
+
+    // A link in its place leads nowhere: the deploy fails and says why.
+    let pipeline = with_script("mkdir -p dist && ln -s /etc/passwd dist/app.zip");
+    let a = assignment(&repo, &sha, &pipeline, &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_ne!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("zip_file `dist/app.zip` cannot be uploaded")
+            && log.contains("goes through a link"),
+        "{log}"
+    );
+    assert_eq!(
+        eb.versions("widget").len(),
+        2,
+        "no new version: the v0 and the first deploy's"
+    );
+
+    // One that was never built says what to do.
+    let pipeline = with_script("true");
+    let a = assignment(&repo, &sha, &pipeline, &aws_secrets());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_ne!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains(
+            "zip_file `dist/app.zip` does not exist in the workspace: build it in `script`"
+        ),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn a_broken_bundle_fails_the_deploy_and_rolls_back_to_the_serving_version() {
     let h = default_harness().await;

@@ -114,7 +114,12 @@ pub async fn deploy(
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("zip_file `{file}` does not exist in the workspace: {e}"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "zip_file `{file}` does not exist in the workspace: build it in `script` or `before_deploy`"
+            ),
+            _ => format!("zip_file `{file}` cannot be uploaded: {e}"),
+        })?;
         p.say(&format!("Using {file} as the source bundle")).await;
         None
     } else if eb.dockerrun {
