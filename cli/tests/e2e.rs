@@ -714,7 +714,7 @@ async fn a_server_stops_at_sigterm_and_leaves_no_network() {
 
 /// `cache:` keeps directories from one build of a branch to the next, in
 /// the build directory and under `$HOME`; a pull request from a fork reads
-/// its target branch's cache but never changes it.
+/// its target branch's cache but never changes it; a user can clear them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn caches_carry_directories_to_the_next_build_and_forks_never_write_a_branchs() {
     require_image();
@@ -761,4 +761,27 @@ async fn caches_carry_directories_to_the_next_build_and_forks_never_write_a_bran
     let log = log_of(4).await;
     assert!(log.contains("cached count 2"), "{log}");
     assert!(log.lines().any(|l| l.trim_end() == "seen 1 2"), "{log}");
+
+    // A user clears the repository's caches: the next build starts afresh,
+    // and the one after it finds what that one kept.
+    let cleared = gantry
+        .http
+        .delete(format!("{}/api/repos/{full_name}/caches", gantry.url))
+        .bearer_auth("e2e-admin-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
+    gantry.push(&payload, "cache-5").await;
+    let log = log_of(5).await;
+    assert!(
+        log.contains("Build cache: none, the repository's caches were cleared"),
+        "{log}"
+    );
+    assert!(log.contains("cached count 0"), "{log}");
+    assert!(log.lines().any(|l| l.trim_end() == "seen"), "{log}");
+    gantry.push(&payload, "cache-6").await;
+    let log = log_of(6).await;
+    assert!(log.contains("cached count 1"), "{log}");
+    assert!(log.lines().any(|l| l.trim_end() == "seen 5"), "{log}");
 }

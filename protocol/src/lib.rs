@@ -153,6 +153,10 @@ pub struct RepoInfo {
     pub clone_url: String,
     pub private: bool,
     pub default_branch: String,
+    /// Bumped each time a user clears the repository's build caches: the
+    /// runner drops the caches it kept under an older generation.
+    #[serde(default)]
+    pub cache_generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,10 @@
 //!   build restores.
 //! - Kind of job: the image, the matrix values, the env and the directories,
 //!   so two jobs of one build keep apart what they built.
+//! - Clearing: a user clears a repository's caches on the server, which
+//!   counts the clears; each job carries the count (`cache_generation`),
+//!   and the runner drops the repository's folder when it kept it under a
+//!   smaller count, and keeps nothing from a job that started before a clear.
 //! - The container only ever sees copies: archives are copied in before it
 //!   starts, and copied out after only if they are plain files reached
 //!   without a link.
@@ -42,6 +46,9 @@ pub struct Caches {
 /// blocking work that copies archives can take it off the async runtime.
 pub struct JobCaches {
     caches: Caches,
+    /// The repository's folder, and the generation of the caches the job may use.
+    repo_folder: PathBuf,
+    generation: u64,
     /// Folders the job reads, most specific first, and how the log names each.
     reads: Vec<(PathBuf, String)>,
     /// The folder it writes.
@@ -56,7 +63,22 @@ pub struct Restored {
     /// The directories restored, with the scope each came from.
     pub dirs: Vec<(String, String)>,
     pub bytes: u64,
+    /// The repository's caches were cleared since this runner's last job of it.
+    pub cleared: bool,
 }
+
+/// What a keep did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// Archives of these many bytes were kept.
+    Bytes(u64),
+    /// Nothing: the caches were cleared after this job started, and what it
+    /// built came from the caches cleared.
+    ClearedMeanwhile,
+}
+
+/// Where a repository's folder records the generation its caches belong to.
+const GENERATION_FILE: &str = "generation";
 
 impl Caches {
     pub fn new(data_dir: &Path, limit: u64) -> Caches {
@@ -70,9 +92,11 @@ impl Caches {
     pub fn for_job(&self, a: &Assignment) -> JobCaches {
         let repo = hex::encode(Sha256::digest(a.repo.full_name.as_bytes()));
         let kind = kind_of_job(&a.job);
-        let folder = |scope: &str| self.root.join(&repo[..16]).join(scope).join(&kind);
+        let repo_folder = self.root.join(&repo[..16]);
+        let folder = |scope: &str| repo_folder.join(scope).join(&kind);
         JobCaches {
             caches: self.clone(),
+            generation: a.repo.cache_generation,
             reads: reads(a)
                 .into_iter()
                 .map(|(scope, label)| (folder(&scope), label))
@@ -84,6 +108,7 @@ impl Caches {
                 .iter()
                 .map(|dir| (dir.clone(), archive_name(dir)))
                 .collect(),
+            repo_folder,
         }
     }
 
@@ -101,7 +126,7 @@ impl Caches {
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_dir() {
                     folders.push(entry.path());
-                } else if meta.is_file() {
+                } else if meta.is_file() && entry.file_name() != GENERATION_FILE {
                     total += meta.len();
                     let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
                     archives.push((used, meta.len(), entry.path()));
@@ -129,10 +154,20 @@ impl JobCaches {
     pub fn restore(&self, gantry_dir: &Path) -> io::Result<Restored> {
         let into = gantry_dir.join(IN);
         std::fs::create_dir_all(&into)?;
+        let kept_under = self.kept_generation();
+        let cleared = kept_under < self.generation;
+        if cleared {
+            self.drop_older()?;
+        }
         let mut restored = Restored {
             dirs: Vec::new(),
             bytes: 0,
+            cleared,
         };
+        if kept_under > self.generation {
+            // A clear came after this job was assigned: what is kept is newer.
+            return Ok(restored);
+        }
         for (dir, name) in &self.archives {
             for (folder, label) in &self.reads {
                 let from = folder.join(name);
@@ -159,12 +194,43 @@ impl JobCaches {
     /// scope's cache; returns how many bytes were kept. Anything else there
     /// (a link, a folder, a name no directory of the job has) is left. Then
     /// makes room: see [`Caches::make_room`].
-    pub fn keep(&self, gantry_dir: &Path) -> io::Result<u64> {
+    pub fn keep(&self, gantry_dir: &Path) -> io::Result<Kept> {
+        let kept_under = self.kept_generation();
+        if kept_under > self.generation {
+            return Ok(Kept::ClearedMeanwhile);
+        }
+        if kept_under < self.generation {
+            self.drop_older()?;
+        }
         let kept = self.take_out(gantry_dir)?;
         if kept > 0 {
             self.caches.make_room()?;
         }
-        Ok(kept)
+        Ok(Kept::Bytes(kept))
+    }
+
+    /// The generation the repository's kept caches belong to (0: never cleared).
+    fn kept_generation(&self) -> u64 {
+        std::fs::read_to_string(self.repo_folder.join(GENERATION_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Removes the repository's caches of an older generation and records
+    /// this job's: the runner's part of a user clearing them.
+    fn drop_older(&self) -> io::Result<()> {
+        match std::fs::remove_dir_all(&self.repo_folder) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&self.repo_folder)?;
+        // Written aside and renamed: a job beside this one reads a whole number.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let part = self.repo_folder.join(format!("{GENERATION_FILE}.{n}.part"));
+        std::fs::write(&part, self.generation.to_string())?;
+        std::fs::rename(&part, self.repo_folder.join(GENERATION_FILE))
     }
 
     /// Copies the job's archives out of `gantry_dir/cache/out`. The job's
@@ -277,6 +343,7 @@ mod tests {
                 clone_url: "https://github.com/acme/app.git".into(),
                 private: false,
                 default_branch: "main".into(),
+                cache_generation: 0,
             },
             build: BuildInfo {
                 number: 1,
@@ -306,7 +373,7 @@ mod tests {
     const PIPELINE: &str = "image: x\ncache:\n  directories: [deps]\nscript: true\n";
 
     /// A job that ran: what it left in `cache/out`, then kept.
-    fn run_and_keep(caches: &Caches, a: &Assignment, content: &str) -> u64 {
+    fn run_and_keep(caches: &Caches, a: &Assignment, content: &str) -> Kept {
         let gantry_dir = tempfile::tempdir().unwrap();
         let out = gantry_dir.path().join(OUT);
         std::fs::create_dir_all(&out).unwrap();
@@ -332,7 +399,7 @@ mod tests {
 
         assert_eq!(
             run_and_keep(&caches, &assignment("main", None, PIPELINE), "main's"),
-            6
+            Kept::Bytes(6)
         );
         let (content, found) = restored(&caches, &feature);
         assert_eq!(content.as_deref(), Some("main's"));
@@ -391,7 +458,10 @@ mod tests {
         let out = gantry_dir.path().join(OUT);
         std::fs::create_dir_all(&out).unwrap();
         std::os::unix::fs::symlink(&secret, out.join(archive_name("deps"))).unwrap();
-        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
+        assert_eq!(
+            caches.for_job(&a).keep(gantry_dir.path()).unwrap(),
+            Kept::Bytes(0)
+        );
         assert_eq!(restored(&caches, &a).0, None);
 
         // Nor one whose `cache/out` is a link.
@@ -400,14 +470,20 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         std::fs::write(elsewhere.path().join(archive_name("deps")), "x").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join(OUT)).unwrap();
-        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
+        assert_eq!(
+            caches.for_job(&a).keep(gantry_dir.path()).unwrap(),
+            Kept::Bytes(0)
+        );
 
         // Nor one whose `cache` is a link to a folder with an `out` in it.
         let gantry_dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(elsewhere.path().join("out")).unwrap();
         std::fs::write(elsewhere.path().join("out").join(archive_name("deps")), "x").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), gantry_dir.path().join("cache")).unwrap();
-        assert_eq!(caches.for_job(&a).keep(gantry_dir.path()).unwrap(), 0);
+        assert_eq!(
+            caches.for_job(&a).keep(gantry_dir.path()).unwrap(),
+            Kept::Bytes(0)
+        );
         assert_eq!(restored(&caches, &a).0, None);
 
         // A job that changes its restored archive changes its copy only.
@@ -445,5 +521,54 @@ mod tests {
         assert!(restored(&caches, &c).0.is_some());
         // `b` falls back to the default branch (`main`), which has none.
         assert!(restored(&caches, &b).0.is_none());
+    }
+
+    /// Generation `n` of the repository's caches.
+    fn cleared(mut a: Assignment, n: u64) -> Assignment {
+        a.repo.cache_generation = n;
+        a
+    }
+
+    #[test]
+    fn a_clear_drops_every_branchs_caches_and_a_job_from_before_it_keeps_nothing() {
+        let data = tempfile::tempdir().unwrap();
+        let caches = Caches::new(data.path(), u64::MAX);
+        let (main, feature) = (
+            assignment("main", None, PIPELINE),
+            assignment("feature", None, PIPELINE),
+        );
+        run_and_keep(&caches, &main, "main's");
+        run_and_keep(&caches, &feature, "feature's");
+
+        // The first job after a clear finds none, and says why.
+        let (content, found) = restored(&caches, &cleared(feature.clone(), 1));
+        assert_eq!(content, None);
+        assert!(found.cleared);
+        // Nor does any other branch's job: the whole repository's went.
+        let (content, found) = restored(&caches, &cleared(main.clone(), 1));
+        assert_eq!(content, None);
+        assert!(!found.cleared, "cleared once, said once");
+
+        // A job assigned before the clear neither reads nor keeps.
+        assert_eq!(
+            run_and_keep(&caches, &main, "from before the clear"),
+            Kept::ClearedMeanwhile
+        );
+        assert_eq!(restored(&caches, &main).0, None);
+        assert_eq!(restored(&caches, &cleared(main.clone(), 1)).0, None);
+
+        // After it, caches build up again. Room for the archive alone (3
+        // bytes) never costs the record of the clear, which would drop it.
+        let tight = Caches::new(data.path(), 3);
+        run_and_keep(&tight, &cleared(main.clone(), 1), "new");
+        let (content, found) = restored(&caches, &cleared(main.clone(), 1));
+        assert_eq!(content.as_deref(), Some("new"));
+        assert!(!found.cleared);
+        // Another repository's caches were never touched.
+        let mut other = assignment("main", None, PIPELINE);
+        other.repo.full_name = "acme/other".into();
+        run_and_keep(&caches, &other, "other's");
+        restored(&caches, &cleared(main, 2));
+        assert_eq!(restored(&caches, &other).0.as_deref(), Some("other's"));
     }
 }

@@ -3,7 +3,7 @@
 //! A failing build is an outcome, not an error: every ending is reported
 //! with a reason a user understands, and everything is removed afterwards.
 
-use crate::cache::Caches;
+use crate::cache::{Caches, Kept};
 use crate::deploy::StageEnd;
 use crate::docker::{self, Docker, DockerError, JobContainer, Limits};
 use crate::logs::{LogPipeline, Masker};
@@ -549,6 +549,9 @@ async fn restore_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut 
     let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes).for_job(a);
     let dir = gantry_dir.to_path_buf();
     let line = match off_runtime(move || caches.restore(&dir)).await {
+        Ok(r) if r.dirs.is_empty() && r.cleared => {
+            "Build cache: none, the repository's caches were cleared".to_string()
+        }
         Ok(r) if r.dirs.is_empty() => "Build cache: none yet".to_string(),
         Ok(r) => {
             let mut from: Vec<&str> = r.dirs.iter().map(|(_, scope)| scope.as_str()).collect();
@@ -572,8 +575,12 @@ async fn keep_cache(rt: &Runtime, a: &Assignment, gantry_dir: &Path, p: &mut Log
     let caches = Caches::new(&rt.data_dir, rt.limits.cache_bytes).for_job(a);
     let dir = gantry_dir.to_path_buf();
     let line = match off_runtime(move || caches.keep(&dir)).await {
-        Ok(0) => return,
-        Ok(bytes) => format!("Build cache: kept ({})", size(bytes)),
+        Ok(Kept::Bytes(0)) => return,
+        Ok(Kept::Bytes(bytes)) => format!("Build cache: kept ({})", size(bytes)),
+        Ok(Kept::ClearedMeanwhile) => {
+            "Build cache: not kept, the repository's caches were cleared while this job ran"
+                .to_string()
+        }
         Err(e) => format!("{YELLOW}Build cache: cannot keep it ({e}){RESET}"),
     };
     p.runner_line(&line).await;

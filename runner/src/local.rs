@@ -161,6 +161,7 @@ pub fn plan(
         clone_url: origin.unwrap_or_default(),
         private: false,
         default_branch: "master".into(),
+        cache_generation: 0,
     };
     Ok((job, info, repo, notes))
 }

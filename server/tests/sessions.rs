@@ -255,28 +255,12 @@ async fn the_admin_manages_secrets_from_the_pages(engine: Engine) {
 async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine) {
     let server = TestServer::start_oauth(engine).await;
     // Kept: the GitHub double serves the branch from it.
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
-    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
-    server.webhook("push", "push-x", &payload).await;
-    server
-        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
-        .await;
-    server.github.grant("reader", PUSH_REPO, "pull");
-    server.github.grant("writer", PUSH_REPO, "push");
+    let _repo = queued_build_with_reader_and_writer(&server).await;
     let page = format!("/{PUSH_REPO}/crons");
 
     let reader = sign_in_with_github(&server, "reader").await;
-    let refused = browser()
-        .get(format!("{}{page}", server.url))
-        .header("cookie", &reader)
-        .send()
+    assert!(refused(&server, &page, &reader)
         .await
-        .unwrap();
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(refused
-        .text()
-        .await
-        .unwrap()
         .contains("reader needs push access to binkkatal/sample_app to schedule its builds"));
 
     let writer = sign_in_with_github(&server, "writer").await;
@@ -422,6 +406,33 @@ async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine
 }
 
 /// Signs in through GitHub as the double's browser user; returns the session cookie.
+/// A build of `PUSH_REPO` queued, and two GitHub users: `reader` may pull
+/// from it and `writer` may push. The repository is returned to be kept:
+/// the GitHub double serves its branches from it.
+async fn queued_build_with_reader_and_writer(server: &TestServer) -> gantry_testkit::git::Repo {
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", "push-x", &payload).await;
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    server.github.grant("reader", PUSH_REPO, "pull");
+    server.github.grant("writer", PUSH_REPO, "push");
+    repo
+}
+
+/// `page` as `cookie`'s user, who may not see it: the refusal's words.
+async fn refused(server: &TestServer, page: &str, cookie: &str) -> String {
+    let response = browser()
+        .get(format!("{}{page}", server.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    response.text().await.unwrap()
+}
+
 async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
     server.github.browser_signed_in_as(login);
     let start = browser()
@@ -589,7 +600,81 @@ async fn private_repositories_show_to_github_users_who_can_read_them(engine: Eng
         .contains(&full_name));
 }
 
+/// Clearing a repository's build caches from its Caches page: by users
+/// with push access only, with the form's CSRF token; every job claimed
+/// after carries the new count, which tells runners to drop their caches.
+async fn caches_are_cleared_from_the_page_by_those_who_may_push(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    let _repo = queued_build_with_reader_and_writer(&server).await;
+    let page = format!("/{PUSH_REPO}/caches");
+    let api = format!("/api/repos/{PUSH_REPO}/caches");
+    let generation = || async { server.admin_get(&api).await.1["generation"].clone() };
+
+    let reader = sign_in_with_github(&server, "reader").await;
+    let clear = post(&server, &format!("{page}/clear"), Some(&reader), &[]).await;
+    assert_eq!(clear.status(), StatusCode::FORBIDDEN);
+    assert!(refused(&server, &page, &reader)
+        .await
+        .contains("reader needs push access to binkkatal/sample_app to clear its caches"));
+
+    let writer = sign_in_with_github(&server, "writer").await;
+    let list = get(&server, &format!("/{PUSH_REPO}"), Some(&writer)).await;
+    assert!(
+        list.contains(&format!("href=\"{page}\">Caches</a>")),
+        "{list}"
+    );
+    let form = get(&server, &page, Some(&writer)).await;
+    assert!(form.contains("Never cleared."), "{form}");
+    let csrf = csrf_of(&form);
+
+    let forged = post(&server, &format!("{page}/clear"), Some(&writer), &[]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(generation().await, 0, "a forged form clears nothing");
+
+    let cleared = post(
+        &server,
+        &format!("{page}/clear"),
+        Some(&writer),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    let status = cleared.status();
+    let html = cleared.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("caches cleared") && html.contains("Last cleared 20"),
+        "{html}"
+    );
+    assert_eq!(generation().await, 1);
+
+    // The queued job goes out with the clear: its runner drops what it kept.
+    let job = server.claim("r1", 5).await.expect("the queued job");
+    assert_eq!(job.repo.cache_generation, 1);
+
+    // The JSON API clears too, for the admin only.
+    let anonymous = server
+        .http
+        .delete(format!("{}{api}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(generation().await, 1);
+    let by_admin = server
+        .http
+        .delete(format!("{}{api}", server.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_admin.status(), StatusCode::OK);
+    let body: serde_json::Value = by_admin.json().await.unwrap();
+    assert_eq!(body["generation"], 2);
+    assert_eq!(body["repo"], PUSH_REPO);
+}
+
 on_both_databases!(
+    caches_are_cleared_from_the_page_by_those_who_may_push,
     crons_are_scheduled_from_the_pages_by_those_who_may_push,
     the_admin_manages_secrets_from_the_pages,
     the_admin_signs_in_and_forms_need_their_csrf_token,

@@ -235,7 +235,7 @@ pub fn builds_page(
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a>", r = esc(repo));
     let secrets_link = if nav.user.is_some() {
         format!(
-            " <a class=\"secrets-link\" href=\"/{r}/secrets\">Secrets</a> <a class=\"secrets-link\" href=\"/{r}/crons\">Crons</a>",
+            " <a class=\"secrets-link\" href=\"/{r}/secrets\">Secrets</a> <a class=\"secrets-link\" href=\"/{r}/crons\">Crons</a> <a class=\"secrets-link\" href=\"/{r}/caches\">Caches</a>",
             r = esc(repo)
         )
     } else {
@@ -481,6 +481,30 @@ pub struct CronRow {
     pub next_run: Option<String>,
     pub last_run: Option<String>,
     pub last_result: Option<String>,
+}
+
+/// `/{owner}/{name}/caches`: when the build caches were last cleared, and
+/// a form to clear them.
+pub fn caches_page(
+    nav: &Nav,
+    repo: &str,
+    cleared_at: Option<&str>,
+    notice: Option<&str>,
+) -> String {
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let last = match cleared_at {
+        Some(at) => format!("Last cleared {}.", esc(at)),
+        None => "Never cleared.".to_string(),
+    };
+    let body = format!(
+        "<h1>Build caches of {r}</h1>{notice}<p>The directories jobs name under <code>cache:</code>, kept on each runner per branch and kind of job. {last}</p><p>Clearing them drops every branch's: each runner deletes the repository's caches before its next job of it, and a job running now keeps nothing it built.</p><form method=\"post\" action=\"/{r}/caches/clear\" class=\"filter\">{}<button>Clear all caches</button></form>",
+        nav.csrf_field(),
+        r = esc(repo),
+    );
+    let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / caches", r = esc(repo));
+    layout(nav, &format!("{repo} caches"), &crumbs, &body)
 }
 
 /// `/{owner}/{name}/crons`: each branch's schedule, its next and last run

@@ -70,6 +70,7 @@ pub fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str
             clone_url: repo.path.display().to_string(),
             private: false,
             default_branch: "master".into(),
+            cache_generation: 0,
         },
         build: BuildInfo {
             number: 7,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod builds;
+pub mod caches;
 pub mod crons;
 pub mod pages;
 pub mod permission;
@@ -52,6 +53,8 @@ pub fn router(app: App) -> Router {
             "/{owner}/{name}/crons",
             get(pages::crons_page).post(pages::set_cron),
         )
+        .route("/{owner}/{name}/caches", get(pages::caches_page))
+        .route("/{owner}/{name}/caches/clear", post(pages::clear_caches))
         .route(
             "/{owner}/{name}/crons/{id}/delete",
             post(pages::delete_cron),
@@ -82,6 +85,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/repos/{owner}/{name}/crons",
             get(crons::list).post(crons::put),
+        )
+        .route(
+            "/api/repos/{owner}/{name}/caches",
+            get(caches::get).delete(caches::clear),
         )
         .route("/api/crons/{id}", get(crons::get).delete(crons::delete))
         .route("/api/repos/{owner}/{name}/secrets", get(secrets::list))

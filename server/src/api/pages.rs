@@ -1107,6 +1107,72 @@ pub async fn delete_cron(
     render_crons(&app, &session, &repo, Some(&notice), StatusCode::OK).await
 }
 
+/// Caches are cleared by those who may restart builds (push access).
+const CLEAR_CACHES: (Permission, &str) = (Permission::Push, "clear its caches");
+
+fn render_caches(session: &MaybeSession, repo: &repos::Repo, notice: Option<&str>) -> Response {
+    let cleared_at = super::views::time(repo.caches_cleared_at);
+    html(pages::caches_page(
+        &nav(session),
+        &repo.full_name,
+        cleared_at.as_deref(),
+        notice,
+    ))
+}
+
+pub async fn caches_page(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(
+        match settings_repo(
+            &app,
+            &session,
+            &owner,
+            &name,
+            CLEAR_CACHES.0,
+            CLEAR_CACHES.1,
+        )
+        .await?
+        {
+            Ok(repo) => render_caches(&session, &repo, None),
+            Err(page) => page,
+        },
+    )
+}
+
+/// `POST /{owner}/{name}/caches/clear`.
+pub async fn clear_caches(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name)): Path<(String, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let repo = match settings_repo(
+        &app,
+        &session,
+        &owner,
+        &name,
+        CLEAR_CACHES.0,
+        CLEAR_CACHES.1,
+    )
+    .await?
+    {
+        Ok(repo) => repo,
+        Err(page) => return Ok(page),
+    };
+    let repo = super::caches::clear_caches(&app, &repo).await?;
+    Ok(render_caches(
+        &session,
+        &repo,
+        Some("caches cleared: each runner drops them before its next job of this repository"),
+    ))
+}
+
 /// `GET /login/github`: off to GitHub's authorize page, with a `state`
 /// this browser must bring back.
 pub async fn github_login(State(app): State<App>, session: MaybeSession) -> Response {

@@ -104,6 +104,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             clone_url: repo.clone_url,
             private: repo.private,
             default_branch: repo.default_branch,
+            cache_generation: u64::try_from(repo.cache_generation).unwrap_or(0),
         },
         build: BuildInfo {
             number: build.number,

@@ -12,6 +12,11 @@ pub struct Repo {
     pub clone_url: String,
     pub private: bool,
     pub default_branch: String,
+    /// How many times its build caches were cleared: jobs carry it, and a
+    /// runner drops caches it kept under a smaller count.
+    pub cache_generation: i64,
+    /// When they were last cleared (Unix ms).
+    pub caches_cleared_at: Option<i64>,
 }
 
 /// What a webhook says about a repository.
@@ -30,10 +35,13 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Repo, sqlx::Error> {
         clone_url: row.try_get("clone_url")?,
         private: row.try_get::<i64, _>("private")? != 0,
         default_branch: row.try_get("default_branch")?,
+        cache_generation: row.try_get("cache_generation")?,
+        caches_cleared_at: row.try_get("caches_cleared_at")?,
     })
 }
 
-const COLUMNS: &str = "id, full_name, clone_url, private, default_branch";
+const COLUMNS: &str =
+    "id, full_name, clone_url, private, default_branch, cache_generation, caches_cleared_at";
 
 /// Creates the repository or refreshes what GitHub says about it.
 pub async fn upsert(conn: &mut AnyConnection, facts: &RepoFacts) -> Result<Repo, sqlx::Error> {
@@ -58,6 +66,19 @@ pub async fn next_build_number(conn: &mut AnyConnection, repo: RepoId) -> Result
         .bind(repo.0)
         .fetch_one(conn)
         .await
+}
+
+/// Clears the repository's build caches: each runner drops them before its
+/// next job of the repository. Returns the repository as it is after.
+pub async fn clear_caches(conn: &mut AnyConnection, repo: RepoId) -> Result<Repo, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE repos SET cache_generation = cache_generation + 1, caches_cleared_at = $1 WHERE id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(now_ms())
+    .bind(repo.0)
+    .fetch_one(conn)
+    .await?;
+    from_row(&row)
 }
 
 pub async fn by_name(
