@@ -19,6 +19,13 @@ use tokio::sync::Notify;
 /// Most deliveries one commit carries.
 const MAX_BATCH: usize = 512;
 
+/// SQLite's WAL is copied back into the database (a checkpoint, with an
+/// fsync of its own) by the connection whose commit pushes it past 1,000
+/// pages. A burst of webhook payloads does that nearly every commit, and
+/// the acknowledgements waited for it. The journal's commits leave it to
+/// the server's other writers (the planner, right after the burst).
+const NO_CHECKPOINTS: &str = "PRAGMA wal_autocheckpoint = 0";
+
 #[derive(Clone)]
 pub struct Journal {
     writer: GroupCommit<Deliveries>,
@@ -75,7 +82,10 @@ impl Batch for Deliveries {
     const WHAT: &'static str = "store webhook deliveries";
 
     async fn write(&mut self, batch: &[NewDelivery]) -> Result<Vec<bool>, sqlx::Error> {
-        let mut conn = self.db.own_connection(&mut self.conn, None).await?;
+        let mut conn = self
+            .db
+            .own_connection(&mut self.conn, Some(NO_CHECKPOINTS))
+            .await?;
         let _turn = self.db.turn(Turn::Urgent).await;
         let mut tx = self.db.begin_on(&mut conn).await?;
         let new = deliveries::insert_batch(&mut tx, batch).await?;

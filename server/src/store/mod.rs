@@ -170,6 +170,10 @@ impl Db {
                             // connections filled 1.7 MiB of caches, and the
                             // holes they left in the heap stayed resident.
                             conn.execute("PRAGMA cache_size = -256").await?;
+                            // The webhook journal leaves checkpoints to the
+                            // other writers, so a burst grows the WAL; once
+                            // checkpointed, it goes back to at most 64 MiB.
+                            conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                             Ok(())
                         })
                     })
