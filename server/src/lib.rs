@@ -23,6 +23,7 @@ pub mod planner;
 pub mod progress;
 pub mod proxy;
 pub mod queue;
+pub mod runners;
 pub mod secrets;
 pub mod state;
 pub mod statuses;
@@ -85,6 +86,8 @@ pub struct App {
     >,
     /// A job whose log grew: live viewers read on at once.
     pub log_events: tokio::sync::broadcast::Sender<gantry_protocol::JobId>,
+    /// The runners asking this server for work (see `runners`).
+    pub runners: Arc<runners::Runners>,
 }
 
 /// Why the server could not start.
@@ -188,6 +191,7 @@ impl Server {
             status_wake,
             cron_wake: Arc::new(Notify::new()),
             log_events: tokio::sync::broadcast::channel(1024).0,
+            runners: Arc::default(),
             log_indexes: Arc::default(),
         };
         Ok(Server { app })

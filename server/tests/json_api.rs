@@ -281,15 +281,7 @@ async fn health_and_metrics(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     for line in [
         "gantry_builds{state=\"running\"} 1",
         "gantry_jobs{state=\"queued\"} 1",

@@ -3,6 +3,7 @@
 mod support;
 
 use gantry_protocol::{heartbeat_path, log_path, HeartbeatResponse, JobOutcome, LogAck};
+use gantry_server::config::AutoCancel;
 use gantry_testkit::db::Engine;
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -258,14 +259,8 @@ async fn an_expired_lease_requeues_once_then_errors_runner_lost(engine: Engine) 
     assert_eq!(job["reason"], "runner lost");
     assert_eq!(server.build(&build["id"]).await["state"], "errored");
     let log = server
-        .http
-        .get(format!("{}/api/jobs/{}/log", server.url, first.job_id))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(&format!("/api/jobs/{}/log", first.job_id))
+        .await;
     assert!(log.starts_with("working...\n"), "{log}");
     assert!(
         log.contains("runner lost: no heartbeat from doomed-1 for 1 s; the job runs again"),
@@ -406,7 +401,84 @@ async fn private_repositories_come_with_clone_credentials(engine: Engine) {
     );
 }
 
+/// A queued job says why it has not started: no runner connected, or its
+/// place in the queue with every runner busy. The admin lists the runners.
+async fn a_queued_job_says_why_it_waits_and_the_admin_lists_the_runners(engine: Engine) {
+    let server = TestServer::start_auto_cancel(engine, AutoCancel::Off).await;
+    let queued = |message: &'static str| {
+        let server = &server;
+        async move {
+            let (repo, sha) =
+                server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], message);
+            let payload = push_payload(&repo.path.display().to_string(), &sha, message);
+            server
+                .webhook("push", &format!("push-{message}"), &payload)
+                .await;
+            let build = server
+                .wait_build(PUSH_REPO, |b| {
+                    b["message"] == message && b["jobs"][0]["state"] == "queued"
+                })
+                .await;
+            build["jobs"][0].clone()
+        }
+    };
+    let waiting = |job: serde_json::Value| {
+        let server = &server;
+        async move {
+            let (_, job) = server.admin_get(&format!("/api/jobs/{}", job["id"])).await;
+            job["waiting"].as_str().unwrap_or_default().to_string()
+        }
+    };
+
+    let first = queued("one").await;
+    assert_eq!(
+        first["waiting"],
+        "Next in the queue. No runner has asked this server for work in the last 90 s, and none is running a job: start one (`gantry runner`), or check that the runners can reach this server."
+    );
+
+    // r1 takes it: the jobs queued after wait for a busy runner, in order.
+    let running = server.claim("r1", 5).await.expect("the first job");
+    assert_eq!(running.job_id.0, first["id"]);
+    let second = queued("two").await;
+    let third = queued("three").await;
+    assert_eq!(
+        waiting(second.clone()).await,
+        "Next in the queue; every runner is busy (1 running job on 1 runner)."
+    );
+    assert_eq!(
+        waiting(third.clone()).await,
+        "1 queued job ahead of it; every runner is busy (1 running job on 1 runner)."
+    );
+    let build_page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", third["build_id"]))
+        .await;
+    assert!(
+        build_page.contains("1 queued job ahead of it; every runner is busy"),
+        "{build_page}"
+    );
+    // A running job says nothing of the sort.
+    let (_, job) = server
+        .admin_get(&format!("/api/jobs/{}", running.job_id.0))
+        .await;
+    assert!(job.get("waiting").is_none(), "{job}");
+
+    let (status, runners) = server.admin_get("/api/runners").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runners.as_array().unwrap().len(), 1, "{runners}");
+    assert_eq!(runners[0]["name"], "r1");
+    assert_eq!(runners[0]["jobs"], serde_json::json!([running.job_id.0]));
+    assert_eq!(runners[0]["asking"], false);
+    assert!(runners[0]["last_seen_at"].is_string(), "{runners}");
+    let (status, _) = server.get("/api/runners").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "runner names are for the admin"
+    );
+}
+
 on_both_databases!(
+    a_queued_job_says_why_it_waits_and_the_admin_lists_the_runners,
     private_repositories_come_with_clone_credentials,
     a_waiting_claim_gets_a_job_queued_while_it_waits,
     two_claimers_racing_for_one_job_one_wins,

@@ -303,7 +303,14 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
                 state_badge(&j.state),
                 esc(&j.name),
                 esc(&j.image),
-                esc(j.duration.as_deref().unwrap_or("—")),
+                match (&j.duration, &j.reason) {
+                    (Some(d), _) => esc(d),
+                    // A queued job's reason says why it waits.
+                    (None, Some(why)) if j.state == "queued" => {
+                        format!("<span class=\"waiting\">{}</span>", esc(why))
+                    }
+                    (None, _) => "—".to_string(),
+                },
                 if j.allow_failure { "allowed to fail" } else { "" },
                 esc(j.deploy.as_deref().unwrap_or("")),
                 r = esc(p.repo),

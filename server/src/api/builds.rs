@@ -145,7 +145,39 @@ pub async fn get_build(
         )
         .await?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
-    Ok(Json(BuildView::full(&build, &build_jobs)))
+    let mut view = BuildView::full(&build, &build_jobs);
+    let mut waiting = Waiting::default();
+    for (job, shown) in build_jobs.iter().zip(view.jobs.iter_mut().flatten()) {
+        shown.waiting = waiting.of(&app, &mut conn, job).await?;
+    }
+    Ok(Json(view))
+}
+
+/// Why queued jobs wait; the runners are looked at once per answer.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    queue: Option<crate::runners::Queue>,
+}
+
+impl Waiting {
+    /// Why `job` waits, when it is queued.
+    pub(crate) async fn of(
+        &mut self,
+        app: &App,
+        conn: &mut sqlx::AnyConnection,
+        job: &jobs::Job,
+    ) -> ApiResult<Option<String>> {
+        if job.state != JobState::Queued {
+            return Ok(None);
+        }
+        if self.queue.is_none() {
+            self.queue = Some(app.runners.queue(conn).await?);
+        }
+        match &self.queue {
+            Some(queue) => Ok(Some(queue.why(conn, job.id).await?)),
+            None => Ok(None),
+        }
+    }
 }
 
 pub async fn get_job(
@@ -154,7 +186,10 @@ pub async fn get_job(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<JobView>> {
     let (job, build) = visible_job(&app, &viewer, id).await?;
-    Ok(Json(JobView::new(&job, build.number)))
+    let mut view = JobView::new(&job, build.number);
+    let mut conn = app.db.pool.acquire().await?;
+    view.waiting = Waiting::default().of(&app, &mut conn, &job).await?;
+    Ok(Json(view))
 }
 
 /// The raw log, with HTTP Range support for viewers that fetch parts of big logs.

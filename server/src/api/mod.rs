@@ -96,6 +96,7 @@ pub fn router(app: App) -> Router {
             "/api/repos/{owner}/{name}/secrets/{secret}",
             axum::routing::put(secrets::put).delete(secrets::delete),
         )
+        .route("/api/runners", get(runner::list))
         .route("/api/builds/{id}", get(builds::get_build))
         .route("/api/builds/{id}/restart", post(builds::restart_build))
         .route("/api/builds/{id}/cancel", post(builds::cancel_build))

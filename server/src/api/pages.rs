@@ -219,6 +219,15 @@ pub async fn build_page(
         ));
     };
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
+    let mut job_rows = Vec::with_capacity(build_jobs.len());
+    let mut waiting = super::builds::Waiting::default();
+    for job in &build_jobs {
+        let mut row = job_row(job, build.number);
+        if let Some(why) = waiting.of(&app, &mut conn, job).await? {
+            row.reason = Some(why);
+        }
+        job_rows.push(row);
+    }
     let diagnostics: Vec<String> =
         serde_json::from_str::<Vec<serde_json::Value>>(&build.diagnostics)
             .unwrap_or_default()
@@ -242,10 +251,7 @@ pub async fn build_page(
         nav: &nav,
         repo: &repo.full_name,
         build: build_row(&build),
-        jobs: build_jobs
-            .iter()
-            .map(|j| job_row(j, build.number))
-            .collect(),
+        jobs: job_rows,
         diagnostics,
         can_act,
     };
@@ -288,6 +294,9 @@ pub async fn job_page(
             &format!("no job {id} in {owner}/{name}"),
         ));
     };
+    let waiting = super::builds::Waiting::default()
+        .of(&app, &mut conn, &job)
+        .await?;
     drop(conn);
     // Whole lines only (a running job's last line may still be arriving): all
     // of a small log, the tail of a big one, read through the line index.
@@ -314,7 +323,10 @@ pub async fn job_page(
         nav: &nav,
         repo: &repo.full_name,
         build: build_row(&build),
-        job: job_row(&job, build.number),
+        job: JobRow {
+            reason: waiting.or_else(|| job.reason.clone()),
+            ..job_row(&job, build.number)
+        },
         log,
         first_line,
         total_lines,

@@ -169,3 +169,13 @@ pub async fn deploy_lock(
         },
     }))
 }
+
+/// `GET /api/runners` (admin): the runners asking this server for work or
+/// running jobs, for operators (see `crate::runners`).
+pub async fn list(
+    State(app): State<App>,
+    _: super::auth::Admin,
+) -> ApiResult<Json<Vec<crate::runners::RunnerView>>> {
+    let mut conn = app.db.pool.acquire().await?;
+    Ok(Json(app.runners.list(&mut conn).await?))
+}

@@ -93,6 +93,9 @@ pub struct JobView {
     pub runner: Option<String>,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
+    /// Why a queued job has not started (see `runners::Runners::why_queued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     pub phases: Value,
     pub created_at: Option<String>,
     pub queued_at: Option<String>,
@@ -114,6 +117,7 @@ impl JobView {
             runner: j.runner.clone(),
             exit_code: j.exit_code,
             reason: j.reason.clone(),
+            waiting: None,
             phases: serde_json::from_str(&j.phases).unwrap_or(Value::Array(Vec::new())),
             created_at: time(Some(j.created_at)),
             queued_at: time(j.queued_at),

@@ -25,6 +25,8 @@ pub async fn claim(
     wait: Duration,
 ) -> Result<Option<Assignment>, sqlx::Error> {
     let deadline = tokio::time::Instant::now() + wait;
+    // Until it returns (or the runner hangs up), queued jobs say a runner is free.
+    let _asking = app.runners.asking(runner);
     loop {
         // Register interest before looking, so a job queued in between still wakes us.
         let notified = app.dispatch.notified();

@@ -295,6 +295,34 @@ pub async fn expired(db: &Db) -> Result<Vec<Job>, sqlx::Error> {
     rows.iter().map(from_row).collect()
 }
 
+/// How many queued jobs a runner gets before `id` (claims take the oldest first).
+pub async fn queued_ahead(conn: &mut AnyConnection, id: JobId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND id < $1")
+        .bind(id.0)
+        .fetch_one(conn)
+        .await
+}
+
+/// The running jobs, by runner: `(runner, job ids)`, sorted by name.
+pub async fn running_by_runner(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, Vec<i64>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT runner, id FROM jobs WHERE state = 'running' AND runner IS NOT NULL ORDER BY runner, id",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut out: Vec<(String, Vec<i64>)> = Vec::new();
+    for row in &rows {
+        let (runner, id): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        match out.last_mut() {
+            Some((last, ids)) if *last == runner => ids.push(id),
+            _ => out.push((runner, vec![id])),
+        }
+    }
+    Ok(out)
+}
+
 pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         .fetch_all(conn)

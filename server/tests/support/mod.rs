@@ -226,6 +226,18 @@ impl TestServer {
         (status, body)
     }
 
+    /// A page or other text anyone may read (HTML, a log, the metrics).
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// A read as the admin, who sees private repositories too.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
