@@ -16,6 +16,10 @@ pub struct LineIndex {
     pub lines: usize,
     /// The end of the last whole line: where scanning resumes.
     pub scanned: u64,
+    /// The file indexed (inode and birth time): a log cleared for a
+    /// restart, or removed by a user, is a new file, indexed from its start
+    /// (its inode alone may be the old one's, reused).
+    file: Option<(u64, Option<std::time::SystemTime>)>,
 }
 
 impl LineIndex {
@@ -26,6 +30,17 @@ impl LineIndex {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        let meta = file.metadata()?;
+        let identity = (
+            std::os::unix::fs::MetadataExt::ino(&meta),
+            meta.created().ok(),
+        );
+        if self.file != Some(identity) || meta.len() < self.scanned {
+            *self = LineIndex {
+                file: Some(identity),
+                ..LineIndex::default()
+            };
+        }
         file.seek(SeekFrom::Start(self.scanned))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut at = self.scanned;
@@ -154,5 +169,21 @@ mod tests {
             Some(2),
             "wraps to the start"
         );
+    }
+
+    #[test]
+    fn a_log_written_anew_is_indexed_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "first attempt 1\nfirst attempt 2\nfirst attempt 3\n").unwrap();
+        let mut index = LineIndex::default();
+        index.extend(&path).unwrap();
+        assert_eq!(index.lines, 3);
+        // Cleared for a restart, then longer than before: a new file.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "again 1\nagain 2\nagain 3\nagain 4\nagain 5\n").unwrap();
+        index.extend(&path).unwrap();
+        assert_eq!(index.lines, 5);
+        assert_eq!(index.read(&path, 1, 1).unwrap(), b"again 1\n");
     }
 }
