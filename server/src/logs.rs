@@ -113,7 +113,19 @@ impl LogStore {
                 .open(self.path(job))?;
             let size = file.seek(SeekFrom::End(0))?;
             let sep = if size > 0 { "\n" } else { "" };
-            writeln!(file, "{sep}\x1b[33;1m[gantry] {line}\x1b[0m")
+            write!(file, "{sep}{}", gantry_line(line))
+        })
+    }
+
+    /// Replaces a finished job's whole log with one line from Gantry (a
+    /// user removed it: it showed something it should not have). The new
+    /// log is written aside and renamed over the old one, so a reader has
+    /// one or the other, never half. Blocking.
+    pub fn replace(&self, job: JobId, line: &str) -> io::Result<()> {
+        self.locked(job, || {
+            let aside = self.dir.join(format!("{job}.log.new"));
+            std::fs::write(&aside, gantry_line(line))?;
+            std::fs::rename(&aside, self.path(job))
         })
     }
 
@@ -124,6 +136,11 @@ impl LogStore {
             _ => Ok(()),
         })
     }
+}
+
+/// A line Gantry itself adds to a log, in yellow, with its newline.
+fn gantry_line(line: &str) -> String {
+    format!("\x1b[33;1m[gantry] {line}\x1b[0m\n")
 }
 
 /// After bytes `start..end` of a log were appended: sends their whole pages to

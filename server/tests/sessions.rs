@@ -673,7 +673,111 @@ async fn caches_are_cleared_from_the_page_by_those_who_may_push(engine: Engine) 
     assert_eq!(body["repo"], PUSH_REPO);
 }
 
+/// A log that shows what it should not is removed, as on Travis: by users
+/// with push access (with the form's CSRF token) or the admin, never while
+/// its job runs. What is left says who removed it and when.
+async fn a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    let _repo = queued_build_with_reader_and_writer(&server).await;
+    let job = server.claim("r1", 5).await.expect("the queued job");
+    let leaked = b"building\ntoken in base64: bGVha2VkLXRva2Vu\n".to_vec();
+    let sent = server
+        .runner_post(
+            &gantry_protocol::log_path(job.job_id, 0),
+            &job.lease,
+            leaked.into(),
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+    let api = format!("/api/jobs/{}/log", job.job_id);
+    let page = format!("/{PUSH_REPO}/jobs/{}", job.job_id);
+    let admin_delete = || async {
+        server
+            .http
+            .delete(format!("{}{api}", server.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+    };
+
+    let running = admin_delete().await;
+    assert_eq!(running.status(), StatusCode::CONFLICT);
+    assert!(running.text().await.unwrap().contains("job"), "says why");
+    assert!(server.text(&api).await.contains("bGVha2VkLXRva2Vu"));
+    server
+        .finish(&job, gantry_protocol::JobOutcome::Passed)
+        .await;
+
+    let reader = sign_in_with_github(&server, "reader").await;
+    let seen = get(&server, &page, Some(&reader)).await;
+    assert!(
+        seen.contains("bGVha2VkLXRva2Vu") && !seen.contains("Remove log"),
+        "{seen}"
+    );
+    let csrf = csrf_of(&seen);
+    let refused = post(
+        &server,
+        &format!("{page}/log/remove"),
+        Some(&reader),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let writer = sign_in_with_github(&server, "writer").await;
+    let seen = get(&server, &page, Some(&writer)).await;
+    assert!(seen.contains("Remove log"), "{seen}");
+    let forged = post(&server, &format!("{page}/log/remove"), Some(&writer), &[]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        server.text(&api).await.contains("bGVha2VkLXRva2Vu"),
+        "a forged form removes nothing"
+    );
+    let removed = post(
+        &server,
+        &format!("{page}/log/remove"),
+        Some(&writer),
+        &[("csrf", &csrf_of(&seen))],
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    let log = server.text(&api).await;
+    assert!(
+        log.starts_with("\u{1b}[33;1m[gantry] Log removed by writer at 20"),
+        "{log}"
+    );
+    assert_eq!(log.lines().count(), 1, "{log}");
+    // The page read the old log before (its line index is kept): it shows the new one.
+    let seen = get(&server, &page, Some(&writer)).await;
+    assert!(
+        !seen.contains("bGVha2VkLXRva2Vu")
+            && seen.contains("Log removed by writer")
+            && seen.contains("data-lines=\"1\""),
+        "{seen}"
+    );
+
+    let anonymous = server
+        .http
+        .delete(format!("{}{api}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let by_admin = admin_delete().await;
+    assert_eq!(by_admin.status(), StatusCode::OK);
+    let body: serde_json::Value = by_admin.json().await.unwrap();
+    assert!(
+        body["log"]
+            .as_str()
+            .unwrap()
+            .starts_with("Log removed by the admin at "),
+        "{body}"
+    );
+}
+
 on_both_databases!(
+    a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs,
     caches_are_cleared_from_the_page_by_those_who_may_push,
     crons_are_scheduled_from_the_pages_by_those_who_may_push,
     the_admin_manages_secrets_from_the_pages,

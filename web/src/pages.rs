@@ -357,6 +357,8 @@ pub struct JobPage<'a> {
     pub total_lines: usize,
     pub log_bytes: u64,
     pub running: bool,
+    /// The viewer may remove the log (push access, the job finished).
+    pub can_remove_log: bool,
 }
 
 pub fn job_page(p: &JobPage<'_>) -> String {
@@ -407,7 +409,7 @@ pub fn job_page(p: &JobPage<'_>) -> String {
         String::new()
     };
     let head = format!(
-        "<div class=\"head\"><h1>Job {n} {}</h1><p>{} · <code>{}</code> · {}</p>{}<p class=\"tools\"><a href=\"/api/jobs/{id}/log\" download>Raw log</a> <label class=\"follow\"><input type=\"checkbox\" id=\"follow\" checked> follow</label> <input id=\"search\" type=\"search\" placeholder=\"search the log\"></p></div>",
+        "<div class=\"head\"><h1>Job {n} {}</h1><p>{} · <code>{}</code> · {}</p>{}<p class=\"tools\"><a href=\"/api/jobs/{id}/log\" download>Raw log</a> <label class=\"follow\"><input type=\"checkbox\" id=\"follow\" checked> follow</label> <input id=\"search\" type=\"search\" placeholder=\"search the log\"></p>{remove}</div>",
         state_badge(&p.job.state),
         esc(&p.job.name),
         esc(&p.job.image),
@@ -419,6 +421,16 @@ pub fn job_page(p: &JobPage<'_>) -> String {
             .unwrap_or_default(),
         n = esc(&p.job.number),
         id = p.job.id,
+        remove = if p.can_remove_log {
+            format!(
+                "<form method=\"post\" action=\"/{}/jobs/{}/log/remove\" class=\"act\" onsubmit=\"return confirm('Remove this log for good? It is replaced by a line saying who removed it.')\">{}<button>Remove log</button></form>",
+                esc(p.repo),
+                p.job.id,
+                p.nav.csrf_field()
+            )
+        } else {
+            String::new()
+        },
     );
     let body = format!(
         "<div class=\"job\" data-job=\"{id}\" data-running=\"{running}\" data-lines=\"{total}\" data-bytes=\"{bytes}\" data-first=\"{first}\">{head}{skipped}<div class=\"log\" id=\"log\">{lines}</div></div>",
@@ -658,6 +670,7 @@ mod tests {
             total_lines: total,
             log_bytes: 10,
             running: false,
+            can_remove_log: false,
         });
         assert!(
             html.contains("<details class=\"fold failed\" data-fold=\"script\" open>"),

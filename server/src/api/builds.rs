@@ -266,6 +266,7 @@ pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>)
         tokio::task::spawn_blocking(move || logs.clear(id))
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))??;
+        forget_line_index(app, id);
     }
     app.dispatch.notify_waiters();
     Ok(())
@@ -336,6 +337,53 @@ pub async fn cancel_job(
     let build = job_build(&app, id).await?;
     cancel_jobs(&app, build, Some(JobId(id))).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// `DELETE /api/jobs/{id}/log` (admin): see [`remove_log`].
+pub async fn remove_job_log(
+    State(app): State<App>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let line = remove_log(&app, JobId(id), "the admin").await?;
+    Ok(Json(serde_json::json!({ "job": id, "log": line })))
+}
+
+/// Replaces a finished job's log with a line saying who removed it and
+/// when, as Travis does: for a log that shows what it should not (a secret
+/// printed in a form the masking cannot know). Returns that line.
+pub(crate) async fn remove_log(app: &App, id: JobId, by: &str) -> ApiResult<String> {
+    let mut conn = app.db.pool.acquire().await?;
+    let job = jobs::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    drop(conn);
+    if !job.state.is_finished() {
+        return Err(ApiError::Conflict(format!(
+            "job {id} is {}: cancel it, or wait for it to finish, before removing its log",
+            job.state
+        )));
+    }
+    let at = super::views::time(Some(crate::store::now_ms())).unwrap_or_default();
+    let line = format!("Log removed by {by} at {at}");
+    let logs = app.logs.clone();
+    let text = line.clone();
+    tokio::task::spawn_blocking(move || logs.replace(id, &text))
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))??;
+    forget_line_index(app, id);
+    // Viewers with the page open read the log again.
+    let _ = app.log_events.send(id);
+    tracing::info!(job = %id, by, "log removed");
+    Ok(line)
+}
+
+/// Drops the viewer's line index of a log written anew.
+fn forget_line_index(app: &App, id: JobId) {
+    app.log_indexes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
 }
 
 #[derive(Deserialize)]

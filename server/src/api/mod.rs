@@ -72,6 +72,10 @@ pub fn router(app: App) -> Router {
             "/{owner}/{name}/builds/{id}/cancel",
             post(pages::cancel_build),
         )
+        .route(
+            "/{owner}/{name}/jobs/{id}/log/remove",
+            post(pages::remove_log),
+        )
         .route("/api/jobs/{id}/events", get(pages::job_events))
         .route("/api/jobs/{id}/lines", get(pages::job_lines))
         .route("/api/jobs/{id}/search", get(pages::job_search))
@@ -101,7 +105,10 @@ pub fn router(app: App) -> Router {
         .route("/api/builds/{id}/restart", post(builds::restart_build))
         .route("/api/builds/{id}/cancel", post(builds::cancel_build))
         .route("/api/jobs/{id}", get(builds::get_job))
-        .route("/api/jobs/{id}/log", get(builds::job_log))
+        .route(
+            "/api/jobs/{id}/log",
+            get(builds::job_log).delete(builds::remove_job_log),
+        )
         .route("/api/jobs/{id}/restart", post(builds::restart_job))
         .route("/api/jobs/{id}/cancel", post(builds::cancel_job))
         .route(gantry_protocol::CLAIM_PATH, post(runner::claim))

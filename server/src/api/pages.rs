@@ -318,6 +318,11 @@ pub async fn job_page(
         job.state,
         JobState::Created | JobState::Queued | JobState::Running
     );
+    let can_remove_log = job.state.is_finished()
+        && match &session.0 {
+            Some(s) => super::permission::of(&app, s, &repo.full_name).await >= Permission::Push,
+            None => false,
+        };
     let nav = nav(&session);
     let page = pages::JobPage {
         nav: &nav,
@@ -332,6 +337,7 @@ pub async fn job_page(
         total_lines,
         log_bytes,
         running,
+        can_remove_log,
     };
     Ok(html(pages::job_page(&page)))
 }
@@ -782,6 +788,64 @@ async fn build_action(
         [(header::LOCATION, format!("/{owner}/{name}/builds/{id}"))],
     )
         .into_response())
+}
+
+/// `POST /{owner}/{name}/jobs/{id}/log/remove`: from a job's page, by a
+/// user with push access (see `builds::remove_log`); then back to the job.
+pub async fn remove_log(
+    State(app): State<App>,
+    session: MaybeSession,
+    Path((owner, name, id)): Path<(String, String, i64)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> ApiResult<Response> {
+    if let Some(page) = refusal(&session, &form) {
+        return Ok(page);
+    }
+    let mut conn = app.db.pool.acquire().await?;
+    let job = jobs::get(&mut conn, JobId(id)).await?;
+    drop(conn);
+    let in_repo = match &job {
+        Some(job) => action_build(&app, &owner, &name, job.build_id.0)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    if !in_repo {
+        return Ok(missing(
+            &nav(&session),
+            &format!("no job {id} in {owner}/{name}"),
+        ));
+    }
+    if let Some(page) = needs(
+        &app,
+        &session,
+        &owner,
+        &name,
+        Permission::Push,
+        "push access to remove its logs",
+    )
+    .await
+    {
+        return Ok(page);
+    }
+    let by = session
+        .0
+        .as_ref()
+        .map(|s| s.user.clone())
+        .unwrap_or_default();
+    match super::builds::remove_log(&app, JobId(id), &by).await {
+        Ok(_) => Ok((
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/{owner}/{name}/jobs/{id}"))],
+        )
+            .into_response()),
+        Err(e @ ApiError::Conflict(_)) => Ok((
+            e.status(),
+            Html(pages::refused(&nav(&session), &e.to_string())),
+        )
+            .into_response()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The repository, for a settings page (secrets, crons) of a signed-in
