@@ -63,7 +63,8 @@ pub struct Restored {
     /// The directories restored, with the scope each came from.
     pub dirs: Vec<(String, String)>,
     pub bytes: u64,
-    /// The repository's caches were cleared since this runner's last job of it.
+    /// The repository's caches were cleared since this runner's last job of
+    /// it, or after this job was assigned: none were restored for that.
     pub cleared: bool,
 }
 
@@ -155,8 +156,10 @@ impl JobCaches {
         let into = gantry_dir.join(IN);
         std::fs::create_dir_all(&into)?;
         let kept_under = self.kept_generation();
-        let cleared = kept_under < self.generation;
-        if cleared {
+        // Either way the log says the caches were cleared: since the last
+        // job, or after this one was assigned.
+        let cleared = kept_under != self.generation;
+        if kept_under < self.generation {
             self.drop_older()?;
         }
         let mut restored = Restored {

@@ -36,6 +36,13 @@ struct Seen {
     asking: usize,
 }
 
+impl Seen {
+    /// Asking now, or asked since `since_ms`: counted as connected.
+    fn connected(&self, since_ms: i64) -> bool {
+        self.asking > 0 || self.last_ms >= since_ms
+    }
+}
+
 /// An open claim; dropping it (answered, timed out or hung up) closes it.
 pub struct Asking {
     runners: Arc<Runners>,
@@ -99,7 +106,7 @@ impl Runners {
             if s.asking > 0 {
                 asking.push(name.clone());
             }
-            if s.asking > 0 || s.last_ms >= since {
+            if s.connected(since) {
                 recent.push(name.clone());
             }
         }
@@ -116,9 +123,7 @@ impl Runners {
         let mut views: Vec<RunnerView> = {
             let seen = self.lock();
             seen.iter()
-                .filter(|(name, s)| {
-                    s.asking > 0 || s.last_ms >= since || running.iter().any(|(r, _)| r == *name)
-                })
+                .filter(|(name, s)| s.connected(since) || running.iter().any(|(r, _)| r == *name))
                 .map(|(name, s)| RunnerView {
                     name: name.clone(),
                     last_seen_at: crate::api::views::time(Some(s.last_ms)),

@@ -170,13 +170,11 @@ impl Waiting {
         if job.state != JobState::Queued {
             return Ok(None);
         }
-        if self.queue.is_none() {
-            self.queue = Some(app.runners.queue(conn).await?);
-        }
-        match &self.queue {
-            Some(queue) => Ok(Some(queue.why(conn, job.id).await?)),
-            None => Ok(None),
-        }
+        let queue = match &mut self.queue {
+            Some(queue) => queue,
+            empty => empty.insert(app.runners.queue(conn).await?),
+        };
+        Ok(Some(queue.why(conn, job.id).await?))
     }
 }
 
