@@ -73,6 +73,10 @@ pub struct ServerArgs {
     /// older builds: `queued` ones (Travis's default), also `running` ones, or `off`.
     #[arg(long, env = "GANTRY_AUTO_CANCEL", value_enum, default_value_t = AutoCancel::Queued)]
     pub auto_cancel: AutoCancel,
+    /// Days a finished job's log is kept; after that it is replaced by one
+    /// line saying so. Unset: logs are kept for ever.
+    #[arg(long, env = "GANTRY_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<u32>,
 }
 
 /// Which older builds of a branch or pull request a new one cancels.
@@ -116,6 +120,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub private_by_default: bool,
     pub auto_cancel: AutoCancel,
+    /// How long a finished job's log is kept (`None`: for ever).
+    pub log_retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -170,6 +176,12 @@ impl ServerArgs {
         if self.lease_seconds < 5 {
             return Err(ConfigError(
                 "GANTRY_LEASE_SECONDS must be at least 5".into(),
+            ));
+        }
+        if self.log_retention_days == Some(0) {
+            return Err(ConfigError(
+                "GANTRY_LOG_RETENTION_DAYS must be at least 1: leave it unset to keep logs for ever"
+                    .into(),
             ));
         }
         for (name, value) in [
@@ -250,6 +262,9 @@ impl ServerArgs {
             secret_key: self.secret_key.filter(|k| !k.is_empty()),
             private_by_default: self.private_by_default,
             auto_cancel: self.auto_cancel,
+            log_retention: self
+                .log_retention_days
+                .map(|days| Duration::from_secs(u64::from(days) * 24 * 60 * 60)),
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod planner;
 pub mod progress;
 pub mod proxy;
 pub mod queue;
+pub mod retention;
 pub mod runners;
 pub mod secrets;
 pub mod state;
@@ -88,6 +89,18 @@ pub struct App {
     pub log_events: tokio::sync::broadcast::Sender<gantry_protocol::JobId>,
     /// The runners asking this server for work (see `runners`).
     pub runners: Arc<runners::Runners>,
+}
+
+impl App {
+    /// After a job's log was cleared or replaced: the viewer's line index of
+    /// the old log goes, and viewers with the page open read the log again.
+    pub(crate) fn log_written_anew(&self, job: gantry_protocol::JobId) {
+        self.log_indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job);
+        let _ = self.log_events.send(job);
+    }
 }
 
 /// Why the server could not start.
@@ -211,6 +224,7 @@ impl Server {
         let leases = tokio::spawn(leases::run(self.app.clone()));
         let statuses = tokio::spawn(statuses::run(self.app.clone()));
         let crons = tokio::spawn(cron::run(self.app.clone()));
+        let retention = tokio::spawn(retention::run(self.app.clone()));
         // Routes made ready once: served as a bare router, axum would rebuild
         // the route table for every connection (~30 KiB each, kept while the
         // connection stays open).
@@ -222,6 +236,7 @@ impl Server {
         leases.abort();
         statuses.abort();
         crons.abort();
+        retention.abort();
         result
     }
 }

@@ -122,11 +122,25 @@ impl LogStore {
     /// log is written aside and renamed over the old one, so a reader has
     /// one or the other, never half. Blocking.
     pub fn replace(&self, job: JobId, line: &str) -> io::Result<()> {
-        self.locked(job, || {
-            let aside = self.dir.join(format!("{job}.log.new"));
-            std::fs::write(&aside, gantry_line(line))?;
-            std::fs::rename(&aside, self.path(job))
+        self.locked(job, || self.write_anew(job, line))
+    }
+
+    /// Replaces a log with one line from Gantry, as [`replace`](Self::replace),
+    /// if the job has a log: `false` when it has none (it never ran), so
+    /// retention leaves no file behind where there was none. Blocking.
+    pub fn replace_existing(&self, job: JobId, line: &str) -> io::Result<bool> {
+        self.locked(job, || match std::fs::metadata(self.path(job)) {
+            Ok(_) => self.write_anew(job, line).map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         })
+    }
+
+    /// Writes the new log aside and renames it over the old one.
+    fn write_anew(&self, job: JobId, line: &str) -> io::Result<()> {
+        let aside = self.dir.join(format!("{job}.log.new"));
+        std::fs::write(&aside, gantry_line(line))?;
+        std::fs::rename(&aside, self.path(job))
     }
 
     /// Empties a job's log, for a job that runs again. Blocking.

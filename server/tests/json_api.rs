@@ -339,6 +339,107 @@ async fn private_repositories_are_shown_to_the_admin_only(engine: Engine) {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Sends `output` as the start of a running job's log.
+async fn first_output(server: &TestServer, job: &gantry_protocol::Assignment, output: &str) {
+    let sent = server
+        .runner_post(
+            &gantry_protocol::log_path(job.job_id, 0),
+            &job.lease,
+            output.to_string().into(),
+        )
+        .await;
+    assert_eq!(sent.status(), StatusCode::OK);
+}
+
+/// A job of `server` that ran, printed `output` and passed.
+async fn finished_job(server: &TestServer, message: &str, output: &str) -> i64 {
+    let job = server.running_job(message).await;
+    first_output(server, &job, output).await;
+    server.finish(&job, JobOutcome::Passed).await;
+    job.job_id.0
+}
+
+/// Moves a job's end `days` into the past, as if it had finished then.
+async fn finished_days_ago(server: &TestServer, job: i64, days: i64) {
+    let then = gantry_server::store::now_ms() - days * 24 * 60 * 60 * 1000;
+    sqlx::query("UPDATE jobs SET finished_at = $1 WHERE id = $2")
+        .bind(then)
+        .bind(job)
+        .execute(&server.app.db.pool)
+        .await
+        .unwrap();
+}
+
+/// GANTRY_LOG_RETENTION_DAYS: the log of a job that finished longer ago is
+/// replaced by one line; newer logs and running jobs' logs stay; a job that
+/// never ran gets no file; a restarted job's new log is kept.
+async fn logs_past_the_retention_are_replaced_by_one_line(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let retention = std::time::Duration::from_secs(30 * 24 * 60 * 60);
+    let log = |job: i64| {
+        let path = format!("/api/jobs/{job}/log");
+        let server = &server;
+        async move { server.text(&path).await }
+    };
+
+    let old = finished_job(&server, "old", "old output\n").await;
+    let recent = finished_job(&server, "recent", "recent output\n").await;
+    let never_ran = server.queued_build("never ran").await;
+    let never_ran_job = never_ran["jobs"][0]["id"].as_i64().unwrap();
+    let (status, _) = server
+        .admin_post(
+            &format!("/api/builds/{}/cancel", never_ran["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let running = server.running_job("running").await;
+    first_output(&server, &running, "still running\n").await;
+    finished_days_ago(&server, old, 31).await;
+    finished_days_ago(&server, recent, 29).await;
+    finished_days_ago(&server, never_ran_job, 40).await;
+
+    let swept = gantry_server::retention::try_once(&server.app, retention).await;
+    assert_eq!(swept.unwrap(), 1, "one log replaced");
+    let expired = log(old).await;
+    assert_eq!(
+        expired,
+        "\u{1b}[33;1m[gantry] This log was deleted: the server keeps the logs of finished jobs for 30 days (GANTRY_LOG_RETENTION_DAYS)\u{1b}[0m\n"
+    );
+    assert_eq!(log(recent).await, "recent output\n");
+    assert_eq!(log(running.job_id.0).await, "still running\n");
+    assert!(
+        !server
+            .app
+            .logs
+            .path(gantry_protocol::JobId(never_ran_job))
+            .exists(),
+        "no file for a job that never ran"
+    );
+    let (_, job) = server.admin_get(&format!("/api/jobs/{old}")).await;
+    assert_eq!(job["state"], "passed", "the job itself stays");
+    let again = gantry_server::retention::try_once(&server.app, retention).await;
+    assert_eq!(again.unwrap(), 0, "each log is replaced once");
+
+    // Run again, the old job writes a new log, which is kept.
+    server.finish(&running, JobOutcome::Passed).await;
+    let (status, _) = server
+        .admin_post(&format!("/api/jobs/{old}/restart"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let rerun = server.claim("r1", 5).await.expect("the restarted job");
+    assert_eq!(rerun.job_id.0, old);
+    first_output(&server, &rerun, "second run\n").await;
+    server.finish(&rerun, JobOutcome::Passed).await;
+    let swept = gantry_server::retention::try_once(&server.app, retention).await;
+    assert_eq!(swept.unwrap(), 0);
+    assert_eq!(log(old).await, "second run\n");
+    finished_days_ago(&server, old, 31).await;
+    let swept = gantry_server::retention::try_once(&server.app, retention).await;
+    assert_eq!(swept.unwrap(), 1, "a restart clears the mark");
+    assert!(log(old).await.contains("This log was deleted"));
+}
+
 on_both_databases!(
     private_repositories_are_shown_to_the_admin_only,
     builds_list_newest_first_with_filters_and_pages,
@@ -347,4 +448,5 @@ on_both_databases!(
     cancel_and_restart_builds_and_jobs,
     manual_builds_of_a_branch_head_or_a_commit,
     health_and_metrics,
+    logs_past_the_retention_are_replaced_by_one_line,
 );

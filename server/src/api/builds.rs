@@ -264,7 +264,7 @@ pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>)
         tokio::task::spawn_blocking(move || logs.clear(id))
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))??;
-        forget_line_index(app, id);
+        app.log_written_anew(id);
     }
     app.dispatch.notify_waiters();
     Ok(())
@@ -369,19 +369,9 @@ pub(crate) async fn remove_log(app: &App, id: JobId, by: &str) -> ApiResult<Stri
     tokio::task::spawn_blocking(move || logs.replace(id, &text))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))??;
-    forget_line_index(app, id);
-    // Viewers with the page open read the log again.
-    let _ = app.log_events.send(id);
+    app.log_written_anew(id);
     tracing::info!(job = %id, by, "log removed");
     Ok(line)
-}
-
-/// Drops the viewer's line index of a log written anew.
-fn forget_line_index(app: &App, id: JobId) {
-    app.log_indexes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
 }
 
 #[derive(Deserialize)]

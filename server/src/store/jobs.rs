@@ -259,13 +259,46 @@ pub async fn finish(
     Ok(result.rows_affected() == 1)
 }
 
+/// Marks the logs of up to `limit` jobs that finished before `before` as
+/// expired, oldest first, and returns those jobs: their logs are replaced
+/// next (log retention). A restart clears the mark.
+pub async fn expire_logs(db: &Db, before: i64, limit: i64) -> Result<Vec<JobId>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE jobs SET log_expired_at = $1
+         WHERE id IN (SELECT id FROM jobs WHERE log_expired_at IS NULL AND finished_at < $2
+                      ORDER BY finished_at, id LIMIT $3 {})
+         RETURNING id",
+        db.skip_locked()
+    );
+    let mut tx = db.begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(&sql)
+        .bind(now_ms())
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.into_iter().map(JobId).collect())
+}
+
+/// Undoes [`expire_logs`] for a log that could not be replaced, so a later
+/// sweep tries again.
+pub async fn keep_log(db: &Db, id: JobId) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE jobs SET log_expired_at = NULL WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 /// A restarted job starts over.
 pub async fn reset(conn: &mut AnyConnection, id: JobId, to: JobState) -> Result<(), sqlx::Error> {
     let now = now_ms();
     sqlx::query(
         "UPDATE jobs SET state = $1, runner = NULL, lease = NULL, lease_expires_at = NULL, attempts = 0, cancel_requested = 0,
                          exit_code = NULL, reason = NULL, phases = '[]', queued_at = CASE WHEN $1 = 'queued' THEN $2 ELSE NULL END,
-                         started_at = NULL, finished_at = NULL
+                         started_at = NULL, finished_at = NULL, log_expired_at = NULL
          WHERE id = $3",
     )
     .bind(to.as_str())

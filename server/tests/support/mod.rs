@@ -155,6 +155,7 @@ impl TestServer {
             secret_key: Some(SECRET_KEY.into()),
             private_by_default: false,
             auto_cancel,
+            log_retention: None,
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
