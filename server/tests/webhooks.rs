@@ -518,6 +518,51 @@ async fn a_burst_of_pushes_becomes_one_build_each(engine: Engine) {
     );
 }
 
+/// The journal stores a whole group commit in one statement: each delivery
+/// keeps its own id, event and payload, and one sent twice in the same
+/// commit (or again later) is new only the first time.
+async fn a_delivery_sent_twice_in_one_commit_is_stored_once(engine: Engine) {
+    use gantry_server::store::deliveries::{insert_batch, NewDelivery};
+    let server = TestServer::start(engine).await;
+    let delivery = |id: &str, event: &str| NewDelivery {
+        id: id.into(),
+        event: event.into(),
+        payload: format!("{{\"zen\": \"{id} {event}\"}}"),
+    };
+    let store = |batch: Vec<NewDelivery>| {
+        let db = server.app.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            let new = insert_batch(&mut tx, &batch).await.unwrap();
+            tx.commit().await.unwrap();
+            new
+        }
+    };
+    let first = store(vec![
+        delivery("a", "ping"),
+        delivery("b", "watch"),
+        delivery("a", "ping"),
+    ])
+    .await;
+    assert_eq!(first, [true, true, false]);
+    let second = store(vec![delivery("b", "watch"), delivery("c", "fork")]).await;
+    assert_eq!(second, [false, true]);
+    assert!(store(vec![]).await.is_empty());
+    let stored: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, event, payload FROM deliveries ORDER BY id")
+            .fetch_all(&server.app.db.pool)
+            .await
+            .unwrap();
+    let expected: Vec<(String, String, String)> = [("a", "ping"), ("b", "watch"), ("c", "fork")]
+        .iter()
+        .map(|(id, event)| {
+            let d = delivery(id, event);
+            (d.id, d.event, d.payload)
+        })
+        .collect();
+    assert_eq!(stored, expected);
+}
+
 on_both_databases!(
     push_to_a_branch_queues_a_build_of_its_commit,
     a_tag_push_is_a_tag_build,
@@ -525,6 +570,7 @@ on_both_databases!(
     pull_requests_build_the_head_commit_and_flag_forks,
     bad_signatures_are_refused_and_store_nothing,
     a_redelivery_creates_no_second_build,
+    a_delivery_sent_twice_in_one_commit_is_stored_once,
     oversize_malformed_and_incomplete_deliveries_get_clear_errors,
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,
