@@ -422,6 +422,27 @@ async fn queued_build_with_reader_and_writer(server: &TestServer) -> gantry_test
 }
 
 /// `page` as `cookie`'s user, who may not see it: the refusal's words.
+/// A user who may only read sees `page` with `shows` but without `button`,
+/// and posting its form to `action` anyway (with a valid CSRF token) gets
+/// 403; returns what the refusal says.
+async fn no_button_for(
+    server: &TestServer,
+    page: &str,
+    reader: &str,
+    shows: &str,
+    button: &str,
+    action: &str,
+) -> String {
+    let html = get(server, page, Some(reader)).await;
+    assert!(
+        html.contains(shows) && !html.contains(button),
+        "no {button} without push: {html}"
+    );
+    let refused = post(server, action, Some(reader), &[("csrf", &csrf_of(&html))]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{action}");
+    refused.text().await.unwrap()
+}
+
 async fn refused(server: &TestServer, page: &str, cookie: &str) -> String {
     let response = browser()
         .get(format!("{}{page}", server.url))
@@ -503,29 +524,16 @@ async fn github_users_act_by_their_repository_permissions(engine: Engine) {
     server.github.grant("writer", PUSH_REPO, "push");
 
     let reader = sign_in_with_github(&server, "reader").await;
-    let html = get(&server, &page, Some(&reader)).await;
-    assert!(
-        html.contains("reader") && !html.contains("Cancel build"),
-        "no buttons without push: {html}"
-    );
-    let csrf = csrf_of(&html);
-    let refused = post(
+    let refusal = no_button_for(
         &server,
+        &page,
+        &reader,
+        "reader",
+        "Cancel build",
         &format!("{page}/cancel"),
-        Some(&reader),
-        &[("csrf", &csrf)],
     )
     .await;
-    assert_eq!(
-        refused.status(),
-        StatusCode::FORBIDDEN,
-        "a user without push permission gets 403 on cancel"
-    );
-    assert!(refused
-        .text()
-        .await
-        .unwrap()
-        .contains("reader needs push access"));
+    assert!(refusal.contains("reader needs push access"), "{refusal}");
     let secrets = browser()
         .get(format!("{}/{PUSH_REPO}/secrets", server.url))
         .header("cookie", &reader)
@@ -710,20 +718,15 @@ async fn a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs(eng
         .await;
 
     let reader = sign_in_with_github(&server, "reader").await;
-    let seen = get(&server, &page, Some(&reader)).await;
-    assert!(
-        seen.contains("bGVha2VkLXRva2Vu") && !seen.contains("Remove log"),
-        "{seen}"
-    );
-    let csrf = csrf_of(&seen);
-    let refused = post(
+    no_button_for(
         &server,
+        &page,
+        &reader,
+        "bGVha2VkLXRva2Vu",
+        "Remove log",
         &format!("{page}/log/remove"),
-        Some(&reader),
-        &[("csrf", &csrf)],
     )
     .await;
-    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     let writer = sign_in_with_github(&server, "writer").await;
     let seen = get(&server, &page, Some(&writer)).await;
