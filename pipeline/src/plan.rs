@@ -485,6 +485,12 @@ fn finish(
             }
         }
     }
+    if let Some(packages) = cfg.apt_packages.as_ref().filter(|p| !p.is_empty()) {
+        phases
+            .entry(Phase::BeforeInstall)
+            .or_default()
+            .insert(0, crate::config::addons::apt_install_command(packages));
+    }
     phases.retain(|_, commands| !commands.is_empty());
     if !phases.contains_key(&Phase::Script) {
         diags

@@ -101,6 +101,32 @@ fn ripgrep_nine_included_jobs_one_on_macos() {
 }
 
 #[test]
+fn apt_addons_are_installed_before_before_install() {
+    use gantry_pipeline::Phase;
+    let p = plan("BurntSushi__ripgrep");
+    let apt = |job: &gantry_pipeline::Job| job.commands(Phase::BeforeInstall)[0].clone();
+    assert_eq!(
+        apt(&p.jobs[0]),
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         libxslt1-dev asciidoc docbook-xsl xsltproc libxml2-utils zsh xz-utils liblz4-tool musl-tools",
+        "the root's packages"
+    );
+    assert_eq!(p.jobs[2].env_map()["TARGET"], "arm-unknown-linux-gnueabihf");
+    assert!(
+        apt(&p.jobs[2]).ends_with(
+            "--no-install-recommends gcc-4.8-arm-linux-gnueabihf binutils-arm-linux-gnueabihf \
+             libc6-armhf-cross libc6-dev-armhf-cross libxslt1-dev asciidoc docbook-xsl xsltproc libxml2-utils"
+        ),
+        "an include's own addons replace the root's: {}",
+        apt(&p.jobs[2])
+    );
+    // The file's own before_install commands follow.
+    let parse_server = plan("parse-community__parse-server");
+    let first = parse_server.jobs[0].commands(Phase::BeforeInstall);
+    assert!(first[0].ends_with("postgresql-11-postgis-2.5 postgresql-11-postgis-2.5-scripts"));
+}
+
+#[test]
 fn celery_four_pythons_plus_ten_includes_across_three_stages() {
     // python (4) × os (1) × env.jobs (1) = 4 root jobs in `test`, plus 10 includes.
     let p = plan("celery__celery");

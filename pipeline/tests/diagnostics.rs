@@ -39,6 +39,19 @@ fn check(file: &str, expected: Expected) {
 use Severity::{Error, Warning};
 
 #[test]
+fn addons_apt_names_are_checked_and_other_addons_reported() {
+    check(
+        "addons.travis.yml",
+        &[
+            (7, 9, Error, "`curl wget` is not a Debian package name"),
+            (8, 5, Warning, "`addons.apt.sources` are not added"),
+            (11, 3, Warning, "`addons.postgresql` is not supported"),
+            (12, 3, Warning, "`addons.chrome` is not supported"),
+        ],
+    );
+}
+
+#[test]
 fn wrong_types_and_values() {
     check(
         "wrong-types.travis.yml",

@@ -197,6 +197,35 @@ async fn git_works_from_a_mirror_that_no_build_can_change() {
     assert!(!mirrors[0].join("objects/planted").exists());
 }
 
+/// `addons.apt` packages come from Debian's mirror, installed in the job's
+/// own container before `before_install`; an image without `apt-get`
+/// errors the job there, as a failing `before_install` does.
+#[tokio::test]
+async fn apt_addon_packages_are_installed_before_before_install() {
+    let h = default_harness().await;
+    gantry_testkit::require_image(DEBIAN_IMAGE);
+    let (repo, sha) = repo_with(&[("f", "x")]);
+    let pipeline = format!("image: {DEBIAN_IMAGE}\naddons:\n  apt:\n    packages: [hello]\nbefore_install: echo before install\nscript: hello --greeting='hello from addons.apt'\n");
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let printed = |text: &str| log.lines().position(|l| l.trim_end() == text);
+    assert!(printed("hello from addons.apt").is_some(), "{log}");
+    let install = log
+        .find("apt-get install -y -qq --no-install-recommends hello")
+        .expect("the command is shown");
+    assert!(install < log.find("\nbefore install").expect("before_install ran"));
+
+    let pipeline =
+        format!("image: {IMAGE}\naddons:\n  apt:\n    packages: [hello]\nscript: echo never\n");
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Errored, "{log}");
+    assert_eq!(
+        outcome.reason.as_deref(),
+        Some("a command failed during before_install")
+    );
+    assert!(log.contains("apt-get: not found"), "{log}");
+}
+
 #[tokio::test]
 async fn a_missing_image_errors_with_a_clear_reason() {
     let h = default_harness().await;

@@ -63,6 +63,8 @@ pub struct JobConfig {
     pub git: Option<GitOptions>,
     /// `cache:` directories; `Some(empty)` is `cache: false`.
     pub cache: Option<Vec<String>>,
+    /// `addons.apt` packages, installed before `before_install`.
+    pub apt_packages: Option<Vec<String>>,
     pub name: Option<String>,
     pub stage: Option<Spanned<String>>,
     pub condition: Option<Cond>,
@@ -101,6 +103,10 @@ impl JobConfig {
             timeout_minutes: self.timeout_minutes.or(base.timeout_minutes),
             git: self.git.clone().or_else(|| base.git.clone()),
             cache: self.cache.clone().or_else(|| base.cache.clone()),
+            apt_packages: self
+                .apt_packages
+                .clone()
+                .or_else(|| base.apt_packages.clone()),
             name: self.name.clone(),
             stage: self.stage.clone(),
             condition: self.condition.clone(),
@@ -127,12 +133,19 @@ const SILENT_KEYS: &[&str] = &[
 /// Keys Travis documents that Gantry does not support: a warning with advice.
 fn unsupported(key: &str) -> Option<(&'static str, &'static str)> {
     Some(match key {
-        "addons" => ("`addons` are not supported; they are ignored", "install packages in before_install (e.g. `apt-get install -y …`) or use an `image:` that has them"),
-        "workspaces" => ("`workspaces` are not supported; jobs share nothing", "pass files between stages through S3 or an image"),
-        "osx_image" | "xcode_project" | "xcode_workspace" | "xcode_scheme" | "xcode_sdk" | "xcode_destination" | "podfile" => {
-            ("macOS keys are not supported; Gantry runs Linux containers", "remove it, or keep it for Travis only")
-        }
-        "android" => ("`android` is not supported", "use an Android SDK image with `image:`"),
+        "workspaces" => (
+            "`workspaces` are not supported; jobs share nothing",
+            "pass files between stages through S3 or an image",
+        ),
+        "osx_image" | "xcode_project" | "xcode_workspace" | "xcode_scheme" | "xcode_sdk"
+        | "xcode_destination" | "podfile" => (
+            "macOS keys are not supported; Gantry runs Linux containers",
+            "remove it, or keep it for Travis only",
+        ),
+        "android" => (
+            "`android` is not supported",
+            "use an Android SDK image with `image:`",
+        ),
         "arch" => return None,
         _ => return None,
     })
@@ -255,6 +268,7 @@ pub fn decode_key(
         "timeout" => job.timeout_minutes = timeout(d, value),
         "git" => job.git = Some(git(d, value)),
         "cache" => job.cache = Some(super::cache::cache(d, value)),
+        "addons" => job.apt_packages = Some(super::addons::apt_packages(d, value)),
         "name" if level != Level::Root => job.name = d.string(value, key).map(|s| s.value),
         "stage" if level != Level::Root => job.stage = d.string(value, key),
         "if" if level != Level::Root => job.condition = d.condition(value, key),

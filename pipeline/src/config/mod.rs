@@ -2,6 +2,7 @@
 //! problem reported with its position. `Config` is the only way in; jobs are
 //! made from it by [`crate::plan`].
 
+pub mod addons;
 pub mod branches;
 pub mod cache;
 pub mod deploy;

@@ -1,0 +1,149 @@
+//! `addons:`. Of Travis's addons, `apt` is the one most files use: its
+//! packages are installed with `apt-get` before `before_install`, in the job's
+//! own container. The others (browsers, database versions, SSH known hosts,
+//! artifacts, …) are reported, each at its line, with what to do instead.
+
+use crate::decode::Decoder;
+use crate::diagnostic::Span;
+use crate::yaml::{Node, NodeKind};
+
+/// The Debian packages `addons:` asks for, in order, each once.
+pub fn apt_packages(d: &mut Decoder, node: &Node) -> Vec<String> {
+    let mut packages = Vec::new();
+    for (key, value, span) in d.entries(node, "addons") {
+        match key {
+            "apt" => apt(d, value, &mut packages),
+            // Travis's older spelling.
+            "apt_packages" => names(d, value, "addons.apt_packages", &mut packages),
+            other => unsupported(d, other, span),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    packages.retain(|p| seen.insert(p.clone()));
+    packages
+}
+
+/// The shell command that installs `packages`: the first command of
+/// `before_install`. Container images ship without package lists, so
+/// it always updates them first (Travis's `update: true`).
+pub fn apt_install_command(packages: &[String]) -> String {
+    format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        packages.join(" ")
+    )
+}
+
+fn apt(d: &mut Decoder, node: &Node, packages: &mut Vec<String>) {
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        // `apt: [curl]` is not Travis's form, but its meaning is plain.
+        names(d, node, "addons.apt", packages);
+        return;
+    }
+    for (key, value, span) in d.entries(node, "addons.apt") {
+        match key {
+            "packages" => names(d, value, "addons.apt.packages", packages),
+            // Gantry always updates the lists (see `apt_install_command`).
+            "update" => {
+                d.bool(value, "addons.apt.update");
+            }
+            "sources" => {
+                d.diags
+                    .warning(span, "`addons.apt.sources` are not added; only the image's own package sources are used")
+                    .hint("add the source in before_install (a file in /etc/apt/sources.list.d/ and its key), or use an `image:` that has the packages");
+            }
+            "config" | "dist" => {}
+            other => d.unknown_key(
+                other,
+                span,
+                &["packages", "update", "sources"],
+                "`addons.apt`",
+            ),
+        }
+    }
+}
+
+/// Package names, checked against what Debian allows (a name, then an
+/// optional `:arch` or `=version`), so a typo fails at its line and not
+/// halfway through a job.
+fn names(d: &mut Decoder, node: &Node, what: &str, packages: &mut Vec<String>) {
+    for name in d.strings(node, what).unwrap_or_default() {
+        if is_package(&name.value) {
+            packages.push(name.value);
+        } else {
+            d.diags
+                .error(
+                    name.span,
+                    format!("`{}` is not a Debian package name", name.value),
+                )
+                .hint("one package per entry: lowercase letters, digits and + - . (then :arch or =version)");
+        }
+    }
+}
+
+fn is_package(name: &str) -> bool {
+    let (base, rest) = match name.find([':', '=']) {
+        Some(at) => name.split_at(at),
+        None => (name, ""),
+    };
+    let base_ok = base.len() >= 2
+        && base.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && base
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    let rest_ok = rest
+        .chars()
+        .skip(1)
+        .all(|c| c.is_ascii_alphanumeric() || "+-.~:_".contains(c))
+        && rest.len() != 1;
+    base_ok && rest_ok
+}
+
+fn unsupported(d: &mut Decoder, key: &str, span: Span) {
+    let hint = match key {
+        "postgresql" | "mariadb" | "mysql" | "mongodb" | "redis" => {
+            "use `services:`; each service runs as a container from the service catalog (its version is set there, or with `image:` on the service)"
+        }
+        "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",
+        "ssh_known_hosts" => "add the host key in before_install (`ssh-keyscan HOST >> ~/.ssh/known_hosts`)",
+        "hosts" => "add the names in before_install (`echo \"127.0.0.1 NAME\" >> /etc/hosts`)",
+        "artifacts" => "upload files with the `s3` deploy provider",
+        _ => "install what it provides in before_install, or use an `image:` that has it",
+    };
+    d.diags
+        .warning(
+            span,
+            format!("`addons.{key}` is not supported; it is ignored"),
+        )
+        .hint(hint);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_package_names() {
+        for ok in [
+            "libxslt1-dev",
+            "gcc-4.8-arm-linux-gnueabihf",
+            "libc6:armhf",
+            "g++",
+            "python3=3.11.2-1",
+            "postgresql-11-postgis-2.5",
+        ] {
+            assert!(is_package(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "curl wget",
+            "Curl",
+            "-rf",
+            "x; rm -rf /",
+            "pkg=",
+            "$(id)",
+        ] {
+            assert!(!is_package(bad), "{bad}");
+        }
+    }
+}
