@@ -485,11 +485,12 @@ fn finish(
             }
         }
     }
-    if let Some(packages) = cfg.apt_packages.as_ref().filter(|p| !p.is_empty()) {
-        phases
-            .entry(Phase::BeforeInstall)
-            .or_default()
-            .insert(0, crate::config::addons::apt_install_command(packages));
+    let addons = cfg.addons.clone().unwrap_or_default();
+    if !addons.apt_packages.is_empty() {
+        phases.entry(Phase::BeforeInstall).or_default().insert(
+            0,
+            crate::config::addons::apt_install_command(&addons.apt_packages),
+        );
     }
     phases.retain(|_, commands| !commands.is_empty());
     if !phases.contains_key(&Phase::Script) {
@@ -500,7 +501,10 @@ fn finish(
             )
             .hint("add `script:` with the commands that test your project");
     }
-    let requests: Vec<ServiceRequest> = cfg.services.clone().unwrap_or_default();
+    let mut requests: Vec<ServiceRequest> = cfg.services.clone().unwrap_or_default();
+    for (name, version, span) in &addons.services {
+        service::at_version(&mut requests, name, version, *span, catalog);
+    }
     let docker = requests
         .iter()
         .any(|r| matches!(r, ServiceRequest::Docker { .. }));

@@ -127,6 +127,37 @@ fn apt_addons_are_installed_before_before_install() {
 }
 
 #[test]
+fn database_addons_start_that_version_of_the_service() {
+    let images = |name: &str| -> Vec<String> {
+        plan(name).jobs[0]
+            .services
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.image))
+            .collect()
+    };
+    // `addons.postgresql` alone starts it, as on Travis.
+    assert_eq!(
+        images("Yardsourcing__yardsourcing-engine"),
+        ["postgresql postgres:9.6"]
+    );
+    assert_eq!(
+        images("diesel-rs__diesel"),
+        ["mysql mysql:8.0", "postgresql postgres:9.5"]
+    );
+    assert_eq!(
+        images("cov2words__cov2words-backend"),
+        ["mariadb mariadb:10.2"]
+    );
+    let services = &plan("Yardsourcing__yardsourcing-engine").jobs[0].services;
+    assert!(
+        services[0]
+            .env
+            .contains(&("POSTGRES_HOST_AUTH_METHOD".into(), "trust".into())),
+        "the catalog's settings stay: {services:?}"
+    );
+}
+
+#[test]
 fn celery_four_pythons_plus_ten_includes_across_three_stages() {
     // python (4) × os (1) × env.jobs (1) = 4 root jobs in `test`, plus 10 includes.
     let p = plan("celery__celery");

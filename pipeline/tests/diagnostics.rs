@@ -39,13 +39,13 @@ fn check(file: &str, expected: Expected) {
 use Severity::{Error, Warning};
 
 #[test]
-fn addons_apt_names_are_checked_and_other_addons_reported() {
+fn addons_are_checked_and_the_unsupported_ones_reported() {
     check(
         "addons.travis.yml",
         &[
             (7, 9, Error, "`curl wget` is not a Debian package name"),
             (8, 5, Warning, "`addons.apt.sources` are not added"),
-            (11, 3, Warning, "`addons.postgresql` is not supported"),
+            (11, 15, Error, "`11 beta` is not a postgresql version"),
             (12, 3, Warning, "`addons.chrome` is not supported"),
         ],
     );

@@ -250,6 +250,24 @@ fn non_linux_jobs_are_skipped_with_a_reason() {
 }
 
 #[test]
+fn a_database_addon_sets_the_version_of_a_listed_service_unless_it_has_an_image() {
+    let p = plan("language: python\nservices:\n  - postgres\n  - name: mariadb\n    image: mariadb:11.4\naddons:\n  postgresql: \"13\"\n  mariadb: \"10.6\"\nscript: pytest\n");
+    let services: Vec<(String, String)> = p.jobs[0]
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.image.clone()))
+        .collect();
+    assert_eq!(
+        services,
+        [
+            ("postgres".to_string(), "postgres:13".to_string()),
+            ("mariadb".to_string(), "mariadb:11.4".to_string()),
+        ],
+        "one PostgreSQL, at the addon's version; the explicit image wins"
+    );
+}
+
+#[test]
 fn services_resolve_to_images_and_hostnames() {
     let p = plan("language: python\nservices:\n  - mysql\n  - redis-server\n  - docker\n  - name: search\n    image: opensearch:2\n    env: {discovery.type: single-node}\nscript: pytest\n");
     let job = &p.jobs[0];

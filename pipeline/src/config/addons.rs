@@ -1,26 +1,62 @@
 //! `addons:`. Of Travis's addons, `apt` is the one most files use: its
 //! packages are installed with `apt-get` before `before_install`, in the job's
-//! own container. The others (browsers, database versions, SSH known hosts,
-//! artifacts, …) are reported, each at its line, with what to do instead.
+//! own container. `postgresql` and `mariadb` pick the version of that service
+//! and start it. The others (browsers, SSH known hosts, artifacts, …) are
+//! reported, each at its line, with what to do instead.
 
 use crate::decode::Decoder;
 use crate::diagnostic::Span;
 use crate::yaml::{Node, NodeKind};
 
-/// The Debian packages `addons:` asks for, in order, each once.
-pub fn apt_packages(d: &mut Decoder, node: &Node) -> Vec<String> {
-    let mut packages = Vec::new();
+/// What a job's `addons:` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addons {
+    /// Debian packages, in order, each once.
+    pub apt_packages: Vec<String>,
+    /// Services started at a version (`postgresql: "11"`): name, version, where.
+    pub services: Vec<(String, String, Span)>,
+}
+
+/// Addons that name a service's version, as Travis starts them.
+const SERVICE_ADDONS: &[&str] = &["postgresql", "mariadb"];
+
+pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
+    let mut addons = Addons::default();
+    let packages = &mut addons.apt_packages;
     for (key, value, span) in d.entries(node, "addons") {
         match key {
-            "apt" => apt(d, value, &mut packages),
+            "apt" => apt(d, value, packages),
             // Travis's older spelling.
-            "apt_packages" => names(d, value, "addons.apt_packages", &mut packages),
+            "apt_packages" => names(d, value, "addons.apt_packages", packages),
+            k if SERVICE_ADDONS.contains(&k) => {
+                if let Some(version) = d.string(value, &format!("addons.{k}")) {
+                    if is_version(&version.value) {
+                        addons.services.push((k.to_string(), version.value, span));
+                    } else {
+                        d.diags
+                            .error(
+                                version.span,
+                                format!("`{}` is not a {k} version", version.value),
+                            )
+                            .hint(format!("a version such as `addons: {{{k}: \"11\"}}`"));
+                    }
+                }
+            }
             other => unsupported(d, other, span),
         }
     }
     let mut seen = std::collections::HashSet::new();
     packages.retain(|p| seen.insert(p.clone()));
-    packages
+    addons
+}
+
+/// An image tag: letters, digits, `.`, `_`, `-`.
+fn is_version(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// The shell command that installs `packages`: the first command of
@@ -100,7 +136,7 @@ fn is_package(name: &str) -> bool {
 
 fn unsupported(d: &mut Decoder, key: &str, span: Span) {
     let hint = match key {
-        "postgresql" | "mariadb" | "mysql" | "mongodb" | "redis" => {
+        "mysql" | "mongodb" | "redis" => {
             "use `services:`; each service runs as a container from the service catalog (its version is set there, or with `image:` on the service)"
         }
         "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",

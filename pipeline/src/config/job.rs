@@ -63,8 +63,8 @@ pub struct JobConfig {
     pub git: Option<GitOptions>,
     /// `cache:` directories; `Some(empty)` is `cache: false`.
     pub cache: Option<Vec<String>>,
-    /// `addons.apt` packages, installed before `before_install`.
-    pub apt_packages: Option<Vec<String>>,
+    /// `addons:` (apt packages, service versions).
+    pub addons: Option<super::addons::Addons>,
     pub name: Option<String>,
     pub stage: Option<Spanned<String>>,
     pub condition: Option<Cond>,
@@ -103,10 +103,7 @@ impl JobConfig {
             timeout_minutes: self.timeout_minutes.or(base.timeout_minutes),
             git: self.git.clone().or_else(|| base.git.clone()),
             cache: self.cache.clone().or_else(|| base.cache.clone()),
-            apt_packages: self
-                .apt_packages
-                .clone()
-                .or_else(|| base.apt_packages.clone()),
+            addons: self.addons.clone().or_else(|| base.addons.clone()),
             name: self.name.clone(),
             stage: self.stage.clone(),
             condition: self.condition.clone(),
@@ -268,7 +265,7 @@ pub fn decode_key(
         "timeout" => job.timeout_minutes = timeout(d, value),
         "git" => job.git = Some(git(d, value)),
         "cache" => job.cache = Some(super::cache::cache(d, value)),
-        "addons" => job.apt_packages = Some(super::addons::apt_packages(d, value)),
+        "addons" => job.addons = Some(super::addons::addons(d, value)),
         "name" if level != Level::Root => job.name = d.string(value, key).map(|s| s.value),
         "stage" if level != Level::Root => job.stage = d.string(value, key),
         "if" if level != Level::Root => job.condition = d.condition(value, key),

@@ -137,6 +137,46 @@ fn request(
     }
 }
 
+/// `addons.postgresql: "11"` and the like: the service at that version
+/// (the catalog's image at that tag), started whether or not `services:`
+/// names it, as on Travis. An image given in `services:` wins.
+pub fn at_version(
+    requests: &mut Vec<ServiceRequest>,
+    name: &str,
+    version: &str,
+    span: Span,
+    catalog: &Catalog,
+) {
+    let Some(known) = catalog::service(name) else {
+        return;
+    };
+    let base = catalog.service_image(known);
+    let repository = match base.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => base.as_str(),
+    };
+    let versioned = format!("{repository}:{version}");
+    let listed = requests.iter_mut().find_map(|r| match r {
+        ServiceRequest::Container { name, image, .. }
+            if catalog::service(name).map(|k| k.name) == Some(known.name) =>
+        {
+            Some(image)
+        }
+        _ => None,
+    });
+    match listed {
+        Some(image) => {
+            image.get_or_insert(versioned);
+        }
+        None => requests.push(ServiceRequest::Container {
+            name: known.name.to_string(),
+            image: Some(versioned),
+            env: Vec::new(),
+            span,
+        }),
+    }
+}
+
 /// Resolves requests to containers through the image catalog; unknown names without an image are dropped.
 pub fn resolve(requests: &[ServiceRequest], catalog: &Catalog) -> Vec<Service> {
     requests
