@@ -64,6 +64,15 @@ struct JobReport {
     /// Directories kept between builds (`cache:`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cache: Vec<String>,
+    /// Service containers started beside the job (`services:`, database addons).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<ServiceReport>,
+}
+
+#[derive(Serialize)]
+struct ServiceReport {
+    name: String,
+    image: String,
 }
 
 #[derive(Serialize)]
@@ -82,6 +91,14 @@ impl From<&Job> for JobReport {
             env: job.env_map(),
             allow_failure: job.allow_failure,
             cache: job.cache.clone(),
+            services: job
+                .services
+                .iter()
+                .map(|s| ServiceReport {
+                    name: s.name.clone(),
+                    image: s.image.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -193,6 +210,14 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
         )?;
         if !job.cache.is_empty() {
             writeln!(out, "     cache: {}", job.cache.join(", "))?;
+        }
+        if !job.services.is_empty() {
+            let services: Vec<String> = job
+                .services
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.image))
+                .collect();
+            writeln!(out, "     services: {}", services.join(", "))?;
         }
     }
     for s in &r.skipped {

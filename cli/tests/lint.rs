@@ -28,14 +28,14 @@ fn a_clean_file_exits_zero_and_lists_its_jobs() {
     write(
         dir.path(),
         ".travis.yml",
-        "language: python\npython: ['3.11', '3.12']\nscript: pytest\n",
+        "language: python\npython: ['3.11', '3.12']\nscript: pytest\nservices: redis\naddons:\n  postgresql: '13'\n",
     );
     let out = gantry(&["lint"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = text(&out);
     assert!(stdout.contains("./.travis.yml: ok, 2 job(s)"), "{stdout}");
     assert!(
-        stdout.contains("1. [test] python: 3.11 — python:3.11"),
+        stdout.contains("1. [test] python: 3.11 — python:3.11\n     services: redis (redis:7), postgresql (postgres:13)\n"),
         "{stdout}"
     );
 }
@@ -158,6 +158,7 @@ fn json_lists_diagnostics_and_expanded_jobs() {
     assert_eq!(jobs[1]["allow_failure"], true);
     assert_eq!(jobs[2]["stage"], "deploy");
     assert_eq!(jobs[2]["image"]["build"]["dockerfile"], "Dockerfile.dev");
+    assert!(jobs[0].get("services").is_none(), "none asked for");
 }
 
 #[test]

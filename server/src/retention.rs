@@ -38,10 +38,10 @@ pub async fn try_once(app: &App, retention: Duration) -> Result<usize, sqlx::Err
         let logs = app.logs.clone();
         let text = line.clone();
         let chunk = due.clone();
-        let written = tokio::task::spawn_blocking(move || replace_each(&logs, &chunk, &text))
-            .await
-            .unwrap_or_else(|e| (Vec::new(), Some((due[0], e.to_string()))));
-        let (done, failed) = written;
+        let (done, failed) =
+            tokio::task::spawn_blocking(move || replace_each(&logs, &chunk, &text))
+                .await
+                .unwrap_or_else(|e| (Vec::new(), Some((due[0], e.to_string()))));
         for job in &done {
             app.log_written_anew(*job);
         }
