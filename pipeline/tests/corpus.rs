@@ -107,14 +107,14 @@ fn apt_addons_are_installed_before_before_install() {
     let apt = |job: &gantry_pipeline::Job| job.commands(Phase::BeforeInstall)[0].clone();
     assert_eq!(
         apt(&p.jobs[0]),
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "gantry_apt_install \
          libxslt1-dev asciidoc docbook-xsl xsltproc libxml2-utils zsh xz-utils liblz4-tool musl-tools",
         "the root's packages"
     );
     assert_eq!(p.jobs[2].env_map()["TARGET"], "arm-unknown-linux-gnueabihf");
     assert!(
         apt(&p.jobs[2]).ends_with(
-            "--no-install-recommends gcc-4.8-arm-linux-gnueabihf binutils-arm-linux-gnueabihf \
+            "gantry_apt_install gcc-4.8-arm-linux-gnueabihf binutils-arm-linux-gnueabihf \
              libc6-armhf-cross libc6-dev-armhf-cross libxslt1-dev asciidoc docbook-xsl xsltproc libxml2-utils"
         ),
         "an include's own addons replace the root's: {}",

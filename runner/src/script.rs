@@ -41,6 +41,8 @@ pub fn quote(s: &str) -> String {
 /// holds it back until the end); `GANTRY_WAIT_TICK` shortens its minute in
 /// tests. `travis_terminate` leaves its status in `/gantry/terminated` for
 /// the runner, then ends the step's shell from wherever it was called.
+/// `gantry_apt_install` is `addons.apt` (see the pipeline's `addons.rs`):
+/// through `sudo` when the image runs as another user, as on Travis.
 const PRELUDE: &str = r#"gantry_shell=$$
 ANSI_RED='\033[31;1m'
 ANSI_GREEN='\033[32;1m'
@@ -112,6 +114,15 @@ travis_time_finish() {
   local result=$?
   printf 'travis_time:end:%s:start=0,finish=0,duration=0,event=%s\r\033[0K' "$TRAVIS_TIMER_ID" "${1:-}"
   return "$result"
+}
+gantry_apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    printf '\033[31;1maddons.apt needs an image with apt-get (Debian or Ubuntu), and this one has none: set `image:`, or install the packages in before_install.\033[0m\n' >&2
+    return 127
+  fi
+  local sudo=
+  if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 gantry_start() {
   printf 'travis_fold:start:%s\r\033[0Ktravis_time:start:%s\r\033[0K' "$1" "$2"

@@ -59,14 +59,14 @@ fn is_version(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
-/// The shell command that installs `packages`: the first command of
-/// `before_install`. Container images ship without package lists, so
-/// it always updates them first (Travis's `update: true`).
+/// The command that installs `packages`: the first command of
+/// `before_install`. `gantry_apt_install` is one of the shell helpers the
+/// runner defines in every step: it updates the package lists first
+/// (container images ship without them; Travis's `update: true`), goes
+/// through `sudo` when the image does not run as root, and says what to do
+/// when the image has no `apt-get`.
 pub fn apt_install_command(packages: &[String]) -> String {
-    format!(
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
-        packages.join(" ")
-    )
+    format!("gantry_apt_install {}", packages.join(" "))
 }
 
 fn apt(d: &mut Decoder, node: &Node, packages: &mut Vec<String>) {
