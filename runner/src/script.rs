@@ -469,6 +469,49 @@ mod tests {
         assert!(out.contains("travis_time:end:00000002:start=0,finish=0,duration=0,event=script\r\x1b[0Ktravis_fold:end:script\r\x1b[0K\n"), "{out:?}");
     }
 
+    /// `addons.apt`'s helper updates the package lists, then installs, and
+    /// goes through `sudo` only for a user other than root. `apt-get`, `id`
+    /// and `sudo` are stand-ins on the PATH that print what they were asked.
+    #[test]
+    fn apt_install_updates_first_and_uses_sudo_only_when_not_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        for (name, body) in [
+            (
+                "apt-get",
+                r#"echo "${AS:-root}: apt-get $* DEBIAN_FRONTEND=$DEBIAN_FRONTEND""#,
+            ),
+            ("sudo", r#"AS=sudo exec "$@""#),
+            ("id", r#"echo "$FAKE_UID""#),
+        ] {
+            let path = bin.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        let j = job("addons: {apt: {packages: [hello, jq]}}\nscript: 'true'\n");
+        for (uid, who) in [("0", "root"), ("1000", "sudo")] {
+            let exports = [
+                ("PATH".to_string(), path.clone()),
+                ("FAKE_UID".to_string(), uid.to_string()),
+            ];
+            let (rc, out) = run(&main_step(&j, &exports, "."));
+            assert_eq!(rc as i64, EXIT_PASSED, "{out}");
+            let update = out.find(&format!("{who}: apt-get update -qq "));
+            let install = out.find(&format!(
+                "{who}: apt-get install -y -qq --no-install-recommends hello jq DEBIAN_FRONTEND=noninteractive\n"
+            ));
+            assert!(
+                update.is_some() && install.is_some() && update < install,
+                "{out}"
+            );
+        }
+    }
+
     #[test]
     fn travis_retry_runs_a_failing_command_up_to_three_times() {
         let flaky = "travis_retry sh -c 'n=$(cat tries 2>/dev/null || echo 0); echo $((n+1)) > tries; [ $n -ge 1 ]'";
