@@ -102,12 +102,8 @@ async fn a_cron_builds_its_branch_now_and_then_once_an_interval(engine: Engine) 
     assert_eq!(list[0]["interval"], "weekly");
 
     let gone = server
-        .http
-        .delete(format!("{}/api/crons/{}", server.url, cron["id"]))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/api/crons/{}", cron["id"]), Some(ADMIN))
+        .await;
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
     let (status, _) = server
         .admin_get(&format!("/api/crons/{}", cron["id"]))

@@ -117,26 +117,18 @@ async fn the_api_writes_lists_and_deletes_but_never_shows_values(engine: Engine)
         }
     }
     let delete = server
-        .http
-        .delete(format!(
-            "{}/api/repos/{PUSH_REPO}/secrets/DEPLOY_KEY",
-            server.url
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .delete(
+            &format!("/api/repos/{PUSH_REPO}/secrets/DEPLOY_KEY"),
+            Some(ADMIN),
+        )
+        .await;
     assert_eq!(delete.status(), StatusCode::NO_CONTENT);
     let again = server
-        .http
-        .delete(format!(
-            "{}/api/repos/{PUSH_REPO}/secrets/DEPLOY_KEY",
-            server.url
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .delete(
+            &format!("/api/repos/{PUSH_REPO}/secrets/DEPLOY_KEY"),
+            Some(ADMIN),
+        )
+        .await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 }
 

@@ -660,21 +660,10 @@ async fn caches_are_cleared_from_the_page_by_those_who_may_push(engine: Engine) 
     assert_eq!(job.repo.cache_generation, 1);
 
     // The JSON API clears too, for the admin only.
-    let anonymous = server
-        .http
-        .delete(format!("{}{api}", server.url))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = server.delete(&api, None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(generation().await, 1);
-    let by_admin = server
-        .http
-        .delete(format!("{}{api}", server.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let by_admin = server.delete(&api, Some(ADMIN)).await;
     assert_eq!(by_admin.status(), StatusCode::OK);
     let body: serde_json::Value = by_admin.json().await.unwrap();
     assert_eq!(body["generation"], 2);
@@ -699,15 +688,7 @@ async fn a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs(eng
     assert_eq!(sent.status(), StatusCode::OK);
     let api = format!("/api/jobs/{}/log", job.job_id);
     let page = format!("/{PUSH_REPO}/jobs/{}", job.job_id);
-    let admin_delete = || async {
-        server
-            .http
-            .delete(format!("{}{api}", server.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-    };
+    let admin_delete = || server.delete(&api, Some(ADMIN));
 
     let running = admin_delete().await;
     assert_eq!(running.status(), StatusCode::CONFLICT);
@@ -760,12 +741,7 @@ async fn a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs(eng
         "{seen}"
     );
 
-    let anonymous = server
-        .http
-        .delete(format!("{}{api}", server.url))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = server.delete(&api, None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let by_admin = admin_delete().await;
     assert_eq!(by_admin.status(), StatusCode::OK);

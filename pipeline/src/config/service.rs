@@ -150,10 +150,12 @@ pub fn at_version(
     let Some(known) = catalog::service(name) else {
         return;
     };
-    let base = catalog.service_image(known);
+    let image = catalog.service_image(known);
+    // Without its digest (`@sha256:…`) or tag; a registry's `:port` stays.
+    let base = image.split('@').next().unwrap_or(&image);
     let repository = match base.rsplit_once(':') {
         Some((repository, tag)) if !tag.contains('/') => repository,
-        _ => base.as_str(),
+        _ => base,
     };
     let versioned = format!("{repository}:{version}");
     let listed = requests.iter_mut().find_map(|r| match r {
@@ -212,4 +214,40 @@ pub fn resolve(requests: &[ServiceRequest], catalog: &Catalog) -> Vec<Service> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An operator's mirror keeps its registry port; a pinned digest goes.
+    #[test]
+    fn a_version_replaces_the_catalog_images_tag_or_digest() {
+        let mut catalog = Catalog::default();
+        let versioned = |catalog: &Catalog| {
+            let mut requests = Vec::new();
+            at_version(&mut requests, "postgresql", "11", Span::default(), catalog);
+            match &requests[0] {
+                ServiceRequest::Container { image, .. } => image.clone().unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(versioned(&catalog), "postgres:11");
+        for (mirror, expected) in [
+            (
+                "mirror.local:5000/postgres:16",
+                "mirror.local:5000/postgres:11",
+            ),
+            (
+                "mirror.local:5000/postgres",
+                "mirror.local:5000/postgres:11",
+            ),
+            ("postgres:16@sha256:0123abcd", "postgres:11"),
+        ] {
+            catalog
+                .service_images
+                .insert("postgresql".into(), mirror.into());
+            assert_eq!(versioned(&catalog), expected, "{mirror}");
+        }
+    }
 }

@@ -309,12 +309,16 @@ pub async fn cancel_build(
     Ok(StatusCode::ACCEPTED)
 }
 
-async fn job_build(app: &App, id: i64) -> ApiResult<BuildId> {
+/// Job `id`, or 404.
+pub(crate) async fn find_job(app: &App, id: JobId) -> ApiResult<jobs::Job> {
     let mut conn = app.db.pool.acquire().await?;
-    Ok(jobs::get(&mut conn, JobId(id))
+    jobs::get(&mut conn, id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?
-        .build_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+async fn job_build(app: &App, id: i64) -> ApiResult<BuildId> {
+    Ok(find_job(app, JobId(id)).await?.build_id)
 }
 
 pub async fn restart_job(
@@ -343,19 +347,16 @@ pub async fn remove_job_log(
     _: Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let line = remove_log(&app, JobId(id), "the admin").await?;
+    let job = find_job(&app, JobId(id)).await?;
+    let line = remove_log(&app, &job, "the admin").await?;
     Ok(Json(serde_json::json!({ "job": id, "log": line })))
 }
 
 /// Replaces a finished job's log with a line saying who removed it and
 /// when, as Travis does: for a log that shows what it should not (a secret
 /// printed in a form the masking cannot know). Returns that line.
-pub(crate) async fn remove_log(app: &App, id: JobId, by: &str) -> ApiResult<String> {
-    let mut conn = app.db.pool.acquire().await?;
-    let job = jobs::get(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    drop(conn);
+pub(crate) async fn remove_log(app: &App, job: &jobs::Job, by: &str) -> ApiResult<String> {
+    let id = job.id;
     if !job.state.is_finished() {
         return Err(ApiError::Conflict(format!(
             "job {id} is {}: cancel it, or wait for it to finish, before removing its log",

@@ -801,21 +801,22 @@ pub async fn remove_log(
     if let Some(page) = refusal(&session, &form) {
         return Ok(page);
     }
-    let mut conn = app.db.pool.acquire().await?;
-    let job = jobs::get(&mut conn, JobId(id)).await?;
-    drop(conn);
-    let in_repo = match &job {
-        Some(job) => action_build(&app, &owner, &name, job.build_id.0)
-            .await?
-            .is_some(),
-        None => false,
+    let job = match super::builds::find_job(&app, JobId(id)).await {
+        Ok(job)
+            if action_build(&app, &owner, &name, job.build_id.0)
+                .await?
+                .is_some() =>
+        {
+            job
+        }
+        Ok(_) | Err(ApiError::NotFound(_)) => {
+            return Ok(missing(
+                &nav(&session),
+                &format!("no job {id} in {owner}/{name}"),
+            ))
+        }
+        Err(e) => return Err(e),
     };
-    if !in_repo {
-        return Ok(missing(
-            &nav(&session),
-            &format!("no job {id} in {owner}/{name}"),
-        ));
-    }
     if let Some(page) = needs(
         &app,
         &session,
@@ -833,7 +834,7 @@ pub async fn remove_log(
         .as_ref()
         .map(|s| s.user.clone())
         .unwrap_or_default();
-    match super::builds::remove_log(&app, JobId(id), &by).await {
+    match super::builds::remove_log(&app, &job, &by).await {
         Ok(_) => Ok((
             StatusCode::SEE_OTHER,
             [(header::LOCATION, format!("/{owner}/{name}/jobs/{id}"))],

@@ -93,7 +93,7 @@ pub struct JobView {
     pub runner: Option<String>,
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
-    /// Why a queued job has not started (see `runners::Runners::why_queued`).
+    /// Why a queued job has not started (see `runners::Queue::why`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
     pub phases: Value,

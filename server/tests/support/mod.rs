@@ -253,6 +253,18 @@ impl TestServer {
         (status, body)
     }
 
+    /// `DELETE path`, with `token` as the bearer token when given.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let request = self.http.delete(format!("{}{path}", self.url));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+        .await
+        .expect("DELETE")
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .http
