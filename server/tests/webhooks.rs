@@ -524,10 +524,9 @@ async fn a_burst_of_pushes_becomes_one_build_each(engine: Engine) {
 async fn a_delivery_sent_twice_in_one_commit_is_stored_once(engine: Engine) {
     use gantry_server::store::deliveries::{insert_batch, NewDelivery};
     let server = TestServer::start(engine).await;
-    let delivery = |id: &str, event: &str| NewDelivery {
-        id: id.into(),
-        event: event.into(),
-        payload: format!("{{\"zen\": \"{id} {event}\"}}"),
+    let payload = |id: &str, event: &str| format!("{{\"zen\": \"{id} {event}\"}}");
+    let delivery = |id: &str, event: &str| {
+        NewDelivery::new(id.into(), event.into(), payload(id, event).as_bytes()).unwrap()
     };
     let store = |batch: Vec<NewDelivery>| {
         let db = server.app.db.clone();
@@ -548,19 +547,67 @@ async fn a_delivery_sent_twice_in_one_commit_is_stored_once(engine: Engine) {
     let second = store(vec![delivery("b", "watch"), delivery("c", "fork")]).await;
     assert_eq!(second, [false, true]);
     assert!(store(vec![]).await.is_empty());
-    let stored: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, event, payload FROM deliveries ORDER BY id")
+    // Each payload is stored as received, zstd-compressed.
+    let rows: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT id, event, body FROM deliveries ORDER BY id")
             .fetch_all(&server.app.db.pool)
             .await
             .unwrap();
-    let expected: Vec<(String, String, String)> = [("a", "ping"), ("b", "watch"), ("c", "fork")]
-        .iter()
-        .map(|(id, event)| {
-            let d = delivery(id, event);
-            (d.id, d.event, d.payload)
+    let stored: Vec<(String, String, String)> = rows
+        .into_iter()
+        .map(|(id, event, body)| {
+            let text = String::from_utf8(zstd::stream::decode_all(body.as_slice()).unwrap());
+            (id, event, text.unwrap())
         })
         .collect();
+    let expected: Vec<(String, String, String)> = [("a", "ping"), ("b", "watch"), ("c", "fork")]
+        .iter()
+        .map(|(id, event)| (id.to_string(), event.to_string(), payload(id, event)))
+        .collect();
     assert_eq!(stored, expected);
+}
+
+/// Payloads are stored compressed: a real push payload takes well under
+/// half its size, and deliveries stored as text before compression (the
+/// `payload` column) are still read and planned.
+async fn payloads_are_stored_compressed_and_old_text_ones_still_plan(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    let clone_url = repo.path.display().to_string();
+    let payload = push_payload(&clone_url, &sha, "sent today");
+    let sent = serde_json::to_vec(&payload).unwrap();
+    let response = server.webhook("push", "today", &payload).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (text, body): (Option<String>, Vec<u8>) =
+        sqlx::query_as("SELECT payload, body FROM deliveries WHERE id = 'today'")
+            .fetch_one(&server.app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(text, None, "no uncompressed copy");
+    assert!(
+        body.len() * 3 < sent.len(),
+        "{} bytes stored for a {}-byte payload",
+        body.len(),
+        sent.len()
+    );
+    server
+        .wait_build(PUSH_REPO, |b| b["message"] == "sent today")
+        .await;
+
+    // A delivery stored before migration 0008: its text, and no body.
+    let before = push_payload(&clone_url, &sha, "stored before compression");
+    sqlx::query(
+        "INSERT INTO deliveries (id, event, payload, received_at) VALUES ('before', 'push', $1, $2)",
+    )
+    .bind(serde_json::to_string(&before).unwrap())
+    .bind(0i64)
+    .execute(&server.app.db.pool)
+    .await
+    .unwrap();
+    server.app.planner_wake.notify_one();
+    server
+        .wait_build(PUSH_REPO, |b| b["message"] == "stored before compression")
+        .await;
 }
 
 on_both_databases!(
@@ -571,6 +618,7 @@ on_both_databases!(
     bad_signatures_are_refused_and_store_nothing,
     a_redelivery_creates_no_second_build,
     a_delivery_sent_twice_in_one_commit_is_stored_once,
+    payloads_are_stored_compressed_and_old_text_ones_still_plan,
     oversize_malformed_and_incomplete_deliveries_get_clear_errors,
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,

@@ -2,7 +2,8 @@
 
 use crate::store::repos::RepoFacts;
 use gantry_pipeline::Event;
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 
 /// A build a webhook asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,38 +30,60 @@ pub enum Trigger {
     Ignore(String),
 }
 
-/// The payload is not what GitHub sends for this event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PayloadError(pub String);
-
-fn text<'a>(v: &'a Value, path: &str) -> Result<&'a str, PayloadError> {
-    let mut node = v;
-    for key in path.split('.') {
-        node = node
-            .get(key)
-            .ok_or_else(|| PayloadError(format!("the payload has no `{path}`")))?;
-    }
-    node.as_str()
-        .ok_or_else(|| PayloadError(format!("`{path}` is not a string")))
+/// Why a delivery's body builds nothing and is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON, but not what GitHub sends for this event.
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn opt_text(v: &Value, path: &str) -> Option<String> {
-    text(v, path).ok().map(str::to_string)
-}
-
-fn repo_facts(repo: &Value) -> Result<RepoFacts, PayloadError> {
-    Ok(RepoFacts {
-        full_name: text(repo, "full_name")?.to_string(),
-        clone_url: text(repo, "clone_url")?.to_string(),
-        private: repo
-            .get("private")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        default_branch: opt_text(repo, "default_branch")
-            .or_else(|| opt_text(repo, "master_branch"))
-            .unwrap_or_else(|| "master".into()),
+/// Reads `body` as `T`: only the fields Gantry uses are kept, and the rest of
+/// a payload (most of its 5–25 KB) is skipped without building it in memory.
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            PayloadError::Invalid(e.to_string())
+        } else {
+            PayloadError::NotJson(e)
+        }
     })
+}
+
+#[derive(Deserialize)]
+struct Repo {
+    full_name: String,
+    clone_url: String,
+    #[serde(default)]
+    private: bool,
+    default_branch: Option<String>,
+    /// Push payloads' older name for the default branch.
+    master_branch: Option<String>,
+}
+
+impl From<Repo> for RepoFacts {
+    fn from(repo: Repo) -> RepoFacts {
+        RepoFacts {
+            full_name: repo.full_name,
+            clone_url: repo.clone_url,
+            private: repo.private,
+            default_branch: repo
+                .default_branch
+                .or(repo.master_branch)
+                .unwrap_or_else(|| "master".into()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Login {
+    login: String,
+}
+
+fn login(user: Option<Login>) -> String {
+    user.map(|u| u.login).unwrap_or_default()
 }
 
 fn is_zero_sha(sha: &str) -> bool {
@@ -69,34 +92,75 @@ fn is_zero_sha(sha: &str) -> bool {
 
 /// The repository a `ping` names: GitHub sends one when the webhook is
 /// added, so Gantry knows the repository (and takes its secrets) before
-/// the first push.
-pub fn ping_repo(payload: &Value) -> Option<RepoFacts> {
-    payload.get("repository").and_then(|r| repo_facts(r).ok())
+/// the first push. `Ok(None)`: a ping of an organisation or app hook.
+pub fn ping_repo(body: &[u8]) -> Result<Option<RepoFacts>, PayloadError> {
+    #[derive(Deserialize)]
+    struct Ping {
+        repository: Option<serde_json::Value>,
+    }
+    let ping: Ping = parse(body)?;
+    Ok(ping
+        .repository
+        .and_then(|r| Repo::deserialize(r).ok())
+        .map(RepoFacts::from))
 }
 
 /// Reads a delivery. `event` is the `X-GitHub-Event` header.
-pub fn trigger(event: &str, payload: &Value) -> Result<Trigger, PayloadError> {
+pub fn trigger(event: &str, body: &[u8]) -> Result<Trigger, PayloadError> {
     match event {
-        "push" => push(payload),
-        "pull_request" => pull_request(payload),
-        "ping" => Ok(Trigger::Ignore("pong".into())),
-        other => Ok(Trigger::Ignore(format!(
-            "`{other}` events do not start builds"
-        ))),
+        "push" => push(parse(body)?),
+        "pull_request" => pull_request(parse(body)?),
+        other => {
+            // Nothing is read from other events, but GitHub sends JSON only.
+            parse::<IgnoredAny>(body)?;
+            Ok(Trigger::Ignore(if other == "ping" {
+                "pong".into()
+            } else {
+                format!("`{other}` events do not start builds")
+            }))
+        }
     }
 }
 
-fn push(p: &Value) -> Result<Trigger, PayloadError> {
-    let git_ref = text(p, "ref")?;
-    let after = text(p, "after")?;
-    let deleted = p.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-    if deleted || is_zero_sha(after) {
+#[derive(Deserialize)]
+struct Push {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    #[serde(default)]
+    deleted: bool,
+    repository: Option<Repo>,
+    head_commit: Option<HeadCommit>,
+    pusher: Option<Pusher>,
+    sender: Option<Login>,
+}
+
+#[derive(Deserialize)]
+struct HeadCommit {
+    #[serde(default)]
+    message: String,
+    author: Option<Author>,
+}
+
+#[derive(Deserialize)]
+struct Author {
+    username: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Pusher {
+    name: Option<String>,
+}
+
+fn push(p: Push) -> Result<Trigger, PayloadError> {
+    let git_ref = p.git_ref;
+    if p.deleted || is_zero_sha(&p.after) {
         return Ok(Trigger::Ignore(format!("{git_ref} was deleted")));
     }
-    let repo = repo_facts(
-        p.get("repository")
-            .ok_or_else(|| PayloadError("the payload has no `repository`".into()))?,
-    )?;
+    let repo = p
+        .repository
+        .ok_or_else(|| PayloadError::Invalid("the payload has no `repository`".into()))?;
     let (event, branch, tag) = if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
         (Event::Tag, tag.to_string(), Some(tag.to_string()))
     } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
@@ -106,23 +170,24 @@ fn push(p: &Value) -> Result<Trigger, PayloadError> {
             "{git_ref} is neither a branch nor a tag"
         )));
     };
-    let head = p.get("head_commit").filter(|h| !h.is_null());
-    let message = head
-        .and_then(|h| opt_text(h, "message"))
-        .unwrap_or_default();
-    let author = head
-        .and_then(|h| opt_text(h, "author.username").or_else(|| opt_text(h, "author.name")))
-        .or_else(|| opt_text(p, "pusher.name"))
-        .unwrap_or_default();
+    let (message, author) = match p.head_commit {
+        Some(head) => (
+            head.message,
+            head.author.and_then(|a| a.username.or(a.name)),
+        ),
+        None => (String::new(), None),
+    };
     Ok(Trigger::Build(Box::new(BuildRequest {
-        repo,
+        repo: repo.into(),
         event,
         branch,
         tag,
-        commit: after.to_string(),
+        commit: p.after,
         message,
-        author,
-        sender: opt_text(p, "sender.login").unwrap_or_default(),
+        author: author
+            .or_else(|| p.pusher.and_then(|p| p.name))
+            .unwrap_or_default(),
+        sender: login(p.sender),
         pull_request: None,
         head_branch: None,
         head_repo: None,
@@ -130,41 +195,74 @@ fn push(p: &Value) -> Result<Trigger, PayloadError> {
     })))
 }
 
-fn pull_request(p: &Value) -> Result<Trigger, PayloadError> {
-    let action = text(p, "action")?;
-    if !matches!(action, "opened" | "synchronize" | "reopened") {
+#[derive(Deserialize)]
+struct PullRequestEvent {
+    action: String,
+    number: Option<i64>,
+    pull_request: Option<PullRequest>,
+    repository: Option<Repo>,
+    sender: Option<Login>,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    number: Option<i64>,
+    title: Option<String>,
+    user: Option<Login>,
+    base: Base,
+    head: Head,
+}
+
+#[derive(Deserialize)]
+struct Base {
+    #[serde(rename = "ref")]
+    branch: String,
+    repo: Option<Repo>,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "ref")]
+    branch: Option<String>,
+    sha: String,
+    /// `null` when the fork was deleted.
+    repo: Option<HeadRepo>,
+}
+
+#[derive(Deserialize)]
+struct HeadRepo {
+    full_name: String,
+}
+
+fn pull_request(p: PullRequestEvent) -> Result<Trigger, PayloadError> {
+    let action = p.action;
+    if !matches!(action.as_str(), "opened" | "synchronize" | "reopened") {
         return Ok(Trigger::Ignore(format!(
             "pull request `{action}` does not start a build"
         )));
     }
     let pr = p
-        .get("pull_request")
-        .ok_or_else(|| PayloadError("the payload has no `pull_request`".into()))?;
-    let base_repo = pr
-        .get("base")
-        .and_then(|b| b.get("repo"))
-        .or_else(|| p.get("repository"));
-    let repo = repo_facts(
-        base_repo
-            .ok_or_else(|| PayloadError("the payload has no `pull_request.base.repo`".into()))?,
-    )?;
+        .pull_request
+        .ok_or_else(|| PayloadError::Invalid("the payload has no `pull_request`".into()))?;
+    let repo: RepoFacts = pr
+        .base
+        .repo
+        .or(p.repository)
+        .ok_or_else(|| PayloadError::Invalid("the payload has no `pull_request.base.repo`".into()))?
+        .into();
     // A fork whose repository was deleted has `head.repo: null`: still a fork.
-    let head_repo = opt_text(pr, "head.repo.full_name");
+    let head_repo = pr.head.repo.map(|r| r.full_name);
     let fork = head_repo.as_deref() != Some(repo.full_name.as_str());
-    let number = pr
-        .get("number")
-        .or_else(|| p.get("number"))
-        .and_then(Value::as_i64);
     Ok(Trigger::Build(Box::new(BuildRequest {
         event: Event::PullRequest,
-        branch: text(pr, "base.ref")?.to_string(),
+        branch: pr.base.branch,
         tag: None,
-        commit: text(pr, "head.sha")?.to_string(),
-        message: opt_text(pr, "title").unwrap_or_default(),
-        author: opt_text(pr, "user.login").unwrap_or_default(),
-        sender: opt_text(p, "sender.login").unwrap_or_default(),
-        pull_request: number,
-        head_branch: opt_text(pr, "head.ref"),
+        commit: pr.head.sha,
+        message: pr.title.unwrap_or_default(),
+        author: login(pr.user),
+        sender: login(p.sender),
+        pull_request: pr.number.or(p.number),
+        head_branch: pr.head.branch,
         head_repo,
         fork,
         repo,

@@ -106,11 +106,7 @@ mod tests {
     use super::*;
 
     fn delivery(id: &str) -> NewDelivery {
-        NewDelivery {
-            id: id.into(),
-            event: "push".into(),
-            payload: "{}".into(),
-        }
+        NewDelivery::new(id.into(), "push".into(), b"{}").unwrap()
     }
 
     /// The planner holds back only for a stream of webhooks, never for one.

@@ -50,12 +50,16 @@ pub async fn receive(
         .record("event", event);
 
     // 2. Is it something we build? Decided from the payload alone, no network.
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    let refused = |e: github::PayloadError| match e {
+        github::PayloadError::NotJson(_) => ApiError::BadRequest(e.to_string()),
+        github::PayloadError::Invalid(e) => {
+            ApiError::BadRequest(format!("invalid {event} payload: {e}"))
+        }
+    };
     if event == "ping" {
         // A ping builds nothing: counted with the ignored deliveries.
         Metrics::add(&app.metrics.webhooks_ignored, 1);
-        let registered = match github::ping_repo(&payload) {
+        let registered = match github::ping_repo(&body).map_err(refused)? {
             Some(facts) => {
                 let mut conn = app.db.pool.acquire().await?;
                 crate::store::repos::upsert(&mut conn, &facts).await?;
@@ -68,8 +72,7 @@ pub async fn receive(
             Json(json!({ "status": "pong", "repository": registered })),
         ));
     }
-    let trigger = github::trigger(event, &payload)
-        .map_err(|e| ApiError::BadRequest(format!("invalid {event} payload: {e}")))?;
+    let trigger = github::trigger(event, &body).map_err(refused)?;
     if let github::Trigger::Ignore(reason) = trigger {
         Metrics::add(&app.metrics.webhooks_ignored, 1);
         return Ok((
@@ -79,15 +82,11 @@ pub async fn receive(
     }
 
     // 3. Durable before acknowledged; a redelivery is recognised by its id.
-    let payload_text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    // The body parsed as JSON, so it is UTF-8: the planner reads it back as text.
+    let stored = NewDelivery::new(delivery.to_string(), event.to_string(), &body)?;
     let new = app
         .journal
-        .record(NewDelivery {
-            id: delivery.to_string(),
-            event: event.to_string(),
-            payload: payload_text,
-        })
+        .record(stored)
         .await
         .map_err(ApiError::Unavailable)?;
     if new {

@@ -71,16 +71,19 @@ async fn nothing_to_build(app: &App, id: &str, outcome: &str) -> Result<(), sqlx
 }
 
 async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx::Error> {
-    let payload: serde_json::Value = match serde_json::from_str(&delivery.payload) {
-        Ok(v) => v,
-        Err(e) => return nothing_to_build(app, &delivery.id, &format!("invalid JSON: {e}")).await,
+    let text = match &delivery.payload {
+        Ok(text) => text,
+        Err(e) => return nothing_to_build(app, &delivery.id, e).await,
     };
-    let request = match github::trigger(&delivery.event, &payload) {
+    let request = match github::trigger(&delivery.event, text.as_bytes()) {
         Ok(Trigger::Build(request)) => request,
         Ok(Trigger::Ignore(reason)) => {
             return nothing_to_build(app, &delivery.id, &format!("ignored: {reason}")).await
         }
-        Err(e) => {
+        Err(e @ github::PayloadError::NotJson(_)) => {
+            return nothing_to_build(app, &delivery.id, &e.to_string()).await
+        }
+        Err(github::PayloadError::Invalid(e)) => {
             return nothing_to_build(app, &delivery.id, &format!("invalid payload: {e}")).await
         }
     };
