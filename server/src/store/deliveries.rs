@@ -57,10 +57,11 @@ fn payload_text(payload: Option<String>, body: Option<Vec<u8>>) -> Result<String
     }
 }
 
-/// Stores a batch in one transaction — one commit, one fsync, for all of them.
-/// Returns, per delivery, whether it was new (false: a redelivery).
+/// Stores a batch in one statement: on its own (no transaction around it)
+/// that is one commit and one fsync for all of them. Returns, per delivery,
+/// whether it was new (false: a redelivery).
 pub async fn insert_batch(
-    tx: &mut AnyConnection,
+    conn: &mut AnyConnection,
     batch: &[NewDelivery],
 ) -> Result<Vec<bool>, sqlx::Error> {
     if batch.is_empty() {
@@ -84,7 +85,7 @@ pub async fn insert_batch(
         query = query.bind(&d.id).bind(&d.event).bind(&d.body);
     }
     let mut inserted: std::collections::HashSet<String> =
-        query.fetch_all(&mut *tx).await?.into_iter().collect();
+        query.fetch_all(&mut *conn).await?.into_iter().collect();
     // A delivery sent twice in one batch is new once, the first time.
     Ok(batch.iter().map(|d| inserted.remove(&d.id)).collect())
 }
