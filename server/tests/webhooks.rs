@@ -297,6 +297,23 @@ async fn oversize_malformed_and_incomplete_deliveries_get_clear_errors(engine: E
         .unwrap()
         .contains("not valid JSON"));
 
+    // Not UTF-8, in a field Gantry does not read: refused, not stored.
+    let mut latin1 = serde_json::to_vec(&push_payload("/nowhere", "abc", "x")).unwrap();
+    latin1.splice(1..1, b"\"compare_note\": \"caf\xe9\", ".iter().copied());
+    let response = server
+        .webhook_raw(
+            "push",
+            "latin1",
+            latin1.clone(),
+            Some(sign(SECRET, &latin1)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not UTF-8"));
+
     let no_repo =
         serde_json::to_vec(&serde_json::json!({"ref": "refs/heads/master", "after": "abc"}))
             .unwrap();
