@@ -485,12 +485,12 @@ fn finish(
             }
         }
     }
-    let addons = cfg.addons.clone().unwrap_or_default();
-    if !addons.apt_packages.is_empty() {
-        phases.entry(Phase::BeforeInstall).or_default().insert(
-            0,
-            crate::config::addons::apt_install_command(&addons.apt_packages),
-        );
+    let addons = cfg.addons.as_ref();
+    if let Some(packages) = addons.map(|a| &a.apt_packages).filter(|p| !p.is_empty()) {
+        phases
+            .entry(Phase::BeforeInstall)
+            .or_default()
+            .insert(0, crate::config::addons::apt_install_command(packages));
     }
     phases.retain(|_, commands| !commands.is_empty());
     if !phases.contains_key(&Phase::Script) {
@@ -502,7 +502,7 @@ fn finish(
             .hint("add `script:` with the commands that test your project");
     }
     let mut requests: Vec<ServiceRequest> = cfg.services.clone().unwrap_or_default();
-    for (name, version, span) in &addons.services {
+    for (name, version, span) in addons.iter().flat_map(|a| &a.services) {
         service::at_version(&mut requests, name, version, *span, catalog);
     }
     let docker = requests
