@@ -77,6 +77,10 @@ pub struct ServerArgs {
     /// line saying so. Unset: logs are kept for ever.
     #[arg(long, env = "GANTRY_LOG_RETENTION_DAYS")]
     pub log_retention_days: Option<u32>,
+    /// Days a planned webhook delivery's payload is kept in the journal.
+    /// The builds it made stay; only what GitHub sent goes.
+    #[arg(long, env = "GANTRY_DELIVERY_RETENTION_DAYS", default_value_t = 30)]
+    pub delivery_retention_days: u32,
 }
 
 /// Which older builds of a branch or pull request a new one cancels.
@@ -122,6 +126,8 @@ pub struct Config {
     pub auto_cancel: AutoCancel,
     /// How long a finished job's log is kept (`None`: for ever).
     pub log_retention: Option<Duration>,
+    /// How long a planned delivery's payload is kept in the journal.
+    pub delivery_retention: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -182,6 +188,11 @@ impl ServerArgs {
             return Err(ConfigError(
                 "GANTRY_LOG_RETENTION_DAYS must be at least 1: leave it unset to keep logs for ever"
                     .into(),
+            ));
+        }
+        if self.delivery_retention_days == 0 {
+            return Err(ConfigError(
+                "GANTRY_DELIVERY_RETENTION_DAYS must be at least 1".into(),
             ));
         }
         for (name, value) in [
@@ -265,6 +276,9 @@ impl ServerArgs {
             log_retention: self
                 .log_retention_days
                 .map(|days| Duration::from_secs(u64::from(days) * 24 * 60 * 60)),
+            delivery_retention: Duration::from_secs(
+                u64::from(self.delivery_retention_days) * 24 * 60 * 60,
+            ),
         })
     }
 }

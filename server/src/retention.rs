@@ -1,10 +1,17 @@
-//! Log retention (`GANTRY_LOG_RETENTION_DAYS`): once a finished job is older
-//! than the retention, its log is replaced by one line saying so, so the data
-//! folder stops growing with every build ever run. The builds, their jobs,
-//! states and timings stay. Logs are the bulk of what a CI server keeps
-//! (Woodpecker's users asked for this as their database grew).
+//! Retention: what the server keeps of old work, so the data folder and the
+//! database stop growing with every build ever run.
+//!
+//! - Logs (`GANTRY_LOG_RETENTION_DAYS`, unset by default): once a finished
+//!   job is older than the retention, its log is replaced by one line saying
+//!   so. The builds, their jobs, states and timings stay. Logs are the bulk of
+//!   what a CI server keeps (Woodpecker's users asked for this as their
+//!   database grew).
+//! - Webhook deliveries (`GANTRY_DELIVERY_RETENTION_DAYS`, 30 by default):
+//!   a planned delivery's stored payload is deleted. It served to plan the
+//!   delivery and to recognise a redelivery; the build it made keeps the
+//!   delivery's id, which is enough for that. GitHub redelivers for 3 days.
 
-use crate::store::{jobs, now_ms};
+use crate::store::{deliveries, jobs, now_ms};
 use crate::App;
 use gantry_protocol::JobId;
 use std::time::Duration;
@@ -77,16 +84,37 @@ fn replace_each(
     (done, None)
 }
 
-/// Sweeps at start and then every hour, when a retention is set.
-pub async fn run(app: App) {
-    let Some(retention) = app.config.log_retention else {
-        return;
-    };
+/// Deletes every delivery planned more than `retention` ago; returns how many.
+pub async fn forget_deliveries(app: &App, retention: Duration) -> Result<u64, sqlx::Error> {
+    let before = now_ms().saturating_sub(retention.as_millis() as i64);
+    let mut forgotten = 0;
     loop {
-        match try_once(&app, retention).await {
+        // Chunks, so a first sweep of a large journal does not hold the
+        // database (SQLite has one writer) for long.
+        let n = deliveries::forget_processed(&app.db, before, CHUNK).await?;
+        forgotten += n;
+        if n < CHUNK as u64 {
+            return Ok(forgotten);
+        }
+    }
+}
+
+/// Sweeps at start and then every hour.
+pub async fn run(app: App) {
+    loop {
+        if let Some(retention) = app.config.log_retention {
+            match try_once(&app, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(logs = n, "replaced logs past the retention"),
+                Err(e) => tracing::error!(error = %e, "cannot look for logs past the retention"),
+            }
+        }
+        match forget_deliveries(&app, app.config.delivery_retention).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(logs = n, "replaced logs past the retention"),
-            Err(e) => tracing::error!(error = %e, "cannot look for logs past the retention"),
+            Ok(n) => tracing::info!(deliveries = n, "deleted deliveries past the retention"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for deliveries past the retention")
+            }
         }
         tokio::time::sleep(EVERY).await;
     }

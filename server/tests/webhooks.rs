@@ -263,6 +263,84 @@ async fn a_redelivery_creates_no_second_build(engine: Engine) {
     assert_eq!(server.count("builds").await, 1);
 }
 
+/// `GANTRY_DELIVERY_RETENTION_DAYS`: planned deliveries older than the
+/// retention leave the journal; newer and unplanned ones stay, builds stay,
+/// and a redelivery of a forgotten one still makes no second build.
+async fn planned_deliveries_leave_the_journal_after_the_retention(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    let clone_url = repo.path.display().to_string();
+    let old = push_payload(&clone_url, &sha, "planned long ago");
+    for (id, payload) in [
+        ("long-ago", &old),
+        (
+            "yesterday",
+            &push_payload(&clone_url, &sha, "planned yesterday"),
+        ),
+    ] {
+        let response = server.webhook("push", id, payload).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    for message in ["planned long ago", "planned yesterday"] {
+        server
+            .wait_build(PUSH_REPO, |b| b["message"] == message)
+            .await;
+    }
+    let day = 24 * 60 * 60 * 1000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (id, processed_at) in [("long-ago", now - 31 * day), ("yesterday", now - day)] {
+        sqlx::query("UPDATE deliveries SET processed_at = $1 WHERE id = $2")
+            .bind(processed_at)
+            .bind(id)
+            .execute(&server.app.db.pool)
+            .await
+            .unwrap();
+    }
+    // Received long ago and not planned yet (a server that was down): kept.
+    sqlx::query(
+        "INSERT INTO deliveries (id, event, body, received_at, lease_until) VALUES ('unplanned', 'push', $1, 0, $2)",
+    )
+    .bind(b"not planned yet".to_vec())
+    .bind(now + day)
+    .execute(&server.app.db.pool)
+    .await
+    .unwrap();
+
+    let retention = std::time::Duration::from_secs(30 * 24 * 60 * 60);
+    let forgotten = gantry_server::retention::forget_deliveries(&server.app, retention).await;
+    assert_eq!(forgotten.unwrap(), 1);
+    let mut kept: Vec<String> = sqlx::query_scalar("SELECT id FROM deliveries")
+        .fetch_all(&server.app.db.pool)
+        .await
+        .unwrap();
+    kept.sort();
+    assert_eq!(kept, ["unplanned", "yesterday"]);
+    assert_eq!(server.count("builds").await, 2, "the builds stay");
+
+    // GitHub redelivers the forgotten one: it is planned again, to its first build.
+    let again = server.webhook("push", "long-ago", &old).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    let mut outcome: Option<String> = None;
+    for _ in 0..200 {
+        outcome = sqlx::query_scalar(
+            "SELECT outcome FROM deliveries WHERE id = 'long-ago' AND processed_at IS NOT NULL",
+        )
+        .fetch_optional(&server.app.db.pool)
+        .await
+        .unwrap()
+        .flatten();
+        if outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcome.as_deref(), Some("build created"), "planned again");
+    assert_eq!(server.count("builds").await, 2, "no second build");
+}
+
 async fn oversize_malformed_and_incomplete_deliveries_get_clear_errors(engine: Engine) {
     let server = TestServer::start(engine).await;
     // A body declared bigger than GitHub ever sends (25 MiB) is refused on
@@ -613,6 +691,7 @@ on_both_databases!(
     a_redelivery_creates_no_second_build,
     a_delivery_sent_twice_in_one_commit_is_stored_once,
     payloads_are_stored_compressed_and_old_text_ones_still_plan,
+    planned_deliveries_leave_the_journal_after_the_retention,
     oversize_malformed_and_incomplete_deliveries_get_clear_errors,
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,

@@ -171,6 +171,21 @@ pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Deletes up to `limit` deliveries planned before `before_ms`; returns how
+/// many. Their builds stay, and a build keeps its delivery's id, so a late
+/// redelivery of one still creates no second build.
+pub async fn forget_processed(db: &Db, before_ms: i64, limit: i64) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "DELETE FROM deliveries WHERE id IN \
+         (SELECT id FROM deliveries WHERE processed_at IS NOT NULL AND processed_at < $1 LIMIT $2)",
+    )
+    .bind(before_ms)
+    .bind(limit)
+    .execute(&db.pool)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Frees every planning lease: on SQLite only one server runs, so leases left
 /// at start-up belong to a server that died, and its deliveries are retried now.
 pub async fn release_all(db: &Db) -> Result<u64, sqlx::Error> {

@@ -156,6 +156,7 @@ impl TestServer {
             private_by_default: false,
             auto_cancel,
             log_retention: None,
+            delivery_retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
         };
         let server = Server::build(config, None).await.expect("server builds");
         let app = server.app().clone();
