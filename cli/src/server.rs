@@ -1,13 +1,20 @@
 //! `gantry server`: settings in, a running server out, until Ctrl-C or SIGTERM.
 //! The embedded runner talks to the server over HTTP like any remote runner,
-//! with a token made at start-up.
+//! with a token made at start-up, except for job logs: those it hands to the
+//! server's log store in-process ([`EmbeddedLogs`]).
 
 use clap::Args;
+use futures::future::BoxFuture;
+use gantry_protocol::{JobId, LogAck};
+use gantry_runner::client::ClientError;
 use gantry_runner::config::LimitArgs;
+use gantry_server::api::runner::{append_log, LogAppend};
 use gantry_server::config::{Database, ServerArgs};
+use gantry_server::App;
 use gantry_server::Server;
 use rand::RngCore;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
@@ -90,6 +97,8 @@ pub fn run(command: ServerCommand) -> ExitCode {
                 snapshots: limits.checkout_snapshots,
                 // In the server's own process: it maps all that code anyway.
                 job_process: None,
+                // In the same process as the log store: no HTTP for logs.
+                in_process_logs: Some(Arc::new(EmbeddedLogs(server.app().clone()))),
             };
             println!("  embedded runner: {} job(s) at once", embedded);
             let stop = stop_runner.clone();
@@ -122,4 +131,31 @@ pub fn run(command: ServerCommand) -> ExitCode {
             }
         }
     })
+}
+
+/// The embedded runner's way to store job logs: the runner API's log call
+/// (lease checked, appended in turn, live tails woken), without HTTP.
+struct EmbeddedLogs(App);
+
+impl gantry_runner::upload::InProcessLogs for EmbeddedLogs {
+    fn append(
+        &self,
+        job: JobId,
+        lease: String,
+        offset: u64,
+        bytes: bytes::Bytes,
+    ) -> BoxFuture<'static, Result<LogAck, ClientError>> {
+        let app = self.0.clone();
+        Box::pin(async move {
+            match append_log(&app, job, &lease, offset, vec![bytes]).await {
+                Ok(LogAppend::Stored(ack)) => Ok(ack),
+                Ok(LogAppend::Gap(ack)) => Err(ClientError::Gap { size: ack.size }),
+                Ok(LogAppend::LeaseLost) => Err(ClientError::LeaseLost),
+                Err(e) => Err(ClientError::Server {
+                    status: 500,
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
 }

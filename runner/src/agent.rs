@@ -8,6 +8,7 @@ use crate::client::{ClientError, ServerClient};
 use crate::docker::{Docker, Limits};
 use crate::job::{self, Runtime};
 use crate::job_process::JobProcess;
+use crate::upload::{InProcessLog, InProcessLogs, LogUpload, ServerLog};
 use crate::workspace::Workspaces;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -42,6 +43,10 @@ pub struct AgentConfig {
     /// `None` runs them as tasks of this process.
     #[serde(skip)]
     pub job_process: Option<PathBuf>,
+    /// The server's log store, when this runner runs inside the server
+    /// (jobs run as tasks): logs are stored without HTTP.
+    #[serde(skip)]
+    pub in_process_logs: Option<Arc<dyn InProcessLogs>>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -121,6 +126,7 @@ pub(crate) async fn prepare(config: &AgentConfig) -> Result<Arc<Runtime>, AgentE
         no_output_timeout: config.no_output_timeout,
         max_job_time: config.max_job_time,
         server: Some(ServerClient::new(&config.server, &config.token)),
+        in_process_logs: config.in_process_logs.clone(),
     });
     runtime.docker.keep_a_spare_network();
     Ok(runtime)
@@ -221,34 +227,6 @@ async fn serve(
     Ok(())
 }
 
-/// The most one log upload carries.
-const MAX_UPLOAD: usize = 1024 * 1024;
-
-/// `first` and the chunks already waiting behind it, up to [`MAX_UPLOAD`], as
-/// one upload: one request per backlog instead of one per chunk. A lone chunk
-/// is sent as it is; several are copied once.
-fn with_waiting(first: Bytes, rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
-    let mut len = first.len();
-    let mut parts = vec![first];
-    while len < MAX_UPLOAD {
-        match rx.try_recv() {
-            Ok(more) => {
-                len += more.len();
-                parts.push(more);
-            }
-            Err(_) => break,
-        }
-    }
-    if parts.len() == 1 {
-        return parts.swap_remove(0);
-    }
-    let mut joined = bytes::BytesMut::with_capacity(len);
-    for part in parts {
-        joined.extend_from_slice(&part);
-    }
-    joined.freeze()
-}
-
 /// Retries a call while the server is unreachable, up to `patience`.
 pub(crate) async fn retry<T, F, Fut>(patience: Duration, mut call: F) -> Result<T, ClientError>
 where
@@ -311,36 +289,30 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
     let cancel = CancellationToken::new();
     let lost = Arc::new(AtomicBool::new(false));
     let patience = Duration::from_secs(a.lease_seconds);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
 
-    // Log uploader: one chunk at a time, in order, from where the log stands.
-    let uploader = {
-        let (client, lease, cancel, lost) = (
-            client.clone(),
-            a.lease.clone(),
-            cancel.clone(),
-            lost.clone(),
-        );
-        let job = a.job_id;
-        let mut offset = a.log_offset;
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let bytes = with_waiting(first, &mut rx);
-                if lost.load(Ordering::Relaxed) {
-                    continue;
-                }
-                match retry(patience, || client.log(job, &lease, offset, bytes.clone())).await {
-                    Ok(ack) => offset = ack.size,
-                    Err(ClientError::LeaseLost) => {
-                        lost.store(true, Ordering::Relaxed);
-                        cancel.cancel();
-                    }
-                    Err(e) => {
-                        tracing::error!(job = %job, error = %e, "could not store a log chunk")
-                    }
-                }
-            }
-        })
+    let uploader = match runtime.in_process_logs.clone() {
+        Some(logs) => LogUpload {
+            log: InProcessLog {
+                logs,
+                job: a.job_id,
+                lease: a.lease.clone(),
+            },
+            lost: lost.clone(),
+            cancel: cancel.clone(),
+        }
+        .spawn(a.log_offset, rx),
+        None => LogUpload {
+            log: ServerLog {
+                client: client.clone(),
+                job: a.job_id,
+                lease: a.lease.clone(),
+                patience,
+            },
+            lost: lost.clone(),
+            cancel: cancel.clone(),
+        }
+        .spawn(a.log_offset, rx),
     };
 
     // Heartbeats: keep the lease, learn about cancels.
@@ -399,38 +371,5 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
     match retry(patience, || client.finish(a.job_id, &a.lease, &report)).await {
         Ok(()) => tracing::info!(job = %a.job_id, outcome = ?report.outcome, "finished"),
         Err(e) => tracing::error!(job = %a.job_id, error = %e, "could not report the result"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn an_upload_takes_the_waiting_chunks_in_order_up_to_its_limit() {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-        let chunk = |n: u8| Bytes::from(vec![n; 300 * 1024]);
-        for n in 1..=5 {
-            tx.send(chunk(n)).await.unwrap();
-        }
-        let first = rx.recv().await.unwrap();
-        let upload = with_waiting(first, &mut rx);
-        // Four chunks reach the limit; the fifth waits for the next upload.
-        assert_eq!(upload.len(), 4 * 300 * 1024);
-        for (i, part) in upload.chunks(300 * 1024).enumerate() {
-            assert!(
-                part.iter().all(|b| *b == i as u8 + 1),
-                "chunk {} out of place",
-                i + 1
-            );
-        }
-        let next = rx.recv().await.unwrap();
-        let lone = with_waiting(next.clone(), &mut rx);
-        assert_eq!(lone, chunk(5));
-        assert_eq!(
-            lone.as_ptr(),
-            next.as_ptr(),
-            "a lone chunk is sent without a copy"
-        );
     }
 }

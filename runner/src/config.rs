@@ -116,6 +116,7 @@ impl RunnerArgs {
             labels: self.labels.into_iter().collect(),
             snapshots: self.limits.checkout_snapshots,
             job_process: None,
+            in_process_logs: None,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub max_job_time: Option<Duration>,
     /// The server, for deploy locks; `None` for local runs (`gantry exec`).
     pub server: Option<crate::client::ServerClient>,
+    /// The server's log store, when this runner runs inside the server.
+    pub in_process_logs: Option<std::sync::Arc<dyn crate::upload::InProcessLogs>>,
 }
 
 /// How a job ended.

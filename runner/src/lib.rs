@@ -25,4 +25,5 @@ pub mod output;
 pub mod script;
 pub mod snapshot;
 pub mod travis_env;
+pub mod upload;
 pub mod workspace;

@@ -256,6 +256,7 @@ pub async fn exec(
         no_output_timeout: Duration::from_secs(600),
         max_job_time: None,
         server: None,
+        in_process_logs: None,
     };
     let id = i64::from(std::process::id());
     let assignment = Assignment {

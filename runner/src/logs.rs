@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 
 /// A line longer than this is cut and sent anyway (a binary blob, a progress bar).
 const MAX_LINE: usize = 1024 * 1024;
-/// Send as soon as this much is waiting.
-const CHUNK: usize = 256 * 1024;
+/// Send as soon as this much is waiting: one upload's worth, so heavy
+/// output goes out chunk by chunk without being joined again first.
+const CHUNK: usize = 1024 * 1024;
 /// A read at least this big is heavy output.
 const BULK: usize = 16 * 1024;
 /// What a secret's value becomes in the log.

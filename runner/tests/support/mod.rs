@@ -38,6 +38,7 @@ pub async fn harness(limits: Limits, no_output: Duration, max_job: Option<Durati
         no_output_timeout: no_output,
         max_job_time: max_job,
         server: None,
+        in_process_logs: None,
     };
     Harness {
         rt: Arc::new(rt),

@@ -115,7 +115,7 @@ pub fn router(app: App) -> Router {
         .route("/api/runner/jobs/{id}/heartbeat", post(runner::heartbeat))
         .route(
             "/api/runner/jobs/{id}/log",
-            post(runner::log).layer(DefaultBodyLimit::max(MAX_LOG_CHUNK)),
+            post(runner::log).layer(RequestBodyLimitLayer::new(MAX_LOG_CHUNK)),
         )
         .route("/api/runner/jobs/{id}/finish", post(runner::finish))
         .route(

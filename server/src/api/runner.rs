@@ -6,11 +6,12 @@ use crate::logs::AppendError;
 use crate::state::{self, JobEvent, JobState};
 use crate::store::{deploy_locks, jobs};
 use crate::{progress, queue, App};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures::StreamExt;
 use gantry_protocol::{
     ClaimRequest, DeployLockRequest, DeployLockResponse, FinishRequest, HeartbeatResponse, JobId,
     LogAck, LEASE_HEADER,
@@ -74,27 +75,62 @@ pub async fn log(
     Path(job): Path<i64>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     let job = JobId(job);
+    // The body's frames as they arrived: stored one after the other, not
+    // first copied into one buffer (a twentieth of the server's work on a big log).
+    let mut parts = Vec::new();
+    let mut frames = body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| {
+            ApiError::BadRequest(format!("the log chunk could not be read whole: {e}"))
+        })?;
+        parts.push(frame);
+    }
+    match append_log(&app, job, lease(&headers)?, query.offset, parts).await? {
+        LogAppend::Stored(ack) => Ok(Json(ack).into_response()),
+        LogAppend::Gap(ack) => Ok((StatusCode::CONFLICT, Json(ack)).into_response()),
+        LogAppend::LeaseLost => Err(lease_lost(job)),
+    }
+}
+
+/// What came of a runner's log chunk.
+#[derive(Debug)]
+pub enum LogAppend {
+    Stored(LogAck),
+    /// It starts past the end of the log, which holds `size` bytes.
+    Gap(LogAck),
+    /// `lease` no longer holds the job.
+    LeaseLost,
+}
+
+/// Stores a log chunk (in parts) at `offset` of `job`'s log, if `lease`
+/// still holds the job, and wakes the job's live tails. The runner API's
+/// log call; the embedded runner calls it in-process, without HTTP.
+pub async fn append_log(
+    app: &App,
+    job: JobId,
+    lease: &str,
+    offset: u64,
+    parts: Vec<Bytes>,
+) -> ApiResult<LogAppend> {
     let mut conn = app.db.pool.acquire().await?;
-    if !jobs::holds_lease(&mut conn, job, lease(&headers)?).await? {
-        return Err(lease_lost(job));
+    if !jobs::holds_lease(&mut conn, job, lease).await? {
+        return Ok(LogAppend::LeaseLost);
     }
     drop(conn);
     let logs = app.logs.clone();
-    let result = tokio::task::spawn_blocking(move || logs.append(job, query.offset, &body))
+    let stored = tokio::task::spawn_blocking(move || logs.append_parts(job, offset, &parts))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    match result {
+    match stored {
         Ok(ack) => {
             // Nobody watching is fine.
             let _ = app.log_events.send(job);
-            Ok(Json(ack).into_response())
+            Ok(LogAppend::Stored(ack))
         }
-        Err(AppendError::Gap { size, .. }) => {
-            Ok((StatusCode::CONFLICT, Json(LogAck { size })).into_response())
-        }
+        Err(AppendError::Gap { size, .. }) => Ok(LogAppend::Gap(LogAck { size })),
         Err(AppendError::Io(e)) => Err(e.into()),
     }
 }
