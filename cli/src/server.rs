@@ -151,10 +151,10 @@ impl gantry_runner::upload::InProcessLogs for EmbeddedLogs {
                 Ok(LogAppend::Stored(ack)) => Ok(ack),
                 Ok(LogAppend::Gap(ack)) => Err(ClientError::Gap { size: ack.size }),
                 Ok(LogAppend::LeaseLost) => Err(ClientError::LeaseLost),
-                Err(e) => Err(ClientError::Server {
-                    status: 500,
-                    message: e.to_string(),
-                }),
+                // As a 5xx over HTTP: the runner tries again.
+                Err(e) => Err(ClientError::Unreachable(format!(
+                    "the log store failed: {e}"
+                ))),
             }
         })
     }

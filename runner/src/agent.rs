@@ -297,6 +297,7 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
                 logs,
                 job: a.job_id,
                 lease: a.lease.clone(),
+                patience,
             },
             lost: lost.clone(),
             cancel: cancel.clone(),

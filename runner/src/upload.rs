@@ -60,7 +60,8 @@ impl LogSink for ServerLog {
 /// and out again, with TCP's work between, all in the one process.
 pub trait InProcessLogs: Send + Sync {
     /// Stores `bytes` at `offset` of `job`'s log if `lease` still holds the
-    /// job, answering as the runner API's log call does.
+    /// job, answering as the runner API's log call does (a failure of the
+    /// server's own is `Unreachable`, as a 5xx is: tried again).
     fn append(
         &self,
         job: JobId,
@@ -70,11 +71,13 @@ pub trait InProcessLogs: Send + Sync {
     ) -> BoxFuture<'static, Result<LogAck, ClientError>>;
 }
 
-/// A job's log in the server's own process.
+/// A job's log in the server's own process, retried as over HTTP while
+/// the store fails (a database that is busy or restarting).
 pub(crate) struct InProcessLog {
     pub logs: Arc<dyn InProcessLogs>,
     pub job: JobId,
     pub lease: String,
+    pub patience: Duration,
 }
 
 impl LogSink for InProcessLog {
@@ -83,8 +86,10 @@ impl LogSink for InProcessLog {
         at: u64,
         bytes: &Bytes,
     ) -> impl Future<Output = Result<LogAck, ClientError>> + Send {
-        self.logs
-            .append(self.job, self.lease.clone(), at, bytes.clone())
+        let (logs, job, lease) = (&self.logs, self.job, &self.lease);
+        retry(self.patience, move || {
+            logs.append(job, lease.clone(), at, bytes.clone())
+        })
     }
 
     fn job(&self) -> JobId {

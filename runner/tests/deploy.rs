@@ -56,9 +56,11 @@ fn remove_images(name: &str) {
         .map(str::to_string)
         .collect();
     if !ids.is_empty() {
+        // `--no-prune` keeps the untagged parent layers: tests running beside
+        // this one build the same Dockerfile and use them as their cache
+        // (pruning them mid-build failed such a build: "failed to get digest").
         let _ = Command::new("docker")
-            .arg("rmi")
-            .arg("-f")
+            .args(["rmi", "-f", "--no-prune"])
             .args(&ids)
             .output();
     }
