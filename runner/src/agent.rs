@@ -8,7 +8,7 @@ use crate::client::{ClientError, ServerClient};
 use crate::docker::{Docker, Limits};
 use crate::job::{self, Runtime};
 use crate::job_process::JobProcess;
-use crate::upload::{InProcessLog, InProcessLogs, LogUpload, ServerLog};
+use crate::upload::{InProcessLogs, LogDestination, LogUpload};
 use crate::workspace::Workspaces;
 use bytes::Bytes;
 use futures::FutureExt;
@@ -291,30 +291,18 @@ pub async fn run_assignment(client: &ServerClient, runtime: &Runtime, a: Assignm
     let patience = Duration::from_secs(a.lease_seconds);
     let (tx, rx) = mpsc::channel::<Bytes>(8);
 
-    let uploader = match runtime.in_process_logs.clone() {
-        Some(logs) => LogUpload {
-            log: InProcessLog {
-                logs,
-                job: a.job_id,
-                lease: a.lease.clone(),
-                patience,
-            },
-            lost: lost.clone(),
-            cancel: cancel.clone(),
-        }
-        .spawn(a.log_offset, rx),
-        None => LogUpload {
-            log: ServerLog {
-                client: client.clone(),
-                job: a.job_id,
-                lease: a.lease.clone(),
-                patience,
-            },
-            lost: lost.clone(),
-            cancel: cancel.clone(),
-        }
-        .spawn(a.log_offset, rx),
-    };
+    let uploader = LogUpload {
+        to: match runtime.in_process_logs.clone() {
+            Some(logs) => LogDestination::InProcess(logs),
+            None => LogDestination::Server(client.clone()),
+        },
+        job: a.job_id,
+        lease: a.lease.clone(),
+        patience,
+        lost: lost.clone(),
+        cancel: cancel.clone(),
+    }
+    .spawn(a.log_offset, rx);
 
     // Heartbeats: keep the lease, learn about cancels.
     let heartbeat = {

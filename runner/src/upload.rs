@@ -8,7 +8,6 @@ use crate::client::{ClientError, ServerClient};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use gantry_protocol::{JobId, LogAck};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,43 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The most one log upload carries.
 const MAX_UPLOAD: usize = 1024 * 1024;
-
-/// Where a job's log is stored: an offset and the bytes from there.
-pub(crate) trait LogSink {
-    fn send(
-        &self,
-        at: u64,
-        bytes: &Bytes,
-    ) -> impl Future<Output = Result<LogAck, ClientError>> + Send;
-    /// The job, for the runner's own log.
-    fn job(&self) -> JobId;
-}
-
-/// A job's log on the server, over the runner API.
-pub(crate) struct ServerLog {
-    pub client: ServerClient,
-    pub job: JobId,
-    pub lease: String,
-    /// How long to keep retrying while the server is unreachable.
-    pub patience: Duration,
-}
-
-impl LogSink for ServerLog {
-    fn send(
-        &self,
-        at: u64,
-        bytes: &Bytes,
-    ) -> impl Future<Output = Result<LogAck, ClientError>> + Send {
-        let (client, job, lease) = (&self.client, self.job, &self.lease);
-        retry(self.patience, move || {
-            client.log(job, lease, at, bytes.clone())
-        })
-    }
-
-    fn job(&self) -> JobId {
-        self.job
-    }
-}
 
 /// The log store of the server this runner runs inside (the embedded
 /// runner). Over loopback HTTP each byte of a log was copied into the kernel
@@ -71,41 +33,28 @@ pub trait InProcessLogs: Send + Sync {
     ) -> BoxFuture<'static, Result<LogAck, ClientError>>;
 }
 
-/// A job's log in the server's own process, retried as over HTTP while
-/// the store fails (a database that is busy or restarting).
-pub(crate) struct InProcessLog {
-    pub logs: Arc<dyn InProcessLogs>,
-    pub job: JobId,
-    pub lease: String,
-    pub patience: Duration,
-}
-
-impl LogSink for InProcessLog {
-    fn send(
-        &self,
-        at: u64,
-        bytes: &Bytes,
-    ) -> impl Future<Output = Result<LogAck, ClientError>> + Send {
-        let (logs, job, lease) = (&self.logs, self.job, &self.lease);
-        retry(self.patience, move || {
-            logs.append(job, lease.clone(), at, bytes.clone())
-        })
-    }
-
-    fn job(&self) -> JobId {
-        self.job
-    }
+/// Where a job's log goes.
+pub(crate) enum LogDestination {
+    /// The server, over the runner API.
+    Server(ServerClient),
+    /// The server this runner runs inside.
+    InProcess(Arc<dyn InProcessLogs>),
 }
 
 /// A job's log on its way, and what to do when the job is no longer ours.
-pub(crate) struct LogUpload<S> {
-    pub log: S,
+pub(crate) struct LogUpload {
+    pub to: LogDestination,
+    pub job: JobId,
+    pub lease: String,
+    /// How long to keep trying while the server is unreachable (or, in
+    /// process, failing: a database that is busy or restarting).
+    pub patience: Duration,
     /// Set (and `cancel` cancelled) when the server says the lease is lost.
     pub lost: Arc<AtomicBool>,
     pub cancel: CancellationToken,
 }
 
-impl<S: LogSink + Send + Sync + 'static> LogUpload<S> {
+impl LogUpload {
     /// Sends the log from a task of its own; see [`run`](Self::run).
     pub fn spawn(self, offset: u64, rx: mpsc::Receiver<Bytes>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move { self.run(offset, rx).await })
@@ -120,9 +69,18 @@ impl<S: LogSink + Send + Sync + 'static> LogUpload<S> {
             if self.lost.load(Ordering::Relaxed) {
                 continue;
             }
-            match self.log.send(offset, &bytes).await {
+            match retry(self.patience, || self.send(offset, bytes.clone())).await {
                 Ok(ack) => offset = ack.size,
                 Err(e) => self.failed(e),
+            }
+        }
+    }
+
+    async fn send(&self, at: u64, bytes: Bytes) -> Result<LogAck, ClientError> {
+        match &self.to {
+            LogDestination::Server(client) => client.log(self.job, &self.lease, at, bytes).await,
+            LogDestination::InProcess(logs) => {
+                logs.append(self.job, self.lease.clone(), at, bytes).await
             }
         }
     }
@@ -133,7 +91,7 @@ impl<S: LogSink + Send + Sync + 'static> LogUpload<S> {
                 self.lost.store(true, Ordering::Relaxed);
                 self.cancel.cancel();
             }
-            e => tracing::error!(job = %self.log.job(), error = %e, "could not store a log chunk"),
+            e => tracing::error!(job = %self.job, error = %e, "could not store a log chunk"),
         }
     }
 }
