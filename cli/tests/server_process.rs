@@ -67,6 +67,16 @@ fn settings_that_make_no_sense_stop_start_up_with_their_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("GANTRY_LOG_RETENTION_DAYS must be at least 1: leave it unset"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["server"])
+        .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s")
+        .env("GANTRY_DELIVERY_RETENTION_DAYS", "0")
+        .env_remove("GANTRY_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("GANTRY_DELIVERY_RETENTION_DAYS must be at least 1"));
 }
 
 /// The environment the server's running program started with.

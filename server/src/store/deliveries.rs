@@ -175,14 +175,18 @@ pub async fn pending_count(db: &Db) -> Result<i64, sqlx::Error> {
 /// many. Their builds stay, and a build keeps its delivery's id, so a late
 /// redelivery of one still creates no second build.
 pub async fn forget_processed(db: &Db, before_ms: i64, limit: i64) -> Result<u64, sqlx::Error> {
+    // In this process's turn at SQLite's write lock, like every background
+    // write: a burst of webhooks (the journal's urgent turn) goes first.
+    let mut tx = db.begin().await?;
     let result = sqlx::query(
         "DELETE FROM deliveries WHERE id IN \
          (SELECT id FROM deliveries WHERE processed_at IS NOT NULL AND processed_at < $1 LIMIT $2)",
     )
     .bind(before_ms)
     .bind(limit)
-    .execute(&db.pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(result.rows_affected())
 }
 
