@@ -2,7 +2,9 @@
 
 mod support;
 
-use gantry_protocol::{heartbeat_path, log_path, HeartbeatResponse, JobOutcome, LogAck};
+use gantry_protocol::{
+    heartbeat_path, log_path, HeartbeatResponse, JobOutcome, LogAck, LEASE_HEADER,
+};
 use gantry_server::config::AutoCancel;
 use gantry_testkit::db::Engine;
 use reqwest::StatusCode;
@@ -176,6 +178,37 @@ async fn logs_are_ordered_idempotent_and_served_with_ranges(engine: Engine) {
         StatusCode::CONFLICT,
         "a stale lease cannot write"
     );
+
+    // A chunk over the 16 MiB limit is refused as too large, whether it
+    // says its length up front or comes in pieces without one; none of it is stored.
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: gantry\r\nauthorization: Bearer {RUNNER}\r\n{LEASE_HEADER}: {}\r\n",
+        log_path(a.job_id, 21),
+        a.lease
+    );
+    let piece = vec![b'x'; 1024 * 1024];
+    let mut declared = format!("{head}content-length: {}\r\n\r\n", 17 * piece.len()).into_bytes();
+    let mut chunked = format!("{head}transfer-encoding: chunked\r\n\r\n").into_bytes();
+    for _ in 0..17 {
+        declared.extend_from_slice(&piece);
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(&piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(
+        raw_status(&server.url, &declared).await,
+        413,
+        "declared length"
+    );
+    assert_eq!(raw_status(&server.url, &chunked).await, 413, "chunked");
+    let log = server
+        .http
+        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(log.text().await.unwrap(), "line 1\nline 2\nline 3\n");
 }
 
 async fn heartbeats_extend_the_lease_and_carry_cancel(engine: Engine) {

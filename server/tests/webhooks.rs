@@ -404,36 +404,6 @@ async fn oversize_malformed_and_incomplete_deliveries_get_clear_errors(engine: E
     assert_eq!(server.count("deliveries").await, 0);
 }
 
-/// Writes `request` on a connection of its own, then reads the status the
-/// server answers with. reqwest cannot test a refused upload reliably: it
-/// keeps writing the body after the answer, and when the server closes the
-/// connection, the reset can reach it before the answer does.
-async fn raw_status(url: &str, request: &[u8]) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = url.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    // The server may stop reading at its limit, a few bytes before the end.
-    let _ = stream.write_all(request).await;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), read)
-        .await
-        .expect("the server did not answer within 30 s");
-    let text = String::from_utf8_lossy(&answer);
-    text.split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in the answer: {text:?}"))
-}
-
 async fn a_pipeline_with_errors_errors_the_build_with_its_diagnostics(engine: Engine) {
     let server = TestServer::start(engine).await;
     let broken = "language: shell\nscript:\n  run: ./test\nif: branch = $X\n";

@@ -83,9 +83,7 @@ pub async fn log(
     let mut parts = Vec::new();
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
-        let frame = frame.map_err(|e| {
-            ApiError::BadRequest(format!("the log chunk could not be read whole: {e}"))
-        })?;
+        let frame = frame.map_err(unread_chunk)?;
         parts.push(frame);
     }
     match append_log(&app, job, lease(&headers)?, query.offset, parts).await? {
@@ -93,6 +91,22 @@ pub async fn log(
         LogAppend::Gap(ack) => Ok((StatusCode::CONFLICT, Json(ack)).into_response()),
         LogAppend::LeaseLost => Err(lease_lost(job)),
     }
+}
+
+/// Why a log chunk's body could not be read: over the limit (a chunked
+/// body, whose length the limit layer could not refuse up front) or cut off.
+fn unread_chunk(e: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge(format!(
+                "a log chunk holds at most {} MiB; send the log in smaller chunks",
+                super::MAX_LOG_CHUNK / (1024 * 1024)
+            ));
+        }
+        source = cause.source();
+    }
+    ApiError::BadRequest(format!("the log chunk could not be read whole: {e}"))
 }
 
 /// What came of a runner's log chunk.
