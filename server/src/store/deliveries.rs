@@ -14,6 +14,10 @@ use sqlx::{AnyConnection, Row};
 /// within a few percent of what the default level gives.
 const LEVEL: i32 = 1;
 
+/// Payloads up to this size (nearly all) are compressed with a kept
+/// compressor (see `COMPRESSORS`); its tables fit the largest it has seen.
+const REUSED_UP_TO: usize = 64 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub id: String,
@@ -25,11 +29,38 @@ pub struct NewDelivery {
 impl NewDelivery {
     /// Compresses `payload` (the JSON as received) for storing.
     pub fn new(id: String, event: String, payload: &[u8]) -> std::io::Result<NewDelivery> {
-        Ok(NewDelivery {
-            id,
-            event,
-            body: zstd::bulk::compress(payload, LEVEL)?,
-        })
+        if payload.len() > REUSED_UP_TO {
+            // Rare; its bigger tables are not kept.
+            let body = zstd::bulk::compress(payload, LEVEL)?;
+            return Ok(NewDelivery { id, event, body });
+        }
+        let kept = COMPRESSORS.lock().ok().and_then(|mut kept| kept.pop());
+        let mut compressor = match kept {
+            Some(compressor) => compressor,
+            None => zstd::bulk::Compressor::new(LEVEL)?,
+        };
+        let body = compressor.compress(payload)?;
+        if let Ok(mut kept) = COMPRESSORS.lock() {
+            if kept.len() < MAX_KEPT {
+                kept.push(compressor);
+            }
+        }
+        Ok(NewDelivery { id, event, body })
+    }
+}
+
+/// Compressors kept between payloads: setting one up (its tables zeroed)
+/// cost as much as compressing a push payload with it. There are as many
+/// as payloads were compressed at once, at most [`MAX_KEPT`].
+static COMPRESSORS: std::sync::Mutex<Vec<zstd::bulk::Compressor<'static>>> =
+    std::sync::Mutex::new(Vec::new());
+const MAX_KEPT: usize = 8;
+
+/// Lets go of the kept compressors (about 100 KiB each): the journal calls
+/// it when webhooks have stopped coming, so an idle server gives the memory back.
+pub fn release_compressors() {
+    if let Ok(mut kept) = COMPRESSORS.lock() {
+        kept.clear();
     }
 }
 
@@ -214,5 +245,26 @@ mod tests {
         let damaged = payload_text(None, Some(b"not zstd".to_vec())).unwrap_err();
         assert!(damaged.contains("cannot be decompressed"), "{damaged}");
         assert!(payload_text(None, None).is_err());
+    }
+
+    /// A kept compressor carries nothing from one payload to the next, a
+    /// payload too big for one is compressed on its own, and compressing
+    /// goes on after the kept ones are let go.
+    #[test]
+    fn payloads_in_a_row_each_read_back_whole() {
+        let payloads = [
+            "{\"a\": 1}".to_string(),
+            format!("{{\"big\": \"{}\"}}", "xyz".repeat(40_000)),
+            format!("{{\"commits\": \"{}\"}}", "abc".repeat(2_000)),
+            "{}".to_string(),
+        ];
+        for json in payloads.iter().chain(payloads.iter().rev()) {
+            let new = NewDelivery::new("d".into(), "push".into(), json.as_bytes()).unwrap();
+            assert!(new.body.len() < json.len().max(64));
+            assert_eq!(payload_text(None, Some(new.body)).as_ref(), Ok(json));
+            release_compressors();
+            let again = NewDelivery::new("d".into(), "push".into(), json.as_bytes()).unwrap();
+            assert_eq!(payload_text(None, Some(again.body)).as_ref(), Ok(json));
+        }
     }
 }
