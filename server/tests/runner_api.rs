@@ -149,17 +149,15 @@ async fn logs_are_ordered_idempotent_and_served_with_ranges(engine: Engine) {
         "and says where to resume"
     );
     send(14, b"line 3\n").await;
-    let log = server
-        .http
-        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
-        .send()
-        .await
-        .unwrap();
+    let get_log = || {
+        server
+            .http
+            .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
+    };
+    let log = get_log().send().await.unwrap();
     assert_eq!(log.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(log.text().await.unwrap(), "line 1\nline 2\nline 3\n");
-    let part = server
-        .http
-        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
+    let part = get_log()
         .header("range", "bytes=7-13")
         .send()
         .await
@@ -202,12 +200,7 @@ async fn logs_are_ordered_idempotent_and_served_with_ranges(engine: Engine) {
         "declared length"
     );
     assert_eq!(raw_status(&server.url, &chunked).await, 413, "chunked");
-    let log = server
-        .http
-        .get(format!("{}/api/jobs/{}/log", server.url, a.job_id))
-        .send()
-        .await
-        .unwrap();
+    let log = get_log().send().await.unwrap();
     assert_eq!(log.text().await.unwrap(), "line 1\nline 2\nline 3\n");
 }
 
