@@ -25,6 +25,9 @@ pub struct Job {
     /// Commands of each phase after language defaults; phases without commands are absent.
     pub phases: BTreeMap<Phase, Vec<String>>,
     pub services: Vec<Service>,
+    /// Names that resolve to 127.0.0.1 in the job's container (`addons.hosts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// `services: docker`: the job asked for a Docker daemon.
     pub docker: bool,
     pub deploy: Vec<Deploy>,

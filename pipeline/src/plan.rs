@@ -521,6 +521,7 @@ fn finish(
         allow_failure,
         phases,
         services: service::resolve(&requests, catalog),
+        hosts: addons.map(|a| a.hosts.clone()).unwrap_or_default(),
         docker,
         deploy: cfg.deploy.clone().unwrap_or_default(),
         images: cfg.images.clone().unwrap_or_default(),

@@ -415,3 +415,22 @@ fn a_jobs_cache_false_turns_the_roots_cache_off_and_unknown_caches_warn_at_their
         .unwrap_or("")
         .contains("directories"));
 }
+
+#[test]
+fn addons_hosts_name_localhost_in_every_job_that_has_them() {
+    let p = plan(
+        "script: true\naddons:\n  hosts:\n    - travis.dev\n    - api.travis.dev\n    - travis.dev\njobs:\n  include:\n    - name: inherited\n    - name: own\n      addons:\n        hosts: db.local\n",
+    );
+    assert_eq!(
+        p.jobs[0].hosts,
+        ["travis.dev", "api.travis.dev"],
+        "each once"
+    );
+    assert_eq!(
+        p.jobs[1].hosts,
+        ["db.local"],
+        "an include's own addons replace the root's"
+    );
+    let none = plan("script: true\n");
+    assert!(none.jobs[0].hosts.is_empty());
+}

@@ -79,6 +79,8 @@ pub struct JobContainer<'a> {
     pub gantry_dir: &'a Path,
     pub network: &'a str,
     pub services: &'a [Service],
+    /// More names for 127.0.0.1 (`addons.hosts`).
+    pub hosts: &'a [String],
     pub limits: &'a Limits,
     pub docker_socket: bool,
 }
@@ -121,7 +123,9 @@ pub fn job_container_spec(c: &JobContainer) -> ContainerCreateBody {
     let mut hosts: Vec<String> = c
         .services
         .iter()
-        .flat_map(|s| s.hostnames.iter().map(|h| format!("{h}:127.0.0.1")))
+        .flat_map(|s| &s.hostnames)
+        .chain(c.hosts)
+        .map(|h| format!("{h}:127.0.0.1"))
         .collect();
     hosts.sort();
     hosts.dedup();
@@ -778,6 +782,7 @@ mod tests {
             gantry_dir: Path::new("/data/jobs/42"),
             network: "gantry-job-42",
             services: &services,
+            hosts: &["travis.dev".to_string()],
             limits: &limits,
             docker_socket: false,
         });
@@ -798,7 +803,13 @@ mod tests {
         );
         assert_eq!(host.memory, Some(4 * 1024 * 1024 * 1024));
         assert_eq!(host.pids_limit, Some(4096));
-        assert_eq!(host.extra_hosts, Some(vec!["mysql:127.0.0.1".to_string()]));
+        assert_eq!(
+            host.extra_hosts,
+            Some(vec![
+                "mysql:127.0.0.1".to_string(),
+                "travis.dev:127.0.0.1".to_string()
+            ])
+        );
         let objects = host
             .mounts
             .iter()

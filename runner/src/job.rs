@@ -338,6 +338,7 @@ async fn run_inner(
         gantry_dir: &gantry_dir,
         network: &network,
         services: &job.services,
+        hosts: &job.hosts,
         limits: &rt.limits,
         docker_socket: socket,
     });

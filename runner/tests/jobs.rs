@@ -131,17 +131,17 @@ async fn a_network_made_ahead_serves_one_job_and_none_is_left() {
 }
 
 #[tokio::test]
-async fn services_answer_by_name_and_on_localhost() {
+async fn services_answer_by_name_on_localhost_and_by_the_addons_hosts_names() {
     let h = default_harness().await;
     let (repo, sha) = repo_with(&[("f", "x")]);
     let pipeline = format!(
-        "image: {IMAGE}\nservices:\n  - name: web\n    image: gantry-test/web:1\nscript:\n  - for i in $(seq 1 50); do wget -qO- http://web:8000/ && break; sleep 0.1; done\n  - wget -qO- http://localhost:8000/\n"
+        "image: {IMAGE}\nservices:\n  - name: web\n    image: gantry-test/web:1\naddons:\n  hosts: [travis.dev]\nscript:\n  - for i in $(seq 1 50); do wget -qO- http://web:8000/ && break; sleep 0.1; done\n  - wget -qO- http://localhost:8000/\n  - wget -qO- http://travis.dev:8000/\n"
     );
     let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
     assert_eq!(
         log.matches("hello from the web service").count(),
-        2,
+        3,
         "{log}"
     );
     assert!(log.contains("Started service web (gantry-test/web:1), reachable as web and localhost"));

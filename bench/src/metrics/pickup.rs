@@ -135,6 +135,7 @@ async fn floor_start_sample(
         gantry_dir: scratch,
         network: &name,
         services: &[],
+        hosts: &[],
         limits: &limits,
         docker_socket: false,
     });

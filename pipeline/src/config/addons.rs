@@ -1,8 +1,9 @@
 //! `addons:`. Of Travis's addons, `apt` is the one most files use: its
 //! packages are installed with `apt-get` before `before_install`, in the job's
 //! own container. `postgresql` and `mariadb` pick the version of that service
-//! and start it. The others (browsers, SSH known hosts, artifacts, …) are
-//! reported, each at its line, with what to do instead.
+//! and start it. `hosts` names resolve to 127.0.0.1 in the job's container.
+//! The others (browsers, SSH known hosts, artifacts, …) are reported, each at
+//! its line, with what to do instead.
 
 use crate::decode::Decoder;
 use crate::diagnostic::Span;
@@ -15,6 +16,8 @@ pub struct Addons {
     pub apt_packages: Vec<String>,
     /// Services started at a version (`postgresql: "11"`): name, version, where.
     pub services: Vec<(String, String, Span)>,
+    /// Host names that resolve to 127.0.0.1 in the job (`addons.hosts`), each once.
+    pub hosts: Vec<String>,
 }
 
 /// Addons that name a service's version, as Travis starts them.
@@ -28,6 +31,7 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
             "apt" => apt(d, value, packages),
             // Travis's older spelling.
             "apt_packages" => names(d, value, "addons.apt_packages", packages),
+            "hosts" => hosts(d, value, &mut addons.hosts),
             k if SERVICE_ADDONS.contains(&k) => {
                 if let Some(version) = d.string(value, &format!("addons.{k}")) {
                     if is_version(&version.value) {
@@ -47,7 +51,34 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
     }
     let mut seen = std::collections::HashSet::new();
     packages.retain(|p| seen.insert(p.clone()));
+    let mut seen = std::collections::HashSet::new();
+    addons.hosts.retain(|h| seen.insert(h.clone()));
     addons
+}
+
+/// `addons.hosts`: one name or a list, each checked as a host name so that
+/// a typo fails at its line, not as a lookup failing halfway through a job.
+fn hosts(d: &mut Decoder, node: &Node, hosts: &mut Vec<String>) {
+    for name in d.strings(node, "addons.hosts").unwrap_or_default() {
+        if is_host_name(&name.value) {
+            hosts.push(name.value);
+        } else {
+            d.diags
+                .error(name.span, format!("`{}` is not a host name", name.value))
+                .hint("one name per entry, such as `travis.dev`: letters, digits, `-` and `.`");
+        }
+    }
+}
+
+fn is_host_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// An image tag: letters, digits, `.`, `_`, `-`.
@@ -141,7 +172,6 @@ fn unsupported(d: &mut Decoder, key: &str, span: Span) {
         }
         "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",
         "ssh_known_hosts" => "add the host key in before_install (`ssh-keyscan HOST >> ~/.ssh/known_hosts`)",
-        "hosts" => "add the names in before_install (`echo \"127.0.0.1 NAME\" >> /etc/hosts`)",
         "artifacts" => "upload files with the `s3` deploy provider",
         _ => "install what it provides in before_install, or use an `image:` that has it",
     };
@@ -180,6 +210,25 @@ mod tests {
             "$(id)",
         ] {
             assert!(!is_package(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_names() {
+        for ok in ["travis.dev", "localhost", "db-1.example.com", "a"] {
+            assert!(is_host_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-x.dev",
+            "x-.dev",
+            "x dev",
+            "127.0.0.1:80",
+            "a_b",
+            ".dev",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
         }
     }
 }
