@@ -10,7 +10,6 @@
 //! runners are known to every server.
 
 use crate::store::{jobs, now_ms};
-use gantry_protocol::JobId;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -169,19 +168,15 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Why the queued job `id` has not started yet, in a sentence for its page.
-    pub async fn why(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        id: JobId,
-    ) -> Result<String, sqlx::Error> {
-        let ahead = jobs::queued_ahead(conn, id).await?;
+    /// Why a queued job with `ahead` queued jobs before it has not started
+    /// yet, in a sentence for its page.
+    pub fn why(&self, ahead: i64) -> String {
         let place = match ahead {
             0 => "Next in the queue".to_string(),
             1 => "1 queued job ahead of it".to_string(),
             n => format!("{n} queued jobs ahead of it"),
         };
-        Ok(if self.connected == 0 {
+        if self.connected == 0 {
             format!(
                 "{place}. No runner has asked this server for work in the last {} s, and none is running a job: start one (`gantry runner`), or check that the runners can reach this server.",
                 RECENT.as_secs()
@@ -196,7 +191,7 @@ impl Queue {
                 self.connected,
                 plural(self.connected, "runner", "runners"),
             )
-        })
+        }
     }
 }
 

@@ -482,6 +482,42 @@ async fn a_queued_job_says_why_it_waits_and_the_admin_lists_the_runners(engine: 
         build_page.contains("1 queued job ahead of it; every runner is busy"),
         "{build_page}"
     );
+    // Each job of a build behind them has its own place, on the build's
+    // answer and its page alike.
+    let (repo, sha) = server.repo(
+        PUSH_REPO,
+        &[(".travis.yml", "script: ./test\nenv: [A=1, A=2, A=3]\n")],
+        "matrix",
+    );
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "matrix");
+    server.webhook("push", "push-matrix", &payload).await;
+    let matrix = server
+        .wait_build(PUSH_REPO, |b| {
+            b["message"] == "matrix" && b["jobs"].as_array().is_some_and(|j| j.len() == 3)
+        })
+        .await;
+    let (_, matrix) = server
+        .admin_get(&format!("/api/builds/{}", matrix["id"]))
+        .await;
+    let places: Vec<&str> = matrix["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["waiting"].as_str().unwrap_or_default())
+        .collect();
+    let busy = "; every runner is busy (1 running job on 1 runner).";
+    assert_eq!(
+        places,
+        [2, 3, 4].map(|n| format!("{n} queued jobs ahead of it{busy}")),
+        "{matrix}"
+    );
+    let matrix_page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", matrix["id"]))
+        .await;
+    assert!(
+        matrix_page.contains("4 queued jobs ahead of it; every runner is busy"),
+        "{matrix_page}"
+    );
     // A running job says nothing of the sort.
     let (_, job) = server
         .admin_get(&format!("/api/jobs/{}", running.job_id.0))

@@ -146,36 +146,37 @@ pub async fn get_build(
         .await?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     let mut view = BuildView::full(&build, &build_jobs);
-    let mut waiting = Waiting::default();
-    for (job, shown) in build_jobs.iter().zip(view.jobs.iter_mut().flatten()) {
-        shown.waiting = waiting.of(&app, &mut conn, job).await?;
+    let waiting = why_waiting(&app, &mut conn, &build_jobs).await?;
+    for (why, shown) in waiting.into_iter().zip(view.jobs.iter_mut().flatten()) {
+        shown.waiting = why;
     }
     Ok(Json(view))
 }
 
-/// Why queued jobs wait; the runners are looked at once per answer.
-#[derive(Default)]
-pub(crate) struct Waiting {
-    queue: Option<crate::runners::Queue>,
-}
-
-impl Waiting {
-    /// Why `job` waits, when it is queued.
-    pub(crate) async fn of(
-        &mut self,
-        app: &App,
-        conn: &mut sqlx::AnyConnection,
-        job: &jobs::Job,
-    ) -> ApiResult<Option<String>> {
-        if job.state != JobState::Queued {
-            return Ok(None);
-        }
-        let queue = match &mut self.queue {
-            Some(queue) => queue,
-            empty => empty.insert(app.runners.queue(conn).await?),
-        };
-        Ok(Some(queue.why(conn, job.id).await?))
+/// Why each of `jobs` waits (`None` for those not queued): the runners are
+/// looked at once and the queue counted once, however many jobs.
+pub(crate) async fn why_waiting(
+    app: &App,
+    conn: &mut sqlx::AnyConnection,
+    jobs: &[jobs::Job],
+) -> ApiResult<Vec<Option<String>>> {
+    let queued: Vec<JobId> = jobs
+        .iter()
+        .filter(|job| job.state == JobState::Queued)
+        .map(|job| job.id)
+        .collect();
+    if queued.is_empty() {
+        return Ok(vec![None; jobs.len()]);
     }
+    let queue = app.runners.queue(conn).await?;
+    let mut ahead = jobs::queued_ahead(conn, &queued).await?.into_iter();
+    Ok(jobs
+        .iter()
+        .map(|job| match job.state {
+            JobState::Queued => ahead.next().map(|n| queue.why(n)),
+            _ => None,
+        })
+        .collect())
 }
 
 pub async fn get_job(
@@ -186,7 +187,10 @@ pub async fn get_job(
     let (job, build) = visible_job(&app, &viewer, id).await?;
     let mut view = JobView::new(&job, build.number);
     let mut conn = app.db.pool.acquire().await?;
-    view.waiting = Waiting::default().of(&app, &mut conn, &job).await?;
+    view.waiting = why_waiting(&app, &mut conn, std::slice::from_ref(&job))
+        .await?
+        .pop()
+        .flatten();
     Ok(Json(view))
 }
 

@@ -219,12 +219,12 @@ pub async fn build_page(
         ));
     };
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
+    let waiting = super::builds::why_waiting(&app, &mut conn, &build_jobs).await?;
     let mut job_rows = Vec::with_capacity(build_jobs.len());
-    let mut waiting = super::builds::Waiting::default();
-    for job in &build_jobs {
+    for (job, why) in build_jobs.iter().zip(waiting) {
         let mut row = job_row(job, build.number);
-        if let Some(why) = waiting.of(&app, &mut conn, job).await? {
-            row.reason = Some(why);
+        if why.is_some() {
+            row.reason = why;
         }
         job_rows.push(row);
     }
@@ -294,9 +294,10 @@ pub async fn job_page(
             &format!("no job {id} in {owner}/{name}"),
         ));
     };
-    let waiting = super::builds::Waiting::default()
-        .of(&app, &mut conn, &job)
-        .await?;
+    let waiting = super::builds::why_waiting(&app, &mut conn, std::slice::from_ref(&job))
+        .await?
+        .pop()
+        .flatten();
     drop(conn);
     // Whole lines only (a running job's last line may still be arriving): all
     // of a small log, the tail of a big one, read through the line index.

@@ -328,12 +328,36 @@ pub async fn expired(db: &Db) -> Result<Vec<Job>, sqlx::Error> {
     rows.iter().map(from_row).collect()
 }
 
-/// How many queued jobs a runner gets before `id` (claims take the oldest first).
-pub async fn queued_ahead(conn: &mut AnyConnection, id: JobId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND id < $1")
-        .bind(id.0)
-        .fetch_one(conn)
-        .await
+/// How many queued jobs a runner gets before each of `ids`, in order (claims
+/// take the oldest first). Two queries however many jobs: a count before the
+/// first, then the queued ids from the first to the last (a build's jobs are
+/// queued together, so few).
+pub async fn queued_ahead(
+    conn: &mut AnyConnection,
+    ids: &[JobId],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let (Some(first), Some(last)) = (
+        ids.iter().map(|id| id.0).min(),
+        ids.iter().map(|id| id.0).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let before: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND id < $1")
+            .bind(first)
+            .fetch_one(&mut *conn)
+            .await?;
+    let between: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE state = 'queued' AND id >= $1 AND id < $2 ORDER BY id",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids
+        .iter()
+        .map(|id| before + between.partition_point(|queued| *queued < id.0) as i64)
+        .collect())
 }
 
 /// The running jobs, by runner: `(runner, job ids)`, sorted by name.
