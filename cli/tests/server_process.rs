@@ -39,44 +39,39 @@ fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
 
 #[test]
 fn settings_that_make_no_sense_stop_start_up_with_their_name() {
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server"])
-        .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s")
-        .env("GANTRY_DATABASE_URL", "mysql://localhost/gantry")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("GANTRY_DATABASE_URL must start with postgres:// or sqlite://"));
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server"])
-        .env_remove("GANTRY_GITHUB_WEBHOOK_SECRET")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // `gantry server` with `settings` (an empty value unsets one): the
+    // error it stops with, after checking that it stopped with exit code 2.
+    let refused = |settings: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gantry"));
+        command
+            .args(["server"])
+            .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s");
+        for (name, value) in settings {
+            match *value {
+                "" => command.env_remove(name),
+                value => command.env(name, value),
+            };
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{settings:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("GANTRY_GITHUB_WEBHOOK_SECRET is not set")
+        refused(&[("GANTRY_DATABASE_URL", "mysql://localhost/gantry")])
+            .contains("GANTRY_DATABASE_URL must start with postgres:// or sqlite://")
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server"])
-        .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s")
-        .env("GANTRY_LOG_RETENTION_DAYS", "0")
-        .env_remove("GANTRY_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("GANTRY_LOG_RETENTION_DAYS must be at least 1: leave it unset"));
-    let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server"])
-        .env("GANTRY_GITHUB_WEBHOOK_SECRET", "s")
-        .env("GANTRY_DELIVERY_RETENTION_DAYS", "0")
-        .env_remove("GANTRY_DATABASE_URL")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("GANTRY_DELIVERY_RETENTION_DAYS must be at least 1"));
+    assert!(refused(&[("GANTRY_GITHUB_WEBHOOK_SECRET", "")])
+        .contains("GANTRY_GITHUB_WEBHOOK_SECRET is not set"));
+    assert!(refused(&[
+        ("GANTRY_LOG_RETENTION_DAYS", "0"),
+        ("GANTRY_DATABASE_URL", "")
+    ])
+    .contains("GANTRY_LOG_RETENTION_DAYS must be at least 1: leave it unset"));
+    assert!(refused(&[
+        ("GANTRY_DELIVERY_RETENTION_DAYS", "0"),
+        ("GANTRY_DATABASE_URL", "")
+    ])
+    .contains("GANTRY_DELIVERY_RETENTION_DAYS must be at least 1"));
 }
 
 /// The environment the server's running program started with.

@@ -179,6 +179,18 @@ pub(crate) async fn why_waiting(
         .collect())
 }
 
+/// [`why_waiting`] for one job.
+pub(crate) async fn why_it_waits(
+    app: &App,
+    conn: &mut sqlx::AnyConnection,
+    job: &jobs::Job,
+) -> ApiResult<Option<String>> {
+    Ok(why_waiting(app, conn, std::slice::from_ref(job))
+        .await?
+        .pop()
+        .flatten())
+}
+
 pub async fn get_job(
     State(app): State<App>,
     viewer: Viewer,
@@ -187,10 +199,7 @@ pub async fn get_job(
     let (job, build) = visible_job(&app, &viewer, id).await?;
     let mut view = JobView::new(&job, build.number);
     let mut conn = app.db.pool.acquire().await?;
-    view.waiting = why_waiting(&app, &mut conn, std::slice::from_ref(&job))
-        .await?
-        .pop()
-        .flatten();
+    view.waiting = why_it_waits(&app, &mut conn, &job).await?;
     Ok(Json(view))
 }
 

@@ -294,10 +294,7 @@ pub async fn job_page(
             &format!("no job {id} in {owner}/{name}"),
         ));
     };
-    let waiting = super::builds::why_waiting(&app, &mut conn, std::slice::from_ref(&job))
-        .await?
-        .pop()
-        .flatten();
+    let waiting = super::builds::why_it_waits(&app, &mut conn, &job).await?;
     drop(conn);
     // Whole lines only (a running job's last line may still be arriving): all
     // of a small log, the tail of a big one, read through the line index.

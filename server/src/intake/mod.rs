@@ -87,7 +87,7 @@ pub async fn receive(
     }
 
     // 3. Durable before acknowledged; a redelivery is recognised by its id.
-    let stored = NewDelivery::new(delivery.to_string(), event.to_string(), &body)?;
+    let stored = NewDelivery::received(delivery.to_string(), event.to_string(), body).await?;
     let new = app
         .journal
         .record(stored)

@@ -49,6 +49,25 @@ impl NewDelivery {
     }
 }
 
+impl NewDelivery {
+    /// [`new`](Self::new) for a payload as a handler received it: one over
+    /// [`REUSED_UP_TO`] (GitHub sends up to 25 MB, tens of milliseconds to
+    /// compress) is compressed off the async runtime, so other requests are
+    /// not held up meanwhile.
+    pub async fn received<P: AsRef<[u8]> + Send + 'static>(
+        id: String,
+        event: String,
+        payload: P,
+    ) -> std::io::Result<NewDelivery> {
+        if payload.as_ref().len() <= REUSED_UP_TO {
+            return NewDelivery::new(id, event, payload.as_ref());
+        }
+        tokio::task::spawn_blocking(move || NewDelivery::new(id, event, payload.as_ref()))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+}
+
 /// Compressors kept between payloads: setting one up (its tables zeroed)
 /// cost as much as compressing a push payload with it. There are as many
 /// as payloads were compressed at once, at most [`MAX_KEPT`].
@@ -245,6 +264,20 @@ mod tests {
         let damaged = payload_text(None, Some(b"not zstd".to_vec())).unwrap_err();
         assert!(damaged.contains("cannot be decompressed"), "{damaged}");
         assert!(payload_text(None, None).is_err());
+    }
+
+    /// A payload too big for a kept compressor is compressed off the
+    /// runtime, and reads back the same.
+    #[tokio::test]
+    async fn a_large_payload_is_compressed_off_the_runtime_and_reads_back_whole() {
+        let json = format!("{{\"big\": \"{}\"}}", "xyz".repeat(100_000));
+        assert!(json.len() > REUSED_UP_TO);
+        for payload in [json.clone(), "{}".to_string()] {
+            let new = NewDelivery::received("d".into(), "push".into(), payload.clone())
+                .await
+                .unwrap();
+            assert_eq!(payload_text(None, Some(new.body)), Ok(payload));
+        }
     }
 
     /// A kept compressor carries nothing from one payload to the next, a
