@@ -171,11 +171,7 @@ impl Queue {
     /// Why a queued job with `ahead` queued jobs before it has not started
     /// yet, in a sentence for its page.
     pub fn why(&self, ahead: i64) -> String {
-        let place = match ahead {
-            0 => "Next in the queue".to_string(),
-            1 => "1 queued job ahead of it".to_string(),
-            n => format!("{n} queued jobs ahead of it"),
-        };
+        let place = place(ahead);
         if self.connected == 0 {
             format!(
                 "{place}. No runner has asked this server for work in the last {} s, and none is running a job: start one (`gantry runner`), or check that the runners can reach this server.",
@@ -192,6 +188,25 @@ impl Queue {
                 plural(self.connected, "runner", "runners"),
             )
         }
+    }
+}
+
+/// Why a queued job of a repository that runs as many jobs as it may at
+/// once (its limit) waits, whatever the runners do.
+pub fn why_full(ahead: i64, limit: i64, running: i64) -> String {
+    format!(
+        "{}; the repository runs at most {limit} {} at once and {running} {} running, so it starts when one of them ends.",
+        place(ahead),
+        plural(limit as usize, "job", "jobs"),
+        if running == 1 { "is" } else { "are" },
+    )
+}
+
+fn place(ahead: i64) -> String {
+    match ahead {
+        0 => "Next in the queue".to_string(),
+        1 => "1 queued job ahead of it".to_string(),
+        n => format!("{n} queued jobs ahead of it"),
     }
 }
 

@@ -551,6 +551,7 @@ on_both_databases!(
     stages_run_in_order_and_a_failure_cancels_the_rest,
     runners_need_the_runner_token,
     one_running_job_at_a_time_deploys_to_a_target,
+    a_repository_runs_no_more_jobs_at_once_than_its_limit,
 );
 
 async fn lock_call(
@@ -610,4 +611,102 @@ async fn one_running_job_at_a_time_deploys_to_a_target(engine: Engine) {
     // Only a job's current lease may ask.
     let stale = lock_call(&server, &first, target).await;
     assert_eq!(stale.status(), StatusCode::CONFLICT);
+}
+
+/// Travis's "Limit concurrent jobs": with a limit of 2, runners asking all
+/// at once start two of a four-job build, the other two say why they wait,
+/// another repository's job still starts, and each finished job lets the
+/// next one start at once.
+async fn a_repository_runs_no_more_jobs_at_once_than_its_limit(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let build = queue_push(
+        &server,
+        "script: ./test\nenv: [N=1, N=2, N=3, N=4]\n",
+        "limited",
+    )
+    .await;
+    let settings = format!("/api/repos/{PUSH_REPO}/settings");
+    let (status, shown) = server.admin_get(&settings).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["max_concurrent_jobs"], serde_json::Value::Null);
+    let (status, refused) = server
+        .admin_put(&settings, serde_json::json!({ "max_concurrent_jobs": 0 }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"].as_str().unwrap().contains("at least 1"),
+        "{refused}"
+    );
+    let (status, set) = server
+        .admin_put(&settings, serde_json::json!({ "max_concurrent_jobs": 2 }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(set["max_concurrent_jobs"], 2);
+    assert_eq!(set["repo"], PUSH_REPO);
+    let anonymous = reqwest::Client::new()
+        .put(format!("{}{settings}", server.url))
+        .json(&serde_json::json!({ "max_concurrent_jobs": 9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Six runners ask at once (on PostgreSQL side by side): two start.
+    let claims = futures::future::join_all((0..6).map(|i| {
+        let server = &server;
+        async move { server.claim(&format!("r{i}"), 0).await }
+    }))
+    .await;
+    let running: Vec<_> = claims.into_iter().flatten().collect();
+    assert_eq!(running.len(), 2, "the limit holds");
+    let build = server.build(&build["id"]).await;
+    let waiting: Vec<&str> = build["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["state"] == "queued")
+        .map(|job| job["waiting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            "Next in the queue; the repository runs at most 2 jobs at once and 2 are running, so it starts when one of them ends.",
+            "1 queued job ahead of it; the repository runs at most 2 jobs at once and 2 are running, so it starts when one of them ends.",
+        ]
+    );
+
+    // Another repository's job starts meanwhile.
+    let other = "octo/other";
+    let (repo, sha) = server.repo(other, &[(".travis.yml", "script: ./test\n")], "y");
+    let mut payload = push_payload(&repo.path.display().to_string(), &sha, "y");
+    payload["repository"]["full_name"] = other.into();
+    server.webhook("push", "other-repo", &payload).await;
+    server.wait_build(other, |b| b["state"] == "queued").await;
+    let theirs = server
+        .claim("r-other", 5)
+        .await
+        .expect("the other repository's job");
+    assert_eq!(theirs.repo.full_name, other);
+    assert!(server.claim("r7", 0).await.is_none(), "still two running");
+
+    // A job ends: a runner waiting for work gets the next job at once.
+    let (next, finished) = tokio::join!(server.claim("r8", 20), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.finish(&running[0], JobOutcome::Passed).await
+    });
+    assert_eq!(finished, StatusCode::OK);
+    let next = next.expect("the next job, once one ended");
+    assert_eq!(next.repo.full_name, PUSH_REPO);
+    assert!(running.iter().all(|r| r.job_id != next.job_id));
+    assert!(server.claim("r9", 0).await.is_none(), "two running again");
+
+    // No limit: the last one starts.
+    let (status, _) = server
+        .admin_put(
+            &settings,
+            serde_json::json!({ "max_concurrent_jobs": null }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(server.claim("r10", 0).await.is_some());
 }

@@ -170,10 +170,17 @@ pub(crate) async fn why_waiting(
     }
     let queue = app.runners.queue(conn).await?;
     let mut ahead = jobs::queued_ahead(conn, &queued).await?.into_iter();
+    // The jobs are one build's, so of one repository.
+    let full = repos::job_slots(conn, jobs[0].build_id)
+        .await?
+        .filter(|(limit, running)| running >= limit);
     Ok(jobs
         .iter()
         .map(|job| match job.state {
-            JobState::Queued => ahead.next().map(|n| queue.why(n)),
+            JobState::Queued => ahead.next().map(|n| match full {
+                Some((limit, running)) => crate::runners::why_full(n, limit, running),
+                None => queue.why(n),
+            }),
             _ => None,
         })
         .collect())

@@ -9,6 +9,7 @@ pub mod permission;
 pub mod runner;
 pub mod secrets;
 pub mod session;
+pub mod settings;
 pub mod views;
 
 use crate::metrics::Metrics;
@@ -93,6 +94,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/repos/{owner}/{name}/caches",
             get(caches::get).delete(caches::clear),
+        )
+        .route(
+            "/api/repos/{owner}/{name}/settings",
+            get(settings::get).put(settings::put),
         )
         .route("/api/crons/{id}", get(crons::get).delete(crons::delete))
         .route("/api/repos/{owner}/{name}/secrets", get(secrets::list))

@@ -179,11 +179,11 @@ pub async fn finish(
     {
         return Err(lease_lost(job));
     }
-    let released = progress::advance(&app, &mut tx, current.build_id).await?;
+    progress::advance(&app, &mut tx, current.build_id).await?;
     tx.commit().await?;
-    if released {
-        app.dispatch.notify_waiters();
-    }
+    // Jobs of the next stage may be queued, and a job of a repository that
+    // limits its concurrent jobs may start now: waiting runners look again.
+    app.dispatch.notify_waiters();
     Ok(StatusCode::OK)
 }
 

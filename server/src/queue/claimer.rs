@@ -49,19 +49,35 @@ impl Claimer {
     /// renews: it expires and the job is queued again.
     pub async fn claim(&self, request: ClaimRequest) -> Result<Option<Job>, String> {
         match self {
-            Claimer::Direct(db) => {
-                let claim = async {
-                    let mut conn = db.pool.acquire().await?;
-                    jobs::claim_each(&mut conn, db.skip_locked(), &[request]).await
-                };
-                let claimed = claim
-                    .await
-                    .map_err(|e| format!("could not {}: {e}", ClaimWriter::WHAT))?;
-                Ok(claimed.into_iter().next().flatten())
-            }
+            Claimer::Direct(db) => claim_side_by_side(db, &request)
+                .await
+                .map_err(|e| format!("could not {}: {e}", ClaimWriter::WHAT)),
             Claimer::Writer(writer) => writer.submit(request).await,
         }
     }
+}
+
+/// PostgreSQL: one claim on a pooled connection. A claim that took its
+/// repository past its limit together with another server's (see
+/// [`jobs::keep_within_limit`]) gave its job back, and looks again: the
+/// other's claim now counts, so the next look finds another repository's job.
+async fn claim_side_by_side(db: &Db, request: &ClaimRequest) -> Result<Option<Job>, sqlx::Error> {
+    const LOOKS: usize = 4;
+    let mut conn = db.pool.acquire().await?;
+    for _ in 0..LOOKS {
+        let claimed = jobs::claim_each(&mut conn, db.skip_locked(), std::slice::from_ref(request))
+            .await?
+            .pop()
+            .flatten();
+        let Some(claimed) = claimed else {
+            return Ok(None);
+        };
+        match claimed.recheck_limit {
+            Some(limit) if !jobs::keep_within_limit(&mut conn, &claimed.job, limit).await? => {}
+            _ => return Ok(Some(claimed.job)),
+        }
+    }
+    Ok(None)
 }
 
 /// SQLite's claims: one connection of their own, opened on first use and
@@ -83,6 +99,8 @@ impl Batch for ClaimWriter {
             .await?;
         // In line with this process's other writers, not in SQLite's busy handler.
         let _turn = self.db.turn(Turn::Normal).await;
+        // One writer: each claim counts the ones before it, so a repository's
+        // limit holds without checking again.
         let claimed = if requests.len() == 1 {
             // One statement is its own transaction: one round trip, not three.
             jobs::claim_each(&mut conn, self.db.skip_locked(), requests).await?
@@ -93,7 +111,10 @@ impl Batch for ClaimWriter {
             claimed
         };
         self.conn = Some(conn);
-        Ok(claimed)
+        Ok(claimed
+            .into_iter()
+            .map(|claimed| claimed.map(|c| c.job))
+            .collect())
     }
 
     fn rest(&mut self) {

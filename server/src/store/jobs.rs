@@ -3,7 +3,7 @@
 use super::{flag, now_ms, Db};
 use crate::state::JobState;
 use gantry_protocol::{BuildId, JobId};
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -131,22 +131,49 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
 }
 
-/// Gives each request the oldest queued job not yet given, under its new
-/// lease; a request finds nothing once the queue is empty. Run it inside a
-/// write transaction for several requests (see `queue::claimer`), or alone for
-/// one. The state check in the `UPDATE` makes a double claim impossible, also
-/// across servers (`skip_locked` from [`Db::skip_locked`]).
+/// A queued job `q` may start unless its repository limits its concurrent
+/// jobs and that many run. For a repository without a limit that is two
+/// primary-key lookups; the count reads only the running jobs. (Written as
+/// joins with the limit beside the job, PostgreSQL's claims took 3× longer.)
+const MAY_START: &str = "NOT EXISTS (SELECT 1 FROM builds b JOIN repos r ON r.id = b.repo_id
+     WHERE b.id = q.build_id AND r.max_concurrent_jobs IS NOT NULL
+       AND r.max_concurrent_jobs <= (SELECT COUNT(*) FROM jobs running JOIN builds rb ON rb.id = running.build_id
+                                     WHERE running.state = 'running' AND rb.repo_id = r.id))";
+
+/// A claimed job and, on PostgreSQL, its repository's limit on concurrent
+/// jobs, to check again (see [`keep_within_limit`]).
+pub struct Claimed {
+    pub job: Job,
+    pub recheck_limit: Option<i64>,
+}
+
+/// Gives each request the oldest queued job not yet given that may start
+/// (see [`MAY_START`]), under its new lease; a request finds nothing once no
+/// queued job may start. Run it inside a write transaction for several
+/// requests (see `queue::claimer`), or alone for one. The state check in the
+/// `UPDATE` makes a double claim impossible, also across servers
+/// (`skip_locked` from [`Db::skip_locked`]). On SQLite one writer claims,
+/// each claim counting the ones before it; claims side by side on
+/// PostgreSQL can pass a repository's limit together, which
+/// [`keep_within_limit`] undoes.
 pub async fn claim_each(
     conn: &mut AnyConnection,
     skip_locked: &str,
     requests: &[ClaimRequest],
-) -> Result<Vec<Option<Job>>, sqlx::Error> {
+) -> Result<Vec<Option<Claimed>>, sqlx::Error> {
     let now = now_ms();
+    // PostgreSQL's claims also say the repository's limit, to check again.
+    let recheck = if skip_locked.is_empty() {
+        "NULL"
+    } else {
+        "(SELECT r.max_concurrent_jobs FROM builds b JOIN repos r ON r.id = b.repo_id WHERE b.id = jobs.build_id)"
+    };
     let sql = format!(
         "UPDATE jobs SET state = 'running', runner = $1, lease = $2, lease_expires_at = $3, attempts = attempts + 1,
                          started_at = $4, cancel_requested = 0
-         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1 {skip_locked}) AND state = 'queued'
-         RETURNING {COLUMNS}"
+         WHERE id = (SELECT q.id FROM jobs q WHERE q.state = 'queued' AND {MAY_START} ORDER BY q.id LIMIT 1 {skip_locked})
+           AND state = 'queued'
+         RETURNING {COLUMNS}, {recheck}"
     );
     let mut claimed = Vec::with_capacity(requests.len());
     for request in requests {
@@ -157,16 +184,63 @@ pub async fn claim_each(
             .bind(now)
             .fetch_optional(&mut *conn)
             .await?;
-        let job = row.as_ref().map(from_row).transpose()?;
-        let empty = job.is_none();
-        claimed.push(job);
-        if empty {
-            // The queue is empty: the requests after this one find nothing either.
-            claimed.resize(requests.len(), None);
+        let Some(row) = row else {
+            // Nothing may start: the requests after this one find nothing either.
+            claimed.resize_with(requests.len(), || None);
             break;
-        }
+        };
+        claimed.push(Some(Claimed {
+            job: from_row(&row)?,
+            recheck_limit: row.try_get(COLUMN_COUNT)?,
+        }));
     }
     Ok(claimed)
+}
+
+const COLUMN_COUNT: usize = 22;
+
+/// PostgreSQL: claims side by side each counted the running jobs without
+/// seeing the others', so together they can pass the repository's limit.
+/// Each one claimed in a limited repository checks again, one at a time per
+/// repository (a transaction lock), counting every claim committed before
+/// it; a claim past the limit puts its job back in the queue, as it was.
+/// Returns whether the claim stands.
+pub async fn keep_within_limit(
+    conn: &mut AnyConnection,
+    job: &Job,
+    limit: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let repo: i64 = sqlx::query_scalar("SELECT repo_id FROM builds WHERE id = $1")
+        .bind(job.build_id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+    // Two keys: this lock's kind, then the repository (ids fit in 32 bits).
+    sqlx::query("SELECT pg_advisory_xact_lock(1129, CAST($1 AS INTEGER))::TEXT")
+        .bind(repo)
+        .execute(&mut *tx)
+        .await?;
+    let running: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id
+         WHERE j.state = 'running' AND b.repo_id = $1",
+    )
+    .bind(repo)
+    .fetch_one(&mut *tx)
+    .await?;
+    let stands = running <= limit;
+    if !stands {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', runner = NULL, lease = NULL, lease_expires_at = NULL,
+                             attempts = attempts - 1, started_at = NULL
+             WHERE id = $1 AND lease = $2 AND state = 'running'",
+        )
+        .bind(job.id.0)
+        .bind(&job.lease)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(stands)
 }
 
 /// Extends a lease; `None` when the lease is no longer this runner's.

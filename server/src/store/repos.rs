@@ -1,7 +1,7 @@
 //! Repositories, created the first time a webhook names them.
 
 use super::now_ms;
-use gantry_protocol::RepoId;
+use gantry_protocol::{BuildId, RepoId};
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
@@ -17,6 +17,8 @@ pub struct Repo {
     pub cache_generation: i64,
     /// When they were last cleared (Unix ms).
     pub caches_cleared_at: Option<i64>,
+    /// At most this many of its jobs run at once; `None`: no limit.
+    pub max_concurrent_jobs: Option<i64>,
 }
 
 /// What a webhook says about a repository.
@@ -37,11 +39,11 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Repo, sqlx::Error> {
         default_branch: row.try_get("default_branch")?,
         cache_generation: row.try_get("cache_generation")?,
         caches_cleared_at: row.try_get("caches_cleared_at")?,
+        max_concurrent_jobs: row.try_get("max_concurrent_jobs")?,
     })
 }
 
-const COLUMNS: &str =
-    "id, full_name, clone_url, private, default_branch, cache_generation, caches_cleared_at";
+const COLUMNS: &str = "id, full_name, clone_url, private, default_branch, cache_generation, caches_cleared_at, max_concurrent_jobs";
 
 /// Creates the repository or refreshes what GitHub says about it.
 pub async fn upsert(conn: &mut AnyConnection, facts: &RepoFacts) -> Result<Repo, sqlx::Error> {
@@ -79,6 +81,41 @@ pub async fn clear_caches(conn: &mut AnyConnection, repo: RepoId) -> Result<Repo
     .fetch_one(conn)
     .await?;
     from_row(&row)
+}
+
+/// Sets how many of the repository's jobs may run at once (`None`: no
+/// limit). Jobs already running go on; the queued wait for a free slot.
+pub async fn limit_jobs(
+    conn: &mut AnyConnection,
+    repo: RepoId,
+    max_concurrent_jobs: Option<i64>,
+) -> Result<Repo, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE repos SET max_concurrent_jobs = $1 WHERE id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(max_concurrent_jobs)
+    .bind(repo.0)
+    .fetch_one(conn)
+    .await?;
+    from_row(&row)
+}
+
+/// The limit on concurrent jobs of the build's repository, if it has one,
+/// and how many of its jobs run now.
+pub async fn job_slots(
+    conn: &mut AnyConnection,
+    build: BuildId,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row: Option<(Option<i64>, i64)> = sqlx::query_as(
+        "SELECT r.max_concurrent_jobs,
+                (SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id
+                 WHERE j.state = 'running' AND b.repo_id = r.id)
+         FROM builds this JOIN repos r ON r.id = this.repo_id WHERE this.id = $1",
+    )
+    .bind(build.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(|(limit, running)| limit.map(|limit| (limit, running))))
 }
 
 pub async fn by_name(

@@ -267,14 +267,27 @@ impl TestServer {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn admin_put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_send(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .http
-            .post(format!("{}{path}", self.url))
+            .request(method.clone(), format!("{}{path}", self.url))
             .bearer_auth(ADMIN)
             .json(&body)
             .send()
             .await
-            .expect("POST");
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
