@@ -215,8 +215,9 @@ pub async fn keep_within_limit(
         .bind(job.build_id.0)
         .fetch_one(&mut *tx)
         .await?;
-    // Two keys: this lock's kind, then the repository (ids fit in 32 bits).
-    sqlx::query("SELECT pg_advisory_xact_lock(1129, CAST($1 AS INTEGER))::TEXT")
+    // Two 32-bit keys: this lock's kind, then the repository. Ids past 2^31
+    // wrap, and two repositories sharing a key only check one after the other.
+    sqlx::query("SELECT pg_advisory_xact_lock(1129, CAST($1 % 2147483648 AS INTEGER))::TEXT")
         .bind(repo)
         .execute(&mut *tx)
         .await?;
