@@ -643,6 +643,24 @@ async fn a_repository_runs_no_more_jobs_at_once_than_its_limit(engine: Engine) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(set["max_concurrent_jobs"], 2);
     assert_eq!(set["repo"], PUSH_REPO);
+    // A misspelt or missing setting is refused and lifts nothing.
+    let (status, _) = server
+        .admin_put(&settings, serde_json::json!({ "max_concurent_jobs": 3 }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, refused) = server.admin_put(&settings, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("null for no limit"),
+        "{refused}"
+    );
+    assert_eq!(
+        server.admin_get(&settings).await.1["max_concurrent_jobs"],
+        2
+    );
     let anonymous = reqwest::Client::new()
         .put(format!("{}{settings}", server.url))
         .json(&serde_json::json!({ "max_concurrent_jobs": 9 }))

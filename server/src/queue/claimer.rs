@@ -72,9 +72,8 @@ async fn claim_side_by_side(db: &Db, request: &ClaimRequest) -> Result<Option<Jo
         let Some(claimed) = claimed else {
             return Ok(None);
         };
-        match claimed.recheck_limit {
-            Some(limit) if !jobs::keep_within_limit(&mut conn, &claimed.job, limit).await? => {}
-            _ => return Ok(Some(claimed.job)),
+        if !claimed.recheck || jobs::keep_within_limit(&mut conn, &claimed.job).await? {
+            return Ok(Some(claimed.job));
         }
     }
     Ok(None)

@@ -131,24 +131,37 @@ pub struct ClaimRequest {
     pub lease_ms: i64,
 }
 
-/// A queued job `q` may start unless its repository limits its concurrent
-/// jobs and that many run. For a repository without a limit that is two
-/// primary-key lookups; the count reads only the running jobs. (Written as
-/// joins with the limit beside the job, PostgreSQL's claims took 3× longer.)
-const MAY_START: &str = "NOT EXISTS (SELECT 1 FROM builds b JOIN repos r ON r.id = b.repo_id
-     WHERE b.id = q.build_id AND r.max_concurrent_jobs IS NOT NULL
-       AND r.max_concurrent_jobs <= (SELECT COUNT(*) FROM jobs running JOIN builds rb ON rb.id = running.build_id
-                                     WHERE running.state = 'running' AND rb.repo_id = r.id))";
+/// SQL: how many jobs of the repository `repo` (an SQL expression) run.
+/// It reads only the running jobs.
+pub(crate) fn running_in(repo: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM jobs running JOIN builds rb ON rb.id = running.build_id
+          WHERE running.state = 'running' AND rb.repo_id = {repo})"
+    )
+}
 
-/// A claimed job and, on PostgreSQL, its repository's limit on concurrent
-/// jobs, to check again (see [`keep_within_limit`]).
+/// SQL: the queued job `q` may start unless its repository limits its
+/// concurrent jobs and that many run. For a repository without a limit that
+/// is two primary-key lookups. (Written as joins with the limit beside the
+/// job, PostgreSQL's claims took 3× longer.)
+fn may_start() -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM builds b JOIN repos r ON r.id = b.repo_id
+          WHERE b.id = q.build_id AND r.max_concurrent_jobs IS NOT NULL
+            AND r.max_concurrent_jobs <= {})",
+        running_in("r.id")
+    )
+}
+
+/// A claimed job, and whether to check its repository's limit again
+/// (PostgreSQL, a repository with a limit: see [`keep_within_limit`]).
 pub struct Claimed {
     pub job: Job,
-    pub recheck_limit: Option<i64>,
+    pub recheck: bool,
 }
 
 /// Gives each request the oldest queued job not yet given that may start
-/// (see [`MAY_START`]), under its new lease; a request finds nothing once no
+/// (see [`may_start`]), under its new lease; a request finds nothing once no
 /// queued job may start. Run it inside a write transaction for several
 /// requests (see `queue::claimer`), or alone for one. The state check in the
 /// `UPDATE` makes a double claim impossible, also across servers
@@ -162,7 +175,7 @@ pub async fn claim_each(
     requests: &[ClaimRequest],
 ) -> Result<Vec<Option<Claimed>>, sqlx::Error> {
     let now = now_ms();
-    // PostgreSQL's claims also say the repository's limit, to check again.
+    // PostgreSQL's claims also say whether the repository has a limit.
     let recheck = if skip_locked.is_empty() {
         "NULL"
     } else {
@@ -171,9 +184,10 @@ pub async fn claim_each(
     let sql = format!(
         "UPDATE jobs SET state = 'running', runner = $1, lease = $2, lease_expires_at = $3, attempts = attempts + 1,
                          started_at = $4, cancel_requested = 0
-         WHERE id = (SELECT q.id FROM jobs q WHERE q.state = 'queued' AND {MAY_START} ORDER BY q.id LIMIT 1 {skip_locked})
+         WHERE id = (SELECT q.id FROM jobs q WHERE q.state = 'queued' AND {} ORDER BY q.id LIMIT 1 {skip_locked})
            AND state = 'queued'
-         RETURNING {COLUMNS}, {recheck}"
+         RETURNING {COLUMNS}, {recheck}",
+        may_start()
     );
     let mut claimed = Vec::with_capacity(requests.len());
     for request in requests {
@@ -191,7 +205,7 @@ pub async fn claim_each(
         };
         claimed.push(Some(Claimed {
             job: from_row(&row)?,
-            recheck_limit: row.try_get(COLUMN_COUNT)?,
+            recheck: row.try_get::<Option<i64>, _>(COLUMN_COUNT)?.is_some(),
         }));
     }
     Ok(claimed)
@@ -205,11 +219,7 @@ const COLUMN_COUNT: usize = 22;
 /// repository (a transaction lock), counting every claim committed before
 /// it; a claim past the limit puts its job back in the queue, as it was.
 /// Returns whether the claim stands.
-pub async fn keep_within_limit(
-    conn: &mut AnyConnection,
-    job: &Job,
-    limit: i64,
-) -> Result<bool, sqlx::Error> {
+pub async fn keep_within_limit(conn: &mut AnyConnection, job: &Job) -> Result<bool, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let repo: i64 = sqlx::query_scalar("SELECT repo_id FROM builds WHERE id = $1")
         .bind(job.build_id.0)
@@ -221,14 +231,11 @@ pub async fn keep_within_limit(
         .bind(repo)
         .execute(&mut *tx)
         .await?;
-    let running: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id
-         WHERE j.state = 'running' AND b.repo_id = $1",
-    )
-    .bind(repo)
-    .fetch_one(&mut *tx)
-    .await?;
-    let stands = running <= limit;
+    // The limit as it is now: an admin may have changed it meanwhile.
+    let stands = match super::repos::job_slots(&mut tx, job.build_id).await? {
+        Some((limit, running)) => running <= limit,
+        None => true,
+    };
     if !stands {
         sqlx::query(
             "UPDATE jobs SET state = 'queued', runner = NULL, lease = NULL, lease_expires_at = NULL,

@@ -106,12 +106,11 @@ pub async fn job_slots(
     conn: &mut AnyConnection,
     build: BuildId,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let row: Option<(Option<i64>, i64)> = sqlx::query_as(
-        "SELECT r.max_concurrent_jobs,
-                (SELECT COUNT(*) FROM jobs j JOIN builds b ON b.id = j.build_id
-                 WHERE j.state = 'running' AND b.repo_id = r.id)
+    let row: Option<(Option<i64>, i64)> = sqlx::query_as(&format!(
+        "SELECT r.max_concurrent_jobs, CASE WHEN r.max_concurrent_jobs IS NULL THEN 0 ELSE {} END
          FROM builds this JOIN repos r ON r.id = this.repo_id WHERE this.id = $1",
-    )
+        super::jobs::running_in("r.id")
+    ))
     .bind(build.0)
     .fetch_optional(conn)
     .await?;
