@@ -135,7 +135,7 @@ fn json_lists_diagnostics_and_expanded_jobs() {
     write(
         dir.path(),
         "p.yml",
-        "language: node_js\nnode_js: ['18', '20']\nenv:\n  global: [CI_MODE=full]\n  jobs: [SUITE=unit]\nscript: npm test\nnotifications: {email: false}\njobs:\n  include:\n    - stage: deploy\n      name: ship\n      image: {build: {dockerfile: Dockerfile.dev}}\n  allow_failures:\n    - node_js: '20'\n",
+        "language: node_js\nnode_js: ['18', '20']\nenv:\n  global: [CI_MODE=full]\n  jobs: [SUITE=unit]\nscript: npm test\nimport: shared.yml\njobs:\n  include:\n    - stage: deploy\n      name: ship\n      image: {build: {dockerfile: Dockerfile.dev}}\n  allow_failures:\n    - node_js: '20'\n",
     );
     let out = gantry(&["lint", "--json", "p.yml"], dir.path());
     assert_eq!(out.status.code(), Some(0));

@@ -7,6 +7,7 @@ use crate::condition::Facts;
 use crate::config::env::{EnvEntry, EnvVar};
 use crate::config::image::ImageSpec;
 use crate::config::job::JobConfig;
+use crate::config::notifications::Webhook;
 use crate::config::phase::Phase;
 use crate::config::service::{self, ServiceRequest};
 use crate::config::{Config, JobRule};
@@ -32,6 +33,11 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     pub skipped: Vec<SkippedJob>,
     pub fast_finish: bool,
+    /// The webhooks told of this build: those whose `if:` holds. None for
+    /// a pull request from a fork: its pipeline file is the fork author's,
+    /// and would have the server post wherever they like, with the
+    /// repository's secrets in the URL.
+    pub webhooks: Vec<Webhook>,
     /// Problems found while expanding (too many jobs, a job without script).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -396,8 +402,35 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
         .into_iter()
         .filter(|s| plan.jobs.iter().any(|j| j.stage.eq_ignore_ascii_case(s)))
         .collect();
+    plan.webhooks = webhooks(config, build, &global, &mut diags);
     plan.diagnostics = diags.into_sorted();
     plan
+}
+
+fn webhooks(
+    config: &Config,
+    build: &BuildContext,
+    global: &[(String, String)],
+    diags: &mut Diagnostics,
+) -> Vec<Webhook> {
+    let facts = Facts::build(build, global);
+    let hooks: Vec<Webhook> = config
+        .notifications
+        .webhooks
+        .iter()
+        .filter(|w| holds(&w.condition, &facts))
+        .map(|w| w.hook.clone())
+        .collect();
+    match config.notifications.span {
+        Some(span) if build.fork && !hooks.is_empty() => {
+            diags.warning(
+                span,
+                "webhook notifications are not sent for a pull request from a fork",
+            );
+            Vec::new()
+        }
+        _ => hooks,
+    }
 }
 
 fn spanned(value: Vec<String>, span: Span) -> crate::decode::Spanned<Vec<String>> {

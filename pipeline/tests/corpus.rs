@@ -284,3 +284,79 @@ fn caches_are_read_as_travis_reads_them() {
     assert!(formsg.starts_with(&["node_modules".to_string(), "$HOME/.npm".to_string()]));
     assert!(formsg.contains(&"$HOME/.cache/pip".to_string()));
 }
+
+/// What `notifications:` of a corpus file reads as: its warnings about
+/// notifications, and the webhooks a push of master and a fork's pull
+/// request would tell.
+fn notifications(name: &str) -> (Vec<String>, Plan, Plan) {
+    let path = corpus_dir().join(format!("{name}.travis.yml"));
+    let source = std::fs::read_to_string(&path).unwrap();
+    let parsed = parse(&source);
+    let warnings = parsed
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("notifications"))
+        .map(|d| d.message.clone())
+        .collect();
+    let pipeline = parsed.pipeline.unwrap();
+    let fork = BuildContext {
+        event: gantry_pipeline::Event::PullRequest,
+        fork: true,
+        pull_request: Some(7),
+        head_repo: Some("someone/fork".into()),
+        ..BuildContext::push("master")
+    };
+    (
+        warnings,
+        pipeline.plan(&BuildContext::push("master"), &Catalog::default()),
+        pipeline.plan(&fork, &Catalog::default()),
+    )
+}
+
+#[test]
+fn webhook_notifications_of_real_files() {
+    use gantry_pipeline::{WebhookUrl, When};
+    // diesel: `if: fork = false`, so a fork's pull request tells nobody, silently.
+    let (warnings, push, fork) = notifications("diesel-rs__diesel");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(push.webhooks.len(), 1);
+    let hook = &push.webhooks[0];
+    assert_eq!(
+        hook.url,
+        WebhookUrl::Plain("https://webhooks.gitter.im/e/1d32e0ad32841bd56b02".into())
+    );
+    assert_eq!(
+        (hook.on_success, hook.on_failure, hook.on_start),
+        (When::Change, When::Always, When::Never)
+    );
+    assert!(fork.webhooks.is_empty());
+    assert!(fork.diagnostics.is_empty(), "{:?}", fork.diagnostics);
+
+    // httpie: told of starts too; a fork's pull request is not sent, and says so.
+    let (_, push, fork) = notifications("httpie__httpie");
+    assert_eq!(push.webhooks[0].on_start, When::Always);
+    assert!(fork.webhooks.is_empty());
+    assert!(fork.diagnostics.iter().any(|d| d
+        .message
+        .contains("not sent for a pull request from a fork")));
+
+    // mocha: an encrypted URL, read from the repository secret WEBHOOK_URL;
+    // `email: false` says nothing.
+    let (warnings, push, _) = notifications("mochajs__mocha");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        push.webhooks[0].url,
+        WebhookUrl::Secure {
+            secret: "WEBHOOK_URL".into()
+        }
+    );
+    assert_eq!(push.webhooks[0].on_success, When::Change);
+
+    // celery: IRC is named as not sent; etcd's top-level flags are read.
+    let (warnings, push, _) = notifications("celery__celery");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("notifications.irc"));
+    assert!(push.webhooks.is_empty());
+    let (warnings, _, _) = notifications("etcd-io__etcd");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

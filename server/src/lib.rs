@@ -19,6 +19,7 @@ pub mod leases;
 pub mod log_index;
 pub mod logs;
 pub mod metrics;
+pub mod notifications;
 pub mod planner;
 pub mod progress;
 pub mod proxy;
@@ -58,8 +59,9 @@ pub struct App {
     pub dispatch: Arc<Notify>,
     /// Woken when deliveries are stored: the planner looks again.
     pub planner_wake: Arc<Notify>,
-    /// Woken when commit statuses are queued.
-    pub status_wake: Arc<Notify>,
+    /// Woken (every waiter: `notify_waiters`) when the outbox gets rows:
+    /// commit statuses and webhook notifications, each sent by a loop of its own.
+    pub outbox_wake: Arc<Notify>,
     /// Woken when a cron schedule is set: its first run is now.
     pub cron_wake: Arc<Notify>,
     /// Seals and opens repository secrets; `None` without `GANTRY_SECRET_KEY`.
@@ -89,6 +91,8 @@ pub struct App {
     pub log_events: tokio::sync::broadcast::Sender<gantry_protocol::JobId>,
     /// The runners asking this server for work (see `runners`).
     pub runners: Arc<runners::Runners>,
+    /// Signs webhook notifications (made on first use).
+    pub notification_key: notifications::key::NotificationKey,
 }
 
 impl App {
@@ -166,11 +170,11 @@ impl Server {
         let claimer = queue::claimer::Claimer::start(db.clone());
         let config = Arc::new(config);
         let dispatch = Arc::new(Notify::new());
-        let status_wake = Arc::new(Notify::new());
+        let outbox_wake = Arc::new(Notify::new());
         let builds = planner::store::BuildStore::start(
             db.clone(),
             config.clone(),
-            status_wake.clone(),
+            outbox_wake.clone(),
             dispatch.clone(),
         );
         let mut runner_token_hashes: Vec<[u8; 32]> = config
@@ -201,11 +205,12 @@ impl Server {
             metrics: Arc::new(Metrics::default()),
             dispatch,
             planner_wake,
-            status_wake,
+            outbox_wake,
             cron_wake: Arc::new(Notify::new()),
             log_events: tokio::sync::broadcast::channel(1024).0,
             runners: Arc::default(),
             log_indexes: Arc::default(),
+            notification_key: Default::default(),
         };
         Ok(Server { app })
     }
@@ -223,6 +228,7 @@ impl Server {
         let planner = tokio::spawn(planner::run(self.app.clone()));
         let leases = tokio::spawn(leases::run(self.app.clone()));
         let statuses = tokio::spawn(statuses::run(self.app.clone()));
+        let notifications = tokio::spawn(notifications::send::run(self.app.clone()));
         let crons = tokio::spawn(cron::run(self.app.clone()));
         let retention = tokio::spawn(retention::run(self.app.clone()));
         // Routes made ready once: served as a bare router, axum would rebuild
@@ -235,6 +241,7 @@ impl Server {
         planner.abort();
         leases.abort();
         statuses.abort();
+        notifications.abort();
         crons.abort();
         retention.abort();
         result

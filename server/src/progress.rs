@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::state::{self, BuildState, JobEvent, JobState, StageStep};
 use crate::store::{builds, jobs};
-use crate::{statuses, App};
+use crate::{notifications, statuses, App};
 use gantry_protocol::{BuildId, JobId};
 use sqlx::AnyConnection;
 use tokio::sync::Notify;
@@ -28,14 +28,14 @@ pub async fn advance(
     conn: &mut AnyConnection,
     build: BuildId,
 ) -> Result<bool, sqlx::Error> {
-    advance_with(conn, &app.config, &app.status_wake, build).await
+    advance_with(conn, &app.config, &app.outbox_wake, build).await
 }
 
 /// [`advance`] for a writer that holds the parts of `App` it needs.
 pub async fn advance_with(
     conn: &mut AnyConnection,
     config: &Config,
-    status_wake: &Notify,
+    outbox_wake: &Notify,
     build: BuildId,
 ) -> Result<bool, sqlx::Error> {
     let mut released = false;
@@ -60,7 +60,7 @@ pub async fn advance_with(
         }
         StageStep::Wait | StageStep::Done => {}
     }
-    refresh_build_state_with(conn, config, status_wake, build).await?;
+    refresh_build_state_with(conn, config, outbox_wake, build).await?;
     Ok(released)
 }
 
@@ -69,7 +69,7 @@ pub async fn advance_with(
 pub async fn cancel_with(
     conn: &mut AnyConnection,
     config: &Config,
-    status_wake: &Notify,
+    outbox_wake: &Notify,
     build: BuildId,
     only: Option<JobId>,
     reason: &str,
@@ -85,7 +85,7 @@ pub async fn cancel_with(
             _ => {}
         }
     }
-    advance_with(conn, config, status_wake, build).await?;
+    advance_with(conn, config, outbox_wake, build).await?;
     Ok(())
 }
 
@@ -95,14 +95,14 @@ pub async fn refresh_build_state(
     conn: &mut AnyConnection,
     build: BuildId,
 ) -> Result<BuildState, sqlx::Error> {
-    refresh_build_state_with(conn, &app.config, &app.status_wake, build).await
+    refresh_build_state_with(conn, &app.config, &app.outbox_wake, build).await
 }
 
 /// [`refresh_build_state`] for a writer that holds the parts of `App` it needs.
 pub async fn refresh_build_state_with(
     conn: &mut AnyConnection,
     config: &Config,
-    status_wake: &Notify,
+    outbox_wake: &Notify,
     build: BuildId,
 ) -> Result<BuildState, sqlx::Error> {
     let Some(current) = builds::get(conn, build).await? else {
@@ -117,7 +117,8 @@ pub async fn refresh_build_state_with(
     if new != current.state {
         builds::set_state(conn, build, new).await?;
         if let Some(updated) = builds::get(conn, build).await? {
-            statuses::enqueue_with(conn, config, status_wake, &updated).await?;
+            statuses::enqueue_with(conn, config, outbox_wake, &updated).await?;
+            notifications::enqueue(conn, config, outbox_wake, &updated).await?;
         }
     }
     Ok(new)

@@ -53,7 +53,7 @@ pub async fn enqueue(
     app: &App,
     build: &Build,
 ) -> Result<(), sqlx::Error> {
-    enqueue_with(conn, &app.config, &app.status_wake, build).await
+    enqueue_with(conn, &app.config, &app.outbox_wake, build).await
 }
 
 /// `enqueue` for a writer that holds the parts of `App` it needs.
@@ -117,7 +117,7 @@ pub async fn enqueue_with(
     .bind(now)
     .execute(conn)
     .await?;
-    wake.notify_one();
+    wake.notify_waiters();
     Ok(())
 }
 
@@ -216,7 +216,7 @@ async fn mark_sent(app: &App, ids: &[i64]) -> Result<(), sqlx::Error> {
 
 pub async fn run(app: App) {
     loop {
-        let wake = app.status_wake.notified();
+        let wake = app.outbox_wake.notified();
         if let Err(e) = try_once(&app).await {
             tracing::error!(error = %e, "cannot read commit statuses to send");
         }

@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod env;
 pub mod image;
 pub mod job;
+pub mod notifications;
 pub mod phase;
 pub mod service;
 
@@ -45,6 +46,7 @@ pub struct Config {
     pub branches: Option<Branches>,
     /// Root `if:`: whether the build runs at all.
     pub condition: Option<Cond>,
+    pub notifications: notifications::Notifications,
 }
 
 const ROOT_ONLY_KEYS: &[&str] = &[
@@ -108,9 +110,7 @@ pub fn decode(d: &mut Decoder, root: &Node) -> Config {
                     )
                     .hint("copy the shared settings into this file");
             }
-            "notifications" => {
-                d.diags.warning(span, "`notifications` are not sent; Gantry reports results as GitHub commit statuses");
-            }
+            "notifications" => config.notifications = notifications::decode(d, value),
             "name" => {
                 d.diags.warning(
                     span,

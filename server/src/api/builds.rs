@@ -121,7 +121,10 @@ pub async fn list_builds(
 }
 
 /// Whether the repository of `build` is private (a missing repository counts as private).
-async fn private(conn: &mut sqlx::AnyConnection, build: &builds::Build) -> ApiResult<bool> {
+pub(crate) async fn private(
+    conn: &mut sqlx::AnyConnection,
+    build: &builds::Build,
+) -> ApiResult<bool> {
     Ok(repos::by_id(conn, build.repo_id)
         .await?
         .is_none_or(|r| r.private))
@@ -295,7 +298,7 @@ pub(crate) async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) 
     progress::cancel_with(
         &mut tx,
         &app.config,
-        &app.status_wake,
+        &app.outbox_wake,
         build,
         only,
         "canceled by a user",

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod builds;
 pub mod caches;
 pub mod crons;
+pub mod notifications;
 pub mod pages;
 pub mod permission;
 pub mod runner;
@@ -107,6 +108,11 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/runners", get(runner::list))
         .route("/api/builds/{id}", get(builds::get_build))
+        .route(
+            "/api/builds/{id}/notifications",
+            get(notifications::for_build),
+        )
+        .route("/api/config", get(notifications::config))
         .route("/api/builds/{id}/restart", post(builds::restart_build))
         .route("/api/builds/{id}/cancel", post(builds::cancel_build))
         .route("/api/jobs/{id}", get(builds::get_job))

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 pub async fn supersede(
     conn: &mut AnyConnection,
     config: &Config,
-    status_wake: &Notify,
+    outbox_wake: &Notify,
     newer: &NewBuild,
 ) -> Result<(), sqlx::Error> {
     let running = match config.auto_cancel {
@@ -36,7 +36,7 @@ pub async fn supersede(
     for older in builds::superseded(conn, newer, running).await? {
         let reason = format!("auto-canceled: build #{} of {by} is newer", newer.number);
         builds::set_reason(conn, older.id, &reason).await?;
-        progress::cancel_with(conn, config, status_wake, older.id, None, &reason, running).await?;
+        progress::cancel_with(conn, config, outbox_wake, older.id, None, &reason, running).await?;
     }
     Ok(())
 }

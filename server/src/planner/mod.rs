@@ -239,6 +239,7 @@ pub async fn create_build(
         reason: None,
         diagnostics: "[]".into(),
         fast_finish: false,
+        webhooks: None,
     };
     let mut planned_jobs = Vec::new();
     let mut stages: Vec<String> = Vec::new();
@@ -302,6 +303,9 @@ pub async fn create_build(
                             });
                         } else {
                             stages = plan.stages.clone();
+                            if !plan.webhooks.is_empty() {
+                                build.webhooks = serde_json::to_string(&plan.webhooks).ok();
+                            }
                             planned_jobs = plan.jobs;
                         }
                     }

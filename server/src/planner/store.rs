@@ -33,18 +33,18 @@ pub struct PlannedBuild {
 pub struct BuildStore(GroupCommit<Builds>);
 
 impl BuildStore {
-    /// Starts the writer. After each commit it wakes `status_wake` (GitHub
+    /// Starts the writer. After each commit it wakes `outbox_wake` (GitHub
     /// statuses were queued) and, when jobs were queued, `dispatch`.
     pub fn start(
         db: Db,
         config: Arc<Config>,
-        status_wake: Arc<Notify>,
+        outbox_wake: Arc<Notify>,
         dispatch: Arc<Notify>,
     ) -> BuildStore {
         let writer = Builds {
             db,
             config,
-            status_wake,
+            outbox_wake,
             dispatch,
         };
         BuildStore(GroupCommit::start(writer, MAX_BATCH))
@@ -60,7 +60,7 @@ impl BuildStore {
 struct Builds {
     db: Db,
     config: Arc<Config>,
-    status_wake: Arc<Notify>,
+    outbox_wake: Arc<Notify>,
     dispatch: Arc<Notify>,
 }
 
@@ -129,9 +129,9 @@ impl Builds {
             if let Some(id) = delivery {
                 deliveries::mark_processed(&mut tx, id, "build created").await?;
             }
-            super::auto_cancel::supersede(&mut tx, &self.config, &self.status_wake, &build).await?;
+            super::auto_cancel::supersede(&mut tx, &self.config, &self.outbox_wake, &build).await?;
             if let Some(stored) = builds::get(&mut tx, build_id).await? {
-                crate::statuses::enqueue_with(&mut tx, &self.config, &self.status_wake, &stored)
+                crate::statuses::enqueue_with(&mut tx, &self.config, &self.outbox_wake, &stored)
                     .await?;
             }
             created.push((planned, build.number, build.state));

@@ -55,6 +55,8 @@ pub struct NewBuild {
     pub reason: Option<String>,
     pub diagnostics: String,
     pub fast_finish: bool,
+    /// The webhooks told of the build (JSON `[Webhook]`), when it has any.
+    pub webhooks: Option<String>,
 }
 
 const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at";
@@ -95,8 +97,8 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     let finished = b.state.is_finished().then_some(now);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO builds (repo_id, number, state, event, branch, tag, commit_sha, message, author, sender, pull_request,
-                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id",
+                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id",
     )
     .bind(b.repo_id.0)
     .bind(b.number)
@@ -118,6 +120,7 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .bind(flag(b.fast_finish))
     .bind(now)
     .bind(finished)
+    .bind(&b.webhooks)
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))

@@ -1,0 +1,429 @@
+//! `notifications:` — who hears of a build's result. Gantry sends Travis's
+//! webhook notifications (a signed POST of the build as JSON); the other
+//! notifiers (email, Slack, IRC, …) are named in a warning and not sent.
+
+use crate::decode::{Cond, Decoder};
+use crate::diagnostic::Span;
+use crate::yaml::{Node, NodeKind};
+use serde::{Deserialize, Serialize};
+
+/// When an outcome is announced (Travis's `on_success: always|never|change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    Always,
+    Never,
+    /// Only when the result differs from the branch's previous build.
+    Change,
+}
+
+/// Where a webhook goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookUrl {
+    /// The URL as written; `$NAME` and `${NAME}` expand from the repository's
+    /// secrets when it is sent, so a token in it stays out of the file.
+    Plain(String),
+    /// A Travis `secure:` URL: the repository secret `secret` holds it.
+    Secure { secret: String },
+}
+
+impl WebhookUrl {
+    /// The URL as a user may see it: secrets by name, never by value.
+    pub fn shown(&self) -> String {
+        match self {
+            WebhookUrl::Plain(url) => url.clone(),
+            WebhookUrl::Secure { secret } => format!("${secret}"),
+        }
+    }
+}
+
+/// One webhook target and when it is told (defaults as Travis's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: WebhookUrl,
+    pub on_success: When,
+    pub on_failure: When,
+    pub on_start: When,
+    pub on_cancel: When,
+    pub on_error: When,
+}
+
+/// A webhook with the `if:` that decides, per build, whether it is sent.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub hook: Webhook,
+    pub condition: Option<Cond>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Notifications {
+    pub webhooks: Vec<WebhookConfig>,
+    /// Where `notifications:` is written, to point at it.
+    pub span: Option<Span>,
+}
+
+/// The repository secret that holds the `n`th (from 1) `secure:` webhook URL.
+pub fn secure_url_secret(n: usize) -> String {
+    if n <= 1 {
+        "WEBHOOK_URL".into()
+    } else {
+        format!("WEBHOOK_URL_{n}")
+    }
+}
+
+/// Notifiers Travis knows and Gantry does not send.
+const OTHER_NOTIFIERS: &[&str] = &[
+    "email", "irc", "slack", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
+];
+const FLAGS: &[&str] = &[
+    "on_success",
+    "on_failure",
+    "on_start",
+    "on_cancel",
+    "on_error",
+];
+
+/// The defaults a notifier's own flags start from: Travis's, or the ones
+/// written at the top of `notifications:`.
+#[derive(Clone, Copy)]
+struct Flags([When; 5]);
+
+impl Flags {
+    const TRAVIS: Flags = Flags([
+        When::Always, // on_success
+        When::Always, // on_failure
+        When::Never,  // on_start
+        When::Always, // on_cancel
+        When::Always, // on_error
+    ]);
+
+    /// Reads `key` if it is a flag; false for any other key.
+    fn read(&mut self, d: &mut Decoder, key: &str, value: &Node) -> bool {
+        let Some(i) = FLAGS.iter().position(|f| *f == key) else {
+            return false;
+        };
+        if let Some(when) = when(d, key, value) {
+            self.0[i] = when;
+        }
+        true
+    }
+
+    fn webhook(self, url: WebhookUrl) -> Webhook {
+        let [on_success, on_failure, on_start, on_cancel, on_error] = self.0;
+        Webhook {
+            url,
+            on_success,
+            on_failure,
+            on_start,
+            on_cancel,
+            on_error,
+        }
+    }
+}
+
+fn when(d: &mut Decoder, key: &str, node: &Node) -> Option<When> {
+    let scalar = node.as_scalar();
+    if let Some(b) = scalar.and_then(|s| s.as_bool()) {
+        return Some(if b { When::Always } else { When::Never });
+    }
+    match scalar.map(|s| s.text.as_str()) {
+        Some("always") => Some(When::Always),
+        Some("never") => Some(When::Never),
+        Some("change") => Some(When::Change),
+        _ => {
+            d.diags
+                .error(
+                    node.span,
+                    format!(
+                        "`{key}` must be always, never or change, found {}",
+                        match scalar {
+                            Some(s) => format!("`{}`", s.text),
+                            None => node.describe().to_string(),
+                        }
+                    ),
+                )
+                .hint("change: only when the result differs from the previous build");
+            None
+        }
+    }
+}
+
+/// Reads `notifications:`.
+pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
+    let mut out = Notifications {
+        webhooks: Vec::new(),
+        span: Some(node.span),
+    };
+    let entries = d.entries(node, "notifications");
+    // The top-level flags are every notifier's defaults, wherever they are written.
+    let mut defaults = Flags::TRAVIS;
+    for (key, value, _) in &entries {
+        defaults.read(d, key, value);
+    }
+    let mut secure = 0;
+    for (key, value, span) in entries {
+        match key {
+            "webhooks" => webhooks(d, value, defaults, &mut secure, &mut out.webhooks),
+            _ if FLAGS.contains(&key) => {}
+            "email" if value.as_scalar().and_then(|s| s.as_bool()) == Some(false) => {}
+            _ if OTHER_NOTIFIERS.contains(&key) => {
+                d.diags
+                    .warning(
+                        span,
+                        format!(
+                            "`notifications.{key}` is not sent: Gantry sends webhook notifications only"
+                        ),
+                    )
+                    .hint("most chat and mail services take a webhook: list its URL under `notifications.webhooks`");
+            }
+            _ => {
+                let mut known: Vec<&str> = vec!["webhooks"];
+                known.extend(FLAGS);
+                known.extend(OTHER_NOTIFIERS);
+                d.unknown_key(key, span, &known, "notifications");
+            }
+        }
+    }
+    out
+}
+
+/// `webhooks:` — a URL, a list of URLs or of maps, or a map with `urls`.
+fn webhooks(
+    d: &mut Decoder,
+    node: &Node,
+    defaults: Flags,
+    secure: &mut usize,
+    out: &mut Vec<WebhookConfig>,
+) {
+    match &node.kind {
+        NodeKind::Scalar(s) if s.as_bool() == Some(false) || s.is_null() => {}
+        NodeKind::Scalar(_) => {
+            if let Some(url) = url(d, node, secure) {
+                out.push(WebhookConfig {
+                    hook: defaults.webhook(url),
+                    condition: None,
+                });
+            }
+        }
+        NodeKind::Seq(items) => {
+            for item in items {
+                if item.get("secure").is_some() || item.as_scalar().is_some() {
+                    webhooks(d, item, defaults, secure, out);
+                } else if item.as_map().is_some() {
+                    webhook_map(d, item, defaults, secure, out);
+                } else {
+                    d.type_error(item, "webhooks", "a URL or a map with `urls`");
+                }
+            }
+        }
+        NodeKind::Map(_) if node.get("secure").is_some() => {
+            if let Some(url) = url(d, node, secure) {
+                out.push(WebhookConfig {
+                    hook: defaults.webhook(url),
+                    condition: None,
+                });
+            }
+        }
+        NodeKind::Map(_) => webhook_map(d, node, defaults, secure, out),
+    }
+}
+
+/// `{urls: …, on_success: …, if: …}`: the flags and condition apply to each URL.
+fn webhook_map(
+    d: &mut Decoder,
+    node: &Node,
+    defaults: Flags,
+    secure: &mut usize,
+    out: &mut Vec<WebhookConfig>,
+) {
+    let entries = d.entries(node, "webhooks");
+    let mut flags = defaults;
+    let mut condition = None;
+    let mut urls = Vec::new();
+    let mut has_urls = false;
+    for (key, value, span) in entries {
+        if flags.read(d, key, value) {
+            continue;
+        }
+        match key {
+            "urls" | "url" => {
+                has_urls = true;
+                let items: Vec<&Node> = match value.as_seq() {
+                    Some(items) => items.iter().collect(),
+                    None => vec![value],
+                };
+                for item in items {
+                    if let Some(u) = url(d, item, secure) {
+                        urls.push(u);
+                    }
+                }
+            }
+            "if" => condition = d.condition(value, "if"),
+            _ => {
+                let mut known = vec!["urls", "if"];
+                known.extend(FLAGS);
+                d.unknown_key(key, span, &known, "webhooks");
+            }
+        }
+    }
+    if !has_urls {
+        d.diags
+            .error(node.span, "`webhooks` has no `urls`")
+            .hint("urls: [https://example.com/hook]");
+    }
+    out.extend(urls.into_iter().map(|url| WebhookConfig {
+        hook: flags.webhook(url),
+        condition: condition.clone(),
+    }));
+}
+
+fn url(d: &mut Decoder, node: &Node, secure: &mut usize) -> Option<WebhookUrl> {
+    if let Some(value) = node.get("secure") {
+        d.string(value, "secure")?;
+        *secure += 1;
+        return Some(WebhookUrl::Secure {
+            secret: secure_url_secret(*secure),
+        });
+    }
+    let text = d.string(node, "urls")?;
+    let url = text.value.trim();
+    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with('$') {
+        Some(WebhookUrl::Plain(url.to_string()))
+    } else {
+        d.diags
+            .error(
+                text.span,
+                format!("a webhook URL must start with http:// or https://, found `{url}`"),
+            )
+            .hint("or `$NAME`, a repository secret that holds the URL");
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::{Diagnostics, Severity};
+
+    fn read(source: &str) -> (Notifications, Vec<crate::diagnostic::Diagnostic>) {
+        let node = crate::yaml::load(source).unwrap().unwrap();
+        let mut diags = Diagnostics::new();
+        let mut d = Decoder::new(&mut diags);
+        let n = decode(&mut d, node.get("notifications").unwrap());
+        (n, diags.into_sorted())
+    }
+
+    fn hooks(source: &str) -> Vec<Webhook> {
+        let (n, diags) = read(source);
+        assert!(diags.is_empty(), "{diags:?}");
+        n.webhooks.into_iter().map(|w| w.hook).collect()
+    }
+
+    fn plain(url: &str) -> WebhookUrl {
+        WebhookUrl::Plain(url.into())
+    }
+
+    #[test]
+    fn a_url_a_list_and_a_map_all_name_webhooks_with_travis_defaults() {
+        let one = hooks("notifications:\n  webhooks: https://a.example/hook\n");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].url, plain("https://a.example/hook"));
+        assert_eq!(
+            (
+                one[0].on_success,
+                one[0].on_failure,
+                one[0].on_start,
+                one[0].on_cancel,
+                one[0].on_error
+            ),
+            (
+                When::Always,
+                When::Always,
+                When::Never,
+                When::Always,
+                When::Always
+            )
+        );
+        let list =
+            hooks("notifications:\n  webhooks:\n    - https://a.example\n    - http://b.example\n");
+        assert_eq!(
+            list.iter().map(|h| h.url.clone()).collect::<Vec<_>>(),
+            vec![plain("https://a.example"), plain("http://b.example")]
+        );
+        let map = hooks(
+            "notifications:\n  webhooks:\n    urls: https://a.example\n    on_success: change\n    on_start: true\n    on_cancel: never\n",
+        );
+        assert_eq!(map[0].on_success, When::Change);
+        assert_eq!(map[0].on_start, When::Always);
+        assert_eq!(map[0].on_cancel, When::Never);
+        assert_eq!(map[0].on_failure, When::Always);
+    }
+
+    #[test]
+    fn top_level_flags_are_every_webhooks_defaults_and_a_webhooks_own_win() {
+        let h = hooks(
+            "notifications:\n  webhooks:\n    - urls: [https://a.example]\n      on_failure: always\n    - https://b.example\n  on_success: never\n  on_failure: never\n",
+        );
+        assert_eq!(
+            (h[0].on_success, h[0].on_failure),
+            (When::Never, When::Always)
+        );
+        assert_eq!(
+            (h[1].on_success, h[1].on_failure),
+            (When::Never, When::Never)
+        );
+    }
+
+    #[test]
+    fn secure_urls_come_from_numbered_repository_secrets() {
+        let h = hooks(
+            "notifications:\n  webhooks:\n    urls:\n      - secure: abc\n      - $TEAM_HOOK\n      - secure: def\n",
+        );
+        assert_eq!(
+            h.iter().map(|h| h.url.clone()).collect::<Vec<_>>(),
+            vec![
+                WebhookUrl::Secure {
+                    secret: "WEBHOOK_URL".into()
+                },
+                plain("$TEAM_HOOK"),
+                WebhookUrl::Secure {
+                    secret: "WEBHOOK_URL_2".into()
+                },
+            ]
+        );
+        assert_eq!(h[0].url.shown(), "$WEBHOOK_URL");
+    }
+
+    #[test]
+    fn a_wrong_value_points_at_its_line_and_other_notifiers_warn() {
+        let (n, diags) = read(
+            "notifications:\n  email: false\n  slack:\n    rooms: [x]\n  webhooks:\n    urls: ftp://a.example\n    on_success: sometimes\n  emial: true\n",
+        );
+        assert!(n.webhooks.is_empty());
+        let lines: Vec<(usize, Severity)> = diags.iter().map(|d| (d.line, d.severity)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (3, Severity::Warning),
+                (6, Severity::Error),
+                (7, Severity::Error),
+                (8, Severity::Warning)
+            ],
+            "{diags:?}"
+        );
+        assert!(
+            diags[0].message.contains("notifications.slack"),
+            "{diags:?}"
+        );
+        assert!(diags[2].message.contains("`sometimes`"), "{diags:?}");
+        assert_eq!(diags[3].hint.as_deref(), Some("did you mean `email`?"));
+    }
+
+    #[test]
+    fn a_webhooks_map_without_urls_is_an_error() {
+        let (_, diags) = read("notifications:\n  webhooks:\n    on_success: always\n");
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.contains("no `urls`"));
+    }
+}

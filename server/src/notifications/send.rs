@@ -1,0 +1,335 @@
+//! Sends queued webhook notifications: a form POST of `payload=<JSON>`
+//! with Travis's headers, retried with backoff while the receiver is down
+//! or answers 5xx, given up at once when it refuses (4xx).
+
+use super::Delivery;
+use crate::store::now_ms;
+use crate::App;
+use gantry_pipeline::WebhookUrl;
+use gantry_protocol::RepoId;
+use sqlx::Row;
+use std::time::Duration;
+
+/// How long a receiver has to answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts before a notification is given up (about half an hour of backoff).
+const MAX_ATTEMPTS: i64 = 12;
+/// How long a claimed notification is held by the server sending it; a
+/// server that dies meanwhile leaves it to be sent again after this.
+const CLAIM: i64 = 60_000;
+/// Most notifications sent side by side in one round.
+const ROUND: i64 = 50;
+
+struct Due {
+    id: i64,
+    build_id: i64,
+    target: String,
+    payload: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    repo_id: RepoId,
+    repo: String,
+    branch: String,
+    fork: bool,
+}
+
+/// What became of one attempt.
+enum Outcome {
+    Sent(u16),
+    /// Worth trying again later (no answer, 408, 429, 5xx).
+    Retry(Option<u16>, String),
+    /// Never worth trying again (a refusal, a URL that cannot be made).
+    Refused(Option<u16>, String),
+}
+
+/// Sends what is due, in order per build and webhook; returns how many were sent.
+pub async fn try_once(app: &App, http: &reqwest::Client) -> Result<usize, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT n.id, n.build_id, n.target, n.payload, n.attempts, n.next_attempt_at,
+                b.repo_id, r.full_name, b.branch, b.fork
+         FROM notifications n JOIN builds b ON b.id = n.build_id JOIN repos r ON r.id = b.repo_id
+         WHERE n.state = 'pending' ORDER BY n.id LIMIT $1",
+    )
+    .bind(ROUND * 4)
+    .fetch_all(&app.db.pool)
+    .await?;
+    let now = now_ms();
+    let mut keys: Vec<(i64, String)> = Vec::new();
+    let mut round = Vec::new();
+    for r in &rows {
+        let due = Due {
+            id: r.try_get(0)?,
+            build_id: r.try_get(1)?,
+            target: r.try_get(2)?,
+            payload: r.try_get(3)?,
+            attempts: r.try_get(4)?,
+            next_attempt_at: r.try_get(5)?,
+            repo_id: RepoId(r.try_get(6)?),
+            repo: r.try_get(7)?,
+            branch: r.try_get(8)?,
+            fork: r.try_get::<i64, _>(9)? != 0,
+        };
+        // A build's start goes out before its result, to each webhook.
+        let key = (due.build_id, due.target.clone());
+        if keys.contains(&key) {
+            continue;
+        }
+        keys.push(key);
+        if due.next_attempt_at <= now && (round.len() as i64) < ROUND {
+            round.push(due);
+        }
+    }
+    let mut claimed = Vec::new();
+    for due in round {
+        // Several servers may share the database: one of them sends it.
+        let taken = sqlx::query(
+            "UPDATE notifications SET next_attempt_at = $1
+             WHERE id = $2 AND state = 'pending' AND next_attempt_at = $3",
+        )
+        .bind(now + CLAIM)
+        .bind(due.id)
+        .bind(due.next_attempt_at)
+        .execute(&app.db.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            claimed.push(due);
+        }
+    }
+    let outcomes =
+        futures::future::join_all(claimed.iter().map(|due| attempt(app, http, due))).await;
+    let mut sent = 0;
+    for (due, outcome) in claimed.iter().zip(outcomes) {
+        sent += usize::from(matches!(outcome, Outcome::Sent(_)));
+        record(app, due, outcome).await?;
+    }
+    Ok(sent)
+}
+
+async fn record(app: &App, due: &Due, outcome: Outcome) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let attempts = due.attempts + 1;
+    let (state, status, error, next) = match outcome {
+        Outcome::Sent(status) => (Delivery::Sent, Some(status), None, now),
+        Outcome::Retry(status, error) if attempts < MAX_ATTEMPTS => {
+            let backoff = (1_000i64 << attempts.clamp(0, 10)).min(600_000);
+            (Delivery::Pending, status, Some(error), now + backoff)
+        }
+        Outcome::Retry(status, error) | Outcome::Refused(status, error) => {
+            (Delivery::Failed, status, Some(error), now)
+        }
+    };
+    if let Some(error) = &error {
+        tracing::warn!(repo = %due.repo, build = due.build_id, attempts, state = state.as_str(), %error, "a webhook notification was not taken");
+    }
+    sqlx::query(
+        "UPDATE notifications SET state = $1, attempts = $2, response_status = $3, last_error = $4,
+                next_attempt_at = $5, finished_at = $6 WHERE id = $7",
+    )
+    .bind(state.as_str())
+    .bind(attempts)
+    .bind(status.map(i64::from))
+    .bind(error)
+    .bind(next)
+    .bind((state != Delivery::Pending).then_some(now))
+    .bind(due.id)
+    .execute(&app.db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The URL to post to, and the secret values in it (to keep them out of errors).
+async fn resolve(app: &App, due: &Due) -> Result<(String, Vec<String>), String> {
+    let target: WebhookUrl = serde_json::from_str(&due.target)
+        .map_err(|e| format!("the stored webhook cannot be read: {e}"))?;
+    let template = match &target {
+        WebhookUrl::Plain(url) if !url.contains('$') => return Ok((url.clone(), Vec::new())),
+        WebhookUrl::Plain(url) => url.clone(),
+        WebhookUrl::Secure { secret } => format!("${{{secret}}}"),
+    };
+    // Forks' builds name no webhooks (see `Plan::webhooks`); this holds
+    // should one be stored anyway.
+    if due.fork {
+        return Err("a pull request from a fork gets no secrets".into());
+    }
+    let Some(sealer) = &app.secrets else {
+        return Err(format!(
+            "{} needs the repository's secrets, and GANTRY_SECRET_KEY is not set",
+            target.shown()
+        ));
+    };
+    let mut conn = app.db.pool.acquire().await.map_err(|e| e.to_string())?;
+    let secrets = crate::secrets::for_build(&mut conn, sealer, due.repo_id, &due.branch)
+        .await
+        .map_err(|e| e.to_string())?;
+    expand(&template, &secrets)
+}
+
+/// `template` with `$NAME` and `${NAME}` replaced by the secrets' values.
+fn expand(template: &str, secrets: &[(String, String)]) -> Result<(String, Vec<String>), String> {
+    let mut out = String::new();
+    let mut used = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => return Err(format!("`{template}` has an unclosed `${{`")),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name.is_empty() {
+            out.push('$');
+        } else {
+            let value = secrets
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| format!("the repository has no secret {name} for this branch"))?;
+            out.push_str(&value);
+            used.push(value);
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok((out, used))
+}
+
+async fn attempt(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
+    let (url, secret_values) = match resolve(app, due).await {
+        Ok(resolved) => resolved,
+        Err(e) => return Outcome::Refused(None, e),
+    };
+    let hide = |text: String| {
+        let mut text = text.replace(&url, "[webhook URL]");
+        for value in &secret_values {
+            if value.len() > 3 {
+                text = text.replace(value.as_str(), "[secure]");
+            }
+        }
+        text
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Outcome::Refused(None, hide(format!("`{url}` is not an http(s) URL")));
+    }
+    let signature = match app
+        .notification_key
+        .sign(&app.db, due.payload.as_bytes())
+        .await
+    {
+        Ok(signature) => signature,
+        Err(e) => return Outcome::Retry(None, e.to_string()),
+    };
+    let body = format!("payload={}", form_encode(&due.payload));
+    let sent = http
+        .post(&url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Travis-Repo-Slug", &due.repo)
+        .header("Signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match status {
+                200..=299 => Outcome::Sent(status),
+                408 | 429 | 500..=599 => {
+                    Outcome::Retry(Some(status), format!("the receiver answered {status}"))
+                }
+                _ => Outcome::Refused(Some(status), format!("the receiver answered {status}")),
+            }
+        }
+        Err(e) => {
+            let what = if e.is_timeout() {
+                format!("no answer within {} s", TIMEOUT.as_secs())
+            } else {
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                text
+            };
+            Outcome::Retry(None, hide(what))
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` of a value: unreserved bytes as
+/// they are, space as `+`, everything else `%XX`.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3 / 2);
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Sends notifications as they are queued, and retries on their schedule.
+pub async fn run(app: App) {
+    let http = match reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Gantry/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make the HTTP client for webhook notifications; none are sent");
+            return;
+        }
+    };
+    loop {
+        let wake = app.outbox_wake.notified();
+        if let Err(e) = try_once(&app, &http).await {
+            tracing::error!(error = %e, "cannot read webhook notifications to send");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), wake).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_expand_by_name_and_a_missing_one_is_named() {
+        let secrets = vec![
+            ("HOOK".to_string(), "https://h.example/abc".to_string()),
+            ("TOKEN".to_string(), "t0k3n".to_string()),
+        ];
+        assert_eq!(
+            expand("${HOOK}", &secrets).unwrap().0,
+            "https://h.example/abc"
+        );
+        let (url, used) = expand("https://x.example/$TOKEN/go?a=${TOKEN}&b=$", &secrets).unwrap();
+        assert_eq!(url, "https://x.example/t0k3n/go?a=t0k3n&b=$");
+        assert_eq!(used, vec!["t0k3n", "t0k3n"]);
+        let missing = expand("https://x.example/$NOPE", &secrets).unwrap_err();
+        assert!(missing.contains("no secret NOPE"), "{missing}");
+        assert!(!missing.contains("t0k3n"));
+    }
+
+    #[test]
+    fn form_encoding_round_trips_json() {
+        assert_eq!(
+            form_encode(r#"{"a": "b&c=d/é"}"#),
+            "%7B%22a%22%3A+%22b%26c%3Dd%2F%C3%A9%22%7D"
+        );
+    }
+}
