@@ -268,6 +268,13 @@ async fn a_build_tells_its_webhooks_when_it_starts_and_how_it_ends(engine: Engin
         assert_eq!(n["response_status"], 200);
         assert_eq!(n["attempts"], 1);
     }
+    // So does the build's page.
+    let page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", build["id"]))
+        .await;
+    assert!(page.contains("<h2>Notifications</h2>"), "{page}");
+    assert!(page.contains(&format!("<code>{}/hook</code>", receiver.url)));
+    assert!(page.contains("answered 200"));
 }
 
 async fn change_tells_only_of_a_result_that_differs(engine: Engine) {
@@ -389,6 +396,12 @@ async fn secret_urls_are_expanded_when_sent_and_never_shown(engine: Engine) {
     let (text, list) = list;
     assert!(!text.contains("t0ps3cret"), "{text}");
     assert!(!text.contains("from-secure-value"), "{text}");
+    let page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", build["id"]))
+        .await;
+    assert!(page.contains("<code>$TEAM_HOOK</code>"), "{page}");
+    assert!(page.contains("the repository has no secret MISSING for this branch"));
+    assert!(!page.contains("t0ps3cret") && !page.contains("from-secure-value"));
     let urls: Vec<&str> = list
         .as_array()
         .unwrap()

@@ -50,6 +50,18 @@ pub struct BuildRow {
     pub reason: Option<String>,
 }
 
+/// A webhook told of a build, as its page lists it.
+pub struct NotificationRow {
+    /// `started` or `finished`.
+    pub event: String,
+    /// The URL as written: secrets by name, never by value.
+    pub url: String,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    /// What the receiver answered, or why it was not sent.
+    pub detail: String,
+}
+
 pub struct JobRow {
     pub id: i64,
     pub number: String,
@@ -255,6 +267,7 @@ pub struct BuildPage<'a> {
     pub build: BuildRow,
     pub jobs: Vec<JobRow>,
     pub diagnostics: Vec<String>,
+    pub notifications: Vec<NotificationRow>,
     /// Whether restart/cancel buttons are shown (an authorised user).
     pub can_act: bool,
 }
@@ -316,6 +329,19 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
                 r = esc(p.repo),
                 id = j.id,
                 n = esc(&j.number),
+            ));
+        }
+        body.push_str("</tbody></table>");
+    }
+    if !p.notifications.is_empty() {
+        body.push_str("<h2>Notifications</h2><table class=\"list notifications\"><tbody>");
+        for n in &p.notifications {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&n.event),
+                esc(&n.url),
+                esc(&n.state),
+                esc(&n.detail),
             ));
         }
         body.push_str("</tbody></table>");

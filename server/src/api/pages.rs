@@ -5,6 +5,7 @@ use super::auth::Viewer;
 use super::permission::Permission;
 use super::session::{MaybeSession, Session};
 use crate::error::{ApiError, ApiResult};
+use crate::notifications::Delivery;
 use crate::state::{BuildState, JobState};
 use crate::store::builds::{self, Build, BuildFilter};
 use crate::store::jobs::{self, Job};
@@ -246,6 +247,20 @@ pub async fn build_page(
         Some(s) => super::permission::of(&app, s, &repo.full_name).await >= Permission::Push,
         None => false,
     };
+    let notifications = crate::notifications::for_build(&mut conn, build.id)
+        .await?
+        .into_iter()
+        .map(|n| pages::NotificationRow {
+            detail: match (&n.last_error, n.response_status) {
+                (_, Some(status)) if n.state == Delivery::Sent => format!("answered {status}"),
+                (Some(error), _) => error.clone(),
+                (None, _) => String::new(),
+            },
+            event: n.event,
+            url: n.url,
+            state: n.state.as_str().to_string(),
+        })
+        .collect();
     let nav = nav(&session);
     let page = pages::BuildPage {
         nav: &nav,
@@ -253,6 +268,7 @@ pub async fn build_page(
         build: build_row(&build),
         jobs: job_rows,
         diagnostics,
+        notifications,
         can_act,
     };
     Ok(html(pages::build_page(&page)))
