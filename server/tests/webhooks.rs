@@ -402,6 +402,30 @@ async fn oversize_malformed_and_incomplete_deliveries_get_clear_errors(engine: E
         "no X-GitHub-Delivery"
     );
     assert_eq!(server.count("deliveries").await, 0);
+
+    // A payload of a megabyte is checked off the async runtime, in the same
+    // order: a wrong signature is refused, bad JSON said so, a push stored.
+    let mut big = push_payload("/nowhere", "abc", "x");
+    big["padding"] = Value::String("x".repeat(1024 * 1024));
+    let big = serde_json::to_vec(&big).unwrap();
+    let unsigned = server
+        .webhook_raw(
+            "push",
+            "big-unsigned",
+            big.clone(),
+            Some("sha256=00".into()),
+        )
+        .await;
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let mut broken = big.clone();
+    broken.truncate(big.len() - 1);
+    refused("big-broken", broken, "not valid JSON").await;
+    let signature = sign(SECRET, &big);
+    let response = server
+        .webhook_raw("push", "big", big, Some(signature))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(server.count("deliveries").await, 1);
 }
 
 async fn a_pipeline_with_errors_errors_the_build_with_its_diagnostics(engine: Engine) {
