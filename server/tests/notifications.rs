@@ -459,7 +459,46 @@ async fn secret_urls_are_expanded_when_sent_and_never_shown(engine: Engine) {
     assert!(receiver.got("/fork").is_empty());
 }
 
+async fn a_notification_waiting_for_its_receiver_outlives_a_restart(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let receiver = Receiver::start().await;
+    // Down for the first attempts: they fail, and the notification waits.
+    receiver.answer("/later", &[503; 20]);
+    let pipeline = format!(
+        "script: ./test\nnotifications:\n  webhooks: {}/later\n",
+        receiver.url
+    );
+    let build = build(&server, &pipeline, JobOutcome::Passed).await;
+    receiver.wait("/later", 1).await;
+    // Restart once the failed attempt is written down (a send cut off
+    // midway is tried again only after its claim of a minute runs out).
+    gantry_testkit::eventually("the first attempt written down", WAIT, || async {
+        let (_, list) = server
+            .get(&format!("/api/builds/{}/notifications", build["id"]))
+            .await;
+        (list[0]["attempts"].as_i64()? >= 1).then_some(())
+    })
+    .await;
+
+    let server = server.restart().await;
+    // The receiver is back; the new server's loop sends what the old one could not.
+    receiver.answer("/later", &[]);
+    let tried = receiver.got("/later").len();
+    let got = receiver.wait("/later", tried + 1).await;
+    assert_eq!(got.last().unwrap().payload()["status_message"], "Passed");
+    let list = gantry_testkit::eventually("sent", WAIT, || async {
+        let (_, list) = server
+            .get(&format!("/api/builds/{}/notifications", build["id"]))
+            .await;
+        (list[0]["state"] == "sent").then_some(list)
+    })
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "sent once: {list}");
+    assert_eq!(list[0]["attempts"], json!(got.len()));
+}
+
 on_both_databases!(
+    a_notification_waiting_for_its_receiver_outlives_a_restart,
     a_build_tells_its_webhooks_when_it_starts_and_how_it_ends,
     change_tells_only_of_a_result_that_differs,
     a_receiver_that_is_down_gets_it_later_and_one_that_refuses_is_given_up,

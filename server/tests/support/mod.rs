@@ -25,7 +25,9 @@ pub struct TestServer {
     pub github: GitHubDouble,
     pub http: reqwest::Client,
     pub data: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    config: Config,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Runs a scenario once on SQLite and once on PostgreSQL.
@@ -158,12 +160,18 @@ impl TestServer {
             log_retention: None,
             delivery_retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
         };
-        let server = Server::build(config, None).await.expect("server builds");
+        Self::serve(config, github, data).await
+    }
+
+    async fn serve(config: Config, github: GitHubDouble, data: tempfile::TempDir) -> TestServer {
+        let server = Server::build(config.clone(), None)
+            .await
+            .expect("server builds");
         let app = server.app().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.serve(listener, async move {
+        let serving = tokio::spawn(server.serve(listener, async move {
             let _ = rx.await;
         }));
         TestServer {
@@ -172,8 +180,22 @@ impl TestServer {
             github,
             http: reqwest::Client::new(),
             data,
-            _shutdown: tx,
+            config,
+            shutdown: tx,
+            serving,
         }
+    }
+
+    /// Stops this server (its background loops with it) and starts another
+    /// on the same database, data folder and GitHub double, as a restart does.
+    pub async fn restart(self) -> TestServer {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(WAIT, self.serving)
+            .await
+            .expect("the server stops")
+            .expect("the server task")
+            .expect("the server served");
+        Self::serve(self.config, self.github, self.data).await
     }
 
     /// A local repository with `files` committed, known to the GitHub double as `full_name`.
