@@ -32,6 +32,9 @@ pub struct Job {
     pub docker: bool,
     pub deploy: Vec<Deploy>,
     pub images: Vec<ImagePush>,
+    /// `addons.artifacts`: files uploaded to S3 at the end of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<crate::config::artifacts::Artifacts>,
     pub timeout_minutes: u32,
     pub git: GitOptions,
     /// Directories kept from build to build (`cache:`), as written: relative

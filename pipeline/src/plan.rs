@@ -555,6 +555,7 @@ fn finish(
         phases,
         services: service::resolve(&requests, catalog),
         hosts: addons.map(|a| a.hosts.clone()).unwrap_or_default(),
+        artifacts: addons.and_then(|a| a.artifacts.clone()),
         docker,
         deploy: cfg.deploy.clone().unwrap_or_default(),
         images: cfg.images.clone().unwrap_or_default(),

@@ -544,6 +544,48 @@ async fn run_inner(
             _ => {}
         }
     }
+
+    // 7. Artifacts: after after_script, whatever the result (not when canceled).
+    if let Some(artifacts) = job
+        .artifacts
+        .as_ref()
+        .filter(|_| outcome.outcome != JobOutcome::Canceled)
+    {
+        let scratch = docker::deploy_scratch(&rt.data_dir, a.job_id.0);
+        let stage = crate::deploy::Stage {
+            rt,
+            a,
+            container: &container,
+            gantry_dir: &gantry_dir,
+            scratch: &scratch,
+            workspace: &workspace,
+            git_objects: git_objects.as_deref(),
+            build_dir: &build_dir,
+            cancel,
+            deadline,
+        };
+        match crate::artifacts::run(&stage, artifacts, p).await {
+            Ok(()) => {}
+            Err(StageEnd::Canceled) => {
+                outcome = Outcome {
+                    outcome: JobOutcome::Canceled,
+                    exit_code: None,
+                    reason: Some("canceled".into()),
+                    phases: Vec::new(),
+                }
+            }
+            Err(StageEnd::Terminated(status)) => outcome = terminated_outcome(status, p).await,
+            Err(StageEnd::TimedOut(reason)) => {
+                p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
+                outcome = Outcome::errored(reason);
+            }
+            Err(StageEnd::Errored(reason) | StageEnd::Failed(reason)) => {
+                p.runner_line(&format!("\n{RED}Artifacts: {reason}{RESET}"))
+                    .await;
+            }
+            Err(StageEnd::Done) => {}
+        }
+    }
     outcome
 }
 

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod agent;
+pub mod artifacts;
 pub mod cache;
 pub mod client;
 pub mod config;

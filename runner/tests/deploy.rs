@@ -836,3 +836,104 @@ async fn a_failed_deploys_reason_never_carries_a_secret() {
     );
     assert!(!reason.contains("orders-hidden-service") && !log.contains("orders-hidden-service"));
 }
+
+/// Travis's artifacts addon: after `after_script`, whatever the job's
+/// result, the files its paths name go to S3 under each target path, with
+/// the keys from the repository's `ARTIFACTS_*` secrets; paths outside the
+/// build directory and missing files are said, not uploaded; a pull
+/// request uploads nothing.
+#[tokio::test]
+async fn artifacts_go_up_after_the_job_whatever_its_result() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let s3 = s3_client(&moto.url()).await;
+    s3.create_bucket()
+        .bucket("ci-artifacts")
+        .send()
+        .await
+        .unwrap();
+    let (repo, sha) = repo_with(&[("tracked.txt", "in git\n")]);
+    let pipeline = format!(
+        "image: {IMAGE}\n\
+         script:\n\
+         \x20 - mkdir -p out/logs && echo one > out/logs/a.log && echo two > out/logs/b.log\n\
+         \x20 - echo report > out/report.xml && echo elsewhere > /tmp/outside.txt\n\
+         \x20 - false\n\
+         after_script: echo after-script-ran\n\
+         addons:\n\
+         \x20 artifacts:\n\
+         \x20   bucket: ci-artifacts\n\
+         \x20   endpoint: {}\n\
+         \x20   paths:\n\
+         \x20     - logs\n\
+         \x20     - $(echo report.xml):/tmp/outside.txt\n\
+         \x20     - missing.txt\n\
+         \x20   working_dir: out\n\
+         \x20   target_paths: /builds/$TRAVIS_BUILD_NUMBER\n\
+         \x20   debug: true\n",
+        moto.url()
+    );
+    let secrets = [("ARTIFACTS_KEY", KEY_ID), ("ARTIFACTS_SECRET", SECRET_KEY)];
+    let a = assignment(&repo, &sha, &pipeline, &secrets);
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(
+        outcome.outcome,
+        JobOutcome::Failed,
+        "the result stands:\n{log}"
+    );
+    assert_no_secret(&log);
+    let after = log.find("after-script-ran").expect("after_script ran");
+    let uploaded = log.find("Artifacts: uploaded 3 file(s)").expect(&log);
+    assert!(
+        after < uploaded,
+        "artifacts go up after after_script:\n{log}"
+    );
+    assert!(
+        log.contains("Artifacts: /tmp/outside.txt is not in the build directory"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Artifacts: out/missing.txt does not exist"),
+        "{log}"
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("ci-artifacts")
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "builds/7/out/logs/a.log",
+            "builds/7/out/logs/b.log",
+            "builds/7/out/report.xml"
+        ]
+    );
+    let body = moto
+        .object("ci-artifacts", "builds/7/out/report.xml")
+        .await
+        .unwrap();
+    assert_eq!(body, b"report\n");
+
+    // The same job for a pull request uploads nothing, and says so.
+    let mut pr = assignment(&repo, &sha, &pipeline, &secrets);
+    pr.build.event = Event::PullRequest;
+    pr.build.pull_request = Some(3);
+    pr.build.number = 8;
+    let (_, log) = run(&h, &pr, CancellationToken::new()).await;
+    assert!(
+        log.contains("Artifacts: not uploaded for pull requests"),
+        "{log}"
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket("ci-artifacts")
+        .prefix("builds/8")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.contents().is_empty());
+}

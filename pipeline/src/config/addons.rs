@@ -2,7 +2,8 @@
 //! packages are installed with `apt-get` before `before_install`, in the job's
 //! own container. `postgresql` and `mariadb` pick the version of that service
 //! and start it. `hosts` names resolve to 127.0.0.1 in the job's container.
-//! The others (browsers, SSH known hosts, artifacts, …) are reported, each at
+//! `artifacts` uploads files to S3 at the end of the job (see `artifacts.rs`).
+//! The others (browsers, SSH known hosts, …) are reported, each at
 //! its line, with what to do instead.
 
 use crate::decode::Decoder;
@@ -18,6 +19,8 @@ pub struct Addons {
     pub services: Vec<(String, String, Span)>,
     /// Host names that resolve to 127.0.0.1 in the job (`addons.hosts`), each once.
     pub hosts: Vec<String>,
+    /// `addons.artifacts`, when on.
+    pub artifacts: Option<super::artifacts::Artifacts>,
 }
 
 /// Addons that name a service's version, as Travis starts them.
@@ -32,6 +35,7 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
             // Travis's older spelling.
             "apt_packages" => names(d, value, "addons.apt_packages", packages),
             "hosts" => hosts(d, value, &mut addons.hosts),
+            "artifacts" => addons.artifacts = super::artifacts::decode(d, value),
             k if SERVICE_ADDONS.contains(&k) => {
                 if let Some(version) = d.string(value, &format!("addons.{k}")) {
                     if is_version(&version.value) {
@@ -172,7 +176,6 @@ fn unsupported(d: &mut Decoder, key: &str, span: Span) {
         }
         "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",
         "ssh_known_hosts" => "add the host key in before_install (`ssh-keyscan HOST >> ~/.ssh/known_hosts`)",
-        "artifacts" => "upload files with the `s3` deploy provider",
         _ => "install what it provides in before_install, or use an `image:` that has it",
     };
     d.diags

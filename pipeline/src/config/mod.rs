@@ -3,6 +3,7 @@
 //! made from it by [`crate::plan`].
 
 pub mod addons;
+pub mod artifacts;
 pub mod branches;
 pub mod cache;
 pub mod deploy;

@@ -77,7 +77,12 @@ const RESET: &str = "\x1b[0m";
 
 impl Stage<'_> {
     /// Runs a generated script in the job's container; `Err` ends the stage.
-    async fn step(&self, file: &str, text: &str, p: &mut LogPipeline) -> Result<i64, StageEnd> {
+    pub(crate) async fn step(
+        &self,
+        file: &str,
+        text: &str,
+        p: &mut LogPipeline,
+    ) -> Result<i64, StageEnd> {
         match run_step(
             self.rt,
             self.container,
@@ -99,7 +104,7 @@ impl Stage<'_> {
     }
 
     /// The job's environment as the last step saved it.
-    async fn environment(&self) -> BTreeMap<String, String> {
+    pub(crate) async fn environment(&self) -> BTreeMap<String, String> {
         let dir = self.gantry_dir.to_path_buf();
         let left = tokio::task::spawn_blocking(move || {
             crate::job_files::read_left(&dir, "environ", ENVIRON_LIMIT)

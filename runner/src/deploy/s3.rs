@@ -207,42 +207,7 @@ pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> 
         s3.max_threads
     ))
     .await;
-    let mut results = futures::stream::iter(uploads.into_iter().map(|u| {
-        let client = client.clone();
-        async move {
-            let result = upload(&client, s3, t.workspace, &u).await;
-            (u, result)
-        }
-    }))
-    .buffer_unordered(s3.max_threads.max(1) as usize);
-    let (mut done, mut skipped, mut failed) = (0usize, 0usize, Vec::new());
-    while let Some((u, result)) = results.next().await {
-        match result {
-            Ok(true) => {
-                done += 1;
-                if s3.verbose {
-                    p.say(&format!("uploaded {} ({} bytes)", u.key, u.size))
-                        .await;
-                }
-            }
-            Ok(false) => {
-                skipped += 1;
-                if s3.verbose {
-                    p.say(&format!(
-                        "skipped {}: it exists and overwrite is off",
-                        u.key
-                    ))
-                    .await;
-                }
-            }
-            Err(e) => {
-                p.say(&format!("\x1b[31;1mfailed to upload {}: {e}\x1b[0m", u.key))
-                    .await;
-                failed.push(u.key);
-            }
-        }
-    }
-    drop(results);
+    let (done, skipped, failed) = upload_all(&client, s3, t.workspace, uploads, p).await;
     if let Some(suffix) = &s3.index_document_suffix {
         client
             .put_bucket_website()
@@ -275,6 +240,54 @@ pub async fn deploy(s3: &S3, aws: &Aws, t: &Target<'_>, p: &mut LogPipeline) -> 
         return Err(format!("{} file(s) could not be uploaded", failed.len()));
     }
     Ok(())
+}
+
+/// Uploads `uploads`, at most `max_threads` at a time, saying each failure
+/// (and, with `verbose`, each file); returns (uploaded, skipped, failed keys).
+pub(crate) async fn upload_all(
+    client: &aws_sdk_s3::Client,
+    s3: &S3,
+    workspace: &Path,
+    uploads: Vec<Upload>,
+    p: &mut LogPipeline,
+) -> (usize, usize, Vec<String>) {
+    let mut results = futures::stream::iter(uploads.into_iter().map(|u| {
+        let client = client.clone();
+        async move {
+            let result = upload(&client, s3, workspace, &u).await;
+            (u, result)
+        }
+    }))
+    .buffer_unordered(s3.max_threads.max(1) as usize);
+    let (mut done, mut skipped, mut failed) = (0usize, 0usize, Vec::new());
+    while let Some((u, result)) = results.next().await {
+        match result {
+            Ok(true) => {
+                done += 1;
+                if s3.verbose {
+                    p.say(&format!("uploaded {} ({} bytes)", u.key, u.size))
+                        .await;
+                }
+            }
+            Ok(false) => {
+                skipped += 1;
+                if s3.verbose {
+                    p.say(&format!(
+                        "skipped {}: it exists and overwrite is off",
+                        u.key
+                    ))
+                    .await;
+                }
+            }
+            Err(e) => {
+                p.say(&format!("\x1b[31;1mfailed to upload {}: {e}\x1b[0m", u.key))
+                    .await;
+                failed.push(u.key);
+            }
+        }
+    }
+    drop(results);
+    (done, skipped, failed)
 }
 
 /// Uploads one file; `Ok(false)` when it exists and `overwrite` is off.
