@@ -55,6 +55,15 @@ impl Outcome {
             phases: Vec::new(),
         }
     }
+
+    fn canceled() -> Outcome {
+        Outcome {
+            outcome: JobOutcome::Canceled,
+            exit_code: None,
+            reason: Some("canceled".into()),
+            phases: Vec::new(),
+        }
+    }
 }
 
 /// Why a step stopped before its script ended.
@@ -454,14 +463,7 @@ async fn run_inner(
                 phases: Vec::new(),
             }
         }
-        Err(Interrupted::Canceled) => {
-            return Outcome {
-                outcome: JobOutcome::Canceled,
-                exit_code: None,
-                reason: Some("canceled".into()),
-                phases: Vec::new(),
-            }
-        }
+        Err(Interrupted::Canceled) => return Outcome::canceled(),
         Err(Interrupted::TimedOut(reason)) => {
             p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
             return Outcome::errored(reason);
@@ -473,21 +475,23 @@ async fn run_inner(
         Err(Interrupted::Terminated(status)) => return terminated_outcome(status, p).await,
     };
 
+    // The deploy stage's and the artifacts' view of the job.
+    let scratch = docker::deploy_scratch(&rt.data_dir, a.job_id.0);
+    let stage = crate::deploy::Stage {
+        rt,
+        a,
+        container: &container,
+        gantry_dir: &gantry_dir,
+        scratch: &scratch,
+        workspace: &workspace,
+        git_objects: git_objects.as_deref(),
+        build_dir: &build_dir,
+        cancel,
+        deadline,
+    };
+
     // 5. Deploy: only after a pass.
     if outcome.outcome == JobOutcome::Passed {
-        let scratch = docker::deploy_scratch(&rt.data_dir, a.job_id.0);
-        let stage = crate::deploy::Stage {
-            rt,
-            a,
-            container: &container,
-            gantry_dir: &gantry_dir,
-            scratch: &scratch,
-            workspace: &workspace,
-            git_objects: git_objects.as_deref(),
-            build_dir: &build_dir,
-            cancel,
-            deadline,
-        };
         match crate::deploy::run(&stage, p).await {
             StageEnd::Done => {}
             StageEnd::Failed(reason) => {
@@ -502,14 +506,7 @@ async fn run_inner(
                 p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;
                 return Outcome::errored(reason);
             }
-            StageEnd::Canceled => {
-                return Outcome {
-                    outcome: JobOutcome::Canceled,
-                    exit_code: None,
-                    reason: Some("canceled".into()),
-                    phases: Vec::new(),
-                }
-            }
+            StageEnd::Canceled => return Outcome::canceled(),
             StageEnd::Terminated(status) => return terminated_outcome(status, p).await,
         }
     }
@@ -530,14 +527,7 @@ async fn run_inner(
         )
         .await
         {
-            Err(Interrupted::Canceled) => {
-                outcome = Outcome {
-                    outcome: JobOutcome::Canceled,
-                    exit_code: None,
-                    reason: Some("canceled".into()),
-                    phases: Vec::new(),
-                }
-            }
+            Err(Interrupted::Canceled) => outcome = Outcome::canceled(),
             Err(Interrupted::Terminated(status)) => {
                 outcome = terminated_outcome(status, p).await;
             }
@@ -551,29 +541,9 @@ async fn run_inner(
         .as_ref()
         .filter(|_| outcome.outcome != JobOutcome::Canceled)
     {
-        let scratch = docker::deploy_scratch(&rt.data_dir, a.job_id.0);
-        let stage = crate::deploy::Stage {
-            rt,
-            a,
-            container: &container,
-            gantry_dir: &gantry_dir,
-            scratch: &scratch,
-            workspace: &workspace,
-            git_objects: git_objects.as_deref(),
-            build_dir: &build_dir,
-            cancel,
-            deadline,
-        };
         match crate::artifacts::run(&stage, artifacts, p).await {
             Ok(()) => {}
-            Err(StageEnd::Canceled) => {
-                outcome = Outcome {
-                    outcome: JobOutcome::Canceled,
-                    exit_code: None,
-                    reason: Some("canceled".into()),
-                    phases: Vec::new(),
-                }
-            }
+            Err(StageEnd::Canceled) => outcome = Outcome::canceled(),
             Err(StageEnd::Terminated(status)) => outcome = terminated_outcome(status, p).await,
             Err(StageEnd::TimedOut(reason)) => {
                 p.runner_line(&format!("\n{RED}{reason}{RESET}")).await;

@@ -130,23 +130,35 @@ pub(crate) async fn private(
         .is_none_or(|r| r.private))
 }
 
+/// Build `id`, if `viewer` may see it (a private repository's builds do
+/// not exist for anyone else).
+pub(crate) async fn visible_build(
+    app: &App,
+    conn: &mut sqlx::AnyConnection,
+    viewer: &Viewer,
+    id: i64,
+) -> ApiResult<builds::Build> {
+    let build = builds::get(conn, BuildId(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    viewer
+        .check(
+            app,
+            private(conn, &build).await?,
+            &build.repo,
+            &format!("build {id}"),
+        )
+        .await?;
+    Ok(build)
+}
+
 pub async fn get_build(
     State(app): State<App>,
     viewer: Viewer,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<BuildView>> {
     let mut conn = app.db.pool.acquire().await?;
-    let build = builds::get(&mut conn, BuildId(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
-    viewer
-        .check(
-            &app,
-            private(&mut conn, &build).await?,
-            &build.repo,
-            &format!("build {id}"),
-        )
-        .await?;
+    let build = visible_build(&app, &mut conn, &viewer, id).await?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     let mut view = BuildView::full(&build, &build_jobs);
     let waiting = why_waiting(&app, &mut conn, &build_jobs).await?;

@@ -2,14 +2,12 @@
 //! went, and the public key receivers check their `Signature` with.
 
 use super::auth::Viewer;
-use super::builds::private;
+use super::builds::visible_build;
 use crate::error::{ApiError, ApiResult};
 use crate::notifications::{self, NotificationView};
-use crate::store::builds;
 use crate::App;
 use axum::extract::{Path, State};
 use axum::Json;
-use gantry_protocol::BuildId;
 use serde_json::{json, Value};
 
 /// `GET /api/config`: shaped as Travis's `/config`, so a receiver written
@@ -36,16 +34,6 @@ pub async fn for_build(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<NotificationView>>> {
     let mut conn = app.db.pool.acquire().await?;
-    let build = builds::get(&mut conn, BuildId(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
-    viewer
-        .check(
-            &app,
-            private(&mut conn, &build).await?,
-            &build.repo,
-            &format!("build {id}"),
-        )
-        .await?;
+    let build = visible_build(&app, &mut conn, &viewer, id).await?;
     Ok(Json(notifications::for_build(&mut conn, build.id).await?))
 }

@@ -42,43 +42,41 @@ enum Outcome {
     Refused(Option<u16>, String),
 }
 
-/// Sends what is due, in order per build and webhook; returns how many were sent.
+/// Sends what is due, in order per webhook; returns how many were sent.
 pub async fn try_once(app: &App, http: &reqwest::Client) -> Result<usize, sqlx::Error> {
+    // Each webhook hears of builds in the order they happened (a start
+    // before its result, "Still Failing" before "Fixed"): only its oldest
+    // waiting notification is a candidate, sent when due.
+    let now = now_ms();
     let rows = sqlx::query(
         "SELECT n.id, n.build_id, n.target, n.payload, n.attempts, n.next_attempt_at,
                 b.repo_id, r.full_name, b.branch, b.fork
          FROM notifications n JOIN builds b ON b.id = n.build_id JOIN repos r ON r.id = b.repo_id
-         WHERE n.state = 'pending' ORDER BY n.id LIMIT $1",
+         WHERE n.id IN (SELECT MIN(id) FROM notifications WHERE state = 'pending' GROUP BY target)
+           AND n.next_attempt_at <= $1
+         ORDER BY n.id LIMIT $2",
     )
-    .bind(ROUND * 4)
+    .bind(now)
+    .bind(ROUND)
     .fetch_all(&app.db.pool)
     .await?;
-    let now = now_ms();
-    let mut keys: Vec<(i64, String)> = Vec::new();
-    let mut round = Vec::new();
-    for r in &rows {
-        let due = Due {
-            id: r.try_get(0)?,
-            build_id: r.try_get(1)?,
-            target: r.try_get(2)?,
-            payload: r.try_get(3)?,
-            attempts: r.try_get(4)?,
-            next_attempt_at: r.try_get(5)?,
-            repo_id: RepoId(r.try_get(6)?),
-            repo: r.try_get(7)?,
-            branch: r.try_get(8)?,
-            fork: r.try_get::<i64, _>(9)? != 0,
-        };
-        // A build's start goes out before its result, to each webhook.
-        let key = (due.build_id, due.target.clone());
-        if keys.contains(&key) {
-            continue;
-        }
-        keys.push(key);
-        if due.next_attempt_at <= now && (round.len() as i64) < ROUND {
-            round.push(due);
-        }
-    }
+    let round = rows
+        .iter()
+        .map(|r| {
+            Ok(Due {
+                id: r.try_get(0)?,
+                build_id: r.try_get(1)?,
+                target: r.try_get(2)?,
+                payload: r.try_get(3)?,
+                attempts: r.try_get(4)?,
+                next_attempt_at: r.try_get(5)?,
+                repo_id: RepoId(r.try_get(6)?),
+                repo: r.try_get(7)?,
+                branch: r.try_get(8)?,
+                fork: r.try_get::<i64, _>(9)? != 0,
+            })
+        })
+        .collect::<Result<Vec<Due>, sqlx::Error>>()?;
     let mut claimed = Vec::new();
     for due in round {
         // Several servers may share the database: one of them sends it.
@@ -317,8 +315,11 @@ pub async fn run(app: App) {
             },
             Err(e) => Err(e),
         };
-        if let Err(e) = sent {
-            tracing::error!(error = %e, "cannot read webhook notifications to send");
+        match sent {
+            // The next of a webhook's notifications may be due at once.
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read webhook notifications to send"),
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wake).await;
     }
