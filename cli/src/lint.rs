@@ -1,7 +1,9 @@
 //! `gantry lint`: every problem of every file at once, and the jobs each expands to.
 
 use clap::Args;
-use gantry_pipeline::{parse, BuildContext, Catalog, Event, ImageSpec, Job, Severity};
+use gantry_pipeline::{
+    parse, Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Severity, Webhook, When,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +43,9 @@ struct FileReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected: Option<String>,
     skipped: Vec<SkippedReport>,
+    /// Webhooks told of this build (`notifications.webhooks` whose `if:` holds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    webhooks: Vec<Webhook>,
 }
 
 #[derive(Serialize)]
@@ -67,6 +72,9 @@ struct JobReport {
     /// Service containers started beside the job (`services:`, database addons).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<ServiceReport>,
+    /// `addons.artifacts`: what goes to S3 at the end of the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifacts: Option<Artifacts>,
 }
 
 #[derive(Serialize)]
@@ -99,6 +107,7 @@ impl From<&Job> for JobReport {
                     image: s.image.clone(),
                 })
                 .collect(),
+            artifacts: job.artifacts.clone(),
         }
     }
 }
@@ -134,12 +143,14 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
     let mut jobs = Vec::new();
     let mut rejected = None;
     let mut skipped = Vec::new();
+    let mut webhooks = Vec::new();
     if let Some(pipeline) = &parsed.pipeline {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
         diagnostics.sort_by_key(|d| (d.line, d.column));
         jobs = plan.jobs.iter().map(JobReport::from).collect();
         rejected = plan.rejected.clone();
+        webhooks = plan.webhooks.clone();
         skipped = plan
             .skipped
             .iter()
@@ -164,6 +175,15 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         jobs,
         rejected,
         skipped,
+        webhooks,
+    }
+}
+
+fn when(w: When) -> &'static str {
+    match w {
+        When::Always => "always",
+        When::Never => "never",
+        When::Change => "change",
     }
 }
 
@@ -219,6 +239,26 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
                 .collect();
             writeln!(out, "     services: {}", services.join(", "))?;
         }
+        if let Some(a) = &job.artifacts {
+            let paths = if a.paths.is_empty() {
+                "untracked files".to_string()
+            } else {
+                a.paths.join(", ")
+            };
+            writeln!(out, "     artifacts: {paths}, to S3 after after_script")?;
+        }
+    }
+    for w in &r.webhooks {
+        writeln!(
+            out,
+            "  webhook: {} — success: {}, failure: {}, start: {}, cancel: {}, error: {}",
+            w.url.shown(),
+            when(w.on_success),
+            when(w.on_failure),
+            when(w.on_start),
+            when(w.on_cancel),
+            when(w.on_error)
+        )?;
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

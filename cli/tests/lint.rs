@@ -199,3 +199,40 @@ fn branch_event_and_tag_flags_set_the_build_conditions_see() {
         text(&out)
     );
 }
+
+#[test]
+fn lint_says_which_webhooks_a_build_tells_and_what_artifacts_go_up() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".travis.yml",
+        "script: ./test\nnotifications:\n  webhooks:\n    - urls: [https://chat.example/hook, $TEAM_HOOK]\n      on_success: change\n    - urls: https://only.example/tags\n      if: tag IS present\naddons:\n  artifacts:\n    paths: [logs]\n",
+    );
+    let out = gantry(&["lint", "."], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("  webhook: https://chat.example/hook — success: change, failure: always, start: never, cancel: always, error: always"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  webhook: $TEAM_HOOK — success: change"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("only.example"),
+        "its `if:` is false for a push: {shown}"
+    );
+    assert!(
+        shown.contains("     artifacts: logs, to S3 after after_script"),
+        "{shown}"
+    );
+
+    let out = gantry(&["lint", "--json", "--tag", "v1", "."], dir.path());
+    let json: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let hooks = json[0]["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 3, "a tag build tells all three: {hooks:?}");
+    assert_eq!(hooks[2]["url"]["plain"], "https://only.example/tags");
+    assert_eq!(hooks[0]["on_success"], "change");
+    assert_eq!(json[0]["jobs"][0]["artifacts"]["paths"][0], "logs");
+}
