@@ -643,6 +643,12 @@ async fn a_repository_runs_no_more_jobs_at_once_than_its_limit(engine: Engine) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(set["max_concurrent_jobs"], 2);
     assert_eq!(set["repo"], PUSH_REPO);
+    // The repository's page says so.
+    let page = server.text(&format!("/{PUSH_REPO}")).await;
+    assert!(
+        page.contains("Runs at most 2 jobs at once; the others wait in the queue."),
+        "{page}"
+    );
     // A misspelt or missing setting is refused and lifts nothing.
     let (status, _) = server
         .admin_put(&settings, serde_json::json!({ "max_concurent_jobs": 3 }))

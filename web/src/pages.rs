@@ -182,13 +182,15 @@ pub struct BuildsQuery {
     pub next_before: Option<i64>,
 }
 
-/// `/{owner}/{name}`: the repository's builds.
+/// `/{owner}/{name}`: the repository's builds, and its limit on jobs at
+/// once (`max_concurrent_jobs`), if it has one.
 pub fn builds_page(
     nav: &Nav,
     repo: &str,
     builds: &[BuildRow],
     q: &BuildsQuery,
     states: &[&str],
+    job_limit: Option<i64>,
 ) -> String {
     let mut rows = String::new();
     for b in builds {
@@ -253,8 +255,16 @@ pub fn builds_page(
     } else {
         String::new()
     };
+    let limit = match job_limit {
+        Some(1) => "<p class=\"limit\">Runs one job at a time; the others wait in the queue.</p>"
+            .to_string(),
+        Some(n) => format!(
+            "<p class=\"limit\">Runs at most {n} jobs at once; the others wait in the queue.</p>"
+        ),
+        None => String::new(),
+    };
     let body = format!(
-        "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\">{secrets_link}</h1>{filter}{table}{more}",
+        "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\">{secrets_link}</h1>{limit}{filter}{table}{more}",
         r = esc(repo)
     );
     layout(nav, repo, &crumbs, &body)
@@ -660,7 +670,9 @@ mod tests {
                 next_before: Some(7),
             },
             &["passed", "failed"],
+            None,
         );
+        assert!(!html.contains("class=\"limit\""));
         assert!(html.contains("<a href=\"/acme/widget/builds/7\">#3</a>"));
         assert!(html.contains("Fix &lt;b&gt;it&lt;/b&gt;") && !html.contains("long body"));
         assert!(html.contains(

@@ -196,6 +196,7 @@ pub async fn builds_page(
         &rows,
         &query,
         &states,
+        repo.max_concurrent_jobs,
     )))
 }
 
