@@ -118,7 +118,7 @@ pub async fn refresh_build_state_with(
         builds::set_state(conn, build, new).await?;
         if let Some(updated) = builds::get(conn, build).await? {
             statuses::enqueue_with(conn, config, outbox_wake, &updated).await?;
-            notifications::enqueue(conn, config, outbox_wake, &updated).await?;
+            notifications::enqueue(conn, config, outbox_wake, &updated, &all).await?;
         }
     }
     Ok(new)

@@ -249,12 +249,14 @@ pub fn payload(
 }
 
 /// Queues the notifications `build`'s new state calls for: a start when it
-/// runs, a result when it finishes. Runs in the transaction that moved it.
+/// runs, a result when it finishes. Runs in the transaction that moved it,
+/// with the jobs it read to decide that state.
 pub async fn enqueue(
     conn: &mut AnyConnection,
     config: &Config,
     wake: &Notify,
     build: &Build,
+    jobs: &[jobs::Job],
 ) -> Result<(), sqlx::Error> {
     let announcement = match build.state {
         BuildState::Running => Announcement::Started,
@@ -286,8 +288,7 @@ pub async fn enqueue(
     if wanted.is_empty() {
         return Ok(());
     }
-    let jobs = jobs::for_build(conn, build.id).await?;
-    let payload = payload(config, build, &jobs, previous).to_string();
+    let payload = payload(config, build, jobs, previous).to_string();
     let now = now_ms();
     for hook in wanted {
         let target = serde_json::to_string(&hook.url).map_err(|e| sqlx::Error::Encode(e.into()))?;
