@@ -360,3 +360,73 @@ fn webhook_notifications_of_real_files() {
     let (warnings, _, _) = notifications("etcd-io__etcd");
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+/// The three real `provider: releases` entries read as dpl reads them, with
+/// no warning: ripgrep's one glob, dep's list of files, guzzle's two.
+#[test]
+fn github_releases_of_real_files() {
+    use gantry_pipeline::{Provider, Releases, Value};
+    let releases = |name: &str, linux: bool| -> (Releases, gantry_pipeline::DeployOn) {
+        let mut source =
+            std::fs::read_to_string(corpus_dir().join(format!("{name}.travis.yml"))).unwrap();
+        if linux {
+            // dep's release job runs on macOS, which Gantry skips: read it as a Linux job.
+            source = source.replace("      os: osx\n      stage: deploy", "      stage: deploy");
+        }
+        let parsed = parse(&source);
+        assert!(
+            !parsed
+                .diagnostics
+                .iter()
+                .any(|d| d.message.contains("releases")
+                    || d.message.contains("api_key")
+                    || d.message.contains("file")),
+            "{name}: {:#?}",
+            parsed.diagnostics
+        );
+        let plan = parsed
+            .pipeline
+            .unwrap()
+            // ripgrep builds only tags that look like 1.2.3.
+            .plan(&BuildContext::tag("1.0.0"), &Catalog::default());
+        let deploy = plan
+            .jobs
+            .iter()
+            .flat_map(|j| &j.deploy)
+            .find(|d| d.provider.name() == "releases")
+            .unwrap_or_else(|| panic!("{name}: no releases deploy"));
+        match &deploy.provider {
+            Provider::Releases(r) => (r.clone(), deploy.on.clone()),
+            other => panic!("{other:?}"),
+        }
+    };
+
+    let (rg, on) = releases("BurntSushi__ripgrep", false);
+    assert!(rg.file_glob);
+    assert_eq!(
+        rg.files,
+        ["deployment/${PROJECT_NAME}-${TRAVIS_TAG}-${TARGET}.tar.gz"]
+    );
+    assert_eq!(
+        rg.token,
+        Some(Value::Secure {
+            secret: "api_key".into()
+        })
+    );
+    assert!(!rg.overwrite && !rg.draft);
+    assert_eq!(on.tags, Some(true));
+    assert_eq!(on.condition, ["$TRAVIS_RUST_VERSION = nightly"]);
+
+    let (dep, _) = releases("golang__dep", true);
+    assert!(!dep.file_glob);
+    assert_eq!(dep.files.len(), 26);
+    assert_eq!(dep.files[0], "release/dep-linux-amd64");
+
+    let (guzzle, on) = releases("guzzle__guzzle", false);
+    assert_eq!(
+        guzzle.files,
+        ["build/artifacts/guzzle.phar", "build/artifacts/guzzle.zip"]
+    );
+    assert_eq!(on.repo.as_deref(), Some("guzzle/guzzle"));
+    assert!(on.all_branches);
+}

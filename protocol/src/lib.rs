@@ -115,6 +115,10 @@ pub struct Assignment {
     /// Lines from the server for the top of the job's log (e.g. why secrets were withheld).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The GitHub API the repository lives on (`deploy: provider: releases`);
+    /// none: `https://api.github.com`.
+    #[serde(default)]
+    pub github_api_url: Option<String>,
 }
 
 /// A git login. Its `Debug` never shows the password.

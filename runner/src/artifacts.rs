@@ -8,12 +8,13 @@ use crate::deploy::aws::Aws;
 use crate::deploy::s3::{self, Upload};
 use crate::deploy::values::{expand, secret_or_env};
 use crate::deploy::{Stage, StageEnd};
+use crate::job_files::{in_workspace, literal};
 use crate::logs::LogPipeline;
 use crate::script;
 use gantry_pipeline::config::artifacts::{DEFAULT_PATHS, DEFAULT_TARGET};
 use gantry_pipeline::{Artifacts, AwsAccess, Value, S3};
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 const YELLOW: &str = "\x1b[33;1m";
 const RESET: &str = "\x1b[0m";
@@ -96,25 +97,15 @@ pub(crate) async fn run(
     let options = S3 {
         aws: access,
         bucket: bucket.clone(),
-        local_dir: ".".into(),
-        upload_dir: None,
-        glob: "**/*".into(),
         dot_match: true,
         acl: artifacts.permissions.clone(),
         cache_control: artifacts.cache_control.iter().cloned().collect(),
-        expires: Vec::new(),
-        storage_class: "STANDARD".into(),
-        server_side_encryption: false,
-        detect_encoding: false,
-        default_text_charset: None,
-        index_document_suffix: None,
-        overwrite: true,
-        force_path_style: false,
         max_threads: artifacts.concurrency,
         verbose: artifacts.debug,
+        ..S3::default()
     };
 
-    let (wanted, outside) = in_workspace(dir.trim_end(), &paths, stage.build_dir);
+    let (wanted, outside) = in_workspace(dir.trim_end(), split(&paths), stage.build_dir);
     for path in &outside {
         p.say(&format!(
             "{YELLOW}Artifacts: {path} is not in the build directory; only files in it are uploaded{RESET}"
@@ -196,52 +187,6 @@ fn split(list: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-/// `path` without `.` and `..` (as the shell would resolve them, links aside).
-fn normal(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The paths (as the shell printed them, relative to `dir`) inside the
-/// build directory, relative to it; and those outside, as written.
-fn in_workspace(dir: &str, paths: &str, build_dir: &str) -> (Vec<PathBuf>, Vec<String>) {
-    let (mut inside, mut outside) = (Vec::new(), Vec::new());
-    let root = Path::new(build_dir);
-    for path in split(paths) {
-        let full = normal(&Path::new(dir).join(path));
-        match full.strip_prefix(root) {
-            Ok(relative) => {
-                if !inside.iter().any(|p: &PathBuf| p == relative) {
-                    inside.push(relative.to_path_buf());
-                }
-            }
-            Err(_) => outside.push(path.to_string()),
-        }
-    }
-    (inside, outside)
-}
-
-/// Escapes glob characters, so a file name matches only itself.
-fn literal(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if "*?[]{}\\".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The uploads: each wanted file, and each file under each wanted folder,
 /// under every target (`<target>/<path in the build directory>`). Blocking.
 fn plan(
@@ -309,32 +254,4 @@ fn plan(
         }
     }
     (uploads, notes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_resolve_inside_the_build_directory_or_are_named() {
-        let (inside, outside) = in_workspace(
-            "/home/travis/build/o/r/out",
-            "a.log:../build:/var/log/x.log\n/home/travis/build/o/r/out/a.log::./sub/../c",
-            "/home/travis/build/o/r",
-        );
-        assert_eq!(
-            inside,
-            vec![
-                PathBuf::from("out/a.log"),
-                PathBuf::from("build"),
-                PathBuf::from("out/c")
-            ]
-        );
-        assert_eq!(outside, vec!["/var/log/x.log".to_string()]);
-    }
-
-    #[test]
-    fn file_names_are_globs_of_themselves() {
-        assert_eq!(literal("a[1]*.log"), "a\\[1\\]\\*.log");
-    }
 }

@@ -370,6 +370,7 @@ mod tests {
             secrets: Vec::new(),
             git_credentials: None,
             notes: Vec::new(),
+            github_api_url: None,
         }
     }
 

@@ -182,6 +182,56 @@ pub fn append_tree<W: io::Write>(
     Ok(())
 }
 
+/// `path` without `.` and `..` (as the shell would resolve them, links aside).
+pub fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The paths (as the shell printed them, relative to `dir`) inside the
+/// build directory, relative to it; and those outside, as written.
+pub fn in_workspace<'a>(
+    dir: &str,
+    paths: impl IntoIterator<Item = &'a str>,
+    build_dir: &str,
+) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    let root = Path::new(build_dir);
+    for path in paths {
+        let full = normal(&Path::new(dir).join(path));
+        match full.strip_prefix(root) {
+            Ok(relative) => {
+                if !inside.iter().any(|p: &PathBuf| p == relative) {
+                    inside.push(relative.to_path_buf());
+                }
+            }
+            Err(_) => outside.push(path.to_string()),
+        }
+    }
+    (inside, outside)
+}
+
+/// Escapes glob characters, so a file name matches only itself.
+pub fn literal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if "*?[]{}\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +360,34 @@ mod tests {
                 ("src/shadow".to_string(), true),
             ]
         );
+    }
+
+    #[test]
+    fn paths_resolve_inside_the_build_directory_or_are_named() {
+        let (inside, outside) = in_workspace(
+            "/home/travis/build/o/r/out",
+            [
+                "a.log",
+                "../build",
+                "/var/log/x.log",
+                "/home/travis/build/o/r/out/a.log",
+                "./sub/../c",
+            ],
+            "/home/travis/build/o/r",
+        );
+        assert_eq!(
+            inside,
+            vec![
+                PathBuf::from("out/a.log"),
+                PathBuf::from("build"),
+                PathBuf::from("out/c")
+            ]
+        );
+        assert_eq!(outside, vec!["/var/log/x.log".to_string()]);
+    }
+
+    #[test]
+    fn file_names_are_globs_of_themselves() {
+        assert_eq!(literal("a[1]*.log"), "a\\[1\\]\\*.log");
     }
 }

@@ -273,6 +273,8 @@ pub async fn exec(
         secrets: Vec::new(),
         git_credentials: None,
         notes: Vec::new(),
+        // A GitHub Enterprise user sets GITHUB_API_URL, as for GitHub's own tools.
+        github_api_url: std::env::var("GITHUB_API_URL").ok(),
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let printer = tokio::task::spawn_blocking(move || {

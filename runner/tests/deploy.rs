@@ -12,6 +12,7 @@ use gantry_protocol::JobOutcome;
 use gantry_testkit::aws::ecs::Ecs;
 use gantry_testkit::aws::elasticbeanstalk::ElasticBeanstalk;
 use gantry_testkit::aws::moto::Moto;
+use gantry_testkit::github::GitHubDouble;
 use gantry_testkit::registry::Registry;
 use std::process::Command;
 use support::*;
@@ -936,4 +937,181 @@ async fn artifacts_go_up_after_the_job_whatever_its_result() {
         .await
         .unwrap();
     assert!(listed.contents().is_empty());
+}
+
+/// A tag build of `pipeline` that deploys to the double's GitHub.
+fn tag_build(
+    repo: &gantry_testkit::git::Repo,
+    sha: &str,
+    pipeline: &str,
+    github: &GitHubDouble,
+    token: &str,
+) -> gantry_protocol::Assignment {
+    let mut a = assignment(repo, sha, pipeline, &[("API_KEY", token)]);
+    a.build.event = Event::Tag;
+    a.build.tag = Some("v1.2.0".into());
+    a.build.branch = "v1.2.0".into();
+    a.github_api_url = Some(github.url.clone());
+    a
+}
+
+#[tokio::test]
+async fn releases_upload_the_jobs_files_to_the_tags_release_and_publish_it() {
+    const TOKEN: &str = "ghp_gantryTestToken0123456789abcdef";
+    let h = default_harness().await;
+    let github = GitHubDouble::start().await;
+    let (repo, sha) = repo_with(&[("NOTES.md", "What is new in $TRAVIS_TAG")]);
+    github.add_repo("acme/widget", repo.path.clone());
+    github.allow_release_token(TOKEN);
+    let pipeline = |build: &str, overwrite: bool| {
+        format!(
+            "image: {IMAGE}\nscript: true\nbefore_deploy: mkdir -p dist/old && {build}\ndeploy:\n  provider: releases\n  api_key:\n    secure: \"c2VjcmV0\"\n  file_glob: true\n  file: dist/widget-*.tar.gz\n  name: Widget $TRAVIS_TAG\n  release_notes_file: NOTES.md\n  overwrite: {overwrite}\n  on:\n    tags: true\n"
+        )
+    };
+
+    // The first job: the release is made, the two files go up, it is published.
+    let first = pipeline(
+        "echo linux-1 > dist/widget-linux.tar.gz && echo mac-1 > dist/widget-mac.tar.gz && echo old > dist/old/widget-0.1.tar.gz",
+        false,
+    );
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &first, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Created release v1.2.0 of acme/widget, a draft until its files are up"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Uploaded dist/widget-linux.tar.gz (8 bytes) as widget-linux.tar.gz"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "Published release v1.2.0: https://github.com/acme/widget/releases/tag/v1.2.0"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
+    let releases = github.releases("acme/widget");
+    assert_eq!(releases.len(), 1);
+    let release = &releases[0];
+    assert_eq!(
+        (release.tag_name.as_str(), release.name.as_str()),
+        ("v1.2.0", "Widget v1.2.0")
+    );
+    assert!(!release.draft, "published once its files were up");
+    assert_eq!(release.target_commitish, sha);
+    // The notes file is read as it is: `$TRAVIS_TAG` in it is text.
+    assert_eq!(release.body.as_deref(), Some("What is new in $TRAVIS_TAG"));
+    let assets: Vec<(&str, &str, &[u8])> = release
+        .assets
+        .iter()
+        .map(|a| (a.name.as_str(), a.content_type.as_str(), a.data.as_slice()))
+        .collect();
+    assert_eq!(
+        assets,
+        [
+            ("widget-linux.tar.gz", "application/gzip", &b"linux-1\n"[..]),
+            ("widget-mac.tar.gz", "application/gzip", &b"mac-1\n"[..]),
+        ],
+        "`*` stays within dist/: dist/old is not uploaded"
+    );
+    let created = github
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/repos/acme/widget/releases")
+        .expect("the release was created");
+    assert_eq!(
+        created.authorization.as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+    assert_eq!(created.body.as_ref().unwrap()["draft"], true);
+
+    // Another job of the build uploads again: what is there is kept...
+    let again = pipeline("echo linux-2 > dist/widget-linux.tar.gz", false);
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &again, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Release v1.2.0 of acme/widget exists"),
+        "{log}"
+    );
+    assert!(log.contains("widget-linux.tar.gz is already on release v1.2.0; kept (`overwrite: true` replaces it)"), "{log}");
+    assert_eq!(
+        github.releases("acme/widget")[0].assets[0].data,
+        b"linux-1\n"
+    );
+    // ... unless overwrite is set, even while GitHub has a bad moment.
+    github.fail_next(1, 502);
+    let replace = pipeline("echo linux-3 > dist/widget-linux.tar.gz", true);
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &replace, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let releases = github.releases("acme/widget");
+    assert_eq!(releases.len(), 1, "one release per tag");
+    let linux = releases[0]
+        .assets
+        .iter()
+        .find(|a| a.name == "widget-linux.tar.gz")
+        .unwrap();
+    assert_eq!(linux.data, b"linux-3\n");
+    assert_eq!(releases[0].assets.len(), 2);
+
+    // A token GitHub refuses fails the job with GitHub's word for it, and the
+    // token is in no line of the log.
+    let wrong = "ghp_revokedToken9876543210fedcba";
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &again, &github, wrong),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(log.contains("Failed to deploy with the releases provider: listing the releases failed: GitHub answered 401 Unauthorized Bad credentials: GitHub refused the token"), "{log}");
+    assert!(!log.contains(wrong), "the token reached the log:\n{log}");
+
+    // Files that are not there fail the deploy rather than publish an empty release.
+    let missing = pipeline("true", false).replace("dist/widget-*.tar.gz", "dist/nothing-*.zip");
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &missing, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("dist/nothing-*.zip was not found; nothing uploaded for it"),
+        "{log}"
+    );
+    assert!(
+        log.contains("none of the files to upload was found (dist/nothing-*.zip)"),
+        "{log}"
+    );
+
+    // A branch build is not a release (on: tags: true).
+    let mut branch = tag_build(&repo, &sha, &first, &github, TOKEN);
+    branch.build.event = Event::Push;
+    branch.build.tag = None;
+    branch.build.branch = "master".into();
+    let (outcome, log) = run(&h, &branch, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains(
+            "Skipping a deployment with the releases provider because this is not a tag build"
+        ),
+        "{log}"
+    );
+    assert_eq!(github.releases("acme/widget").len(), 1);
 }

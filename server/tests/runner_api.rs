@@ -76,6 +76,11 @@ async fn a_waiting_claim_gets_a_job_queued_while_it_waits(engine: Engine) {
         a.web_url.as_deref(),
         Some(format!("http://gantry.test/{PUSH_REPO}/builds/{}", a.build_id).as_str())
     );
+    // A release deploy talks to the GitHub the server knows (Enterprise too).
+    assert_eq!(
+        a.github_api_url.as_deref(),
+        Some(server.github.url.as_str())
+    );
     let build = server.build(&serde_json::json!(a.build_id.0)).await;
     assert_eq!(build["state"], "running");
     assert_eq!(build["jobs"][0]["runner"], "r1");

@@ -1,11 +1,13 @@
 //! A local double of the GitHub REST API endpoints Gantry calls, faithful to
 //! GitHub's JSON: contents (`GET /repos/{o}/{r}/contents/{path}?ref=`),
 //! commits (`GET /repos/{o}/{r}/commits/{ref}`) and statuses
-//! (`POST /repos/{o}/{r}/statuses/{sha}`). Files come from real git
+//! (`POST /repos/{o}/{r}/statuses/{sha}`), and releases (see [`releases`]). Files come from real git
 //! repositories on disk; every request is recorded. In App mode
 //! ([`GitHubDouble::require_app`]) it is a GitHub App's view: the App's JWT
 //! (RS256, checked against its public key) finds the repository's
 //! installation and buys installation tokens, and every other call needs one.
+
+pub mod releases;
 
 use crate::git::Repo;
 use axum::extract::{Path, Query, State};
@@ -63,6 +65,7 @@ struct Inner {
     requests: Vec<Recorded>,
     /// Answer this many requests with this status before serving normally.
     failures: Option<(u32, u16)>,
+    releases: releases::Releases,
 }
 
 #[derive(Clone)]
@@ -127,6 +130,7 @@ impl GitHubDouble {
             .route("/login/oauth/access_token", post(oauth_token))
             .route("/user", get(user))
             .route("/app/installations/{id}/access_tokens", post(access_token))
+            .merge(releases::routes())
             .with_state(state);
         (app, inner)
     }

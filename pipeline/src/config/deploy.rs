@@ -32,6 +32,7 @@ pub enum Provider {
     Elasticbeanstalk(ElasticBeanstalk),
     S3(S3),
     Ecs(Ecs),
+    Releases(Releases),
     /// dpl's `script` provider: run a command in the job's container.
     Script {
         script: String,
@@ -48,6 +49,7 @@ impl Provider {
             Provider::Elasticbeanstalk(_) => "elasticbeanstalk",
             Provider::S3(_) => "s3",
             Provider::Ecs(_) => "ecs",
+            Provider::Releases(_) => "releases",
             Provider::Script { .. } => "script",
             Provider::Unsupported { name } => name,
         }
@@ -111,6 +113,35 @@ pub struct S3 {
     pub verbose: bool,
 }
 
+/// dpl's defaults, as a file without the options reads.
+impl Default for S3 {
+    fn default() -> Self {
+        S3 {
+            aws: AwsAccess {
+                region: "us-east-1".into(),
+                ..AwsAccess::default()
+            },
+            bucket: String::new(),
+            local_dir: ".".into(),
+            upload_dir: None,
+            glob: "**/*".into(),
+            dot_match: false,
+            acl: "private".into(),
+            cache_control: vec!["no-cache".into()],
+            expires: Vec::new(),
+            storage_class: "STANDARD".into(),
+            server_side_encryption: false,
+            detect_encoding: false,
+            default_text_charset: None,
+            index_document_suffix: None,
+            overwrite: true,
+            force_path_style: false,
+            max_threads: 5,
+            verbose: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ecs {
     #[serde(flatten)]
@@ -125,6 +156,34 @@ pub struct Ecs {
     pub timeout: u64,
     pub rollback: bool,
     pub force_new_deployment: bool,
+}
+
+/// dpl's `releases`: the job's files uploaded to the GitHub release of the
+/// build's tag, made when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Releases {
+    /// `api_key` (dpl v1) or `token` (v2); without either, the `GITHUB_TOKEN`
+    /// secret or variable.
+    pub token: Option<Value>,
+    /// Paths in the build directory; `$NAME` expands.
+    pub files: Vec<String>,
+    /// `files` are glob patterns (`*` stays within a folder, `**` crosses them).
+    pub file_glob: bool,
+    /// Replace an asset of the same name (else it is kept and the file skipped).
+    pub overwrite: bool,
+    /// `owner/name`; default: the build's repository.
+    pub repo: Option<String>,
+    /// Default: the build's tag.
+    pub tag_name: Option<String>,
+    pub name: Option<String>,
+    /// `body` or `release_notes`.
+    pub body: Option<String>,
+    /// A file in the build directory whose text is the release's body.
+    pub release_notes_file: Option<String>,
+    /// Leave the release a draft (dpl publishes it once its files are up).
+    pub draft: bool,
+    pub prerelease: Option<bool>,
+    pub target_commitish: Option<String>,
 }
 
 /// `deploy.on`: when a provider runs.
@@ -242,6 +301,22 @@ const ECS_KEYS: &[&str] = &[
     "timeout",
     "rollback",
     "force_new_deployment",
+];
+const RELEASES_KEYS: &[&str] = &[
+    "api_key",
+    "token",
+    "file",
+    "file_glob",
+    "overwrite",
+    "repo",
+    "tag_name",
+    "name",
+    "body",
+    "release_notes",
+    "release_notes_file",
+    "draft",
+    "prerelease",
+    "target_commitish",
 ];
 const SCRIPT_KEYS: &[&str] = &["script"];
 const ON_KEYS: &[&str] = &[
@@ -394,7 +469,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3 or ecs");
+                .hint("provider: elasticbeanstalk, s3, ecs, releases or script");
             return None;
         }
     };
@@ -482,6 +557,34 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (ECS_KEYS, Provider::Ecs(ecs))
         }
+        "releases" => {
+            let files = options
+                .get("file")
+                .and_then(|n| d.strings(n, "file"))
+                .map(|l| l.into_iter().map(|s| s.value).collect())
+                .unwrap_or_default();
+            let releases = Releases {
+                token: options
+                    .secret(d, "api_key")
+                    .or_else(|| options.secret(d, "token")),
+                files,
+                file_glob: options.bool(d, "file_glob", false),
+                overwrite: options.bool(d, "overwrite", false),
+                repo: options.string(d, "repo"),
+                tag_name: options.string(d, "tag_name"),
+                name: options.string(d, "name"),
+                body: options
+                    .string(d, "body")
+                    .or_else(|| options.string(d, "release_notes")),
+                release_notes_file: options.string(d, "release_notes_file"),
+                draft: options.bool(d, "draft", false),
+                prerelease: options
+                    .get("prerelease")
+                    .and_then(|n| d.bool(n, "prerelease")),
+                target_commitish: options.string(d, "target_commitish"),
+            };
+            (RELEASES_KEYS, Provider::Releases(releases))
+        }
         "script" => {
             let script = options
                 .required(d, "script", &["script"])
@@ -491,7 +594,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {
@@ -501,9 +604,13 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         }
     };
     if !matches!(provider, Provider::Unsupported { .. }) {
+        let aws: &[&str] = match provider {
+            Provider::Elasticbeanstalk(_) | Provider::S3(_) | Provider::Ecs(_) => AWS_KEYS,
+            _ => &[],
+        };
         let known: Vec<&str> = COMMON_KEYS
             .iter()
-            .chain(AWS_KEYS)
+            .chain(aws)
             .chain(specific)
             .copied()
             .collect();
@@ -572,6 +679,22 @@ fn deploy_on(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> DeployOn {
 mod tests {
     use super::*;
     use crate::context::Event;
+
+    #[test]
+    fn s3_defaults_are_what_a_file_without_options_reads() {
+        let parsed = crate::parse("language: generic\ndeploy:\n  provider: s3\n  bucket: b\n");
+        let job = parsed
+            .pipeline
+            .unwrap()
+            .plan(&BuildContext::push("master"), &crate::Catalog::default())
+            .jobs
+            .remove(0);
+        let want = S3 {
+            bucket: "b".into(),
+            ..S3::default()
+        };
+        assert_eq!(job.deploy[0].provider, Provider::S3(want));
+    }
 
     #[test]
     fn deploy_on_follows_travis_rules() {

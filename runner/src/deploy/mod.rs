@@ -2,7 +2,7 @@
 //! runs (`deploy.on`, never for pull requests), `before_deploy` and
 //! `after_deploy` around each provider, then the provider itself — `script`
 //! in the job's container, S3, Elastic Beanstalk and ECS from the runner
-//! through the AWS SDK. `images:` are built and pushed before the first
+//! through the AWS SDK, GitHub Releases through GitHub's REST API. `images:` are built and pushed before the first
 //! provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod images;
+pub mod releases;
 pub mod s3;
 pub mod values;
 
@@ -36,6 +37,10 @@ pub struct Target<'a> {
     pub build: &'a BuildInfo,
     pub images: &'a [PushedImage],
     pub cancel: &'a CancellationToken,
+    /// The job's build directory inside its container (paths in options start there).
+    pub build_dir: &'a str,
+    /// The GitHub API the repository lives on.
+    pub github_api: &'a str,
 }
 
 /// How the stage ended, when it changes the job's result.
@@ -217,6 +222,18 @@ pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<Str
             "s3:{}/{}",
             x(&s3.bucket),
             s3.upload_dir.as_deref().map(x).unwrap_or_default()
+        )),
+        // Jobs of a matrix upload to one release: one at a time, so only one creates it.
+        Provider::Releases(r) => Some(format!(
+            "releases:{}@{}",
+            r.repo
+                .as_deref()
+                .map(x)
+                .unwrap_or_else(|| x("$TRAVIS_REPO_SLUG")),
+            r.tag_name
+                .as_deref()
+                .map(x)
+                .unwrap_or_else(|| x("$TRAVIS_TAG"))
         )),
         _ => None,
     }
@@ -407,8 +424,10 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
                     build: &a.build,
                     images: pushed.as_deref().unwrap_or_default(),
                     cancel: stage.cancel,
+                    build_dir: stage.build_dir,
+                    github_api: a.github_api_url.as_deref().unwrap_or(releases::GITHUB_API),
                 };
-                aws_provider(provider, &target, p).await
+                deploy_with(provider, &target, p).await
             }
         };
         fold_end(p, "deploy", id, result.is_ok()).await;
@@ -446,7 +465,7 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
     StageEnd::Done
 }
 
-async fn aws_provider(
+async fn deploy_with(
     provider: &Provider,
     t: &Target<'_>,
     p: &mut LogPipeline,
@@ -464,6 +483,7 @@ async fn aws_provider(
             let aws = aws::Aws::load(&ecs.aws, t.env, t.secrets).await;
             ecs::deploy(ecs, &aws, t, p).await
         }
+        Provider::Releases(r) => releases::deploy(r, t, p).await,
         Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
     }
 }

@@ -397,7 +397,7 @@ async fn upload(
 }
 
 /// Opens an upload's file, never through a link (it may have become one since the plan).
-async fn open(workspace: &Path, u: &Upload) -> Result<tokio::fs::File, String> {
+pub(crate) async fn open(workspace: &Path, u: &Upload) -> Result<tokio::fs::File, String> {
     let (root, path) = (workspace.to_path_buf(), u.path.clone());
     let file = tokio::task::spawn_blocking(move || job_files::open_file_below(&root, &path))
         .await

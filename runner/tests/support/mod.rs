@@ -97,6 +97,7 @@ pub fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str
             .collect(),
         git_credentials: None,
         notes: Vec::new(),
+        github_api_url: None,
     }
 }
 

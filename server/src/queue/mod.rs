@@ -130,6 +130,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
         secrets,
         notes,
         git_credentials,
+        github_api_url: Some(app.config.github_api_url.clone()),
     }))
 }
 
