@@ -2,7 +2,8 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    parse, Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Severity, Webhook, When,
+    parse, Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Provider, Severity, Webhook,
+    When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -75,6 +76,20 @@ struct JobReport {
     /// `addons.artifacts`: what goes to S3 at the end of the job.
     #[serde(skip_serializing_if = "Option::is_none")]
     artifacts: Option<Artifacts>,
+    /// `deploy:` entries, and whether this build would run each once the job passes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    deploy: Vec<DeployReport>,
+}
+
+#[derive(Serialize)]
+struct DeployReport {
+    provider: String,
+    line: usize,
+    /// Why this build skips it (`deploy.on`); none: it runs if the job passes.
+    skipped: Option<String>,
+    /// Shell tests the runner checks first (`on.condition`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -89,8 +104,8 @@ struct SkippedReport {
     reason: String,
 }
 
-impl From<&Job> for JobReport {
-    fn from(job: &Job) -> Self {
+impl JobReport {
+    fn new(job: &Job, build: &BuildContext) -> Self {
         JobReport {
             number: job.number,
             name: job.name.clone(),
@@ -108,6 +123,19 @@ impl From<&Job> for JobReport {
                 })
                 .collect(),
             artifacts: job.artifacts.clone(),
+            deploy: job
+                .deploy
+                .iter()
+                .map(|d| DeployReport {
+                    provider: d.provider.name().to_string(),
+                    line: d.line,
+                    skipped: match &d.provider {
+                        Provider::Unsupported { .. } => Some("Gantry does not run it".into()),
+                        _ => d.on.check(build, &job.versions).err(),
+                    },
+                    conditions: d.on.condition.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -148,7 +176,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
         diagnostics.sort_by_key(|d| (d.line, d.column));
-        jobs = plan.jobs.iter().map(JobReport::from).collect();
+        jobs = plan.jobs.iter().map(|j| JobReport::new(j, build)).collect();
         rejected = plan.rejected.clone();
         webhooks = plan.webhooks.clone();
         skipped = plan
@@ -246,6 +274,21 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
                 a.paths.join(", ")
             };
             writeln!(out, "     artifacts: {paths}, to S3 after after_script")?;
+        }
+        for d in &job.deploy {
+            let when = match (&d.skipped, d.conditions.is_empty()) {
+                (Some(why), _) => format!("skipped: {why}"),
+                (None, true) => "runs if the job passes".to_string(),
+                (None, false) => format!(
+                    "runs if the job passes and `{}` holds",
+                    d.conditions.join("` and `")
+                ),
+            };
+            writeln!(
+                out,
+                "     deploy: {} (line {}) — {when}",
+                d.provider, d.line
+            )?;
         }
     }
     for w in &r.webhooks {

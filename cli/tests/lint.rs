@@ -236,3 +236,44 @@ fn lint_says_which_webhooks_a_build_tells_and_what_artifacts_go_up() {
     assert_eq!(hooks[0]["on_success"], "change");
     assert_eq!(json[0]["jobs"][0]["artifacts"]["paths"][0], "logs");
 }
+
+/// A user checks before pushing a tag that the release would go out, and
+/// that a branch push would not.
+#[test]
+fn lint_says_which_deploys_a_build_runs_and_why_others_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".travis.yml",
+        "script: ./test\ndeploy:\n  - provider: releases\n    api_key: {secure: abc}\n    file: dist/app.tar.gz\n    on: {tags: true}\n  - provider: s3\n    bucket: site\n    on:\n      branch: master\n      condition: $DEPLOY = yes\n  - provider: heroku\n    api_key: x\n",
+    );
+    let out = gantry(&["lint", "."], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(
+            "     deploy: releases (line 3) — skipped: this is not a tag build (on.tags: true)"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "     deploy: s3 (line 7) — runs if the job passes and `$DEPLOY = yes` holds"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("     deploy: heroku (line 12) — skipped: Gantry does not run it"),
+        "{shown}"
+    );
+
+    let out = gantry(&["lint", "--json", "--tag", "v1.0.0", "."], dir.path());
+    let json: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let deploy = json[0]["jobs"][0]["deploy"].as_array().unwrap();
+    assert_eq!(deploy[0]["provider"], "releases");
+    assert_eq!(deploy[0]["skipped"], Value::Null, "a tag build releases");
+    assert_eq!(
+        deploy[1]["skipped"], "branch v1.0.0 is not master",
+        "{deploy:?}"
+    );
+}
