@@ -5,9 +5,11 @@
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
+# (grep reads all of pip's output: with -q it would stop at the match, pip
+# would die of SIGPIPE, and pipefail would reinstall moto on every run.)
 MOTO_VENV=${GANTRY_TEST_TOOLS:-$HOME/.cache/gantry-test}/moto
 if ! "$MOTO_VENV/bin/moto_server" --help >/dev/null 2>&1 \
-   || ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+   || ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -x "Version: $MOTO_VERSION" >/dev/null; then
   echo "installing moto[server]==$MOTO_VERSION into $MOTO_VENV"
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION"
