@@ -519,6 +519,13 @@ fn finish(
         }
     }
     let addons = cfg.addons.as_ref();
+    if let Some(hosts) = addons.map(|a| &a.ssh_known_hosts).filter(|h| !h.is_empty()) {
+        phases
+            .entry(Phase::BeforeInstall)
+            .or_default()
+            .insert(0, crate::config::addons::ssh_known_hosts_command(hosts));
+    }
+    // First of all: the packages may include ssh-keyscan.
     if let Some(packages) = addons.map(|a| &a.apt_packages).filter(|p| !p.is_empty()) {
         phases
             .entry(Phase::BeforeInstall)

@@ -434,3 +434,30 @@ fn addons_hosts_name_localhost_in_every_job_that_has_them() {
     let none = plan("script: true\n");
     assert!(none.jobs[0].hosts.is_empty());
 }
+
+#[test]
+fn ssh_known_hosts_are_scanned_after_apt_packages_and_before_before_install() {
+    use gantry_pipeline::Phase;
+    let p = plan("script: ./test\nbefore_install: ./setup\naddons:\n  apt: {packages: [openssh-client]}\n  ssh_known_hosts: [github.com, git.example.com:2222, github.com]\n");
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    assert_eq!(
+        p.jobs[0].commands(Phase::BeforeInstall),
+        [
+            "gantry_apt_install openssh-client",
+            "gantry_ssh_known_hosts github.com git.example.com:2222",
+            "./setup"
+        ]
+    );
+    let parsed =
+        gantry_pipeline::parse("script: ./test\naddons:\n  ssh_known_hosts: 'evil.com;reboot'\n");
+    let error = parsed
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == gantry_pipeline::Severity::Error)
+        .expect("an error");
+    assert_eq!(
+        error.message,
+        "`evil.com;reboot` is not a host for ssh_known_hosts"
+    );
+    assert_eq!(error.line, 3);
+}

@@ -43,6 +43,8 @@ pub fn quote(s: &str) -> String {
 /// the runner, then ends the step's shell from wherever it was called.
 /// `gantry_apt_install` is `addons.apt` (see the pipeline's `addons.rs`):
 /// through `sudo` when the image runs as another user, as on Travis.
+/// `gantry_ssh_known_hosts` is `addons.ssh_known_hosts`: a host that gives
+/// no key is a yellow line, not a failed job (Travis's addon never failed one).
 const PRELUDE: &str = r#"gantry_shell=$$
 ANSI_RED='\033[31;1m'
 ANSI_GREEN='\033[32;1m'
@@ -123,6 +125,29 @@ gantry_apt_install() {
   local sudo=
   if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+gantry_ssh_known_hosts() {
+  if ! command -v ssh-keyscan >/dev/null 2>&1; then
+    printf '\033[33;1maddons.ssh_known_hosts needs ssh-keyscan (Debian: openssh-client), and this image has none: no host key was added.\033[0m\n' >&2
+    return 0
+  fi
+  local entry host port keys
+  mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"
+  for entry in "$@"; do
+    case "$entry" in
+      \[*\]:*) host=${entry%]:*}; host=${host#\[}; port=${entry##*]:} ;;
+      *:*:*) host=$entry; port=22 ;;
+      *:*) host=${entry%:*}; port=${entry##*:} ;;
+      *) host=$entry; port=22 ;;
+    esac
+    keys=$(ssh-keyscan -t rsa,ecdsa,ed25519 -p "$port" -H "$host" 2>/dev/null) || keys=
+    if [ -n "$keys" ]; then
+      printf '%s\n' "$keys" >> "$HOME/.ssh/known_hosts"
+      printf 'Added the SSH host keys of %s\n' "$entry"
+    else
+      printf '\033[33;1mssh-keyscan got no host key from %s\033[0m\n' "$entry" >&2
+    fi
+  done
 }
 gantry_start() {
   printf 'travis_fold:start:%s\r\033[0Ktravis_time:start:%s\r\033[0K' "$1" "$2"

@@ -479,3 +479,47 @@ async fn two_hundred_megabytes_of_output_arrive_whole_in_order_with_flat_memory(
     assert!(growth_mib < 64, "memory grew by {growth_mib} MiB");
     assert_no_leftovers(a.job_id.0);
 }
+
+/// `addons.ssh_known_hosts` as Travis runs it: before `before_install`,
+/// `ssh-keyscan` of each host (with its port) into `~/.ssh/known_hosts`. The
+/// image's `ssh-keyscan` is a stand-in from the repository here (the test
+/// image has no OpenSSH, and no SSH server is reachable from a job's
+/// network); it prints the arguments it got as its key line.
+#[tokio::test]
+async fn ssh_known_hosts_are_scanned_before_before_install() {
+    let h = default_harness().await;
+    let (repo, _) = repo_with(&[(
+        "bin/ssh-keyscan",
+        "#!/bin/sh\ncase \"$*\" in *unreachable*) exit 1;; esac\necho \"|1|c2FsdA==|aGFzaA== ssh-ed25519 AAAAC3Nza $*\"\n",
+    )]);
+    let sha = repo.make_executable("bin/ssh-keyscan");
+    let hosts = "addons:\n  ssh_known_hosts:\n    - git.example.com\n    - 111.22.33.44:5555\n    - '[2001:db8::1]:2222'\n    - unreachable.example\n";
+    let pipeline = format!(
+        "image: {IMAGE}\nenv:\n  global:\n    - PATH=$TRAVIS_BUILD_DIR/bin:$PATH\n{hosts}before_install: echo before-install-ran\nscript: cat ~/.ssh/known_hosts\n"
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    for line in [
+        "ssh-ed25519 AAAAC3Nza -t rsa,ecdsa,ed25519 -p 22 -H git.example.com",
+        "ssh-ed25519 AAAAC3Nza -t rsa,ecdsa,ed25519 -p 5555 -H 111.22.33.44",
+        "ssh-ed25519 AAAAC3Nza -t rsa,ecdsa,ed25519 -p 2222 -H 2001:db8::1",
+        "Added the SSH host keys of 111.22.33.44:5555",
+        "ssh-keyscan got no host key from unreachable.example",
+    ] {
+        assert!(log.contains(line), "{line} not in:\n{log}");
+    }
+    let added = log
+        .find("Added the SSH host keys of git.example.com")
+        .unwrap();
+    assert!(added < log.find("before-install-ran").unwrap(), "{log}");
+
+    // An image without ssh-keyscan: a yellow line, and the job goes on.
+    let plain = format!("image: {IMAGE}\n{hosts}script: echo still runs\n");
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &plain, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("addons.ssh_known_hosts needs ssh-keyscan (Debian: openssh-client), and this image has none"),
+        "{log}"
+    );
+    assert!(log.contains("still runs"), "{log}");
+}

@@ -52,6 +52,17 @@ impl Repo {
         self.head()
     }
 
+    /// Marks a committed file executable (`git update-index --chmod=+x`)
+    /// and commits that; returns the commit's sha.
+    pub fn make_executable(&self, name: &str) -> String {
+        git(&self.path, &["update-index", "--chmod=+x", name]);
+        git(
+            &self.path,
+            &["commit", "-q", "-m", &format!("{name} is executable")],
+        );
+        self.head()
+    }
+
     pub fn head(&self) -> String {
         git(&self.path, &["rev-parse", "HEAD"])
     }

@@ -3,8 +3,9 @@
 //! own container. `postgresql` and `mariadb` pick the version of that service
 //! and start it. `hosts` names resolve to 127.0.0.1 in the job's container.
 //! `artifacts` uploads files to S3 at the end of the job (see `artifacts.rs`).
-//! The others (browsers, SSH known hosts, …) are reported, each at
-//! its line, with what to do instead.
+//! `ssh_known_hosts` adds the hosts' keys to `~/.ssh/known_hosts` before
+//! `before_install`, with the image's `ssh-keyscan`. The others (browsers,
+//! …) are reported, each at its line, with what to do instead.
 
 use crate::decode::Decoder;
 use crate::diagnostic::Span;
@@ -21,6 +22,8 @@ pub struct Addons {
     pub hosts: Vec<String>,
     /// `addons.artifacts`, when on.
     pub artifacts: Option<super::artifacts::Artifacts>,
+    /// `addons.ssh_known_hosts`: `host` or `host:port`, each once.
+    pub ssh_known_hosts: Vec<String>,
 }
 
 /// Addons that name a service's version, as Travis starts them.
@@ -35,6 +38,7 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
             // Travis's older spelling.
             "apt_packages" => names(d, value, "addons.apt_packages", packages),
             "hosts" => hosts(d, value, &mut addons.hosts),
+            "ssh_known_hosts" => known_hosts(d, value, &mut addons.ssh_known_hosts),
             "artifacts" => addons.artifacts = super::artifacts::decode(d, value),
             k if SERVICE_ADDONS.contains(&k) => {
                 if let Some(version) = d.string(value, &format!("addons.{k}")) {
@@ -57,7 +61,57 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
     packages.retain(|p| seen.insert(p.clone()));
     let mut seen = std::collections::HashSet::new();
     addons.hosts.retain(|h| seen.insert(h.clone()));
+    let mut seen = std::collections::HashSet::new();
+    addons.ssh_known_hosts.retain(|h| seen.insert(h.clone()));
     addons
+}
+
+/// `addons.ssh_known_hosts`: one entry or a list of `host`, `host:port`,
+/// an IP address or `[IPv6]:port`, checked here so that a typo fails at its
+/// line. Each entry goes to the shell as one word, so nothing in it may be
+/// read by the shell.
+fn known_hosts(d: &mut Decoder, node: &Node, hosts: &mut Vec<String>) {
+    for entry in d
+        .strings(node, "addons.ssh_known_hosts")
+        .unwrap_or_default()
+    {
+        if is_ssh_host(&entry.value) {
+            hosts.push(entry.value);
+        } else {
+            d.diags
+                .error(
+                    entry.span,
+                    format!("`{}` is not a host for ssh_known_hosts", entry.value),
+                )
+                .hint("a host name or IP address, with `:port` when it is not 22: `git.example.com:2222`");
+        }
+    }
+}
+
+fn is_ssh_host(entry: &str) -> bool {
+    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+    if let Some(rest) = entry.strip_prefix('[') {
+        // `[2001:db8::1]:2222`
+        return match rest.split_once("]:") {
+            Some((ip, port)) => ip.parse::<std::net::Ipv6Addr>().is_ok() && port_ok(port),
+            None => false,
+        };
+    }
+    if entry.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let (host, port) = match entry.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (entry, None),
+    };
+    is_host_name(host) && port.is_none_or(port_ok)
+}
+
+/// The command that adds the keys of `hosts`: run in `before_install`,
+/// after `addons.apt` (which may install `openssh-client`). The runner
+/// defines `gantry_ssh_known_hosts` in every step.
+pub fn ssh_known_hosts_command(hosts: &[String]) -> String {
+    format!("gantry_ssh_known_hosts {}", hosts.join(" "))
 }
 
 /// `addons.hosts`: one name or a list, each checked as a host name so that
@@ -175,7 +229,6 @@ fn unsupported(d: &mut Decoder, key: &str, span: Span) {
             "use `services:`; each service runs as a container from the service catalog (its version is set there, or with `image:` on the service)"
         }
         "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",
-        "ssh_known_hosts" => "add the host key in before_install (`ssh-keyscan HOST >> ~/.ssh/known_hosts`)",
         _ => "install what it provides in before_install, or use an `image:` that has it",
     };
     d.diags
@@ -189,6 +242,33 @@ fn unsupported(d: &mut Decoder, key: &str, span: Span) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_known_hosts_are_host_names_or_addresses_with_ports() {
+        for ok in [
+            "github.com",
+            "git.example.com:2222",
+            "10.0.0.1",
+            "10.0.0.1:22",
+            "2001:db8::1",
+            "[2001:db8::1]:2222",
+        ] {
+            assert!(is_ssh_host(ok), "{ok}");
+        }
+        // Nothing the shell or ssh-keyscan would read as more than a host.
+        for bad in [
+            "",
+            "a b",
+            "host:0",
+            "host:70000",
+            "$(reboot)",
+            "[::1]",
+            "host:22:33x",
+            "-oProxyCommand=x",
+        ] {
+            assert!(!is_ssh_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn debian_package_names() {
