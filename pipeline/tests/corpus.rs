@@ -430,3 +430,44 @@ fn github_releases_of_real_files() {
     assert_eq!(on.repo.as_deref(), Some("guzzle/guzzle"));
     assert!(on.all_branches);
 }
+
+/// parse-server's real `provider: pages` entry reads as dpl reads it.
+#[test]
+fn github_pages_of_a_real_file() {
+    use gantry_pipeline::{Provider, Value};
+    let source =
+        std::fs::read_to_string(corpus_dir().join("parse-community__parse-server.travis.yml"))
+            .unwrap();
+    let parsed = parse(&source);
+    assert!(
+        !parsed
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("pages")),
+        "{:#?}",
+        parsed.diagnostics
+    );
+    let plan = parsed
+        .pipeline
+        .unwrap()
+        .plan(&BuildContext::tag("4.0.0"), &Catalog::default());
+    let pages = plan
+        .jobs
+        .iter()
+        .flat_map(|j| &j.deploy)
+        .find_map(|d| match &d.provider {
+            Provider::Pages(p) => Some((p.clone(), d.on.clone())),
+            _ => None,
+        });
+    let (pages, on) = pages.expect("a pages deploy");
+    assert_eq!(
+        pages.token,
+        Some(Value::Secure {
+            secret: "token".into()
+        })
+    );
+    assert_eq!(pages.local_dir, "docs/");
+    assert_eq!(pages.target_branch, "gh-pages");
+    assert!(!pages.keep_history);
+    assert!(on.all_branches);
+}

@@ -1115,3 +1115,137 @@ async fn releases_upload_the_jobs_files_to_the_tags_release_and_publish_it() {
     );
     assert_eq!(github.releases("acme/widget").len(), 1);
 }
+
+/// `git` in `dir`, for reading back what a push left.
+fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn pages_pushes_the_folder_as_the_branch_and_keeps_history_when_asked() {
+    const TOKEN: &str = "ghp_gantryPagesToken0123456789abcdef";
+    let h = default_harness().await;
+    // GitHub's side: a bare repository behind `git http-backend`, which
+    // takes the token as the password of `x-access-token`, as GitHub does.
+    let served = tempfile::tempdir().unwrap();
+    let bare = served.path().join("acme/widget.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git_in(&bare, &["init", "-q", "--bare"]);
+    let http =
+        gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", TOKEN).await;
+    let (repo, sha) = repo_with(&[("src.txt", "source")]);
+    let pipeline = |page: &str, keep_history: bool| {
+        format!(
+            "image: {IMAGE}\nscript: true\nbefore_deploy: mkdir -p site/css && echo '<h1>{page}</h1>' > site/index.html && echo 'h1 {{}}' > site/css/a.css && touch site/.nojekyll\ndeploy:\n  provider: pages\n  github_token:\n    secure: \"c2VjcmV0\"\n  local_dir: site\n  fqdn: docs.example.com\n  keep_history: {keep_history}\n  github_url: {}\n",
+            http.url
+        )
+    };
+    let secrets = [("GITHUB_TOKEN", TOKEN)];
+    let commits = || git_in(&bare, &["rev-list", "--count", "gh-pages"]);
+
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("one", false), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Pushing site to acme/widget:gh-pages"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Pushed 4 file(s) to acme/widget:gh-pages as "),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
+    assert_eq!(
+        git_in(&bare, &["ls-tree", "-r", "--name-only", "gh-pages"]),
+        ".nojekyll\nCNAME\ncss/a.css\nindex.html",
+        "the folder's files, dot files too, and CNAME; not the repository's"
+    );
+    assert_eq!(
+        git_in(&bare, &["show", "gh-pages:index.html"]),
+        "<h1>one</h1>"
+    );
+    assert_eq!(
+        git_in(&bare, &["show", "gh-pages:CNAME"]),
+        "docs.example.com"
+    );
+    assert_eq!(
+        git_in(&bare, &["log", "-1", "--format=%an <%ae>|%s", "gh-pages"]),
+        format!(
+            "Deployment Bot (from Gantry) <deploy@gantry.invalid>|Deploy docs.example.com to {}/acme/widget.git:gh-pages",
+            http.url
+        )
+    );
+    assert_eq!(commits(), "1");
+
+    // keep_history: the next commit goes on top; no change, no commit.
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("two", true), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_eq!(commits(), "2");
+    assert_eq!(
+        git_in(&bare, &["show", "gh-pages:index.html"]),
+        "<h1>two</h1>"
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("two", true), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Nothing changed in site: acme/widget:gh-pages is left as it was"),
+        "{log}"
+    );
+    assert_eq!(commits(), "2");
+
+    // Without it the branch is replaced by one commit, as dpl does.
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("three", false), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_eq!(commits(), "1");
+    assert_eq!(
+        git_in(&bare, &["show", "gh-pages:index.html"]),
+        "<h1>three</h1>"
+    );
+
+    // A token the host refuses fails the deploy, and is in no log line.
+    let wrong = "ghp_revokedPagesToken9876543210";
+    let (outcome, log) = run_pipeline(
+        &h,
+        &repo,
+        &sha,
+        &pipeline("four", false),
+        &[("GITHUB_TOKEN", wrong)],
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("Failed to deploy with the pages provider: pushing"),
+        "{log}"
+    );
+    assert!(log.contains("check `github_token`"), "{log}");
+    assert!(!log.contains(wrong), "the token reached the log:\n{log}");
+    assert_eq!(
+        git_in(&bare, &["show", "gh-pages:index.html"]),
+        "<h1>three</h1>"
+    );
+
+    // keep_history on a branch that does not exist yet starts it.
+    let docs =
+        pipeline("five", true).replace("local_dir: site", "local_dir: site\n  target_branch: docs");
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &docs, &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_eq!(git_in(&bare, &["rev-list", "--count", "docs"]), "1");
+    assert_eq!(git_in(&bare, &["show", "docs:index.html"]), "<h1>five</h1>");
+
+    // No token at all: the deploy says what to set.
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("six", false), &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("no GitHub token: set `github_token` (a `secure:` value is read from the repository secret GITHUB_TOKEN) or the secret GITHUB_TOKEN"),
+        "{log}"
+    );
+}

@@ -33,6 +33,7 @@ pub enum Provider {
     S3(S3),
     Ecs(Ecs),
     Releases(Releases),
+    Pages(Pages),
     /// dpl's `script` provider: run a command in the job's container.
     Script {
         script: String,
@@ -50,6 +51,7 @@ impl Provider {
             Provider::S3(_) => "s3",
             Provider::Ecs(_) => "ecs",
             Provider::Releases(_) => "releases",
+            Provider::Pages(_) => "pages",
             Provider::Script { .. } => "script",
             Provider::Unsupported { name } => name,
         }
@@ -186,6 +188,29 @@ pub struct Releases {
     pub target_commitish: Option<String>,
 }
 
+/// dpl's `pages`: a folder of the job's pushed as the only commit (or, with
+/// `keep_history`, the next commit) of a branch, `gh-pages` by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pages {
+    /// `github_token`; without it, the `GITHUB_TOKEN` secret or variable.
+    pub token: Option<Value>,
+    /// `owner/name`; default: the build's repository.
+    pub repo: Option<String>,
+    pub target_branch: String,
+    pub local_dir: String,
+    /// Written to `CNAME` (a custom domain).
+    pub fqdn: Option<String>,
+    /// In the commit message; default: `fqdn`, else the repository.
+    pub project_name: Option<String>,
+    pub name: String,
+    pub email: String,
+    /// Add a commit to the branch's history instead of replacing it.
+    pub keep_history: bool,
+    pub allow_empty_commit: bool,
+    /// The host (`github.com`), or a URL with its scheme.
+    pub github_url: String,
+}
+
 /// `deploy.on`: when a provider runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeployOn {
@@ -317,6 +342,21 @@ const RELEASES_KEYS: &[&str] = &[
     "draft",
     "prerelease",
     "target_commitish",
+];
+const PAGES_KEYS: &[&str] = &[
+    "github_token",
+    "token",
+    "repo",
+    "target_branch",
+    "local_dir",
+    "fqdn",
+    "project_name",
+    "name",
+    "email",
+    "keep_history",
+    "allow_empty_commit",
+    "github_url",
+    "verbose",
 ];
 const SCRIPT_KEYS: &[&str] = &["script"];
 const ON_KEYS: &[&str] = &[
@@ -469,7 +509,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3, ecs, releases or script");
+                .hint("provider: elasticbeanstalk, s3, ecs, releases, pages or script");
             return None;
         }
     };
@@ -585,6 +625,32 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (RELEASES_KEYS, Provider::Releases(releases))
         }
+        "pages" => {
+            let pages = Pages {
+                token: options
+                    .secret(d, "github_token")
+                    .or_else(|| options.secret(d, "token")),
+                repo: options.string(d, "repo"),
+                target_branch: options
+                    .string(d, "target_branch")
+                    .unwrap_or_else(|| "gh-pages".into()),
+                local_dir: options.string(d, "local_dir").unwrap_or_else(|| ".".into()),
+                fqdn: options.string(d, "fqdn"),
+                project_name: options.string(d, "project_name"),
+                name: options
+                    .string(d, "name")
+                    .unwrap_or_else(|| "Deployment Bot (from Gantry)".into()),
+                email: options
+                    .string(d, "email")
+                    .unwrap_or_else(|| "deploy@gantry.invalid".into()),
+                keep_history: options.bool(d, "keep_history", false),
+                allow_empty_commit: options.bool(d, "allow_empty_commit", false),
+                github_url: options
+                    .string(d, "github_url")
+                    .unwrap_or_else(|| "github.com".into()),
+            };
+            (PAGES_KEYS, Provider::Pages(pages))
+        }
         "script" => {
             let script = options
                 .required(d, "script", &["script"])
@@ -594,7 +660,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases, pages and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {

@@ -2,7 +2,8 @@
 //! runs (`deploy.on`, never for pull requests), `before_deploy` and
 //! `after_deploy` around each provider, then the provider itself — `script`
 //! in the job's container, S3, Elastic Beanstalk and ECS from the runner
-//! through the AWS SDK, GitHub Releases through GitHub's REST API. `images:` are built and pushed before the first
+//! through the AWS SDK, GitHub Releases through GitHub's REST API, GitHub
+//! Pages as a push of a branch. `images:` are built and pushed before the first
 //! provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
@@ -10,6 +11,7 @@ pub mod bundle;
 pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod images;
+pub mod pages;
 pub mod releases;
 pub mod s3;
 pub mod values;
@@ -234,6 +236,16 @@ pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<Str
                 .as_deref()
                 .map(x)
                 .unwrap_or_else(|| x("$TRAVIS_TAG"))
+        )),
+        // One push at a time to a branch: a second would race the first.
+        Provider::Pages(pages) => Some(format!(
+            "pages:{}:{}",
+            pages
+                .repo
+                .as_deref()
+                .map(x)
+                .unwrap_or_else(|| x("$TRAVIS_REPO_SLUG")),
+            x(&pages.target_branch)
         )),
         _ => None,
     }
@@ -484,6 +496,7 @@ async fn deploy_with(
             ecs::deploy(ecs, &aws, t, p).await
         }
         Provider::Releases(r) => releases::deploy(r, t, p).await,
+        Provider::Pages(pages) => pages::deploy(pages, t, p).await,
         Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
     }
 }

@@ -6,7 +6,7 @@
 //! `Authorization` header; no error text carries it.
 
 use super::s3::{self, Upload};
-use super::values::{expand, resolve, secret_or_env};
+use super::values::{expand, github_token};
 use super::Target;
 use crate::job_files::{in_workspace, literal, open_file_below, read_plain};
 use crate::logs::LogPipeline;
@@ -45,12 +45,7 @@ struct Asset {
 }
 
 pub async fn deploy(r: &Releases, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
-    let token = r
-        .token
-        .as_ref()
-        .and_then(|v| resolve(v, t.env, t.secrets))
-        .or_else(|| secret_or_env("GITHUB_TOKEN", t.env, t.secrets))
-        .ok_or("no GitHub token: set `api_key` (a `secure:` value, read from the repository secret API_KEY) or the secret GITHUB_TOKEN")?;
+    let token = github_token(r.token.as_ref(), "api_key", t.env, t.secrets)?;
     let slug = r
         .repo
         .as_deref()

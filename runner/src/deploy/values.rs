@@ -58,6 +58,25 @@ pub fn resolve(
     (!text.is_empty()).then_some(text)
 }
 
+/// The token of a GitHub provider (`releases`, `pages`): its option, else
+/// the `GITHUB_TOKEN` secret or variable; `Err` says what to set.
+pub fn github_token(
+    option: Option<&Value>,
+    named: &str,
+    env: &BTreeMap<String, String>,
+    secrets: &[SecretVar],
+) -> Result<String, String> {
+    option
+        .and_then(|v| resolve(v, env, secrets))
+        .or_else(|| secret_or_env("GITHUB_TOKEN", env, secrets))
+        .ok_or_else(|| {
+            format!(
+                "no GitHub token: set `{named}` (a `secure:` value is read from the repository secret {}) or the secret GITHUB_TOKEN",
+                named.to_ascii_uppercase()
+            )
+        })
+}
+
 /// A secret by name, else a variable of the job's environment.
 pub fn secret_or_env(
     name: &str,

@@ -1,0 +1,279 @@
+//! `provider: pages` — dpl's GitHub Pages: the files of `local_dir` become
+//! a commit of `target_branch` (`gh-pages`), pushed over HTTPS with the
+//! token. Without `keep_history` the branch is that one commit (a forced
+//! push, as dpl does); with it, the commit goes on top of the branch as it
+//! was. The files are read from the workspace, never through a link, and
+//! committed by the runner (libgit2): the job's image needs no git.
+
+use super::s3;
+use super::values::{expand, github_token};
+use super::Target;
+use crate::job_files::{in_workspace, open_file_below};
+use crate::logs::LogPipeline;
+use gantry_pipeline::{Pages, S3};
+use git2::{
+    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, Signature,
+};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// A plain file, as git records it (a site needs no executable bits).
+const FILE_MODE: u32 = 0o100644;
+
+/// What the push did, for the log.
+struct Pushed {
+    files: usize,
+    commit: Option<String>,
+}
+
+pub async fn deploy(pages: &Pages, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
+    let token = github_token(pages.token.as_ref(), "github_token", t.env, t.secrets)?;
+    let repo = pages
+        .repo
+        .as_deref()
+        .map(|r| expand(r, t.env))
+        .unwrap_or_else(|| t.repo.full_name.clone());
+    let host = expand(&pages.github_url, t.env);
+    let url = if host.contains("://") {
+        format!("{}/{repo}.git", host.trim_end_matches('/'))
+    } else {
+        format!("https://{host}/{repo}.git")
+    };
+    let branch = expand(&pages.target_branch, t.env);
+    let local_dir = expand(&pages.local_dir, t.env);
+    let (inside, _) = in_workspace(t.build_dir, [local_dir.as_str()], t.build_dir);
+    let Some(dir) = inside.into_iter().next() else {
+        return Err(format!(
+            "local_dir {local_dir} is not in the build directory"
+        ));
+    };
+    let fqdn = pages.fqdn.as_deref().map(|f| expand(f, t.env));
+    let project = pages
+        .project_name
+        .as_deref()
+        .map(|n| expand(n, t.env))
+        .or_else(|| fqdn.clone())
+        .unwrap_or_else(|| repo.clone());
+    let message = format!("Deploy {project} to {url}:{branch}");
+    p.say(&format!(
+        "Pushing {local_dir} to {repo}:{branch}{}",
+        if pages.keep_history {
+            " (on top of its history)"
+        } else {
+            ""
+        }
+    ))
+    .await;
+
+    let job = PushJob {
+        workspace: t.workspace.to_path_buf(),
+        dir,
+        scratch: t.scratch.join("pages"),
+        url: url.clone(),
+        branch: branch.clone(),
+        token,
+        fqdn,
+        message,
+        author: (expand(&pages.name, t.env), expand(&pages.email, t.env)),
+        keep_history: pages.keep_history,
+        allow_empty: pages.allow_empty_commit,
+    };
+    crate::git_tls::install();
+    let pushed = tokio::select! {
+        done = tokio::task::spawn_blocking(move || job.run()) => done.map_err(|e| e.to_string())??,
+        _ = t.cancel.cancelled() => return Err("the deploy was canceled".into()),
+    };
+    match pushed.commit {
+        Some(commit) => {
+            p.say(&format!(
+                "Pushed {} file(s) to {repo}:{branch} as {}",
+                pushed.files,
+                &commit[..commit.len().min(12)]
+            ))
+            .await
+        }
+        None => {
+            p.say(&format!(
+                "Nothing changed in {local_dir}: {repo}:{branch} is left as it was (`allow_empty_commit: true` pushes anyway)"
+            ))
+            .await
+        }
+    }
+    Ok(())
+}
+
+/// The blocking part: a repository in the runner's scratch folder, the
+/// files copied in, one commit, one push.
+struct PushJob {
+    workspace: PathBuf,
+    /// `local_dir`, relative to the workspace.
+    dir: PathBuf,
+    scratch: PathBuf,
+    url: String,
+    branch: String,
+    token: String,
+    fqdn: Option<String>,
+    message: String,
+    author: (String, String),
+    keep_history: bool,
+    allow_empty: bool,
+}
+
+impl PushJob {
+    fn run(self) -> Result<Pushed, String> {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        let repo = Repository::init_bare(&self.scratch)
+            .map_err(|e| format!("cannot make a repository to push from: {}", e.message()))?;
+        let reference = format!("refs/heads/{}", self.branch);
+        if !git2::Reference::is_valid_name(&reference) {
+            return Err(format!(
+                "target_branch `{}` is not a branch name",
+                self.branch
+            ));
+        }
+
+        // The branch as it is, for keep_history.
+        let parent = if self.keep_history {
+            let mut remote = repo
+                .remote_anonymous(&self.url)
+                .map_err(|e| self.failed("fetching", &e))?;
+            let mut options = FetchOptions::new();
+            options.remote_callbacks(self.callbacks());
+            options.depth(1);
+            let refspec = format!("+{reference}:refs/remotes/origin/{}", self.branch);
+            remote
+                .fetch(&[refspec.as_str()], Some(&mut options), None)
+                .map_err(|e| self.failed("fetching", &e))?;
+            repo.find_reference(&format!("refs/remotes/origin/{}", self.branch))
+                .ok()
+                .and_then(|r| r.peel_to_commit().ok())
+        } else {
+            None
+        };
+
+        // The tree: every plain file of local_dir (never .git, never a link).
+        let options = S3 {
+            glob: "**/*".into(),
+            dot_match: true,
+            ..S3::default()
+        };
+        let files = s3::plan(&self.workspace, &self.dir, &options)?;
+        let mut index = git2::Index::new().map_err(|e| e.message().to_string())?;
+        let mut count = 0;
+        for file in &files {
+            let mut bytes = Vec::new();
+            open_file_below(&self.workspace, &file.path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
+            self.add(&repo, &mut index, &file.key, &bytes)?;
+            count += 1;
+        }
+        if let Some(fqdn) = &self.fqdn {
+            self.add(&repo, &mut index, "CNAME", fqdn.as_bytes())?;
+            count += 1;
+        }
+        let tree = index
+            .write_tree_to(&repo)
+            .map_err(|e| format!("cannot write the tree: {}", e.message()))?;
+        if let Some(parent) = &parent {
+            if parent.tree_id() == tree && !self.allow_empty {
+                return Ok(Pushed {
+                    files: count,
+                    commit: None,
+                });
+            }
+        }
+        let tree = repo.find_tree(tree).map_err(|e| e.message().to_string())?;
+        let who = Signature::now(&self.author.0, &self.author.1)
+            .map_err(|e| format!("name or email: {}", e.message()))?;
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let commit = repo
+            .commit(Some(&reference), &who, &who, &self.message, &tree, &parents)
+            .map_err(|e| format!("cannot commit: {}", e.message()))?;
+
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| self.failed("pushing", &e))?;
+        // Without keep_history the branch is replaced, as dpl does.
+        let force = if self.keep_history { "" } else { "+" };
+        let refspec = format!("{force}{reference}:{reference}");
+        let mut refused: Option<String> = None;
+        {
+            let mut callbacks = self.callbacks();
+            callbacks.push_update_reference(|_, status| {
+                if let Some(status) = status {
+                    refused = Some(status.to_string());
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(callbacks);
+            remote
+                .push(&[refspec.as_str()], Some(&mut options))
+                .map_err(|e| self.failed("pushing", &e))?;
+        }
+        if let Some(why) = refused {
+            return Err(format!(
+                "{} refused the push to {}: {why}",
+                self.url, self.branch
+            ));
+        }
+        Ok(Pushed {
+            files: count,
+            commit: Some(commit.to_string()),
+        })
+    }
+
+    fn add(
+        &self,
+        repo: &Repository,
+        index: &mut git2::Index,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let id = repo
+            .blob(bytes)
+            .map_err(|e| format!("cannot store {path}: {}", e.message()))?;
+        let entry = git2::IndexEntry {
+            ctime: git2::IndexTime::new(0, 0),
+            mtime: git2::IndexTime::new(0, 0),
+            dev: 0,
+            ino: 0,
+            mode: FILE_MODE,
+            uid: 0,
+            gid: 0,
+            file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            id,
+            flags: 0,
+            flags_extended: 0,
+            path: path.as_bytes().to_vec(),
+        };
+        index
+            .add(&entry)
+            .map_err(|e| format!("cannot add {path}: {}", e.message()))
+    }
+
+    /// The token as the password of `x-access-token`, offered once, and
+    /// only to the host of `url`.
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        let mut offered = false;
+        callbacks.credentials(move |_url, _user, allowed| {
+            if offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str("the token was refused"));
+            }
+            offered = true;
+            Cred::userpass_plaintext("x-access-token", &self.token)
+        });
+        callbacks
+    }
+
+    fn failed(&self, doing: &str, e: &git2::Error) -> String {
+        let hint = if e.message().contains("refused") || e.code() == git2::ErrorCode::Auth {
+            ": check `github_token` (it needs write access to the repository)"
+        } else {
+            ""
+        };
+        format!("{doing} {} failed: {}{hint}", self.url, e.message())
+    }
+}
