@@ -12,7 +12,8 @@ use crate::job_files::{in_workspace, open_file_below};
 use crate::logs::LogPipeline;
 use gantry_pipeline::{Pages, S3};
 use git2::{
-    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, Signature,
+    Cred, CredentialType, FetchOptions, ProxyOptions, PushOptions, RemoteCallbacks, Repository,
+    Signature,
 };
 use std::io::Read;
 use std::path::PathBuf;
@@ -102,6 +103,14 @@ pub async fn deploy(pages: &Pages, t: &Target<'_>, p: &mut LogPipeline) -> Resul
     Ok(())
 }
 
+/// The proxy git itself would use, as the runner's clones do (see
+/// `workspace.rs`): git's `http.proxy`, else `https_proxy` / `http_proxy`.
+fn proxy() -> ProxyOptions<'static> {
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    proxy
+}
+
 /// The blocking part: a repository in the runner's scratch folder, the
 /// files copied in, one commit, one push.
 struct PushJob {
@@ -139,6 +148,7 @@ impl PushJob {
                 .map_err(|e| self.failed("fetching", &e))?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.callbacks());
+            options.proxy_options(proxy());
             options.depth(1);
             let refspec = format!("+{reference}:refs/remotes/origin/{}", self.branch);
             remote
@@ -208,6 +218,7 @@ impl PushJob {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
+            options.proxy_options(proxy());
             remote
                 .push(&[refspec.as_str()], Some(&mut options))
                 .map_err(|e| self.failed("pushing", &e))?;

@@ -14,7 +14,7 @@ use gantry_pipeline::{Releases, S3};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const YELLOW: &str = "\x1b[33;1m";
@@ -83,6 +83,19 @@ pub async fn deploy(r: &Releases, t: &Target<'_>, p: &mut LogPipeline) -> Result
         None => r.body.as_deref().map(|b| expand(b, t.env)),
     };
 
+    // What the options say of the release: set when it is made, and again
+    // when it is published (dpl updates an existing release with them).
+    let mut details = json!({});
+    if let Some(name) = &r.name {
+        details["name"] = json!(expand(name, t.env));
+    }
+    if let Some(body) = &body {
+        details["body"] = json!(body);
+    }
+    if let Some(pre) = r.prerelease {
+        details["prerelease"] = json!(pre);
+    }
+
     let api = t.github_api.trim_end_matches('/');
     let gh = GitHub::new(api, &token)?;
     let release = match gh.find(&slug, &tag, t).await? {
@@ -95,26 +108,26 @@ pub async fn deploy(r: &Releases, t: &Target<'_>, p: &mut LogPipeline) -> Result
             release
         }
         None => {
-            let mut new = json!({ "tag_name": tag, "name": r.name.as_deref().map(|n| expand(n, t.env)).unwrap_or_else(|| tag.clone()), "draft": true });
-            if let Some(body) = &body {
-                new["body"] = json!(body);
+            let mut new = details.clone();
+            new["tag_name"] = json!(tag);
+            new["draft"] = json!(true);
+            if new.get("name").is_none() {
+                new["name"] = json!(tag);
             }
-            if let Some(pre) = r.prerelease {
-                new["prerelease"] = json!(pre);
-            }
-            if let Some(target) = &r.target_commitish {
-                new["target_commitish"] = json!(expand(target, t.env));
-            } else {
-                new["target_commitish"] = json!(t.build.commit);
-            }
+            new["target_commitish"] = json!(r
+                .target_commitish
+                .as_deref()
+                .map(|c| expand(c, t.env))
+                .unwrap_or_else(|| t.build.commit.clone()));
             let url = format!("{api}/repos/{slug}/releases");
-            let made: Release = gh
-                .json(
-                    gh.call(Method::POST, &url).json(&new),
-                    "creating the release",
-                    t,
+            let doing = "creating the release";
+            let created = gh
+                .checked(
+                    gh.sent(gh.call(Method::POST, &url).json(&new), t).await?,
+                    doing,
                 )
                 .await?;
+            let made: Release = GitHub::read(created, doing).await?;
             p.say(&format!(
                 "Created release {tag} of {slug}, a draft until its files are up"
             ))
@@ -171,24 +184,14 @@ pub async fn deploy(r: &Releases, t: &Target<'_>, p: &mut LogPipeline) -> Result
     }
 
     // Published (or kept a draft), with the options as given.
-    let mut update = json!({ "draft": r.draft });
-    if let Some(name) = &r.name {
-        update["name"] = json!(expand(name, t.env));
-    }
-    if let Some(body) = &body {
-        update["body"] = json!(body);
-    }
-    if let Some(pre) = r.prerelease {
-        update["prerelease"] = json!(pre);
-    }
+    let mut update = details;
+    update["draft"] = json!(r.draft);
     let url = format!("{api}/repos/{slug}/releases/{}", release.id);
-    let done: Release = gh
-        .json_retried(
-            || gh.call(Method::PATCH, &url).json(&update),
-            "publishing the release",
-            t,
-        )
+    let doing = "publishing the release";
+    let published = gh
+        .send(|| gh.call(Method::PATCH, &url).json(&update), doing, t)
         .await?;
+    let done: Release = GitHub::read(published, doing).await?;
     p.say(&if done.draft {
         format!(
             "Release {} stays a draft (draft: true): {}",
@@ -218,16 +221,7 @@ fn plan(
     }
     for path in inside {
         let shown = path.display().to_string();
-        let (folder, pattern) = if glob {
-            split_pattern(&path)
-        } else {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (folder, literal(&name))
-        };
+        let (folder, pattern) = split_pattern(&path, glob);
         let options = S3 {
             glob: pattern.clone(),
             dot_match: true,
@@ -244,14 +238,6 @@ fn plan(
             .unwrap_or_default()
             .into_iter()
             .filter(|u| pattern.contains("**") || u.key.matches('/').count() == depth)
-            .map(|u| Upload {
-                path: u
-                    .path
-                    .components()
-                    .filter(|c| !matches!(c, Component::CurDir))
-                    .collect(),
-                ..u
-            })
             .collect();
         if found.is_empty() {
             notes.push(format!("{shown} was not found; nothing uploaded for it"));
@@ -274,13 +260,14 @@ fn plan(
 }
 
 /// The folders before the first one with a glob character, and the rest
-/// as a pattern: `dist/*/bin-*` → (`dist`, `*/bin-*`).
-fn split_pattern(path: &Path) -> (PathBuf, String) {
+/// as a pattern: `dist/*/bin-*` → (`dist`, `*/bin-*`). Without `glob`, or
+/// without a glob character, the last name is the file, matching only itself.
+fn split_pattern(path: &Path, glob: bool) -> (PathBuf, String) {
     let mut folder = PathBuf::new();
     let mut rest: Vec<String> = Vec::new();
     for c in path.components() {
         let text = c.as_os_str().to_string_lossy();
-        if rest.is_empty() && !text.contains(['*', '?', '[', '{']) {
+        if rest.is_empty() && !(glob && text.contains(['*', '?', '[', '{'])) {
             folder.push(c);
         } else {
             rest.push(text.into_owned());
@@ -415,28 +402,11 @@ impl GitHub {
         }
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        request: RequestBuilder,
+    /// The JSON of a checked answer.
+    async fn read<T: serde::de::DeserializeOwned>(
+        response: Response,
         doing: &str,
-        t: &Target<'_>,
     ) -> Result<T, String> {
-        let response = self.checked(self.sent(request, t).await?, doing).await?;
-        response.json().await.map_err(|e| {
-            format!(
-                "{doing}: GitHub's answer was not understood: {}",
-                e.without_url()
-            )
-        })
-    }
-
-    async fn json_retried<T: serde::de::DeserializeOwned>(
-        &self,
-        request: impl Fn() -> RequestBuilder,
-        doing: &str,
-        t: &Target<'_>,
-    ) -> Result<T, String> {
-        let response = self.send(request, doing, t).await?;
         response.json().await.map_err(|e| {
             format!(
                 "{doing}: GitHub's answer was not understood: {}",
@@ -450,16 +420,18 @@ impl GitHub {
     async fn find(&self, slug: &str, tag: &str, t: &Target<'_>) -> Result<Option<Release>, String> {
         for page in 1..=10 {
             let url = format!("{}/repos/{slug}/releases", self.api);
-            let releases: Vec<Release> = self
-                .json_retried(
+            let doing = "listing the releases";
+            let listed = self
+                .send(
                     || {
                         self.call(Method::GET, &url)
                             .query(&[("per_page", "100"), ("page", &page.to_string())])
                     },
-                    "listing the releases",
+                    doing,
                     t,
                 )
                 .await?;
+            let releases: Vec<Release> = GitHub::read(listed, doing).await?;
             let last = releases.len() < 100;
             if let Some(found) = releases.into_iter().find(|r| r.tag_name == tag) {
                 return Ok(Some(found));

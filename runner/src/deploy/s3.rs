@@ -114,7 +114,8 @@ impl Walk<'_> {
                         None
                     };
                     self.out.push(Upload {
-                        path: self.local_dir.join(&relative),
+                        // `site/x`, and `x` (not `./x`) for the workspace's top.
+                        path: job_files::normal(&self.local_dir.join(&relative)),
                         content_type: content_type(&relative, self.s3),
                         key,
                         size,
