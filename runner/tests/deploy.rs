@@ -1116,6 +1116,66 @@ async fn releases_upload_the_jobs_files_to_the_tags_release_and_publish_it() {
     assert_eq!(github.releases("acme/widget").len(), 1);
 }
 
+#[tokio::test]
+async fn releases_with_draft_stay_a_draft_and_prerelease_is_marked() {
+    const TOKEN: &str = "ghp_gantryDraftToken0123456789abcdef";
+    let h = default_harness().await;
+    let github = GitHubDouble::start().await;
+    let (repo, sha) = repo_with(&[("README.md", "widget")]);
+    github.add_repo("acme/widget", repo.path.clone());
+    github.allow_release_token(TOKEN);
+    // Files as a list (no globbing), the notes as text with the tag in them.
+    let pipeline = format!(
+        "image: {IMAGE}\nscript: true\nbefore_deploy: printf 'sum' > SHA256SUMS.txt && printf 'bin' > widget.bin\ndeploy:\n  provider: releases\n  api_key:\n    secure: \"c2VjcmV0\"\n  file:\n    - SHA256SUMS.txt\n    - widget.bin\n  draft: true\n  prerelease: true\n  body: Candidate $TRAVIS_TAG\n  on:\n    tags: true\n"
+    );
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &pipeline, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Release v1.2.0 stays a draft (draft: true)"),
+        "{log}"
+    );
+    let releases = github.releases("acme/widget");
+    assert_eq!(releases.len(), 1);
+    let release = &releases[0];
+    assert!(release.draft, "draft: true keeps it from the public");
+    assert!(release.prerelease, "prerelease: true is passed on");
+    assert_eq!(release.body.as_deref(), Some("Candidate v1.2.0"));
+    let assets: Vec<(&str, &str, &[u8])> = release
+        .assets
+        .iter()
+        .map(|a| (a.name.as_str(), a.content_type.as_str(), a.data.as_slice()))
+        .collect();
+    assert_eq!(
+        assets,
+        [
+            ("SHA256SUMS.txt", "text/plain", &b"sum"[..]),
+            ("widget.bin", "application/octet-stream", &b"bin"[..]),
+        ]
+    );
+
+    // A later job finds the draft (GitHub's by-tag lookup would not) and
+    // adds to it rather than making a second release.
+    let more = pipeline
+        .replace("widget.bin", "widget-2.bin")
+        .replace("printf 'bin' > widget-2.bin", "printf 'two' > widget-2.bin");
+    let (outcome, log) = run(
+        &h,
+        &tag_build(&repo, &sha, &more, &github, TOKEN),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let releases = github.releases("acme/widget");
+    assert_eq!(releases.len(), 1, "the draft was found, not made again");
+    assert!(releases[0].draft);
+    assert_eq!(releases[0].assets.len(), 3);
+}
+
 /// `git` in `dir`, for reading back what a push left.
 fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new("git")
