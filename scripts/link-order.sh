@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Writes cli/link-order/gantry.txt and cli/link-order/gantry-runner.txt: the
+# functions a server and a remote runner run while they start, idle, and run
+# 100 jobs, in the order first run (idle first). `cli/build.rs` hands them to
+# the linker, which puts those functions first in release builds, so that
+# the code an idle process keeps mapped is a few MiB instead of most of the
+# binary (see bench/RESULTS.md, metric 6).
+#
+# How: the bench's metric 6 (server, remote runner, 100 jobs) runs with both
+# processes under valgrind's callgrind, which names every function run; the
+# names of the start and idle part are dumped before the jobs begin. Then the
+# binaries are linked in that order and metric 6 runs again natively under
+# `perf record -e page-faults`: a function that ran only there (timing differs
+# under valgrind) faults on a page of its own, and is added at the lists' end.
+# Run it again when the lists have aged (new code runs outside them): the
+# script says how many of the old lists' names the binaries still have.
+# Needs valgrind, perf and python3, and what the bench needs (Docker, test images).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in valgrind callgrind_control perf python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install valgrind linux-perf python3" >&2; exit 1; }
+done
+scripts/test-images.sh >/dev/null
+cargo build --release -q -p gantry -p gantry-bench
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/bin" "$work/out" "$work/perf"
+# Copies: a build while this runs must not change the binaries measured.
+cp target/release/gantry target/release/gantry-runner "$work/"
+for bin in gantry gantry-runner; do
+  cat >"$work/bin/$bin" <<EOF
+#!/bin/sh
+# No restart without malloc's thread caches (it would leave valgrind).
+export GLIBC_TUNABLES=glibc.malloc.tcache_count=0
+exec valgrind --tool=callgrind --trace-children=yes --demangle=no --dump-instr=no \\
+  --callgrind-out-file="$work/out/$bin.%p" "$work/$bin" "\$@" 2>>"$work/valgrind.log"
+EOF
+  chmod +x "$work/bin/$bin"
+done
+
+echo "running metric 6 under callgrind (about 5 minutes)..." >&2
+GANTRY_BIN="$work/bin/gantry" target/release/gantry-bench --only 6 --idle-secs 60 \
+  --out "$work/bench.md" 2>&1 | while IFS= read -r line; do
+    printf '%s\n' "$line" >&2
+    case "$line" in
+      # The idle part ends: what ran so far goes to files of their own (*.1).
+      *"idle: 100 jobs"*) callgrind_control -d >/dev/null 2>&1 || true ;;
+      # The jobs and most of the idling after them (*.2), before the bench
+      # stops the processes: one stopped by SIGKILL writes no file at exit.
+      *"idle: waiting 60 s again"*) (sleep 50; callgrind_control -d >/dev/null 2>&1 || true) & ;;
+    esac
+  done
+wait
+
+python3 - "$work" <<'EOF'
+import glob, os, re, subprocess, sys
+
+work = sys.argv[1]
+
+def symbols(binary):
+    out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
+    return {p[2] for p in (l.split(" ", 2) for l in out.splitlines()) if len(p) == 3 and p[1] in "tTwW"}
+
+def names(path):
+    """Functions in a callgrind file, in the order first named."""
+    seen = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.match(r"^c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
+            if m:
+                seen.setdefault(m.group(1), None)
+    return list(seen)
+
+def run_of(program):
+    """Names of a program's processes: the idle dumps first, then the rest."""
+    idle, rest = [], []
+    for path in sorted(glob.glob(f"{work}/out/{program}.*"), key=lambda p: p.endswith((".1", ".2")) and p[-1] or "3"):
+        (idle if path.endswith(".1") else rest).extend(names(path))
+    return idle, rest
+
+server_idle, server_jobs = run_of("gantry")
+runner_idle, runner_jobs = run_of("gantry-runner")
+if not server_idle or not runner_idle:
+    sys.exit("callgrind wrote no idle part: did the bench run its metric 6?")
+plans = {
+    # `gantry server` runs the server, and often an embedded runner too.
+    "gantry": server_idle + server_jobs + runner_idle + runner_jobs,
+    "gantry-runner": runner_idle + runner_jobs,
+}
+os.makedirs("cli/link-order", exist_ok=True)
+for binary, order in plans.items():
+    have = symbols(f"{work}/{binary}")
+    path = f"cli/link-order/{binary}.txt"
+    if os.path.exists(path):
+        old = [l for l in open(path).read().split("\n") if l]
+        kept = sum(1 for l in old if l in have)
+        print(f"{path}: the binary still had {kept} of the old list's {len(old)} functions", file=sys.stderr)
+    listed, seen = [], set()
+    for name in order:
+        if name in have and name not in seen:
+            seen.add(name)
+            listed.append(name)
+    with open(path, "w") as f:
+        f.write("\n".join(listed) + "\n")
+    print(f"{path}: {len(listed)} functions", file=sys.stderr)
+EOF
+
+echo "linking in that order, then metric 6 natively under perf (about 4 minutes)..." >&2
+cargo build --release -q -p gantry -p gantry-bench
+cp target/release/gantry target/release/gantry-runner "$work/"
+for bin in gantry gantry-runner; do
+  cat >"$work/bin/$bin" <<EOF
+#!/bin/sh
+exec perf record -q -e page-faults -c 1 -d -o "$work/perf/$bin.\$\$.data" "$work/$bin" "\$@"
+EOF
+done
+GANTRY_BIN="$work/bin/gantry" target/release/gantry-bench --only 6 --idle-secs 60 \
+  --out "$work/bench.md" >&2
+for bin in gantry gantry-runner; do
+  for data in "$work/perf/$bin".*.data; do
+    # A fault on an instruction of the binary: the function that ran there.
+    perf script -i "$data" --no-demangle -F addr,ip,sym,dso 2>/dev/null |
+      awk -v dso="($work/$bin)" '$1 == $4 && $6 == dso && $5 != "[unknown]" { print $5 }'
+  done | awk '!seen[$0]++' >"$work/faulted-$bin.txt"
+  list="cli/link-order/$bin.txt"
+  grep -vxF -f "$list" "$work/faulted-$bin.txt" >"$work/added-$bin.txt" || true
+  cat "$work/added-$bin.txt" >>"$list"
+  echo "$list: $(wc -l <"$work/added-$bin.txt") functions that ran only natively added" >&2
+done
+echo "now: cargo build --release (the binaries are linked in the new order)" >&2
