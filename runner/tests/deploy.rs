@@ -939,6 +939,15 @@ async fn artifacts_go_up_after_the_job_whatever_its_result() {
     assert!(listed.contents().is_empty());
 }
 
+/// A release's assets as (name, content type, bytes), in upload order.
+fn assets_of(release: &gantry_testkit::github::releases::Release) -> Vec<(&str, &str, &[u8])> {
+    release
+        .assets
+        .iter()
+        .map(|a| (a.name.as_str(), a.content_type.as_str(), a.data.as_slice()))
+        .collect()
+}
+
 /// A tag build of `pipeline` that deploys to the double's GitHub.
 fn tag_build(
     repo: &gantry_testkit::git::Repo,
@@ -1007,13 +1016,8 @@ async fn releases_upload_the_jobs_files_to_the_tags_release_and_publish_it() {
     assert_eq!(release.target_commitish, sha);
     // The notes file is read as it is: `$TRAVIS_TAG` in it is text.
     assert_eq!(release.body.as_deref(), Some("What is new in $TRAVIS_TAG"));
-    let assets: Vec<(&str, &str, &[u8])> = release
-        .assets
-        .iter()
-        .map(|a| (a.name.as_str(), a.content_type.as_str(), a.data.as_slice()))
-        .collect();
     assert_eq!(
-        assets,
+        assets_of(release),
         [
             ("widget-linux.tar.gz", "application/gzip", &b"linux-1\n"[..]),
             ("widget-mac.tar.gz", "application/gzip", &b"mac-1\n"[..]),
@@ -1145,13 +1149,8 @@ async fn releases_with_draft_stay_a_draft_and_prerelease_is_marked() {
     assert!(release.draft, "draft: true keeps it from the public");
     assert!(release.prerelease, "prerelease: true is passed on");
     assert_eq!(release.body.as_deref(), Some("Candidate v1.2.0"));
-    let assets: Vec<(&str, &str, &[u8])> = release
-        .assets
-        .iter()
-        .map(|a| (a.name.as_str(), a.content_type.as_str(), a.data.as_slice()))
-        .collect();
     assert_eq!(
-        assets,
+        assets_of(release),
         [
             ("SHA256SUMS.txt", "text/plain", &b"sum"[..]),
             ("widget.bin", "application/octet-stream", &b"bin"[..]),
