@@ -76,7 +76,10 @@ def names(path):
 def run_of(program):
     """Names of a program's processes: the idle dumps first, then the rest."""
     idle, rest = [], []
-    for path in sorted(glob.glob(f"{work}/out/{program}.*"), key=lambda p: p.endswith((".1", ".2")) and p[-1] or "3"):
+    def dump(path):
+        # `.1`: start and idle; `.2`: the jobs; no number: the rest, at exit.
+        return {".1": 1, ".2": 2}.get(path[-2:], 3)
+    for path in sorted(glob.glob(f"{work}/out/{program}.*"), key=dump):
         (idle if path.endswith(".1") else rest).extend(names(path))
     return idle, rest
 

@@ -518,6 +518,8 @@ fn finish(
             }
         }
     }
+    // Both go first in before_install, apt ahead of the host keys: the
+    // packages may include ssh-keyscan (each insert(0) goes before the last).
     let addons = cfg.addons.as_ref();
     if let Some(hosts) = addons.map(|a| &a.ssh_known_hosts).filter(|h| !h.is_empty()) {
         phases
@@ -525,7 +527,6 @@ fn finish(
             .or_default()
             .insert(0, crate::config::addons::ssh_known_hosts_command(hosts));
     }
-    // First of all: the packages may include ssh-keyscan.
     if let Some(packages) = addons.map(|a| &a.apt_packages).filter(|p| !p.is_empty()) {
         phases
             .entry(Phase::BeforeInstall)

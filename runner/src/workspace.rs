@@ -639,7 +639,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), CloneError> {
 
 /// Whether two URLs name the same host. A relative URL (a submodule's
 /// `../lib.git`) lives on the host of the repository that names it.
-fn same_host(url: &str, clone_url: &str) -> bool {
+pub(crate) fn same_host(url: &str, clone_url: &str) -> bool {
     if url.starts_with("./") || url.starts_with("../") {
         return true;
     }

@@ -57,13 +57,36 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
             other => unsupported(d, other, span),
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    packages.retain(|p| seen.insert(p.clone()));
-    let mut seen = std::collections::HashSet::new();
-    addons.hosts.retain(|h| seen.insert(h.clone()));
-    let mut seen = std::collections::HashSet::new();
-    addons.ssh_known_hosts.retain(|h| seen.insert(h.clone()));
+    for list in [
+        &mut addons.apt_packages,
+        &mut addons.hosts,
+        &mut addons.ssh_known_hosts,
+    ] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|entry| seen.insert(entry.clone()));
+    }
     addons
+}
+
+/// A string or a list of strings at `what`, each kept when `valid`, else an
+/// error at its line: "`entry` is not {kind}", with `hint`.
+fn checked(
+    d: &mut Decoder,
+    node: &Node,
+    what: &str,
+    valid: fn(&str) -> bool,
+    (kind, hint): (&str, &str),
+    out: &mut Vec<String>,
+) {
+    for entry in d.strings(node, what).unwrap_or_default() {
+        if valid(&entry.value) {
+            out.push(entry.value);
+        } else {
+            d.diags
+                .error(entry.span, format!("`{}` is not {kind}", entry.value))
+                .hint(hint);
+        }
+    }
 }
 
 /// `addons.ssh_known_hosts`: one entry or a list of `host`, `host:port`,
@@ -71,21 +94,17 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
 /// line. Each entry goes to the shell as one word, so nothing in it may be
 /// read by the shell.
 fn known_hosts(d: &mut Decoder, node: &Node, hosts: &mut Vec<String>) {
-    for entry in d
-        .strings(node, "addons.ssh_known_hosts")
-        .unwrap_or_default()
-    {
-        if is_ssh_host(&entry.value) {
-            hosts.push(entry.value);
-        } else {
-            d.diags
-                .error(
-                    entry.span,
-                    format!("`{}` is not a host for ssh_known_hosts", entry.value),
-                )
-                .hint("a host name or IP address, with `:port` when it is not 22: `git.example.com:2222`");
-        }
-    }
+    checked(
+        d,
+        node,
+        "addons.ssh_known_hosts",
+        is_ssh_host,
+        (
+            "a host for ssh_known_hosts",
+            "a host name or IP address, with `:port` when it is not 22: `git.example.com:2222`",
+        ),
+        hosts,
+    );
 }
 
 fn is_ssh_host(entry: &str) -> bool {
@@ -117,15 +136,17 @@ pub fn ssh_known_hosts_command(hosts: &[String]) -> String {
 /// `addons.hosts`: one name or a list, each checked as a host name so that
 /// a typo fails at its line, not as a lookup failing halfway through a job.
 fn hosts(d: &mut Decoder, node: &Node, hosts: &mut Vec<String>) {
-    for name in d.strings(node, "addons.hosts").unwrap_or_default() {
-        if is_host_name(&name.value) {
-            hosts.push(name.value);
-        } else {
-            d.diags
-                .error(name.span, format!("`{}` is not a host name", name.value))
-                .hint("one name per entry, such as `travis.dev`: letters, digits, `-` and `.`");
-        }
-    }
+    checked(
+        d,
+        node,
+        "addons.hosts",
+        is_host_name,
+        (
+            "a host name",
+            "one name per entry, such as `travis.dev`: letters, digits, `-` and `.`",
+        ),
+        hosts,
+    );
 }
 
 fn is_host_name(name: &str) -> bool {
@@ -191,18 +212,17 @@ fn apt(d: &mut Decoder, node: &Node, packages: &mut Vec<String>) {
 /// optional `:arch` or `=version`), so a typo fails at its line and not
 /// halfway through a job.
 fn names(d: &mut Decoder, node: &Node, what: &str, packages: &mut Vec<String>) {
-    for name in d.strings(node, what).unwrap_or_default() {
-        if is_package(&name.value) {
-            packages.push(name.value);
-        } else {
-            d.diags
-                .error(
-                    name.span,
-                    format!("`{}` is not a Debian package name", name.value),
-                )
-                .hint("one package per entry: lowercase letters, digits and + - . (then :arch or =version)");
-        }
-    }
+    checked(
+        d,
+        node,
+        what,
+        is_package,
+        (
+            "a Debian package name",
+            "one package per entry: lowercase letters, digits and + - . (then :arch or =version)",
+        ),
+        packages,
+    );
 }
 
 fn is_package(name: &str) -> bool {

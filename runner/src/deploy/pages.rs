@@ -15,7 +15,6 @@ use git2::{
     Cred, CredentialType, FetchOptions, ProxyOptions, PushOptions, RemoteCallbacks, Repository,
     Signature,
 };
-use std::io::Read;
 use std::path::PathBuf;
 
 /// A plain file, as git records it (a site needs no executable bits).
@@ -130,9 +129,6 @@ struct PushJob {
 
 impl PushJob {
     fn run(self) -> Result<Pushed, String> {
-        let _ = std::fs::remove_dir_all(&self.scratch);
-        let repo = Repository::init_bare(&self.scratch)
-            .map_err(|e| format!("cannot make a repository to push from: {}", e.message()))?;
         let reference = format!("refs/heads/{}", self.branch);
         if !git2::Reference::is_valid_name(&reference) {
             return Err(format!(
@@ -140,6 +136,9 @@ impl PushJob {
                 self.branch
             ));
         }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        let repo = Repository::init_bare(&self.scratch)
+            .map_err(|e| format!("cannot make a repository to push from: {}", e.message()))?;
 
         // The branch as it is, for keep_history.
         let parent = if self.keep_history {
@@ -171,15 +170,22 @@ impl PushJob {
         let mut index = git2::Index::new().map_err(|e| e.message().to_string())?;
         let mut count = 0;
         for file in &files {
-            let mut bytes = Vec::new();
-            open_file_below(&self.workspace, &file.path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
-            self.add(&repo, &mut index, &file.key, &bytes)?;
+            // Streamed into the blob: a site's big files are not held whole.
+            let cannot =
+                |e: &dyn std::fmt::Display| format!("cannot store {}: {e}", file.path.display());
+            let mut source =
+                open_file_below(&self.workspace, &file.path).map_err(|e| cannot(&e))?;
+            let mut blob = repo.blob_writer(None).map_err(|e| cannot(&e.message()))?;
+            let size = std::io::copy(&mut source, &mut blob).map_err(|e| cannot(&e))?;
+            let id = blob.commit().map_err(|e| cannot(&e.message()))?;
+            add(&mut index, &file.key, id, size)?;
             count += 1;
         }
         if let Some(fqdn) = &self.fqdn {
-            self.add(&repo, &mut index, "CNAME", fqdn.as_bytes())?;
+            let id = repo
+                .blob(fqdn.as_bytes())
+                .map_err(|e| format!("cannot store CNAME: {}", e.message()))?;
+            add(&mut index, "CNAME", id, fqdn.len() as u64)?;
             count += 1;
         }
         let tree = index
@@ -235,41 +241,17 @@ impl PushJob {
         })
     }
 
-    fn add(
-        &self,
-        repo: &Repository,
-        index: &mut git2::Index,
-        path: &str,
-        bytes: &[u8],
-    ) -> Result<(), String> {
-        let id = repo
-            .blob(bytes)
-            .map_err(|e| format!("cannot store {path}: {}", e.message()))?;
-        let entry = git2::IndexEntry {
-            ctime: git2::IndexTime::new(0, 0),
-            mtime: git2::IndexTime::new(0, 0),
-            dev: 0,
-            ino: 0,
-            mode: FILE_MODE,
-            uid: 0,
-            gid: 0,
-            file_size: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-            id,
-            flags: 0,
-            flags_extended: 0,
-            path: path.as_bytes().to_vec(),
-        };
-        index
-            .add(&entry)
-            .map_err(|e| format!("cannot add {path}: {}", e.message()))
-    }
-
     /// The token as the password of `x-access-token`, offered once, and
-    /// only to the host of `url`.
+    /// only to the host of `url` (not to where a redirect leads).
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let mut offered = false;
-        callbacks.credentials(move |_url, _user, allowed| {
+        callbacks.credentials(move |asking, _user, allowed| {
+            if !crate::workspace::same_host(asking, &self.url) {
+                return Err(git2::Error::from_str(
+                    "the token is only for the host of github_url",
+                ));
+            }
             if offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
                 return Err(git2::Error::from_str("the token was refused"));
             }
@@ -287,4 +269,25 @@ impl PushJob {
         };
         format!("{doing} {} failed: {}{hint}", self.url, e.message())
     }
+}
+
+/// An index entry for a file of the site (a plain file: no executable bits).
+fn add(index: &mut git2::Index, path: &str, id: git2::Oid, size: u64) -> Result<(), String> {
+    let entry = git2::IndexEntry {
+        ctime: git2::IndexTime::new(0, 0),
+        mtime: git2::IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: FILE_MODE,
+        uid: 0,
+        gid: 0,
+        file_size: u32::try_from(size).unwrap_or(u32::MAX),
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    };
+    index
+        .add(&entry)
+        .map_err(|e| format!("cannot add {path}: {}", e.message()))
 }
