@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Writes cli/link-order/gantry.txt and cli/link-order/gantry-runner.txt: the
-# functions a server and a remote runner run while they start, idle, and run
-# 100 jobs, in the order first run (idle first). `cli/build.rs` hands them to
+# functions a server (with and without its embedded runner) and a remote
+# runner run while they start, idle, and run 100 jobs, in the order first run
+# (idle first). `cli/build.rs` hands them to
 # the linker, which puts those functions first in release builds, so that
 # the code an idle process keeps mapped is a few MiB instead of most of the
 # binary (see bench/RESULTS.md, metric 6).
 #
-# How: the bench's metric 6 (server, remote runner, 100 jobs) runs with both
-# processes under valgrind's callgrind, which names every function run; the
+# How: the bench's metric 6 (a server, a remote runner, and a server with
+# its default embedded runner; 100 jobs on each server) runs with all of them
+# under valgrind's callgrind, which names every function run; the
 # names of the start and idle part are dumped before the jobs begin. Then the
 # binaries are linked in that order and metric 6 runs again natively under
 # `perf record -e page-faults`: a function that ran only there (timing differs
@@ -46,7 +48,9 @@ GANTRY_BIN="$work/bin/gantry" target/release/gantry-bench --only 6 --idle-secs 6
     printf '%s\n' "$line" >&2
     case "$line" in
       # The idle part ends: what ran so far goes to files of their own (*.1).
-      *"idle: 100 jobs"*) callgrind_control -d >/dev/null 2>&1 || true ;;
+      # The files there now are that part; a job process dumped later for
+      # the first time also writes a `.1`, which is not idle code.
+      *"idle: 100 jobs"*) callgrind_control -d >/dev/null 2>&1 || true; ls "$work/out" >"$work/idle-dumps" ;;
       # The jobs and most of the idling after them (*.2), before the bench
       # stops the processes: one stopped by SIGKILL writes no file at exit.
       *"idle: waiting 60 s again"*) (sleep 50; callgrind_control -d >/dev/null 2>&1 || true) & ;;
@@ -73,14 +77,22 @@ def names(path):
                 seen.setdefault(m.group(1), None)
     return list(seen)
 
+idle_dumps = set(open(f"{work}/idle-dumps").read().split())
+
 def run_of(program):
-    """Names of a program's processes: the idle dumps first, then the rest."""
+    """Names of a program's processes: the idle dumps first, then the rest.
+    Within each part the process that ran least comes first: the server
+    without a runner before the one with an embedded runner, whose extra
+    functions follow, so that each server's own part stays packed."""
     idle, rest = [], []
     def dump(path):
-        # `.1`: start and idle; `.2`: the jobs; no number: the rest, at exit.
-        return {".1": 1, ".2": 2}.get(path[-2:], 3)
-    for path in sorted(glob.glob(f"{work}/out/{program}.*"), key=dump):
-        (idle if path.endswith(".1") else rest).extend(names(path))
+        # Idle; then `.2` (the jobs); then no number (the rest, at exit).
+        if os.path.basename(path) in idle_dumps:
+            return 1
+        return 2 if path.endswith(".2") else 3
+    runs = [(dump(p), names(p)) for p in glob.glob(f"{work}/out/{program}.*")]
+    for kind, run in sorted(runs, key=lambda r: (r[0], len(r[1]))):
+        (idle if kind == 1 else rest).extend(run)
     return idle, rest
 
 server_idle, server_jobs = run_of("gantry")
@@ -88,7 +100,8 @@ runner_idle, runner_jobs = run_of("gantry-runner")
 if not server_idle or not runner_idle:
     sys.exit("callgrind wrote no idle part: did the bench run its metric 6?")
 plans = {
-    # `gantry server` runs the server, and often an embedded runner too.
+    # `gantry server`, with and without its embedded runner; then what the
+    # remote runner ran, for `gantry runner` (the same binary's runner).
     "gantry": server_idle + server_jobs + runner_idle + runner_jobs,
     "gantry-runner": runner_idle + runner_jobs,
 }

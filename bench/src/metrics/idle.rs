@@ -1,81 +1,125 @@
 //! Metric 6: resident memory of an idle server and an idle remote runner
 //! (separate processes, so each is measured alone), after `idle` seconds,
 //! and again after 100 jobs and the same settling time.
+//!
+//! Beside them, in the same waits, a server as `gantry server` starts by
+//! default: one embedded job slot, so the runner lives in the server's
+//! process. Its budget is the two others' together.
 
 use crate::fail;
-use crate::setup::{Memory, Process, Project, Stage};
+use crate::setup::{Client, Memory, Process, Project, Stage};
 use crate::stats::{num, Row};
 use crate::Cx;
 use std::time::Duration;
 
 const JOBS: i64 = 100;
 
+/// One process measured: its name in the table, its budget, and readings
+/// idle, right after the jobs, and settled.
+struct Subject<'a> {
+    who: &'a str,
+    limit: f64,
+    process: &'a Process,
+    readings: Vec<Memory>,
+}
+
+impl Subject<'_> {
+    fn read(&mut self) {
+        self.readings.push(self.process.memory());
+    }
+}
+
 pub async fn run(cx: &Cx) -> Vec<Row> {
-    let stage = Stage::start(&cx.github_url, "0");
-    let client = stage.client.clone();
-    let (server, data) = (&stage.server, &stage.data);
-    let runner = Process::runner(&server.url, &data.path().join("runner"), 2);
-    let project = Project::new(
-        &cx.github,
-        "idle",
-        9_006,
-        &format!("image: {}\nscript: \"true\"\n", cx.image),
-    );
+    let split = Stage::start(&cx.github_url, "0");
+    let runner = Process::runner(&split.server.url, &split.data.path().join("runner"), 2);
+    let default = Stage::start(&cx.github_url, "1");
+    let pipeline = format!("image: {}\nscript: \"true\"\n", cx.image);
+    let split_project = Project::new(&cx.github, "idle", 9_006, &pipeline);
+    let default_project = Project::new(&cx.github, "idle-default", 9_007, &pipeline);
+    let mut subjects = [
+        Subject {
+            who: "server",
+            limit: 20.0,
+            process: &split.server,
+            readings: vec![],
+        },
+        Subject {
+            who: "runner",
+            limit: 12.0,
+            process: &runner,
+            readings: vec![],
+        },
+        Subject {
+            who: "server with its default embedded runner (1 job slot)",
+            limit: 32.0,
+            process: &default.server,
+            readings: vec![],
+        },
+    ];
+
     eprintln!("  idle: waiting {} s", cx.idle.as_secs());
     tokio::time::sleep(cx.idle).await;
-    let (server_idle, runner_idle) = (server.memory(), runner.memory());
+    subjects.iter_mut().for_each(Subject::read);
 
-    eprintln!("  idle: {JOBS} jobs");
+    eprintln!("  idle: {JOBS} jobs on each server");
     for _ in 0..JOBS {
-        client.push(&project).await;
+        split.client.push(&split_project).await;
+        default.client.push(&default_project).await;
     }
-    // A fresh database: the builds are 1..=100.
+    tokio::join!(
+        all_passed(&split.client, "idle"),
+        all_passed(&default.client, "idle-default")
+    );
+    subjects.iter_mut().for_each(Subject::read);
+    eprintln!("  idle: waiting {} s again", cx.idle.as_secs());
+    tokio::time::sleep(cx.idle).await;
+    subjects.iter_mut().for_each(Subject::read);
+
+    subjects.iter().map(|s| row(cx, s)).collect()
+}
+
+/// Waits for builds 1..=100 of a fresh server; each must pass.
+async fn all_passed(client: &Client, project: &str) {
     for id in 1..=JOBS {
         let build = client
-            .finished(id, Duration::from_millis(100), Duration::from_secs(600))
+            .finished(id, Duration::from_millis(100), Duration::from_secs(900))
             .await;
         if build["state"] != "passed" {
             fail!(
-                "idle-memory build {id} ended {}: {}",
+                "idle-memory build {id} of {project} ended {}: {}",
                 build["state"],
                 build["reason"]
             );
         }
     }
-    let (server_busy, runner_busy) = (server.memory(), runner.memory());
-    eprintln!("  idle: waiting {} s again", cx.idle.as_secs());
-    tokio::time::sleep(cx.idle).await;
-    let (server_after, runner_after) = (server.memory(), runner.memory());
+}
 
-    let row = |who: &str, idle: Memory, busy: Memory, after: Memory, limit: f64| {
-        let back = after.rss / idle.rss;
-        Row {
-            metric: format!(
-                "6. {who} RSS idle {} s, then after {JOBS} jobs and {} s more",
-                cx.idle.as_secs(),
-                cx.idle.as_secs()
-            ),
-            floor: "–".into(),
-            gantry: format!(
-                "{} MiB idle; {} MiB right after the jobs; {} MiB settled (heap and stacks: {} → {} → {} MiB; processes: {} → {} → {})",
-                num(idle.rss),
-                num(busy.rss),
-                num(after.rss),
-                num(idle.anon),
-                num(busy.anon),
-                num(after.anon),
-                idle.processes,
-                busy.processes,
-                after.processes,
-            ),
-            ratio: format!("{}× idle after the jobs", num(back)),
-            spread: "–".into(),
-            target: format!("≤ {limit} MiB, back within 10%"),
-            holds: Some(idle.rss <= limit && back <= 1.10),
-        }
-    };
-    vec![
-        row("server", server_idle, server_busy, server_after, 20.0),
-        row("runner", runner_idle, runner_busy, runner_after, 12.0),
-    ]
+fn row(cx: &Cx, subject: &Subject) -> Row {
+    let [idle, busy, after] = [0, 1, 2].map(|i| subject.readings[i]);
+    let back = after.rss / idle.rss;
+    Row {
+        metric: format!(
+            "6. {} RSS idle {} s, then after {JOBS} jobs and {} s more",
+            subject.who,
+            cx.idle.as_secs(),
+            cx.idle.as_secs()
+        ),
+        floor: "–".into(),
+        gantry: format!(
+            "{} MiB idle; {} MiB right after the jobs; {} MiB settled (heap and stacks: {} → {} → {} MiB; processes: {} → {} → {})",
+            num(idle.rss),
+            num(busy.rss),
+            num(after.rss),
+            num(idle.anon),
+            num(busy.anon),
+            num(after.anon),
+            idle.processes,
+            busy.processes,
+            after.processes,
+        ),
+        ratio: format!("{}× idle after the jobs", num(back)),
+        spread: "–".into(),
+        target: format!("≤ {} MiB, back within 10%", subject.limit),
+        holds: Some(idle.rss <= subject.limit && back <= 1.10),
+    }
 }
