@@ -475,13 +475,20 @@ impl Request {
 
     fn fetch_options(&self, url: &str, prune: bool) -> FetchOptions<'_> {
         let mut callbacks = RemoteCallbacks::new();
-        // Credentials go only to the host the server gave them for.
+        // Credentials go only to the host the server gave them for: not to
+        // a submodule elsewhere, nor to where a redirect leads.
         let creds = self
             .creds
             .as_ref()
             .filter(|_| same_host(url, &self.clone_url));
         let mut offered = false;
-        callbacks.credentials(move |_url, _user, allowed| {
+        callbacks.credentials(move |asking, _user, allowed| {
+            if creds.is_some() && !same_host(asking, &self.clone_url) {
+                return Err(git2::Error::from_str(
+                    "the remote sent the fetch to another host, which asks for a login; \
+                     Gantry gives this job's credentials only to the host of its clone URL",
+                ));
+            }
             let Some(creds) = creds else {
                 return Err(git2::Error::from_str(
                     "the repository asks for a login and the server gave this job none \
@@ -1071,6 +1078,46 @@ mod tests {
         assert!(https.url.starts_with("https://127.0.0.1:"));
         crate::git_tls::also_trust(https.ca.clone().unwrap());
         fetches_with_the_jobs_credentials_only(&https, &sha, password).await;
+    }
+
+    /// The clone URL's host redirects to another: git follows the first
+    /// redirect, as git does, but the job's credentials stay with the host
+    /// the server gave them for.
+    #[tokio::test]
+    async fn credentials_do_not_follow_a_redirect_to_another_host() {
+        let (served, sha) = served_repository();
+        let password = "ghs_installationtoken46";
+        let http =
+            gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", password)
+                .await;
+        let moved = gantry_testkit::git_http::Redirect::start(&http.url).await;
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let creds = Credentials {
+            username: "x-access-token".into(),
+            password: password.into(),
+        };
+        let dir = data.path().join("w");
+        let err = ws
+            .checkout(
+                &format!("{}/acme/app.git", moved.url),
+                &sha,
+                &GitOptions::default(),
+                &dir,
+                Some(&creds),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("cannot fetch"), "{err}");
+        assert!(err.0.contains("another host"), "{err}");
+        assert!(!err.0.contains(password), "{err}");
+        let asked = http.requests.lock().unwrap().clone();
+        assert!(!asked.is_empty(), "the redirect was not followed");
+        assert!(
+            asked.iter().all(|(_, authorized)| !authorized),
+            "the credentials went where the redirect led: {asked:?}"
+        );
+        assert!(!dir.join("README").exists());
     }
 
     #[tokio::test]

@@ -1190,18 +1190,31 @@ fn git_in(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// GitHub's side of a pages deploy: an empty bare repository `repo` behind
+/// `git http-backend`, which takes `token` as the password of
+/// `x-access-token`, as GitHub does. The folder goes when the first is dropped.
+async fn pages_host(
+    repo: &str,
+    token: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    gantry_testkit::git_http::GitHttp,
+) {
+    let served = tempfile::tempdir().unwrap();
+    let bare = served.path().join(format!("{repo}.git"));
+    std::fs::create_dir_all(&bare).unwrap();
+    git_in(&bare, &["init", "-q", "--bare"]);
+    let http =
+        gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", token).await;
+    (served, bare, http)
+}
+
 #[tokio::test]
 async fn pages_pushes_the_folder_as_the_branch_and_keeps_history_when_asked() {
     const TOKEN: &str = "ghp_gantryPagesToken0123456789abcdef";
     let h = default_harness().await;
-    // GitHub's side: a bare repository behind `git http-backend`, which
-    // takes the token as the password of `x-access-token`, as GitHub does.
-    let served = tempfile::tempdir().unwrap();
-    let bare = served.path().join("acme/widget.git");
-    std::fs::create_dir_all(&bare).unwrap();
-    git_in(&bare, &["init", "-q", "--bare"]);
-    let http =
-        gantry_testkit::git_http::GitHttp::start(served.path(), "x-access-token", TOKEN).await;
+    let (_served, bare, http) = pages_host("acme/widget", TOKEN).await;
     let (repo, sha) = repo_with(&[("src.txt", "source")]);
     let pipeline = |page: &str, keep_history: bool| {
         format!(
@@ -1307,4 +1320,61 @@ async fn pages_pushes_the_folder_as_the_branch_and_keeps_history_when_asked() {
         log.contains("no GitHub token: set `github_token` (a `secure:` value is read from the repository secret GITHUB_TOKEN) or the secret GITHUB_TOKEN"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn pages_names_the_commit_as_asked_and_gives_no_token_to_a_redirect() {
+    const TOKEN: &str = "ghp_gantryPagesNamesToken0123456789";
+    let h = default_harness().await;
+    let (_served, bare, http) = pages_host("acme/site", TOKEN).await;
+    let (repo, sha) = repo_with(&[("src.txt", "source")]);
+    // Another repository than the build's, and the commit's author and
+    // subject as asked, with the build's variables expanded.
+    let pipeline = |github_url: &str| {
+        format!(
+            "image: {IMAGE}\nscript: true\nbefore_deploy: mkdir -p public && echo docs > public/index.html\ndeploy:\n  provider: pages\n  github_token:\n    secure: \"c2VjcmV0\"\n  local_dir: public\n  repo: acme/site\n  project_name: Widget docs from $TRAVIS_BRANCH\n  name: Docs Bot\n  email: docs@example.com\n  github_url: {github_url}\n"
+        )
+    };
+    let secrets = [("GITHUB_TOKEN", TOKEN)];
+
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline(&http.url), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("Pushing public to acme/site:gh-pages"),
+        "{log}"
+    );
+    assert_eq!(
+        git_in(&bare, &["log", "-1", "--format=%an <%ae>|%cn <%ce>|%s", "gh-pages"]),
+        format!(
+            "Docs Bot <docs@example.com>|Docs Bot <docs@example.com>|Deploy Widget docs from master to {}/acme/site.git:gh-pages",
+            http.url
+        )
+    );
+    let pushed = git_in(&bare, &["rev-parse", "gh-pages"]);
+
+    // github_url on a host that sends the push elsewhere: git follows the
+    // first redirect, but the token stays with the host the pipeline named.
+    let moved = gantry_testkit::git_http::Redirect::start(&http.url).await;
+    let asked_before = http.requests.lock().unwrap().len();
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline(&moved.url), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("the token is only for the host of github_url"),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
+    let redirected: Vec<_> = http.requests.lock().unwrap()[asked_before..].to_vec();
+    assert!(
+        !redirected.is_empty(),
+        "the push never reached the redirect's target: {redirected:?}"
+    );
+    assert!(
+        redirected.iter().all(|(_, authorized)| !authorized),
+        "the token went where the redirect led: {redirected:?}"
+    );
+    assert!(
+        moved.requests.lock().unwrap().iter().all(|(_, auth)| !auth),
+        "the redirecting host was never asked for a login, so it gets none"
+    );
+    assert_eq!(git_in(&bare, &["rev-parse", "gh-pages"]), pushed);
 }

@@ -57,6 +57,44 @@ impl GitHttp {
 
 type Requests = Arc<Mutex<Vec<(String, bool)>>>;
 
+/// A host that answers every request with a redirect to the same path on
+/// another (`302 Found`, as a moved repository's old host does), recording
+/// each request's path and whether it carried an `Authorization` header.
+pub struct Redirect {
+    pub url: String,
+    pub requests: Requests,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Redirect {
+    pub async fn start(target: &str) -> Redirect {
+        let requests = Requests::default();
+        let seen = requests.clone();
+        let target = target.trim_end_matches('/').to_string();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let (seen, target) = (seen.clone(), target.clone());
+            async move {
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                seen.lock().unwrap().push((
+                    uri.path().to_string(),
+                    headers.contains_key("authorization"),
+                ));
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header("location", format!("{target}{path}"))
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        });
+        let (url, server) = crate::serve(app).await;
+        Redirect {
+            url,
+            requests,
+            _server: server,
+        }
+    }
+}
+
 impl Backend {
     fn app(root: &Path, username: &str, password: &str) -> (axum::Router, Requests) {
         let backend = Backend {
