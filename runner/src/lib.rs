@@ -16,6 +16,8 @@ pub mod client;
 pub mod config;
 pub mod deploy;
 pub mod docker;
+#[cfg(test)]
+mod elsewhere;
 pub mod git_tls;
 pub mod job;
 pub mod job_files;

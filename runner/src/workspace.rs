@@ -505,13 +505,9 @@ impl Request {
         });
         let canceled = self.canceled.clone();
         callbacks.transfer_progress(move |_| !canceled.load(Ordering::Relaxed));
-        // The proxy git itself would use: git's `http.proxy`, else
-        // `https_proxy` / `http_proxy`, minus the hosts `no_proxy` lists.
-        let mut proxy = ProxyOptions::new();
-        proxy.auto();
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
-        options.proxy_options(proxy);
+        options.proxy_options(proxy());
         options.download_tags(AutotagOption::None);
         if prune {
             options.prune(FetchPrune::On);
@@ -642,6 +638,14 @@ fn copy_tree(from: &Path, to: &Path, files: Files) -> std::io::Result<()> {
 fn write_file(path: &Path, text: &str) -> Result<(), CloneError> {
     std::fs::write(path, text)
         .map_err(|e| CloneError(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The proxy git itself would use: git's `http.proxy`, else `https_proxy` /
+/// `http_proxy`, minus the hosts `no_proxy` lists. For clones and pushes.
+pub(crate) fn proxy() -> ProxyOptions<'static> {
+    let mut proxy = ProxyOptions::new();
+    proxy.auto();
+    proxy
 }
 
 /// Whether two URLs name the same host. A relative URL (a submodule's
@@ -1244,30 +1248,10 @@ mod tests {
         /// What [`clone_in_a_process_of_its_own`] printed: `cloned: README`
         /// or `failed: why`.
         async fn run(&self, env: &[(&str, &str)]) -> String {
-            let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
-            command.args([
-                "workspace::tests::clone_in_a_process_of_its_own",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-            ]);
-            for name in ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] {
-                command.env_remove(name);
-            }
-            for name in ["no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"] {
-                command.env_remove(name);
-            }
-            command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
-            command.envs(env.iter().copied());
-            let out = command.output().await.unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            match stdout.lines().find_map(|l| l.strip_prefix("OUTCOME ")) {
-                Some(outcome) => outcome.to_string(),
-                None => panic!(
-                    "the clone did not run: {stdout}\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            }
+            let mut all: Vec<(&str, &str)> =
+                self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            all.extend_from_slice(env);
+            crate::elsewhere::run("workspace::tests::clone_in_a_process_of_its_own", &all).await
         }
     }
 

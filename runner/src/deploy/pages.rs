@@ -12,8 +12,7 @@ use crate::job_files::{in_workspace, open_file_below};
 use crate::logs::LogPipeline;
 use gantry_pipeline::{Pages, S3};
 use git2::{
-    Cred, CredentialType, FetchOptions, ProxyOptions, PushOptions, RemoteCallbacks, Repository,
-    Signature,
+    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, Signature,
 };
 use std::path::PathBuf;
 
@@ -102,14 +101,6 @@ pub async fn deploy(pages: &Pages, t: &Target<'_>, p: &mut LogPipeline) -> Resul
     Ok(())
 }
 
-/// The proxy git itself would use, as the runner's clones do (see
-/// `workspace.rs`): git's `http.proxy`, else `https_proxy` / `http_proxy`.
-fn proxy() -> ProxyOptions<'static> {
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
-    proxy
-}
-
 /// The blocking part: a repository in the runner's scratch folder, the
 /// files copied in, one commit, one push.
 struct PushJob {
@@ -147,7 +138,7 @@ impl PushJob {
                 .map_err(|e| self.failed("fetching", &e))?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.callbacks());
-            options.proxy_options(proxy());
+            options.proxy_options(crate::workspace::proxy());
             options.depth(1);
             let refspec = format!("+{reference}:refs/remotes/origin/{}", self.branch);
             remote
@@ -224,7 +215,7 @@ impl PushJob {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
-            options.proxy_options(proxy());
+            options.proxy_options(crate::workspace::proxy());
             remote
                 .push(&[refspec.as_str()], Some(&mut options))
                 .map_err(|e| self.failed("pushing", &e))?;
@@ -290,4 +281,104 @@ fn add(index: &mut git2::Index, path: &str, id: git2::Oid, size: u64) -> Result<
     index
         .add(&entry)
         .map_err(|e| format!("cannot add {path}: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_testkit::git_http::GitHttp;
+    use gantry_testkit::proxy::ConnectProxy;
+
+    const TOKEN: &str = "ghp_gantryPagesProxyToken0123456789";
+
+    /// The push goes through the proxy the environment names, as the clone
+    /// does, with HTTPS end to end through its `CONNECT` tunnel: the proxy
+    /// sees neither the token nor a request. Pushed from a process of its
+    /// own, so no other test sees the variables.
+    #[tokio::test]
+    async fn pushes_go_through_the_proxy_the_environment_names() {
+        let served = tempfile::tempdir().unwrap();
+        let bare = served.path().join("acme/site.git");
+        std::fs::create_dir_all(&bare).unwrap();
+        let init = std::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .current_dir(&bare)
+            .status()
+            .unwrap();
+        assert!(init.success());
+        let https = GitHttp::start_tls(served.path(), "x-access-token", TOKEN).await;
+        let proxy = ConnectProxy::start().await;
+        let url = format!("{}/acme/site.git", https.url);
+        let ca = hex::encode(https.ca.as_ref().unwrap());
+        let env = [
+            ("GANTRY_TEST_PAGES_URL", url.as_str()),
+            ("GANTRY_TEST_PAGES_CA", ca.as_str()),
+        ];
+
+        let outcome = crate::elsewhere::run(
+            "deploy::pages::tests::push_in_a_process_of_its_own",
+            &[env[0], env[1], ("HTTPS_PROXY", proxy.url.as_str())],
+        )
+        .await;
+        assert_eq!(outcome, "pushed 1 file(s)");
+        let server = https.url.trim_start_matches("https://").to_string();
+        let connects = proxy.connects();
+        assert!(!connects.is_empty(), "the push went around the proxy");
+        assert!(connects.iter().all(|c| *c == server), "{connects:?}");
+        assert!(!proxy.saw("receive-pack"));
+        assert!(!proxy.saw("Authorization"));
+        assert!(!proxy.saw(TOKEN));
+        let shown = std::process::Command::new("git")
+            .args(["show", "gh-pages:index.html"])
+            .current_dir(&bare)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&shown.stdout), "the site");
+
+        // `no_proxy` names the hosts reached directly.
+        let outcome = crate::elsewhere::run(
+            "deploy::pages::tests::push_in_a_process_of_its_own",
+            &[
+                env[0],
+                env[1],
+                ("https_proxy", proxy.url.as_str()),
+                ("no_proxy", "127.0.0.1"),
+            ],
+        )
+        .await;
+        assert_eq!(outcome, "pushed 1 file(s)");
+        assert_eq!(proxy.connects().len(), connects.len());
+    }
+
+    #[tokio::test]
+    #[ignore = "a helper: pushes_go_through_the_proxy_the_environment_names runs it in a process of its own"]
+    async fn push_in_a_process_of_its_own() {
+        let var = |name: &str| std::env::var(name).unwrap();
+        crate::git_tls::also_trust(hex::decode(var("GANTRY_TEST_PAGES_CA")).unwrap());
+        crate::git_tls::install();
+        let data = tempfile::tempdir().unwrap();
+        let workspace = data.path().join("build");
+        std::fs::create_dir_all(workspace.join("site")).unwrap();
+        std::fs::write(workspace.join("site/index.html"), "the site").unwrap();
+        let job = PushJob {
+            workspace,
+            dir: "site".into(),
+            scratch: data.path().join("pages"),
+            url: var("GANTRY_TEST_PAGES_URL"),
+            branch: "gh-pages".into(),
+            token: TOKEN.into(),
+            fqdn: None,
+            message: "Deploy".into(),
+            author: ("Deployment Bot".into(), "deploy@example.com".into()),
+            keep_history: false,
+            allow_empty: false,
+        };
+        match tokio::task::spawn_blocking(move || job.run())
+            .await
+            .unwrap()
+        {
+            Ok(pushed) => println!("OUTCOME pushed {} file(s)", pushed.files),
+            Err(e) => println!("OUTCOME failed: {}", e.replace('\n', " ")),
+        }
+    }
 }
