@@ -10,10 +10,13 @@
 //!   idling and running jobs come first, in the order of `link-order/<bin>.txt`
 //!   (made by `scripts/link-order.sh`). The kernel maps a binary's code in
 //!   64 KiB to 1 MiB windows around each page it runs; packed together, the
-//!   ~3.7 MB of code a server runs fill few windows instead of touching most
-//!   of the 36 MB (an idle server's code pages: 13 MiB → 4.5 MiB). A symbol
-//!   the list names but the binary lacks is skipped, so a list older than the
-//!   code only packs less.
+//!   few MB of code a server runs fill few windows instead of touching most
+//!   of the 36 MB (an idle server's code pages: 13 MiB → under 4 MiB). A
+//!   symbol the list names but the binary lacks is skipped, so a list older
+//!   than the code only packs less. The names hold for the build the lists
+//!   were made from, `cargo build --release -p gantry`: built beside other
+//!   packages, dependencies get other features and other symbol names
+//!   (`scripts/link-order.sh --check` tells).
 //!
 //! Elsewhere the binaries are linked as before.
 

@@ -10,10 +10,16 @@ use std::process::Stdio;
 pub(crate) async fn run(name: &str, env: &[(&str, &str)]) -> String {
     let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
     command.args([name, "--exact", "--ignored", "--nocapture"]);
-    for proxy in ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"] {
-        command.env_remove(proxy);
-    }
-    for proxy in ["no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"] {
+    for proxy in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "HTTP_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
         command.env_remove(proxy);
     }
     command.envs(env.iter().copied()).stdin(Stdio::null());

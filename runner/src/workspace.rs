@@ -481,27 +481,25 @@ impl Request {
             .creds
             .as_ref()
             .filter(|_| same_host(url, &self.clone_url));
-        let mut offered = false;
+        let mut login = creds.map(|c| HostLogin::new(&self.clone_url, &c.username, &c.password));
         callbacks.credentials(move |asking, _user, allowed| {
-            if creds.is_some() && !same_host(asking, &self.clone_url) {
-                return Err(git2::Error::from_str(
-                    "the remote sent the fetch to another host, which asks for a login; \
-                     Gantry gives this job's credentials only to the host of its clone URL",
-                ));
-            }
-            let Some(creds) = creds else {
+            let Some(login) = login.as_mut() else {
                 return Err(git2::Error::from_str(
                     "the repository asks for a login and the server gave this job none \
                      (a private repository needs GANTRY_GITHUB_TOKEN or a GitHub App on the server)",
                 ));
             };
-            if offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                return Err(git2::Error::from_str(
-                    "the remote refused the credentials Gantry has for this repository",
-                ));
-            }
-            offered = true;
-            Cred::userpass_plaintext(&creds.username, &creds.password)
+            login.offer(asking, allowed).map_err(|refusal| {
+                git2::Error::from_str(match refusal {
+                    Refusal::OtherHost => {
+                        "the remote sent the fetch to another host, which asks for a login; \
+                         Gantry gives this job's credentials only to the host of its clone URL"
+                    }
+                    Refusal::Refused => {
+                        "the remote refused the credentials Gantry has for this repository"
+                    }
+                })
+            })
         });
         let canceled = self.canceled.clone();
         callbacks.transfer_progress(move |_| !canceled.load(Ordering::Relaxed));
@@ -646,6 +644,44 @@ pub(crate) fn proxy() -> ProxyOptions<'static> {
     let mut proxy = ProxyOptions::new();
     proxy.auto();
     proxy
+}
+
+/// A login for one host, for libgit2's credentials callback: offered once
+/// (asked again, the host refused it), and only to `home`'s host, not to a
+/// host a redirect leads to (libgit2 asks with the URL it was sent to).
+pub(crate) struct HostLogin<'a> {
+    home: &'a str,
+    username: &'a str,
+    password: &'a str,
+    offered: bool,
+}
+
+/// Why a [`HostLogin`] was not offered; each caller says it in its terms.
+pub(crate) enum Refusal {
+    OtherHost,
+    Refused,
+}
+
+impl<'a> HostLogin<'a> {
+    pub(crate) fn new(home: &'a str, username: &'a str, password: &'a str) -> Self {
+        HostLogin {
+            home,
+            username,
+            password,
+            offered: false,
+        }
+    }
+
+    pub(crate) fn offer(&mut self, asking: &str, allowed: CredentialType) -> Result<Cred, Refusal> {
+        if !same_host(asking, self.home) {
+            return Err(Refusal::OtherHost);
+        }
+        if self.offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            return Err(Refusal::Refused);
+        }
+        self.offered = true;
+        Cred::userpass_plaintext(self.username, self.password).map_err(|_| Refusal::Refused)
+    }
 }
 
 /// Whether two URLs name the same host. A relative URL (a submodule's

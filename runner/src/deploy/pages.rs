@@ -10,10 +10,9 @@ use super::values::{expand, github_token};
 use super::Target;
 use crate::job_files::{in_workspace, open_file_below};
 use crate::logs::LogPipeline;
+use crate::workspace::{HostLogin, Refusal};
 use gantry_pipeline::{Pages, S3};
-use git2::{
-    Cred, CredentialType, FetchOptions, PushOptions, RemoteCallbacks, Repository, Signature,
-};
+use git2::{FetchOptions, PushOptions, RemoteCallbacks, Repository, Signature};
 use std::path::PathBuf;
 
 /// A plain file, as git records it (a site needs no executable bits).
@@ -236,18 +235,14 @@ impl PushJob {
     /// only to the host of `url` (not to where a redirect leads).
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
-        let mut offered = false;
+        let mut login = HostLogin::new(&self.url, "x-access-token", &self.token);
         callbacks.credentials(move |asking, _user, allowed| {
-            if !crate::workspace::same_host(asking, &self.url) {
-                return Err(git2::Error::from_str(
-                    "the token is only for the host of github_url",
-                ));
-            }
-            if offered || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                return Err(git2::Error::from_str("the token was refused"));
-            }
-            offered = true;
-            Cred::userpass_plaintext("x-access-token", &self.token)
+            login.offer(asking, allowed).map_err(|refusal| {
+                git2::Error::from_str(match refusal {
+                    Refusal::OtherHost => "the token is only for the host of github_url",
+                    Refusal::Refused => "the token was refused",
+                })
+            })
         });
         callbacks
     }
