@@ -343,6 +343,40 @@ mod tests {
         .await;
         assert_eq!(outcome, "pushed 1 file(s)");
         assert_eq!(proxy.connects().len(), connects.len());
+
+        // With keep_history the branch is fetched first, through the proxy
+        // too: more tunnels than the push alone, and the new commit sits on
+        // top of the one pushed before.
+        let outcome = crate::elsewhere::run(
+            "deploy::pages::tests::push_in_a_process_of_its_own",
+            &[
+                env[0],
+                env[1],
+                ("HTTPS_PROXY", proxy.url.as_str()),
+                ("GANTRY_TEST_PAGES_KEEP_HISTORY", "the site, again"),
+            ],
+        )
+        .await;
+        assert_eq!(outcome, "pushed 1 file(s)");
+        let tunnels = proxy.connects().len() - connects.len();
+        assert!(
+            tunnels > connects.len(),
+            "{tunnels} tunnels for a fetch and a push, {} for a push: the fetch went around the proxy",
+            connects.len()
+        );
+        assert!(proxy.connects().iter().all(|c| *c == server));
+        assert!(!proxy.saw("upload-pack"));
+        assert!(!proxy.saw(TOKEN));
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(&bare)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(git(&["show", "gh-pages:index.html"]), "the site, again");
+        assert_eq!(git(&["rev-list", "--count", "gh-pages"]), "2");
     }
 
     #[tokio::test]
@@ -354,7 +388,10 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let workspace = data.path().join("build");
         std::fs::create_dir_all(workspace.join("site")).unwrap();
-        std::fs::write(workspace.join("site/index.html"), "the site").unwrap();
+        // Set: a second deploy, with this page, on top of the branch.
+        let again = std::env::var("GANTRY_TEST_PAGES_KEEP_HISTORY").ok();
+        let page = again.as_deref().unwrap_or("the site");
+        std::fs::write(workspace.join("site/index.html"), page).unwrap();
         let job = PushJob {
             workspace,
             dir: "site".into(),
@@ -365,7 +402,7 @@ mod tests {
             fqdn: None,
             message: "Deploy".into(),
             author: ("Deployment Bot".into(), "deploy@example.com".into()),
-            keep_history: false,
+            keep_history: again.is_some(),
             allow_empty: false,
         };
         match tokio::task::spawn_blocking(move || job.run())
