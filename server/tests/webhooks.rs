@@ -519,6 +519,107 @@ async fn github_outages_are_retried_not_fatal(engine: Engine) {
     );
 }
 
+/// A GitHub that stays down errors the build after the last attempt (about
+/// 50 minutes of them; here the attempts before are counted in the
+/// database), saying how long it tried and what to do: nothing says it
+/// will try again when it will not.
+async fn a_github_down_for_good_errors_the_build_saying_what_to_do(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
+    server.github.fail_next(1_000, 503);
+    server
+        .webhook(
+            "push",
+            "down",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    let mut waiting: Option<String> = None;
+    for _ in 0..200 {
+        waiting = sqlx::query_scalar(
+            "SELECT outcome FROM deliveries WHERE id = 'down' AND lease_until IS NOT NULL AND outcome IS NOT NULL",
+        )
+        .fetch_optional(&server.app.db.pool)
+        .await
+        .unwrap()
+        .flatten();
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(waiting.is_some(), "the first attempt failed and waits");
+    assert_eq!(server.count("builds").await, 0, "no build while it waits");
+
+    // The last attempt is due.
+    let max = gantry_server::planner::MAX_ATTEMPTS;
+    sqlx::query("UPDATE deliveries SET attempts = $1, lease_until = 0 WHERE id = 'down'")
+        .bind(max - 1)
+        .execute(&server.app.db.pool)
+        .await
+        .unwrap();
+    server.app.planner_wake.notify_one();
+    let build = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "errored")
+        .await;
+    let reason = build["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("could not read the pipeline file: GitHub was unavailable"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("for {max} attempts over 53 minutes")),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("POST /api/repos/{PUSH_REPO}/builds")),
+        "{reason}"
+    );
+    assert!(!reason.contains("retry"), "{reason}");
+    assert_eq!(build["jobs"].as_array().unwrap().len(), 0);
+
+    // A restart while GitHub is still down asks once more, and says so.
+    let restart = format!("/api/builds/{}/restart", build["id"]);
+    let (status, body) = server.admin_post(&restart, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let said = body.to_string();
+    assert!(
+        said.contains(
+            "has no jobs to run: could not read the pipeline file: GitHub was unavailable"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("attempts"), "{said}");
+
+    // GitHub is back: a restart reads the pipeline file again, and the
+    // same build (same number, event and commit) is queued with its jobs.
+    server.github.recover();
+    let (status, body) = server.admin_post(&restart, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let again = server.build(&build["id"]).await;
+    assert_eq!(again["state"], "queued", "{again}");
+    assert_eq!(again["reason"], Value::Null);
+    assert_eq!(again["finished_at"], Value::Null);
+    for same in ["number", "event", "commit", "branch"] {
+        assert_eq!(again[same], build[same], "{same}");
+    }
+    assert_eq!(again["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(server.count("builds").await, 1, "no second build");
+    let assignment = server.claim("r1", 5).await;
+    assert!(assignment.is_some(), "a job of the restarted build runs");
+
+    // Restarting it again while its jobs wait adds none.
+    let (status, _) = server.admin_post(&restart, serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        server.build(&build["id"]).await["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 /// Concurrent pushes are planned and stored many builds to a commit: every
 /// delivery still gets exactly one build, numbered without gaps or repeats,
 /// with its jobs, and GitHub gets exactly one pending status for each.
@@ -690,5 +791,6 @@ on_both_databases!(
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,
     github_outages_are_retried_not_fatal,
+    a_github_down_for_good_errors_the_build_saying_what_to_do,
     a_burst_of_pushes_becomes_one_build_each,
 );

@@ -187,6 +187,11 @@ impl GitHubDouble {
         self.lock().failures = Some((count, status));
     }
 
+    /// The outage is over: requests are answered again.
+    pub fn recover(&self) {
+        self.lock().failures = None;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
     }

@@ -4,7 +4,7 @@ use super::auth::{Admin, Viewer};
 use super::repo_by_path;
 use super::views::{BuildView, JobView, RepoView};
 use crate::error::{ApiError, ApiResult};
-use crate::planner::{self, Planned};
+use crate::planner::{self, Planned, Replanned};
 use crate::state::{self, BuildState, JobEvent, JobState};
 use crate::store::builds::{self, BuildFilter};
 use crate::store::{jobs, repos};
@@ -249,17 +249,25 @@ pub async fn job_log(
     Ok(response.map(Body::new))
 }
 
-pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
+/// Restarts a build's jobs (or one job); a build without jobs is planned
+/// again instead (see [`planner::replan`]), and what came of that is returned.
+pub(crate) async fn restart_jobs(
+    app: &App,
+    build: BuildId,
+    only: Option<JobId>,
+) -> ApiResult<Option<Replanned>> {
     let mut tx = app.db.begin().await?;
     let current = builds::get(&mut tx, build)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {build}")))?;
     let all = jobs::for_build(&mut tx, build).await?;
     if all.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "build {build} has no jobs to run: {}",
-            current.reason.unwrap_or_default()
-        )));
+        drop(tx);
+        if only.is_some() {
+            return Err(ApiError::NotFound(format!("build {build} has no jobs")));
+        }
+        // Nothing ran: its pipeline file is read again.
+        return Ok(Some(planner::replan(app, &current).await?));
     }
     let targets: Vec<&jobs::Job> = all
         .iter()
@@ -302,7 +310,7 @@ pub(crate) async fn restart_jobs(app: &App, build: BuildId, only: Option<JobId>)
         app.log_written_anew(id);
     }
     app.dispatch.notify_waiters();
-    Ok(())
+    Ok(None)
 }
 
 pub(crate) async fn cancel_jobs(app: &App, build: BuildId, only: Option<JobId>) -> ApiResult<()> {
@@ -326,8 +334,15 @@ pub async fn restart_build(
     _: Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    restart_jobs(&app, BuildId(id), None).await?;
-    Ok(StatusCode::ACCEPTED)
+    match restart_jobs(&app, BuildId(id), None).await? {
+        None | Some(Replanned::Queued) => Ok(StatusCode::ACCEPTED),
+        Some(Replanned::NoJobs(why)) => Err(ApiError::Conflict(format!(
+            "build {id} has no jobs to run: {why}"
+        ))),
+        Some(Replanned::Meanwhile) => Err(ApiError::Conflict(format!(
+            "build {id} was restarted meanwhile"
+        ))),
+    }
 }
 
 pub async fn cancel_build(

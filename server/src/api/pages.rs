@@ -795,7 +795,10 @@ async fn build_action(
         return Ok(page);
     }
     match action {
-        BuildAction::Restart => super::builds::restart_jobs(app, build.id, None).await?,
+        // Planned again without a job to run: the build page says why.
+        BuildAction::Restart => {
+            super::builds::restart_jobs(app, build.id, None).await?;
+        }
         BuildAction::Cancel => super::builds::cancel_jobs(app, build.id, None).await?,
     }
     Ok((

@@ -18,8 +18,25 @@ pub mod store;
 
 /// How long a delivery is held while it is planned (then another server may take it).
 const LEASE_MS: i64 = 30_000;
-/// Attempts at reading the pipeline file before the build errors.
-const MAX_ATTEMPTS: i64 = 6;
+/// Attempts at reading a delivery's pipeline file while GitHub is
+/// unavailable before its build errors: with [`retry_wait`] between them,
+/// about 50 minutes in all, so an outage of GitHub's API of minutes errors
+/// none of the builds pushed meanwhile.
+pub const MAX_ATTEMPTS: i64 = 18;
+/// The longest wait between two attempts.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
+
+/// The wait after failed attempt number `attempt` (1 for the first):
+/// doubling from 2 s, at most [`MAX_RETRY_WAIT`].
+fn retry_wait(attempt: i64) -> Duration {
+    let doubled = Duration::from_secs(1u64 << attempt.clamp(1, 20));
+    doubled.min(MAX_RETRY_WAIT)
+}
+
+/// How long a delivery's `attempts` attempts took, at least: the waits between them.
+fn tried_for(attempts: i64) -> Duration {
+    (1..attempts.min(MAX_ATTEMPTS)).map(retry_wait).sum()
+}
 /// Deliveries planned at once (each may wait on GitHub).
 const CONCURRENCY: usize = 8;
 
@@ -90,10 +107,38 @@ async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx:
     match create_build(app, &request, Some(&delivery.id), delivery.attempts).await? {
         Planned::Build(_) => Ok(()),
         Planned::Retry(reason) => {
-            let backoff = 1_000 * (1i64 << delivery.attempts.clamp(0, 6));
-            deliveries::retry_later(&app.db, &delivery.id, now_ms() + backoff, &reason).await
+            let wait = retry_wait(delivery.attempts);
+            tracing::warn!(
+                delivery = %delivery.id,
+                repo = %request.repo.full_name,
+                commit = %request.commit,
+                attempt = delivery.attempts,
+                of = MAX_ATTEMPTS,
+                %reason,
+                "cannot read the pipeline file from GitHub; trying again in {}s",
+                wait.as_secs()
+            );
+            let at = now_ms() + wait.as_millis() as i64;
+            deliveries::retry_later(&app.db, &delivery.id, at, &reason).await
         }
     }
+}
+
+/// Why a build errored when GitHub could not give its pipeline file, and
+/// what to do about it: a delivery's after [`MAX_ATTEMPTS`], a manual or
+/// cron build's at once (whoever asked can ask again).
+fn gave_up(repo: &str, delivery: Option<&str>, attempts: i64, reason: &str) -> String {
+    let tried = match delivery {
+        Some(_) => format!(
+            " for {attempts} attempts over {} minutes",
+            tried_for(attempts).as_secs() / 60
+        ),
+        None => String::new(),
+    };
+    format!(
+        "could not read the pipeline file: GitHub was unavailable{tried} ({reason}); \
+         restart the build, push again, or start one with POST /api/repos/{repo}/builds"
+    )
 }
 
 /// Why something asked of a branch (a build, a schedule) could not be done.
@@ -219,6 +264,111 @@ pub async fn create_build(
             return Ok(Planned::Build(existing.id));
         }
     }
+    let (build, jobs) = match decide(app, request, delivery, attempts).await? {
+        Decided::Build(build, jobs) => (*build, jobs),
+        Decided::Retry(reason) => return Ok(Planned::Retry(reason)),
+    };
+    let planned = store::PlannedBuild {
+        repo: request.repo.clone(),
+        build,
+        jobs,
+    };
+    let id = app
+        .builds
+        .store(planned)
+        .await
+        .map_err(sqlx::Error::Protocol)?;
+    Ok(Planned::Build(id))
+}
+
+/// What a restart of a build without jobs came to.
+pub enum Replanned {
+    /// The pipeline file was read this time: the build is queued with its jobs.
+    Queued,
+    /// Still no job to run (GitHub still down, no pipeline file, errors in
+    /// it, or every job filtered out), and why; the build says so too.
+    NoJobs(String),
+    /// Another restart planned it meanwhile.
+    Meanwhile,
+}
+
+/// Plans a finished build that has no jobs again, in place, at the same
+/// commit: its pipeline file could not be read (GitHub was down) or was
+/// wrong, and whoever restarts it asks for another look. Its number, event
+/// and branch stay, so its deploys and conditions are as a push's.
+pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx::Error> {
+    let Some(finished_at) = build.finished_at else {
+        return Ok(Replanned::Meanwhile);
+    };
+    let repo = {
+        let mut conn = app.db.pool.acquire().await?;
+        repos::by_id(&mut conn, build.repo_id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?
+    };
+    let request = BuildRequest {
+        repo: repos::RepoFacts {
+            full_name: repo.full_name,
+            clone_url: repo.clone_url,
+            private: repo.private,
+            default_branch: repo.default_branch,
+        },
+        event: build.event,
+        branch: build.branch.clone(),
+        tag: build.tag.clone(),
+        commit: build.commit.clone(),
+        message: build.message.clone(),
+        author: build.author.clone(),
+        sender: build.sender.clone(),
+        pull_request: build.pull_request,
+        head_branch: build.head_branch.clone(),
+        head_repo: build.head_repo.clone(),
+        fork: build.fork,
+    };
+    // Whoever restarts is waiting: GitHub's answer now, not retries.
+    let (planned, jobs) = match decide(app, &request, None, i64::MAX).await? {
+        Decided::Build(planned, jobs) => (*planned, jobs),
+        Decided::Retry(reason) => return Ok(Replanned::NoJobs(reason)),
+    };
+    let mut tx = app.db.begin().await?;
+    if !builds::replanned(&mut tx, build.id, finished_at, &planned).await? {
+        return Ok(Replanned::Meanwhile);
+    }
+    for job in &jobs {
+        let job = jobs::NewJob {
+            build_id: build.id,
+            ..job.clone()
+        };
+        jobs::insert(&mut tx, &job).await?;
+    }
+    if let Some(stored) = builds::get(&mut tx, build.id).await? {
+        crate::statuses::enqueue(&mut tx, app, &stored).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(repo = %request.repo.full_name, build = build.number, state = %planned.state, jobs = jobs.len(), "build planned again");
+    if jobs.is_empty() {
+        return Ok(Replanned::NoJobs(planned.reason.unwrap_or_default()));
+    }
+    app.dispatch.notify_waiters();
+    Ok(Replanned::Queued)
+}
+
+/// What the pipeline file at a request's commit makes of it.
+enum Decided {
+    /// The build (state, reason, diagnostics) and its jobs.
+    Build(Box<NewBuild>, Vec<jobs::NewJob>),
+    /// GitHub could not be reached; try again later.
+    Retry(String),
+}
+
+/// Reads the pipeline file at the request's commit and plans the build:
+/// errored, skipped, or queued with its jobs.
+async fn decide(
+    app: &App,
+    request: &BuildRequest,
+    delivery: Option<&str>,
+    attempts: i64,
+) -> Result<Decided, sqlx::Error> {
     let mut build = NewBuild {
         // Both filled in when the build is stored.
         repo_id: RepoId(0),
@@ -256,7 +406,16 @@ pub async fn create_build(
             .await
         {
             Err(ForgeError::Transient(reason)) if attempts < MAX_ATTEMPTS => {
-                return Ok(Planned::Retry(reason))
+                return Ok(Decided::Retry(reason))
+            }
+            Err(ForgeError::Transient(reason)) => {
+                build.state = BuildState::Errored;
+                build.reason = Some(gave_up(
+                    &request.repo.full_name,
+                    delivery,
+                    attempts,
+                    &reason,
+                ));
             }
             Err(e) => {
                 build.state = BuildState::Errored;
@@ -343,15 +502,39 @@ pub async fn create_build(
             reason: None,
         });
     }
-    let planned = store::PlannedBuild {
-        repo: request.repo.clone(),
-        build,
-        jobs,
-    };
-    let id = app
-        .builds
-        .store(planned)
-        .await
-        .map_err(sqlx::Error::Protocol)?;
-    Ok(Planned::Build(id))
+    Ok(Decided::Build(Box::new(build), jobs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retries back off to a few minutes apart and give up after about
+    /// 50 minutes: an outage of GitHub's API of minutes errors no build,
+    /// and a repository gone for good is not asked for all day.
+    #[test]
+    fn a_github_outage_is_waited_out_for_about_50_minutes() {
+        assert_eq!(retry_wait(1), Duration::from_secs(2));
+        assert_eq!(retry_wait(2), Duration::from_secs(4));
+        for attempt in 1..MAX_ATTEMPTS {
+            assert!(retry_wait(attempt) <= retry_wait(attempt + 1));
+            assert!(retry_wait(attempt) <= MAX_RETRY_WAIT);
+        }
+        assert_eq!(retry_wait(MAX_ATTEMPTS), MAX_RETRY_WAIT);
+        let minutes = tried_for(MAX_ATTEMPTS).as_secs() / 60;
+        assert!((45..=60).contains(&minutes), "{minutes} minutes");
+        // An attempt count from the database is never too big to shift.
+        assert_eq!(retry_wait(i64::MAX), MAX_RETRY_WAIT);
+    }
+
+    #[test]
+    fn giving_up_says_how_long_it_tried_and_what_to_do() {
+        let why = gave_up("acme/app", Some("d-1"), MAX_ATTEMPTS, "connect refused");
+        assert!(why.contains("for 18 attempts over 53 minutes"), "{why}");
+        assert!(why.contains("(connect refused)"), "{why}");
+        assert!(why.contains("POST /api/repos/acme/app/builds"), "{why}");
+        assert!(!why.contains("will retry"), "{why}");
+        let manual = gave_up("acme/app", None, i64::MAX, "connect refused");
+        assert!(!manual.contains("attempts"), "{manual}");
+    }
 }

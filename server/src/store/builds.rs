@@ -265,6 +265,33 @@ pub async fn reset(conn: &mut AnyConnection, id: BuildId) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// Gives build `id`, finished at `finished_at` without jobs, what planning
+/// it again decided; false when it changed meanwhile (another restart).
+pub async fn replanned(
+    conn: &mut AnyConnection,
+    id: BuildId,
+    finished_at: i64,
+    b: &NewBuild,
+) -> Result<bool, sqlx::Error> {
+    let finished = b.state.is_finished().then_some(now_ms());
+    let result = sqlx::query(
+        "UPDATE builds SET state = $1, reason = $2, diagnostics = $3, fast_finish = $4, webhooks = $5,
+                           started_at = NULL, finished_at = $6
+         WHERE id = $7 AND finished_at = $8",
+    )
+    .bind(b.state.as_str())
+    .bind(&b.reason)
+    .bind(&b.diagnostics)
+    .bind(flag(b.fast_finish))
+    .bind(&b.webhooks)
+    .bind(finished)
+    .bind(id.0)
+    .bind(finished_at)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = sqlx::query("SELECT state, COUNT(*) FROM builds GROUP BY state")
         .fetch_all(conn)
