@@ -16,7 +16,9 @@
 //!   than the code only packs less. The names hold for the build the lists
 //!   were made from, `cargo build --release -p gantry`: built beside other
 //!   packages, dependencies get other features and other symbol names
-//!   (`scripts/link-order.sh --check` tells).
+//!   (`scripts/link-order.sh --check` tells). Gantry's crates are one
+//!   codegen unit each in release, so their functions keep their names when
+//!   other code in the crate changes.
 //!
 //! Elsewhere the binaries are linked as before.
 

@@ -64,6 +64,18 @@ pub struct Cx {
     pub postgres: Option<String>,
 }
 
+/// `GANTRY_BENCH_DATABASE_URL`, checked before anything is measured: a
+/// wrong one would otherwise fail the run at metric 8, minutes in.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("GANTRY_BENCH_DATABASE_URL").ok()?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        crate::fail!(
+            "GANTRY_BENCH_DATABASE_URL is {url:?}, not a postgres:// URL: scripts/start-postgres.sh prints one; unset it to measure SQLite alone"
+        );
+    }
+    Some(url)
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -81,7 +93,7 @@ async fn main() {
         log_rounds: args.log_rounds,
         idle: Duration::from_secs(args.idle_secs),
         claim_rounds: args.claim_rounds,
-        postgres: std::env::var("GANTRY_BENCH_DATABASE_URL").ok(),
+        postgres: postgres_url(),
     };
     let wanted = |n: u8| args.only.is_empty() || args.only.contains(&n);
     let started = std::time::Instant::now();
