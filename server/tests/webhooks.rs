@@ -323,21 +323,10 @@ async fn planned_deliveries_leave_the_journal_after_the_retention(engine: Engine
     // GitHub redelivers the forgotten one: it is planned again, to its first build.
     let again = server.webhook("push", "long-ago", &old).await;
     assert_eq!(again.status(), StatusCode::ACCEPTED);
-    let mut outcome: Option<String> = None;
-    for _ in 0..200 {
-        outcome = sqlx::query_scalar(
-            "SELECT outcome FROM deliveries WHERE id = 'long-ago' AND processed_at IS NOT NULL",
-        )
-        .fetch_optional(&server.app.db.pool)
-        .await
-        .unwrap()
-        .flatten();
-        if outcome.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(outcome.as_deref(), Some("build created"), "planned again");
+    let outcome = server
+        .delivery_outcome("long-ago", "processed_at IS NOT NULL")
+        .await;
+    assert_eq!(outcome, "build created", "planned again");
     assert_eq!(server.count("builds").await, 2, "no second build");
 }
 
@@ -534,21 +523,11 @@ async fn a_github_down_for_good_errors_the_build_saying_what_to_do(engine: Engin
             &push_payload(&repo.path.display().to_string(), &sha, "x"),
         )
         .await;
-    let mut waiting: Option<String> = None;
-    for _ in 0..200 {
-        waiting = sqlx::query_scalar(
-            "SELECT outcome FROM deliveries WHERE id = 'down' AND lease_until IS NOT NULL AND outcome IS NOT NULL",
-        )
-        .fetch_optional(&server.app.db.pool)
-        .await
-        .unwrap()
-        .flatten();
-        if waiting.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(waiting.is_some(), "the first attempt failed and waits");
+    // The first attempt failed, and the delivery waits for the next.
+    let waiting = server
+        .delivery_outcome("down", "lease_until IS NOT NULL AND processed_at IS NULL")
+        .await;
+    assert!(!waiting.is_empty(), "the reason it waits");
     assert_eq!(server.count("builds").await, 0, "no build while it waits");
 
     // The last attempt is due.

@@ -439,6 +439,22 @@ impl TestServer {
             .status()
     }
 
+    /// The outcome the planner wrote on delivery `id`, once `condition`
+    /// (SQL on `deliveries`) holds for it.
+    pub async fn delivery_outcome(&self, id: &str, condition: &str) -> String {
+        let sql = format!("SELECT outcome FROM deliveries WHERE id = $1 AND {condition}");
+        gantry_testkit::eventually(&format!("delivery {id} with {condition}"), WAIT, || async {
+            sqlx::query_scalar::<_, Option<String>>(&sql)
+                .bind(id)
+                .fetch_optional(&self.app.db.pool)
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+        })
+        .await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(&self.app.db.pool)
