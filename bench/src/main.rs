@@ -70,7 +70,8 @@ fn postgres_url() -> Option<String> {
     let url = std::env::var("GANTRY_BENCH_DATABASE_URL").ok()?;
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         crate::fail!(
-            "GANTRY_BENCH_DATABASE_URL is {url:?}, not a postgres:// URL: scripts/start-postgres.sh prints one; unset it to measure SQLite alone"
+            "GANTRY_BENCH_DATABASE_URL is {}, not a postgres:// URL (not shown: it may hold a password): scripts/start-postgres.sh prints one; unset it to measure SQLite alone",
+            if url.is_empty() { "empty" } else { "set" }
         );
     }
     Some(url)

@@ -138,7 +138,7 @@ async fn open(postgres: Option<&String>, scratch: &std::path::Path) -> (Db, Opti
             let name = format!("gantry_bench_{:08x}", rand::random::<u32>());
             let admin = sqlx::PgPool::connect(url)
                 .await
-                .unwrap_or_else(|e| fail!("postgres at {url}: {e}"));
+                .unwrap_or_else(|e| fail!("cannot connect to GANTRY_BENCH_DATABASE_URL: {e}"));
             admin
                 .execute(format!("CREATE DATABASE {name}").as_str())
                 .await
