@@ -405,6 +405,61 @@ async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine
     );
 }
 
+/// A build that errored because GitHub was down has no jobs; its page's
+/// Restart reads the pipeline file again and comes back to the build,
+/// which shows why it still has none, or runs once GitHub is back.
+async fn restarting_a_build_without_jobs_from_its_page_plans_it_again(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
+    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
+    server.webhook("push", "push-x", &payload).await;
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    // A manual build while GitHub is down errors at once.
+    server.github.fail_next(1_000, 502);
+    let (status, _) = server
+        .admin_post(
+            &format!("/api/repos/{PUSH_REPO}/builds"),
+            serde_json::json!({"branch": "master", "commit": sha}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let errored = server
+        .wait_build(PUSH_REPO, |b| b["state"] == "errored")
+        .await;
+    assert_eq!(errored["jobs"].as_array().unwrap().len(), 0);
+    let page = format!("/{PUSH_REPO}/builds/{}", errored["id"]);
+    let restart = format!("{page}/restart");
+
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_string();
+    let html = get(&server, &page, Some(&cookie)).await;
+    assert!(html.contains("GitHub was unavailable"), "{html}");
+    let csrf = csrf_of(&html);
+
+    // Still down: back to the page, which says so.
+    let response = post(&server, &restart, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], page.as_str());
+    let (_, still) = server
+        .admin_get(&format!("/api/builds/{}", errored["id"]))
+        .await;
+    assert_eq!(still["state"], "errored");
+
+    // Back: the same build is queued with its job.
+    server.github.recover();
+    let response = post(&server, &restart, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, queued) = server
+        .admin_get(&format!("/api/builds/{}", errored["id"]))
+        .await;
+    assert_eq!(queued["state"], "queued", "{queued}");
+    assert_eq!(queued["number"], errored["number"]);
+    assert_eq!(queued["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(server.count("builds").await, 2);
+}
+
 /// Signs in through GitHub as the double's browser user; returns the session cookie.
 /// A build of `PUSH_REPO` queued, and two GitHub users: `reader` may pull
 /// from it and `writer` may push. The repository is returned to be kept:
@@ -764,4 +819,5 @@ on_both_databases!(
     a_signed_in_admin_sees_private_repositories,
     github_users_act_by_their_repository_permissions,
     private_repositories_show_to_github_users_who_can_read_them,
+    restarting_a_build_without_jobs_from_its_page_plans_it_again,
 );
