@@ -1,6 +1,6 @@
 //! `gantry server` as a process: start-up checks, kill -9 right after a
-//! burst of acknowledged webhooks loses none of them, and GitHub behind a
-//! proxy.
+//! burst of acknowledged webhooks loses none of them, GitHub behind a
+//! proxy, and what its log says while GitHub is down.
 
 use gantry_testkit::github::GitHubDouble;
 use gantry_testkit::proxy::ConnectProxy;
@@ -322,4 +322,62 @@ async fn github_is_reached_through_the_proxy_the_environment_names() {
     assert!(log.contains("through the proxy"), "{log}");
     assert!(log.contains(&proxy.url), "{log}");
     assert!(!log.contains("proxy-secret-91"), "{log}");
+}
+
+/// While GitHub does not answer, the server's log says which build waits
+/// and when it tries again (never the token); the build is planned once
+/// GitHub answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_outage_is_logged_while_the_build_waits_for_it() {
+    let github = GitHubDouble::start().await;
+    let (_repo, payload, repo) = support::pushed(&github, "script: ./test\n", &[]);
+    let body = serde_json::to_vec(&payload).unwrap();
+    let sha = payload["after"].as_str().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("server.log");
+    let mut command = server_command(data.path(), &github.url);
+    command
+        .env("GANTRY_GITHUB_TOKEN", "ghp_duringtheoutage42")
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    github.fail_next(1, 503);
+    let (mut server, url) = gantry_testkit::process::start_gantry_server(command);
+
+    let response = reqwest::Client::new()
+        .post(format!("{url}/hooks/github"))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "during-the-outage")
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let build: Value = gantry_testkit::eventually(
+        "the build planned after the outage",
+        Duration::from_secs(30),
+        || async {
+            let builds: Value = reqwest::get(format!("{url}/api/repos/{repo}/builds"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let first = builds.as_array()?.first()?.clone();
+            (first["state"] == "queued").then_some(first)
+        },
+    )
+    .await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(build["commit"], sha);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("cannot read the pipeline file from GitHub; trying again in 2s"))
+        .unwrap_or_else(|| panic!("no warning in the log: {log}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(sha), "{warning}");
+    assert!(warning.contains("attempt=1"), "{warning}");
+    assert!(!log.contains("ghp_duringtheoutage42"), "{log}");
 }
