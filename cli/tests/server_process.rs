@@ -27,6 +27,20 @@ fn server_command(data: &Path, github: &str) -> Command {
     command
 }
 
+/// Posts a push signed with the server's secret; returns its status.
+async fn push(url: &str, delivery: &str, body: Vec<u8>) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{url}/hooks/github"))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Starts the server on a random port; returns it and its base URL.
 /// `database`: a PostgreSQL URL, or `None` for SQLite in `data`.
 fn start(data: &Path, github: &str, database: Option<&str>) -> (Child, String) {
@@ -284,16 +298,7 @@ async fn github_is_reached_through_the_proxy_the_environment_names() {
         .stderr(std::fs::File::create(&log_path).unwrap());
     let (mut server, url) = gantry_testkit::process::start_gantry_server(command);
 
-    let response = reqwest::Client::new()
-        .post(format!("{url}/hooks/github"))
-        .header("x-github-event", "push")
-        .header("x-github-delivery", "behind-the-proxy")
-        .header("x-hub-signature-256", sign(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(push(&url, "behind-the-proxy", body).await, 202);
     gantry_testkit::eventually(
         "the pipeline file read from GitHub",
         Duration::from_secs(30),
@@ -342,16 +347,7 @@ async fn a_github_outage_is_logged_while_the_build_waits_for_it() {
     github.fail_next(1, 503);
     let (mut server, url) = gantry_testkit::process::start_gantry_server(command);
 
-    let response = reqwest::Client::new()
-        .post(format!("{url}/hooks/github"))
-        .header("x-github-event", "push")
-        .header("x-github-delivery", "during-the-outage")
-        .header("x-hub-signature-256", sign(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    assert_eq!(push(&url, "during-the-outage", body).await, 202);
     let build: Value = gantry_testkit::eventually(
         "the build planned after the outage",
         Duration::from_secs(30),

@@ -410,12 +410,7 @@ async fn crons_are_scheduled_from_the_pages_by_those_who_may_push(engine: Engine
 /// which shows why it still has none, or runs once GitHub is back.
 async fn restarting_a_build_without_jobs_from_its_page_plans_it_again(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
-    let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
-    server.webhook("push", "push-x", &payload).await;
-    server
-        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
-        .await;
+    let (_repo, sha) = queued_build_kept(&server).await;
     // A manual build while GitHub is down errors at once.
     server.github.fail_next(1_000, 502);
     let (status, _) = server
@@ -460,20 +455,26 @@ async fn restarting_a_build_without_jobs_from_its_page_plans_it_again(engine: En
     assert_eq!(server.count("builds").await, 2);
 }
 
-/// Signs in through GitHub as the double's browser user; returns the session cookie.
 /// A build of `PUSH_REPO` queued, and two GitHub users: `reader` may pull
 /// from it and `writer` may push. The repository is returned to be kept:
 /// the GitHub double serves its branches from it.
 async fn queued_build_with_reader_and_writer(server: &TestServer) -> gantry_testkit::git::Repo {
+    let (repo, _) = queued_build_kept(server).await;
+    server.github.grant("reader", PUSH_REPO, "pull");
+    server.github.grant("writer", PUSH_REPO, "push");
+    repo
+}
+
+/// A queued build of `PUSH_REPO`; its repository (kept: the GitHub double
+/// serves files and branches from it) and commit.
+async fn queued_build_kept(server: &TestServer) -> (gantry_testkit::git::Repo, String) {
     let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", "script: ./test\n")], "x");
     let payload = push_payload(&repo.path.display().to_string(), &sha, "x");
     server.webhook("push", "push-x", &payload).await;
     server
         .wait_build(PUSH_REPO, |b| b["state"] == "queued")
         .await;
-    server.github.grant("reader", PUSH_REPO, "pull");
-    server.github.grant("writer", PUSH_REPO, "push");
-    repo
+    (repo, sha)
 }
 
 /// `page` as `cookie`'s user, who may not see it: the refusal's words.
@@ -509,6 +510,7 @@ async fn refused(server: &TestServer, page: &str, cookie: &str) -> String {
     response.text().await.unwrap()
 }
 
+/// Signs in through GitHub as the double's browser user; returns the session cookie.
 async fn sign_in_with_github(server: &TestServer, login: &str) -> String {
     server.github.browser_signed_in_as(login);
     let start = browser()

@@ -263,9 +263,6 @@ pub(crate) async fn restart_jobs(
     let all = jobs::for_build(&mut tx, build).await?;
     if all.is_empty() {
         drop(tx);
-        if only.is_some() {
-            return Err(ApiError::NotFound(format!("build {build} has no jobs")));
-        }
         // Nothing ran: its pipeline file is read again.
         return Ok(Some(planner::replan(app, &current).await?));
     }

@@ -198,12 +198,7 @@ pub async fn build_of_branch(
         None => branch_head(app, repo, branch).await?,
     };
     let request = BuildRequest {
-        repo: repos::RepoFacts {
-            full_name: repo.full_name.clone(),
-            clone_url: repo.clone_url.clone(),
-            private: repo.private,
-            default_branch: repo.default_branch.clone(),
-        },
+        repo: repo.facts(),
         event,
         branch: branch.to_string(),
         tag: None,
@@ -307,12 +302,7 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
             .ok_or(sqlx::Error::RowNotFound)?
     };
     let request = BuildRequest {
-        repo: repos::RepoFacts {
-            full_name: repo.full_name,
-            clone_url: repo.clone_url,
-            private: repo.private,
-            default_branch: repo.default_branch,
-        },
+        repo: repo.facts(),
         event: build.event,
         branch: build.branch.clone(),
         tag: build.tag.clone(),
@@ -334,13 +324,7 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
     if !builds::replanned(&mut tx, build.id, finished_at, &planned).await? {
         return Ok(Replanned::Meanwhile);
     }
-    for job in &jobs {
-        let job = jobs::NewJob {
-            build_id: build.id,
-            ..job.clone()
-        };
-        jobs::insert(&mut tx, &job).await?;
-    }
+    let queued = store::insert_jobs(&mut tx, build.id, &jobs).await?;
     if let Some(stored) = builds::get(&mut tx, build.id).await? {
         crate::statuses::enqueue(&mut tx, app, &stored).await?;
     }
@@ -349,7 +333,9 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
     if jobs.is_empty() {
         return Ok(Replanned::NoJobs(planned.reason.unwrap_or_default()));
     }
-    app.dispatch.notify_waiters();
+    if queued {
+        app.dispatch.notify_waiters();
+    }
     Ok(Replanned::Queued)
 }
 

@@ -96,6 +96,25 @@ impl Batch for Builds {
     }
 }
 
+/// Stores a build's planned jobs under `build`; whether any is queued
+/// (a runner may take it now).
+pub(super) async fn insert_jobs(
+    conn: &mut sqlx::AnyConnection,
+    build: BuildId,
+    planned: &[NewJob],
+) -> Result<bool, sqlx::Error> {
+    let mut queued = false;
+    for job in planned {
+        let job = NewJob {
+            build_id: build,
+            ..job.clone()
+        };
+        queued |= job.state == JobState::Queued;
+        jobs::insert(conn, &job).await?;
+    }
+    Ok(queued)
+}
+
 impl Builds {
     /// All of `batch` in one transaction; one build id per item, in order.
     async fn write_together(&self, batch: &[PlannedBuild]) -> Result<Vec<BuildId>, sqlx::Error> {
@@ -118,14 +137,7 @@ impl Builds {
             build.repo_id = repo.id;
             build.number = repos::next_build_number(&mut tx, repo.id).await?;
             let build_id = builds::insert(&mut tx, &build).await?;
-            for job in &planned.jobs {
-                let job = NewJob {
-                    build_id,
-                    ..job.clone()
-                };
-                queued_jobs |= job.state == JobState::Queued;
-                jobs::insert(&mut tx, &job).await?;
-            }
+            queued_jobs |= insert_jobs(&mut tx, build_id, &planned.jobs).await?;
             if let Some(id) = delivery {
                 deliveries::mark_processed(&mut tx, id, "build created").await?;
             }

@@ -30,6 +30,18 @@ pub struct RepoFacts {
     pub default_branch: String,
 }
 
+impl Repo {
+    /// What GitHub says of it, as a webhook's payload would.
+    pub fn facts(&self) -> RepoFacts {
+        RepoFacts {
+            full_name: self.full_name.clone(),
+            clone_url: self.clone_url.clone(),
+            private: self.private,
+            default_branch: self.default_branch.clone(),
+        }
+    }
+}
+
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Repo, sqlx::Error> {
     Ok(Repo {
         id: RepoId(row.try_get("id")?),
