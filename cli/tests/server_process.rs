@@ -28,17 +28,9 @@ fn server_command(data: &Path, github: &str) -> Command {
 }
 
 /// Posts a push signed with the server's secret; returns its status.
-async fn push(url: &str, delivery: &str, body: Vec<u8>) -> reqwest::StatusCode {
-    reqwest::Client::new()
-        .post(format!("{url}/hooks/github"))
-        .header("x-github-event", "push")
-        .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", sign(SECRET, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
+async fn push(url: &str, delivery: &str, body: Vec<u8>) -> u16 {
+    let http = reqwest::Client::new();
+    support::deliver(&http, url, SECRET, "push", delivery, body).await
 }
 
 /// Starts the server on a random port; returns it and its base URL.

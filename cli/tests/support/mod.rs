@@ -73,17 +73,7 @@ impl Gantry {
     /// Sends a signed webhook delivery; returns the status Gantry answered.
     pub async fn deliver(&self, event: &str, delivery: &str, payload: &Value) -> u16 {
         let body = serde_json::to_vec(payload).unwrap();
-        self.http
-            .post(format!("{}/hooks/github", self.url))
-            .header("x-github-event", event)
-            .header("x-github-delivery", delivery)
-            .header("x-hub-signature-256", sign(SECRET, &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        deliver(&self.http, &self.url, SECRET, event, delivery, body).await
     }
 
     pub async fn push(&self, payload: &Value, delivery: &str) {
@@ -147,6 +137,28 @@ impl Gantry {
         )
         .await
     }
+}
+
+/// Posts a webhook delivery to the server at `url`, signed with `secret`;
+/// returns the status it answered.
+pub async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: Vec<u8>,
+) -> u16 {
+    http.post(format!("{url}/hooks/github"))
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign(secret, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 pub fn require_image() {
