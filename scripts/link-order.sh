@@ -58,7 +58,7 @@ EOF
   chmod +x "$work/bin/$bin"
 done
 
-echo "running metric 6 under callgrind (about 5 minutes)..." >&2
+echo "running metric 6 under callgrind (about 7 minutes)..." >&2
 GANTRY_BIN="$work/bin/gantry" target/release/gantry-bench --only 6 --idle-secs 60 \
   --out "$work/bench.md" 2>&1 | while IFS= read -r line; do
     printf '%s\n' "$line" >&2
@@ -66,7 +66,7 @@ GANTRY_BIN="$work/bin/gantry" target/release/gantry-bench --only 6 --idle-secs 6
       # The idle part ends: what ran so far goes to files of their own (*.1).
       # The files there now are that part; a job process dumped later for
       # the first time also writes a `.1`, which is not idle code.
-      *"idle: 100 jobs"*) callgrind_control -d >/dev/null 2>&1 || true; ls "$work/out" >"$work/idle-dumps" ;;
+      *"idle: 100 jobs on each server (round 1)"*) callgrind_control -d >/dev/null 2>&1 || true; ls "$work/out" >"$work/idle-dumps" ;;
       # The jobs and most of the idling after them (*.2), before the bench
       # stops the processes: one stopped by SIGKILL writes no file at exit.
       *"idle: waiting 60 s again"*) (sleep 50; callgrind_control -d >/dev/null 2>&1 || true) & ;;
