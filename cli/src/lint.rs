@@ -2,8 +2,7 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    parse, Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Provider, Severity, Webhook,
-    When,
+    Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Provider, Severity, Webhook, When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -52,6 +51,9 @@ struct FileReport {
 #[derive(Serialize)]
 struct DiagnosticReport {
     severity: Severity,
+    /// The imported file it is in, from the repository's root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
     line: usize,
     column: usize,
     message: String,
@@ -166,7 +168,7 @@ fn build_context(args: &LintArgs) -> BuildContext {
 }
 
 fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
-    let parsed = parse(source);
+    let parsed = gantry_runner::local::read_with_imports(Path::new(file), source, build);
     let mut diagnostics = parsed.diagnostics.clone();
     let mut jobs = Vec::new();
     let mut rejected = None;
@@ -175,7 +177,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
     if let Some(pipeline) = &parsed.pipeline {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
-        diagnostics.sort_by_key(|d| (d.line, d.column));
+        diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         jobs = plan.jobs.iter().map(|j| JobReport::new(j, build)).collect();
         rejected = plan.rejected.clone();
         webhooks = plan.webhooks.clone();
@@ -194,6 +196,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
             .into_iter()
             .map(|d| DiagnosticReport {
                 severity: d.severity,
+                file: d.file,
                 line: d.line,
                 column: d.column,
                 message: d.message,
@@ -217,10 +220,17 @@ fn when(w: When) -> &'static str {
 
 fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
     for d in &r.diagnostics {
+        let file = match &d.file {
+            Some(imported) => Path::new(&r.file)
+                .parent()
+                .map(|dir| dir.join(imported).display().to_string())
+                .unwrap_or_else(|| imported.clone()),
+            None => r.file.clone(),
+        };
         writeln!(
             out,
             "{}:{}:{}: {}: {}",
-            r.file, d.line, d.column, d.severity, d.message
+            file, d.line, d.column, d.severity, d.message
         )?;
         if let Some(hint) = &d.hint {
             writeln!(out, "  hint: {hint}")?;

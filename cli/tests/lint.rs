@@ -135,7 +135,7 @@ fn json_lists_diagnostics_and_expanded_jobs() {
     write(
         dir.path(),
         "p.yml",
-        "language: node_js\nnode_js: ['18', '20']\nenv:\n  global: [CI_MODE=full]\n  jobs: [SUITE=unit]\nscript: npm test\nimport: shared.yml\njobs:\n  include:\n    - stage: deploy\n      name: ship\n      image: {build: {dockerfile: Dockerfile.dev}}\n  allow_failures:\n    - node_js: '20'\n",
+        "language: node_js\nnode_js: ['18', '20']\nenv:\n  global: [CI_MODE=full]\n  jobs: [SUITE=unit]\nscript: npm test\nimport: acme/shared:ci.yml\njobs:\n  include:\n    - stage: deploy\n      name: ship\n      image: {build: {dockerfile: Dockerfile.dev}}\n  allow_failures:\n    - node_js: '20'\n",
     );
     let out = gantry(&["lint", "--json", "p.yml"], dir.path());
     assert_eq!(out.status.code(), Some(0));
@@ -144,7 +144,7 @@ fn json_lists_diagnostics_and_expanded_jobs() {
     assert_eq!(file["file"], "p.yml");
     assert_eq!(file["diagnostics"][0]["severity"], "warning");
     assert_eq!(file["diagnostics"][0]["line"], 7);
-    assert_eq!(file["diagnostics"][0]["column"], 1);
+    assert_eq!(file["diagnostics"][0]["column"], 9);
     let jobs = file["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 3);
     assert_eq!(jobs[0]["name"], "node_js: 18, SUITE=unit");
@@ -276,4 +276,43 @@ fn lint_says_which_deploys_a_build_runs_and_why_others_are_skipped() {
         deploy[1]["skipped"], "branch v1.0.0 is not master",
         "{deploy:?}"
     );
+}
+
+#[test]
+fn imports_of_the_repository_are_read_from_disk_and_problems_name_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ci")).unwrap();
+    write(
+        dir.path(),
+        ".travis.yml",
+        "import:\n  - ci/matrix.yml\n  - acme/shared:deploy.yml@v1\nscript: [pytest]\n",
+    );
+    write(
+        dir.path(),
+        "ci/matrix.yml",
+        "language: python\npython: ['3.11', '3.12']\nif: branch = $X\n",
+    );
+    let out = gantry(&["lint"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines[0],
+        "./.travis.yml:3:5: warning: `acme/shared:deploy.yml@v1` was not read: only this repository's files are read here, as they are on disk"
+    );
+    assert!(
+        lines[1].starts_with("./ci/matrix.yml:3:14: error: invalid `if` condition"),
+        "{lines:?}"
+    );
+
+    // Fixed, the imported matrix is what lint lists.
+    write(
+        dir.path(),
+        "ci/matrix.yml",
+        "language: python\npython: ['3.11', '3.12']\n",
+    );
+    let out = gantry(&["lint", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(report[0]["diagnostics"][0]["severity"], "warning");
 }

@@ -20,21 +20,32 @@ impl fmt::Display for Severity {
     }
 }
 
-/// A position in the source file, 1-based like an editor shows it.
+/// A position in a source file, 1-based like an editor shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct Span {
+    /// Which file: 0 for the pipeline file, `n` for the `n`th file it
+    /// imported (see [`Diagnostics::imported`]).
+    #[serde(skip)]
+    pub file: u16,
     pub line: usize,
     pub column: usize,
 }
 
 impl Span {
     pub fn new(line: usize, column: usize) -> Self {
-        Span { line, column }
+        Span {
+            file: 0,
+            line,
+            column,
+        }
     }
 
     /// The position `chars` characters to the right, for pointing inside a scalar.
     pub fn offset(self, chars: usize) -> Span {
-        Span::new(self.line, self.column + chars)
+        Span {
+            column: self.column + chars,
+            ..self
+        }
     }
 }
 
@@ -42,6 +53,10 @@ impl Span {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// The imported file it is in (as its `import:` names it); `None` for
+    /// the pipeline file itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub line: usize,
     pub column: usize,
     pub message: String,
@@ -57,6 +72,9 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
         write!(
             f,
             "{}:{}: {}: {}",
@@ -73,6 +91,8 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Default, Clone)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    /// Names of the imported files, the first for `Span::file` 1.
+    files: Vec<String>,
 }
 
 impl Diagnostics {
@@ -88,9 +108,21 @@ impl Diagnostics {
         self.push(Severity::Warning, span, message.into())
     }
 
+    /// Registers an imported file by the name its `import:` gives it; the
+    /// spans of its nodes carry the number returned.
+    pub fn imported(&mut self, name: &str) -> u16 {
+        self.files.push(name.to_string());
+        u16::try_from(self.files.len()).unwrap_or(u16::MAX)
+    }
+
     fn push(&mut self, severity: Severity, span: Span, message: String) -> &mut Diagnostic {
+        let file = usize::from(span.file)
+            .checked_sub(1)
+            .and_then(|i| self.files.get(i))
+            .cloned();
         self.items.push(Diagnostic {
             severity,
+            file,
             line: span.line,
             column: span.column,
             message,
@@ -112,12 +144,13 @@ impl Diagnostics {
         self.items.iter()
     }
 
-    /// Sorted by position, duplicates (the same problem reached twice through a
-    /// YAML alias) removed.
+    /// Sorted by position (the pipeline file's first, then each imported
+    /// file's), duplicates (the same problem reached twice through a YAML
+    /// alias) removed.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.items.sort_by(|a, b| {
-            (a.line, a.column, a.severity, &a.message)
-                .cmp(&(b.line, b.column, b.severity, &b.message))
+            (&a.file, a.line, a.column, a.severity, &a.message)
+                .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
         });
         self.items.dedup();
         self.items

@@ -22,6 +22,7 @@ pub mod config;
 pub mod context;
 mod decode;
 pub mod diagnostic;
+pub mod import;
 pub mod job;
 pub mod plan;
 pub mod skip;
@@ -40,6 +41,7 @@ pub use config::phase::{FailureEffect, Phase};
 pub use config::service::Service;
 pub use context::{BuildContext, Event};
 pub use diagnostic::{Diagnostic, Severity, Span};
+pub use import::Assembly;
 pub use job::{Job, SkippedJob};
 pub use plan::Plan;
 pub use skip::skip_marker;
@@ -85,10 +87,13 @@ impl Parsed {
     }
 }
 
-/// Reads a pipeline file's text.
+/// Reads a pipeline file's text alone: files it imports are not read (a
+/// warning says so); [`Assembly`] reads them.
 pub fn parse(source: &str) -> Parsed {
-    let mut diags = diagnostic::Diagnostics::new();
-    let config = config::parse(source, &mut diags);
+    Assembly::new(PIPELINE_FILES[1], source, None).finish()
+}
+
+fn parsed(config: Option<config::Config>, diags: diagnostic::Diagnostics) -> Parsed {
     let has_errors = diags.has_errors();
     Parsed {
         pipeline: config

@@ -62,6 +62,19 @@ impl Node {
         }
     }
 
+    /// Marks this node and all below it as read from file number `file`.
+    pub fn in_file(&mut self, file: u16) {
+        self.span.file = file;
+        match &mut self.kind {
+            NodeKind::Scalar(_) => {}
+            NodeKind::Seq(items) => items.iter_mut().for_each(|n| n.in_file(file)),
+            NodeKind::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                k.in_file(file);
+                v.in_file(file);
+            }),
+        }
+    }
+
     pub fn as_scalar(&self) -> Option<&Scalar> {
         match &self.kind {
             NodeKind::Scalar(s) => Some(s),

@@ -59,6 +59,36 @@ pub fn slug_from_url(url: &str) -> Option<String> {
     (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
 }
 
+/// Reads the pipeline file at `path` with the files of this repository
+/// it imports, from the directory it is in (the repository's root, as the
+/// server reads them at the commit). Other repositories' files, and files
+/// at another ref, are the server's to read: a warning names each.
+pub fn read_with_imports(
+    path: &Path,
+    source: &str,
+    build: &BuildContext,
+) -> gantry_pipeline::Parsed {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let root = path.parent().unwrap_or(Path::new("."));
+    let mut assembly = gantry_pipeline::Assembly::new(name, source, Some(build));
+    while let Some(import) = assembly.next() {
+        if import.repo.is_some() || import.git_ref.is_some() {
+            assembly.skip("only this repository's files are read here, as they are on disk");
+            continue;
+        }
+        let text = match std::fs::read_to_string(root.join(&import.path)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
+        assembly.supply(text);
+    }
+    assembly.finish()
+}
+
 /// The job to run and the build around it, from the checkout at `dir`.
 pub fn plan(
     dir: &Path,
@@ -72,23 +102,6 @@ pub fn plan(
     })?;
     let source = std::fs::read_to_string(dir.join(file))
         .map_err(|e| ExecError::Usage(format!("cannot read {file}: {e}")))?;
-    let parsed = gantry_pipeline::parse(&source);
-    let mut notes: Vec<String> = parsed
-        .diagnostics
-        .iter()
-        .map(|d| {
-            format!(
-                "{file}:{}:{}: {}: {}",
-                d.line, d.column, d.severity, d.message
-            )
-        })
-        .collect();
-    let Some(pipeline) = parsed.pipeline else {
-        return Err(ExecError::Usage(format!(
-            "{file} has errors:\n{}",
-            notes.join("\n")
-        )));
-    };
     let checkout = read_checkout(dir);
     let commit = checkout.commit.unwrap_or_else(|| "0".repeat(40));
     let branch = checkout.branch.unwrap_or_else(|| "master".into());
@@ -111,12 +124,36 @@ pub fn plan(
         commit_message: message.clone(),
         ..BuildContext::push(&branch)
     };
+    let parsed = read_with_imports(&dir.join(file), &source, &build);
+    let mut notes: Vec<String> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {}: {}",
+                d.file.as_deref().unwrap_or(file),
+                d.line,
+                d.column,
+                d.severity,
+                d.message
+            )
+        })
+        .collect();
+    let Some(pipeline) = parsed.pipeline else {
+        return Err(ExecError::Usage(format!(
+            "{file} has errors:\n{}",
+            notes.join("\n")
+        )));
+    };
     let plan = pipeline.plan(&build, &Catalog::default());
     notes.extend(
         plan.diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Warning)
-            .map(|d| format!("{file}:{}:{}: warning: {}", d.line, d.column, d.message)),
+            .map(|d| {
+                let file = d.file.as_deref().unwrap_or(file);
+                format!("{file}:{}:{}: warning: {}", d.line, d.column, d.message)
+            }),
     );
     if let Some(reason) = &plan.rejected {
         return Err(ExecError::Usage(format!(

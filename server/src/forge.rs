@@ -104,6 +104,16 @@ pub trait Forge: Send + Sync {
         repo: &'a str,
         commit: &'a str,
     ) -> BoxFuture<'a, Result<Option<PipelineFile>, ForgeError>>;
+    /// The text of `path` in `repo` at `git_ref` (the default branch when
+    /// `None`); `Ok(None)` when there is no such file (or repository).
+    fn file_at<'a>(
+        &'a self,
+        repo: &'a str,
+        path: &'a str,
+        git_ref: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>>;
+    /// Whether `repo` is private; `Ok(None)` when the credentials cannot see it.
+    fn is_private<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<Option<bool>, ForgeError>>;
     /// Sets a commit status (`POST /repos/{repo}/statuses/{sha}`).
     fn create_status<'a>(
         &'a self,
@@ -297,17 +307,15 @@ impl GitHub {
         owner: &str,
         name: &str,
         path: &str,
-        commit: &str,
+        git_ref: Option<&str>,
     ) -> Result<Option<String>, ForgeError> {
-        let result = self
-            .client_for(owner, name)
-            .await?
-            .repos(owner, name)
-            .get_content()
-            .path(path)
-            .r#ref(commit)
-            .send()
-            .await;
+        let client = self.client_for(owner, name).await?;
+        let repos = client.repos(owner, name);
+        let mut request = repos.get_content().path(path);
+        if let Some(git_ref) = git_ref {
+            request = request.r#ref(git_ref);
+        }
+        let result = request.send().await;
         match result {
             Ok(items) => {
                 let Some(item) = items.items.into_iter().next() else {
@@ -328,6 +336,34 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
+    fn file_at<'a>(
+        &'a self,
+        repo: &'a str,
+        path: &'a str,
+        git_ref: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
+        self.within(async move {
+            let (owner, name) = split(repo)?;
+            self.file(owner, name, path, git_ref).await
+        })
+    }
+
+    fn is_private<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<Option<bool>, ForgeError>> {
+        self.within(async move {
+            let (owner, name) = split(repo)?;
+            let answer: Result<serde_json::Value, _> = self
+                .client_for(owner, name)
+                .await?
+                .get(format!("/repos/{owner}/{name}"), None::<&()>)
+                .await;
+            match answer {
+                // A repository GitHub does not call public is taken as private.
+                Ok(repository) => Ok(Some(repository["private"].as_bool() != Some(false))),
+                Err(e) => classify(e).map(|()| None),
+            }
+        })
+    }
+
     fn pipeline_file<'a>(
         &'a self,
         repo: &'a str,
@@ -336,7 +372,7 @@ impl Forge for GitHub {
         self.within(async move {
             let (owner, name) = split(repo)?;
             for file in PIPELINE_FILES {
-                if let Some(content) = self.file(owner, name, file, commit).await? {
+                if let Some(content) = self.file(owner, name, file, Some(commit)).await? {
                     return Ok(Some(PipelineFile {
                         name: file,
                         content,

@@ -58,6 +58,8 @@ struct Inner {
     app: Option<App>,
     oauth: OAuth,
     repos: HashMap<String, PathBuf>,
+    /// Repositories GitHub shows as private (`"private": true`).
+    private: std::collections::HashSet<String>,
     /// Files read at a commit id, which never change: (repository dir,
     /// commit, path) → content. GitHub serves them from its own machines;
     /// here each read cost two `git` processes on the benchmarks' cores.
@@ -138,6 +140,16 @@ impl GitHubDouble {
     /// Serves `full_name` (`owner/name`) from the repository at `path`.
     pub fn add_repo(&self, full_name: &str, path: PathBuf) {
         self.lock().repos.insert(full_name.to_string(), path);
+    }
+
+    /// Shows `full_name` as private (or public again).
+    pub fn set_private(&self, full_name: &str, private: bool) {
+        let mut inner = self.lock();
+        if private {
+            inner.private.insert(full_name.to_string());
+        } else {
+            inner.private.remove(full_name);
+        }
     }
 
     /// From now on, acts as GitHub does for App `id` whose public key is
@@ -595,18 +607,39 @@ async fn user(
     ))
 }
 
-/// `GET /repos/{owner}/{repo}` with a user's token: the repository with the user's `permissions`.
+/// `GET /repos/{owner}/{repo}`: with a user's token, the repository with
+/// the user's `permissions`; with the server's token or an App's
+/// installation token, the repository alone.
 async fn repository(
     State(state): State<DoubleState>,
     Path((owner, repo)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
-    let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
     let full = format!("{owner}/{repo}");
+    let user = user_of(&state.0.lock().unwrap_or_else(|e| e.into_inner()), &headers);
+    let Some(login) = user else {
+        enter(
+            &state,
+            "GET",
+            format!("/repos/{full}"),
+            &headers,
+            None,
+            &full,
+        )?;
+        let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
+        return Ok(Json(json!({
+            "id": 1296269,
+            "name": repo,
+            "full_name": full,
+            "owner": {"login": owner},
+            "private": inner.private.contains(&full),
+            "default_branch": "master",
+        })));
+    };
+    let inner = state.0.lock().unwrap_or_else(|e| e.into_inner());
     if !inner.repos.contains_key(&full) {
         return Err(not_found());
     }
-    let login = user_of(&inner, &headers).ok_or_else(bad_credentials)?;
     let level = inner
         .oauth
         .permissions
@@ -627,7 +660,7 @@ async fn repository(
         "id": 1296269,
         "name": repo,
         "full_name": full,
-        "private": false,
+        "private": inner.private.contains(&full),
         "default_branch": "master",
         "permissions": {"admin": have >= 3, "maintain": have >= 3, "push": have >= 2, "triage": have >= 2, "pull": true}
     })))

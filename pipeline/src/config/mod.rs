@@ -103,14 +103,8 @@ pub fn decode(d: &mut Decoder, root: &Node) -> Config {
                 }
             }
             "version" => {}
-            "import" => {
-                d.diags
-                    .warning(
-                        span,
-                        "`import` is not supported; imported configs are not merged",
-                    )
-                    .hint("copy the shared settings into this file");
-            }
+            // Read and merged before (`crate::import`).
+            "import" => {}
             "notifications" => config.notifications = notifications::decode(d, value),
             "name" => {
                 d.diags.warning(
@@ -217,23 +211,36 @@ fn jobs(d: &mut Decoder, node: &Node, config: &mut Config) {
 }
 
 /// Parses a whole file into a `Config`, collecting every problem.
-pub fn parse(source: &str, diags: &mut Diagnostics) -> Option<Config> {
-    let root = match crate::yaml::load(source) {
-        Ok(Some(root)) => root,
-        Ok(None) => {
+/// Reads the YAML of a pipeline file (`file` 0) or of an imported one
+/// (its number), its nodes' spans marked with `file`.
+pub fn load(source: &str, diags: &mut Diagnostics, file: u16) -> Option<Node> {
+    let in_file = |span: crate::diagnostic::Span| crate::diagnostic::Span { file, ..span };
+    match crate::yaml::load(source) {
+        Ok(Some(mut root)) => {
+            root.in_file(file);
+            Some(root)
+        }
+        Ok(None) if file == 0 => {
             diags
                 .error(
                     crate::diagnostic::Span::new(1, 1),
                     "the pipeline file is empty",
                 )
                 .hint("add at least `script:` with the commands that test your project");
-            return None;
+            None
+        }
+        Ok(None) => {
+            diags
+                .error(
+                    in_file(crate::diagnostic::Span::new(1, 1)),
+                    "the imported file is empty",
+                )
+                .hint("remove the import, or put the shared keys in it");
+            None
         }
         Err(e) => {
-            diags.error(e.span, format!("YAML syntax error: {}", e.message));
-            return None;
+            diags.error(in_file(e.span), format!("YAML syntax error: {}", e.message));
+            None
         }
-    };
-    let mut d = Decoder::new(diags);
-    Some(decode(&mut d, &root))
+    }
 }

@@ -235,8 +235,13 @@ pub async fn build_page(
             .unwrap_or_default()
             .iter()
             .map(|d| {
+                // Problems of an imported file name it.
+                let file = d["file"]
+                    .as_str()
+                    .map(|f| format!("{f}, "))
+                    .unwrap_or_default();
                 format!(
-                    "line {}:{}: {}: {}",
+                    "{file}line {}:{}: {}: {}",
                     d["line"],
                     d["column"],
                     d["severity"].as_str().unwrap_or("error"),

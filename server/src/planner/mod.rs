@@ -14,6 +14,7 @@ use gantry_protocol::{BuildId, RepoId};
 use std::time::Duration;
 
 pub mod auto_cancel;
+mod imports;
 pub mod store;
 
 /// How long a delivery is held while it is planned (then another server may take it).
@@ -414,7 +415,20 @@ async fn decide(
                 );
             }
             Ok(Some(file)) => {
-                let parsed = gantry_pipeline::parse(&file.content);
+                let parsed = match imports::read(app.forge.as_ref(), request, &file).await {
+                    Ok(parsed) => parsed,
+                    Err(reason) if attempts < MAX_ATTEMPTS => return Ok(Decided::Retry(reason)),
+                    Err(reason) => {
+                        build.state = BuildState::Errored;
+                        build.reason = Some(gave_up(
+                            &request.repo.full_name,
+                            delivery,
+                            attempts,
+                            &reason,
+                        ));
+                        return Ok(Decided::Build(Box::new(build), Vec::new()));
+                    }
+                };
                 let mut diagnostics = parsed.diagnostics.clone();
                 match &parsed.pipeline {
                     None => {

@@ -1,0 +1,74 @@
+//! Reads a pipeline file with the files it imports (Travis's `import:`)
+//! from GitHub: this repository's at the built commit (or the ref given),
+//! another repository's at the ref given or its default branch.
+
+use crate::forge::{Forge, ForgeError, PipelineFile};
+use crate::intake::github::BuildRequest;
+use gantry_pipeline::import::Source;
+use gantry_pipeline::{Assembly, Parsed};
+
+/// The pipeline file of `request` with its imports merged. `Err` carries
+/// why GitHub could not be asked (a transient problem: retried as for the
+/// pipeline file itself).
+pub async fn read(
+    forge: &dyn Forge,
+    request: &BuildRequest,
+    file: &PipelineFile,
+) -> Result<Parsed, String> {
+    let context = super::build_context(request);
+    let mut assembly = Assembly::new(file.name, &file.content, Some(&context));
+    while let Some(source) = assembly.next() {
+        let text = match fetch(forge, request, source).await {
+            Err(ForgeError::Transient(why)) => return Err(why),
+            Err(ForgeError::Permanent(why)) => Err(why),
+            Ok(text) => Ok(text),
+        };
+        assembly.supply(text);
+    }
+    Ok(assembly.finish())
+}
+
+/// One imported file's text. Another repository's file is read only where
+/// Travis allows it: from a public repository, or from a private one of
+/// the same owner into a private repository (never into a public one,
+/// whose logs anyone reads).
+async fn fetch(
+    forge: &dyn Forge,
+    request: &BuildRequest,
+    source: &Source,
+) -> Result<Option<String>, ForgeError> {
+    let this = &request.repo.full_name;
+    let Some(other) = source
+        .repo
+        .as_deref()
+        .filter(|other| *other != this.as_str())
+    else {
+        let git_ref = source.git_ref.as_deref().unwrap_or(&request.commit);
+        return forge.file_at(this, &source.path, Some(git_ref)).await;
+    };
+    match forge.is_private(other).await? {
+        None => return Ok(None),
+        Some(false) => {}
+        Some(true) => {
+            let owner = |repo: &str| {
+                repo.split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+            };
+            if !request.repo.private {
+                return Err(ForgeError::Permanent(format!(
+                    "{other} is private, and a public repository's builds may import only from public ones"
+                )));
+            }
+            if owner(other) != owner(this) {
+                return Err(ForgeError::Permanent(format!(
+                    "{other} is private and another owner's: only repositories of the same owner may import from it"
+                )));
+            }
+        }
+    }
+    forge
+        .file_at(other, &source.path, source.git_ref.as_deref())
+        .await
+}
