@@ -7,25 +7,30 @@ use crate::intake::github::BuildRequest;
 use gantry_pipeline::import::Source;
 use gantry_pipeline::{Assembly, Parsed};
 
-/// The pipeline file of `request` with its imports merged. `Err` carries
-/// why GitHub could not be asked (a transient problem: retried as for the
-/// pipeline file itself).
-pub async fn read(
+/// The pipeline file at `request`'s commit, read with the files it
+/// imports merged in; `Ok(None)` when there is none. A transient error, of
+/// the file or of an import, is retried as a whole.
+pub async fn pipeline(
     forge: &dyn Forge,
     request: &BuildRequest,
-    file: &PipelineFile,
-) -> Result<Parsed, String> {
+) -> Result<Option<(PipelineFile, Parsed)>, ForgeError> {
+    let Some(file) = forge
+        .pipeline_file(&request.repo.full_name, &request.commit)
+        .await?
+    else {
+        return Ok(None);
+    };
     let context = super::build_context(request);
     let mut assembly = Assembly::new(file.name, &file.content, Some(&context));
     while let Some(source) = assembly.next() {
         let text = match fetch(forge, request, source).await {
-            Err(ForgeError::Transient(why)) => return Err(why),
             Err(ForgeError::Permanent(why)) => Err(why),
+            Err(transient) => return Err(transient),
             Ok(text) => Ok(text),
         };
         assembly.supply(text);
     }
-    Ok(assembly.finish())
+    Ok(Some((file, assembly.finish())))
 }
 
 /// One imported file's text. Another repository's file is read only where

@@ -387,11 +387,7 @@ async fn decide(
         build.state = BuildState::Skipped;
         build.reason = Some(format!("the commit message says {marker}"));
     } else {
-        match app
-            .forge
-            .pipeline_file(&request.repo.full_name, &request.commit)
-            .await
-        {
+        match imports::pipeline(app.forge.as_ref(), request).await {
             Err(ForgeError::Transient(reason)) if attempts < MAX_ATTEMPTS => {
                 return Ok(Decided::Retry(reason))
             }
@@ -414,21 +410,7 @@ async fn decide(
                     "no pipeline file: add .gantry.yml or .travis.yml to the repository".into(),
                 );
             }
-            Ok(Some(file)) => {
-                let parsed = match imports::read(app.forge.as_ref(), request, &file).await {
-                    Ok(parsed) => parsed,
-                    Err(reason) if attempts < MAX_ATTEMPTS => return Ok(Decided::Retry(reason)),
-                    Err(reason) => {
-                        build.state = BuildState::Errored;
-                        build.reason = Some(gave_up(
-                            &request.repo.full_name,
-                            delivery,
-                            attempts,
-                            &reason,
-                        ));
-                        return Ok(Decided::Build(Box::new(build), Vec::new()));
-                    }
-                };
+            Ok(Some((file, parsed))) => {
                 let mut diagnostics = parsed.diagnostics.clone();
                 match &parsed.pipeline {
                     None => {
