@@ -87,6 +87,9 @@ struct JobReport {
 struct DeployReport {
     provider: String,
     line: usize,
+    /// The imported file it is written in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
     /// Why this build skips it (`deploy.on`); none: it runs if the job passes.
     skipped: Option<String>,
     /// Shell tests the runner checks first (`on.condition`).
@@ -131,6 +134,7 @@ impl JobReport {
                 .map(|d| DeployReport {
                     provider: d.provider.name().to_string(),
                     line: d.line,
+                    file: d.file.clone(),
                     skipped: match &d.provider {
                         Provider::Unsupported { .. } => Some("Gantry does not run it".into()),
                         _ => d.on.check(build, &job.versions).err(),
@@ -294,11 +298,11 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
                     d.conditions.join("` and `")
                 ),
             };
-            writeln!(
-                out,
-                "     deploy: {} (line {}) — {when}",
-                d.provider, d.line
-            )?;
+            let line = match &d.file {
+                Some(file) => format!("{file} line {}", d.line),
+                None => format!("line {}", d.line),
+            };
+            writeln!(out, "     deploy: {} ({line}) — {when}", d.provider)?;
         }
     }
     for w in &r.webhooks {

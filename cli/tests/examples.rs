@@ -117,3 +117,22 @@ fn python_matrix_has_a_lint_stage_five_test_jobs_and_one_allowed_failure() {
     assert_eq!(jobs[1]["env"]["REDIS_URL"], "redis://redis:6379/0");
     assert_eq!(jobs[1]["cache"], serde_json::json!(["$HOME/.cache/pip"]));
 }
+
+#[test]
+fn shared_config_imports_the_matrix_and_deploys_only_from_master() {
+    let master = jobs("shared-config", &[]);
+    let names: Vec<&str> = master.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["python: 3.11", "python: 3.12"]);
+    assert_eq!(master[0]["image"], "python:3.11");
+    assert_eq!(master[0]["env"]["REDIS_URL"], "redis://redis:6379/0");
+    assert_eq!(master[0]["deploy"][0]["provider"], "elasticbeanstalk");
+    // Logs and lint point at the file the deploy is written in.
+    assert_eq!(master[0]["deploy"][0]["file"], "ci/deploy.yml");
+    assert_eq!(master[0]["deploy"][0]["line"], 3);
+    let feature = jobs("shared-config", &["--branch", "feature"]);
+    assert!(
+        feature[0]["deploy"].is_null(),
+        "deploy.yml is not imported: {}",
+        feature[0]
+    );
+}

@@ -115,11 +115,16 @@ impl Diagnostics {
         u16::try_from(self.files.len()).unwrap_or(u16::MAX)
     }
 
-    fn push(&mut self, severity: Severity, span: Span, message: String) -> &mut Diagnostic {
-        let file = usize::from(span.file)
+    /// The imported file `span` is in; `None` for the pipeline file itself.
+    pub fn file_of(&self, span: Span) -> Option<String> {
+        usize::from(span.file)
             .checked_sub(1)
             .and_then(|i| self.files.get(i))
-            .cloned();
+            .cloned()
+    }
+
+    fn push(&mut self, severity: Severity, span: Span, message: String) -> &mut Diagnostic {
+        let file = self.file_of(span);
         self.items.push(Diagnostic {
             severity,
             file,

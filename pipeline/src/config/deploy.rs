@@ -24,6 +24,9 @@ pub struct Deploy {
     pub allow_failure: bool,
     /// Line of the provider in the file, to point logs back at it.
     pub line: usize,
+    /// The imported file it is written in; `None` for the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -701,6 +704,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         on,
         allow_failure,
         line: node.span.line,
+        file: d.diags.file_of(node.span),
     })
 }
 

@@ -407,8 +407,9 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
         let id = 200 + i;
         fold_start(p, "deploy", id).await;
         p.runner_line(&format!(
-            "{YELLOW}Deploying with the {name} provider (.travis.yml line {}){RESET}",
-            deploy.line
+            "{YELLOW}Deploying with the {name} provider (line {} of {}){RESET}",
+            deploy.line,
+            deploy.file.as_deref().unwrap_or("the pipeline file")
         ))
         .await;
         let result = match &deploy.provider {
