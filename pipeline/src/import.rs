@@ -25,6 +25,9 @@ use std::collections::HashSet;
 /// At most this many files are imported for one build, as on Travis.
 pub const MAX_IMPORTS: usize = 25;
 
+/// How problems in a request's config name it.
+const REQUEST: &str = "the request's config";
+
 /// Where an imported file is: `owner/name:path@ref`, or `path@ref` in the
 /// importing file's repository. Without a ref: the commit being built for
 /// this repository, the default branch for another one.
@@ -135,7 +138,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn parse(text: &str) -> Option<Mode> {
+    /// Travis's name of a mode (`deep_merge_append`, …).
+    pub fn parse(text: &str) -> Option<Mode> {
         Some(match text {
             "deep_merge_append" => Mode::DeepMergeAppend,
             "deep_merge_prepend" => Mode::DeepMergePrepend,
@@ -154,12 +158,21 @@ struct Import {
     span: Span,
 }
 
+/// Something to merge, in the order of the stack of them.
+enum Wanted {
+    /// A file to ask the caller for.
+    File(Import),
+    /// The pipeline file, read already, that a request's config goes over:
+    /// it joins after the request's own imports.
+    Given(Node, Mode),
+}
+
 /// A pipeline file and the files it imports, read one at a time.
 pub struct Assembly {
     diags: Diagnostics,
     root: Option<Node>,
-    /// Files still to read, the next last.
-    wanted: Vec<Import>,
+    /// What is still to merge, the next last.
+    wanted: Vec<Wanted>,
     /// Files read, in order, with how each joins.
     imported: Vec<(Node, Mode)>,
     /// Every file asked for, so that a cycle or a repeat is read once.
@@ -194,15 +207,92 @@ impl Assembly {
         assembly
     }
 
+    /// A build asked for through the API with a config of its own (JSON
+    /// or YAML text), which goes over the pipeline file (`file`: its name
+    /// and text) as `mode` says; `None` replaces the file. As on Travis,
+    /// what the request says wins, then the files it imports, then the
+    /// pipeline file, then the files that imports.
+    pub fn with_request(
+        config: &str,
+        mode: Option<Mode>,
+        file: Option<(&str, &str)>,
+        build: Option<&BuildContext>,
+    ) -> Assembly {
+        let mut assembly = Assembly {
+            diags: Diagnostics::new(),
+            root: None,
+            wanted: Vec::new(),
+            imported: Vec::new(),
+            seen: HashSet::new(),
+            build: build.cloned(),
+        };
+        let request = Source {
+            repo: None,
+            path: REQUEST.into(),
+            git_ref: None,
+        };
+        let id = assembly.diags.imported(REQUEST);
+        let root = config::load(config, &mut assembly.diags, id);
+        if let Some(root) = root.as_ref().filter(|r| r.as_map().is_none()) {
+            assembly.diags.error(
+                root.span,
+                format!(
+                    "the request's config must be a map of keys, found {}",
+                    root.describe()
+                ),
+            );
+            return assembly;
+        }
+        if let (Some((name, source)), Some(mode)) = (file, mode) {
+            let this = Source {
+                repo: None,
+                path: name.to_string(),
+                git_ref: None,
+            };
+            assembly.seen.insert(this);
+            if let Some(node) = config::load(source, &mut assembly.diags, 0) {
+                assembly.wanted.push(Wanted::Given(node, mode));
+            }
+        }
+        if let Some(root) = &root {
+            let imports = assembly.imports_of(root, &request);
+            assembly.want(imports);
+        }
+        assembly.root = root;
+        assembly.settle();
+        assembly
+    }
+
     /// The next file to read, if any: hand its text to [`Assembly::supply`].
     pub fn next(&self) -> Option<&Source> {
-        self.wanted.last().map(|i| &i.source)
+        match self.wanted.last() {
+            Some(Wanted::File(import)) => Some(&import.source),
+            _ => None,
+        }
+    }
+
+    /// Merges what needs no reading (the pipeline file under a request's
+    /// config) once it is next, and wants the files it imports.
+    fn settle(&mut self) {
+        while let Some(Wanted::Given(..)) = self.wanted.last() {
+            let Some(Wanted::Given(node, mode)) = self.wanted.pop() else {
+                return;
+            };
+            let this = Source {
+                repo: None,
+                path: String::new(),
+                git_ref: None,
+            };
+            let imports = self.imports_of(&node, &this);
+            self.imported.push((node, mode));
+            self.want(imports);
+        }
     }
 
     /// The text of the file [`Assembly::next`] named: `Ok(None)` when it
     /// does not exist, `Err` with why it could not be read.
     pub fn supply(&mut self, text: Result<Option<String>, String>) {
-        let Some(import) = self.wanted.pop() else {
+        let Some(Wanted::File(import)) = self.wanted.pop() else {
             return;
         };
         let name = import.source.to_string();
@@ -240,16 +330,18 @@ impl Assembly {
         let imports = self.imports_of(&node, &import.source);
         self.imported.push((node, import.mode));
         self.want(imports);
+        self.settle();
     }
 
     /// Passes over the file [`Assembly::next`] named, saying why in a warning.
     pub fn skip(&mut self, why: &str) {
-        if let Some(import) = self.wanted.pop() {
+        if let Some(Wanted::File(import)) = self.wanted.pop() {
             self.diags.warning(
                 import.span,
                 format!("`{}` was not read: {why}", import.source),
             );
         }
+        self.settle();
     }
 
     /// Merges what was read and reads the result as one pipeline file.
@@ -270,7 +362,8 @@ impl Assembly {
 
     /// Adds a file's imports to read next, in their order.
     fn want(&mut self, imports: Vec<Import>) {
-        self.wanted.extend(imports.into_iter().rev());
+        self.wanted
+            .extend(imports.into_iter().rev().map(Wanted::File));
     }
 
     /// The imports a file asks for (conditions applied, repeats dropped).

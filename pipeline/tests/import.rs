@@ -285,3 +285,67 @@ fn sources_read_as_travis_writes_them() {
         (None, "path/to/other.yml", None)
     );
 }
+
+/// A build asked for with a config of its own: the request's keys win,
+/// then its imports, then the pipeline file, then the file's imports.
+#[test]
+fn a_requests_config_goes_over_the_pipeline_file_as_its_mode_says() {
+    use gantry_pipeline::import::Mode;
+    let build = BuildContext::push("master");
+    let file = "import: ci/base.yml\nlanguage: python\nscript: [pytest]\nenv: [FROM=file]\n";
+    let request =
+        r#"{"import": ["ci/extra.yml"], "script": ["make deploy"], "env": ["FROM=request"]}"#;
+    let run = |mode: Option<Mode>| {
+        let mut assembly =
+            Assembly::with_request(request, mode, Some((".travis.yml", file)), Some(&build));
+        let mut asked = Vec::new();
+        while let Some(source) = assembly.next() {
+            asked.push(source.to_string());
+            let text = match source.path.as_str() {
+                "ci/base.yml" => "script: [base]\nbefore_script: [echo base]\n",
+                _ => "script: [extra]\n",
+            };
+            assembly.supply(Ok(Some(text.into())));
+        }
+        let parsed = assembly.finish();
+        assert!(!parsed.has_errors(), "{:#?}", parsed.diagnostics);
+        let plan = parsed
+            .pipeline
+            .expect("a pipeline")
+            .plan(&build, &Catalog::default());
+        (asked, plan)
+    };
+
+    let (asked, p) = run(Some(Mode::DeepMergeAppend));
+    assert_eq!(asked, ["ci/extra.yml", "ci/base.yml"]);
+    assert_eq!(script(&p), ["make deploy", "extra", "pytest", "base"]);
+    assert_eq!(p.jobs[0].language, "python", "the file's keys stay");
+    assert_eq!(p.jobs[0].phases[&Phase::BeforeScript], ["echo base"]);
+
+    let (_, p) = run(Some(Mode::Merge));
+    // The file's `script` gives way whole; the imports join as their own modes say.
+    assert_eq!(script(&p), ["make deploy", "extra", "base"]);
+    assert_eq!(p.jobs[0].language, "python");
+
+    // Replace: the pipeline file is not read at all.
+    let (asked, p) = run(None);
+    assert_eq!(asked, ["ci/extra.yml"]);
+    assert_eq!(script(&p), ["make deploy", "extra"]);
+    assert_eq!(p.jobs[0].language, "ruby", "Travis's default language");
+
+    // A request's mistake names the request.
+    let parsed = Assembly::with_request("[1, 2]", None, None, Some(&build)).finish();
+    assert!(
+        parsed.diagnostics[0]
+            .message
+            .contains("must be a map of keys"),
+        "{:?}",
+        parsed.diagnostics
+    );
+    let parsed =
+        Assembly::with_request("{\"script\": {\"run\": 1}}", None, None, Some(&build)).finish();
+    assert_eq!(
+        parsed.diagnostics[0].file.as_deref(),
+        Some("the request's config")
+    );
+}

@@ -205,7 +205,8 @@ async fn run_one(
     };
     drop(conn);
     let message = format!("cron build of {} ({})", cron.branch, cron.interval.as_str());
-    match planner::build_of_branch(app, &repo, &cron.branch, None, Event::Cron, message).await {
+    match planner::build_of_branch(app, &repo, &cron.branch, None, Event::Cron, message, None).await
+    {
         Ok(Planned::Build(id)) => {
             let mut conn = app.db.pool.acquire().await?;
             let number = builds::get(&mut conn, id)

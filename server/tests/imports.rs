@@ -228,7 +228,109 @@ async fn a_private_repository_imports_only_its_owners_private_configs(
     assert!(contents_asked(&server, "someone-else/ci-config").is_empty());
 }
 
+/// Travis's API build request with a `config` of its own: it goes over
+/// the pipeline file as `merge_mode` says.
+async fn an_api_build_with_a_config_goes_over_the_pipeline_file(
+    engine: gantry_testkit::db::Engine,
+) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(
+        PUSH_REPO,
+        &[
+            (
+                ".travis.yml",
+                "import: ci/base.yml
+language: python
+script: [pytest]
+",
+            ),
+            (
+                "ci/base.yml",
+                "before_script: [echo base]
+",
+            ),
+        ],
+        "x",
+    );
+    // Known to the server through a first push.
+    server
+        .webhook(
+            "push",
+            "d-1",
+            &push_payload(&repo.path.display().to_string(), &sha, "x"),
+        )
+        .await;
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let path = format!("/api/repos/{PUSH_REPO}/builds");
+
+    let (status, build) = server
+        .admin_post(
+            &path,
+            serde_json::json!({"config": {"script": ["make deploy"], "env": ["STAGE=prod"]}}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{build}");
+    let spec: Value = serde_json::from_str(&specs(&server, &build).await[0]).unwrap();
+    assert_eq!(
+        spec["phases"]["script"],
+        serde_json::json!(["make deploy", "pytest"]),
+        "deep_merge_append"
+    );
+    assert_eq!(
+        spec["phases"]["before_script"],
+        serde_json::json!(["echo base"]),
+        "the file's imports too"
+    );
+    assert_eq!(spec["language"], "python");
+
+    let (_, build) = server
+        .admin_post(
+            &path,
+            serde_json::json!({"config": {"script": "make deploy"}, "merge_mode": "replace"}),
+        )
+        .await;
+    let spec: Value = serde_json::from_str(&specs(&server, &build).await[0]).unwrap();
+    assert_eq!(spec["phases"]["script"], serde_json::json!(["make deploy"]));
+    assert!(
+        spec["phases"]["before_script"].is_null(),
+        "the pipeline file was not read"
+    );
+
+    // Mistakes are refused before anything is built, or error the build saying where.
+    for (body, expected) in [
+        (
+            serde_json::json!({"config": ["script"]}),
+            "`config` must be an object",
+        ),
+        (
+            serde_json::json!({"config": {}, "merge_mode": "overwrite"}),
+            "unknown merge_mode `overwrite`",
+        ),
+        (
+            serde_json::json!({"merge_mode": "merge"}),
+            "send a `config` too",
+        ),
+    ] {
+        let (status, error) = server.admin_post(&path, body).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    let (status, build) = server
+        .admin_post(
+            &path,
+            serde_json::json!({"config": {"script": {"run": 1}}, "merge_mode": "replace"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    assert_eq!(build["state"], "errored");
+    assert_eq!(build["reason"], "the requested config has 1 error(s)");
+    assert_eq!(build["diagnostics"][0]["file"], "the request's config");
+}
+
 on_both_databases!(
+    an_api_build_with_a_config_goes_over_the_pipeline_file,
     a_build_merges_the_files_its_pipeline_imports,
     a_public_repository_cannot_import_a_private_ones_config,
     a_private_repository_imports_only_its_owners_private_configs,

@@ -4,6 +4,7 @@ use super::auth::{Admin, Viewer};
 use super::repo_by_path;
 use super::views::{BuildView, JobView, RepoView};
 use crate::error::{ApiError, ApiResult};
+use crate::intake::github::RequestConfig;
 use crate::planner::{self, Planned, Replanned};
 use crate::state::{self, BuildState, JobEvent, JobState};
 use crate::store::builds::{self, BuildFilter};
@@ -14,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gantry_pipeline::import::Mode;
 use gantry_pipeline::Event;
 use gantry_protocol::{BuildId, JobId};
 use serde::Deserialize;
@@ -423,10 +425,45 @@ pub(crate) async fn remove_log(app: &App, job: &jobs::Job, by: &str) -> ApiResul
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManualBuild {
     branch: Option<String>,
     commit: Option<String>,
     message: Option<String>,
+    /// Travis's `request.config`: keys over the pipeline file's.
+    config: Option<serde_json::Value>,
+    /// How `config` joins the pipeline file (Travis's `merge_mode`).
+    merge_mode: Option<String>,
+}
+
+/// The request's own config, checked: a map, and a merge mode Travis knows.
+fn request_config(body: &ManualBuild) -> ApiResult<Option<RequestConfig>> {
+    let Some(config) = &body.config else {
+        if body.merge_mode.is_some() {
+            return Err(ApiError::BadRequest(
+                "`merge_mode` says how `config` joins the pipeline file; send a `config` too"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if !config.is_object() {
+        return Err(ApiError::BadRequest(
+            "`config` must be an object of pipeline keys, as in .travis.yml".into(),
+        ));
+    }
+    let mode = match body.merge_mode.as_deref().unwrap_or("deep_merge_append") {
+        "replace" => None,
+        name => Some(Mode::parse(name).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown merge_mode `{name}`: use deep_merge_append (the default), deep_merge_prepend, deep_merge, merge or replace"
+            ))
+        })?),
+    };
+    // JSON is YAML: the pipeline crate reads it, with lines to point at.
+    let text = serde_json::to_string_pretty(config)
+        .map_err(|e| ApiError::BadRequest(format!("`config` cannot be read: {e}")))?;
+    Ok(Some(RequestConfig { text, mode }))
 }
 
 /// A build of a branch's head or of a given commit, requested through the API.
@@ -436,11 +473,20 @@ pub async fn create_build(
     Path((owner, name)): Path<(String, String)>,
     Json(body): Json<ManualBuild>,
 ) -> ApiResult<(StatusCode, Json<BuildView>)> {
+    let config = request_config(&body)?;
     let repo = repo_by_path(&app, &owner, &name).await?;
     let branch = body.branch.unwrap_or_else(|| repo.default_branch.clone());
     let message = body.message.unwrap_or_else(|| "manual build".into());
-    let planned =
-        planner::build_of_branch(&app, &repo, &branch, body.commit, Event::Api, message).await;
+    let planned = planner::build_of_branch(
+        &app,
+        &repo,
+        &branch,
+        body.commit,
+        Event::Api,
+        message,
+        config,
+    )
+    .await;
     let id = match planned? {
         Planned::Build(id) => id,
         Planned::Retry(reason) => return Err(ApiError::Unavailable(reason)),

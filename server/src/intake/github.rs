@@ -21,6 +21,16 @@ pub struct BuildRequest {
     pub head_branch: Option<String>,
     pub head_repo: Option<String>,
     pub fork: bool,
+    /// A config sent with an API request, over the pipeline file.
+    pub config: Option<RequestConfig>,
+}
+
+/// Travis's `request.config`: YAML (or JSON) text that goes over the
+/// pipeline file as `mode` says (`None`: it replaces the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestConfig {
+    pub text: String,
+    pub mode: Option<gantry_pipeline::import::Mode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +202,7 @@ fn push(p: Push) -> Result<Trigger, PayloadError> {
         head_branch: None,
         head_repo: None,
         fork: false,
+        config: None,
     })))
 }
 
@@ -265,6 +276,7 @@ fn pull_request(p: PullRequestEvent) -> Result<Trigger, PayloadError> {
         head_branch: pr.head.branch,
         head_repo,
         fork,
+        config: None,
         repo,
     })))
 }

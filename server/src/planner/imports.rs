@@ -2,26 +2,46 @@
 //! from GitHub: this repository's at the built commit (or the ref given),
 //! another repository's at the ref given or its default branch.
 
-use crate::forge::{Forge, ForgeError, PipelineFile};
+use crate::forge::{Forge, ForgeError};
 use crate::intake::github::BuildRequest;
 use gantry_pipeline::import::Source;
 use gantry_pipeline::{Assembly, Parsed};
 
 /// The pipeline file at `request`'s commit, read with the files it
-/// imports merged in; `Ok(None)` when there is none. A transient error, of
-/// the file or of an import, is retried as a whole.
+/// imports merged in (and under the request's own config, if it has one),
+/// and the name problems are reported under; `Ok(None)` when there is
+/// nothing to read. A transient error, of the file or of an import, is
+/// retried as a whole.
 pub async fn pipeline(
     forge: &dyn Forge,
     request: &BuildRequest,
-) -> Result<Option<(PipelineFile, Parsed)>, ForgeError> {
-    let Some(file) = forge
-        .pipeline_file(&request.repo.full_name, &request.commit)
-        .await?
-    else {
-        return Ok(None);
+) -> Result<Option<(&'static str, Parsed)>, ForgeError> {
+    let replaced = request.config.as_ref().is_some_and(|c| c.mode.is_none());
+    let file = match replaced {
+        true => None,
+        false => {
+            forge
+                .pipeline_file(&request.repo.full_name, &request.commit)
+                .await?
+        }
     };
     let context = super::build_context(request);
-    let mut assembly = Assembly::new(file.name, &file.content, Some(&context));
+    let (name, mut assembly) = match (&request.config, &file) {
+        (Some(config), file) => (
+            "the requested config",
+            Assembly::with_request(
+                &config.text,
+                config.mode,
+                file.as_ref().map(|f| (f.name, f.content.as_str())),
+                Some(&context),
+            ),
+        ),
+        (None, Some(file)) => (
+            file.name,
+            Assembly::new(file.name, &file.content, Some(&context)),
+        ),
+        (None, None) => return Ok(None),
+    };
     while let Some(source) = assembly.next() {
         let text = match fetch(forge, request, source).await {
             Err(ForgeError::Permanent(why)) => Err(why),
@@ -30,7 +50,7 @@ pub async fn pipeline(
         };
         assembly.supply(text);
     }
-    Ok(Some((file, assembly.finish())))
+    Ok(Some((name, assembly.finish())))
 }
 
 /// One imported file's text. Another repository's file is read only where

@@ -3,7 +3,7 @@
 //! Runs after GitHub got its answer, so a slow GitHub never delays the ack.
 
 use crate::forge::ForgeError;
-use crate::intake::github::{self, BuildRequest, Trigger};
+use crate::intake::github::{self, BuildRequest, RequestConfig, Trigger};
 use crate::state::{BuildState, JobState};
 use crate::store::builds::{self, NewBuild};
 use crate::store::deliveries::{self, PendingDelivery};
@@ -193,6 +193,7 @@ pub async fn build_of_branch(
     commit: Option<String>,
     event: gantry_pipeline::Event,
     message: String,
+    config: Option<RequestConfig>,
 ) -> Result<Planned, BranchError> {
     let commit = match commit {
         Some(sha) => sha,
@@ -211,6 +212,7 @@ pub async fn build_of_branch(
         head_branch: None,
         head_repo: None,
         fork: false,
+        config,
     };
     Ok(create_build(app, &request, None, i64::MAX).await?)
 }
@@ -315,6 +317,8 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
         head_branch: build.head_branch.clone(),
         head_repo: build.head_repo.clone(),
         fork: build.fork,
+        // A request's config is not kept: a restart reads the pipeline file.
+        config: None,
     };
     // Whoever restarts is waiting: GitHub's answer now, not retries.
     let (planned, jobs) = match decide(app, &request, None, i64::MAX).await? {
@@ -410,7 +414,7 @@ async fn decide(
                     "no pipeline file: add .gantry.yml or .travis.yml to the repository".into(),
                 );
             }
-            Ok(Some((file, parsed))) => {
+            Ok(Some((name, parsed))) => {
                 let mut diagnostics = parsed.diagnostics.clone();
                 match &parsed.pipeline {
                     None => {
@@ -419,7 +423,7 @@ async fn decide(
                             .filter(|d| d.severity == Severity::Error)
                             .count();
                         build.state = BuildState::Errored;
-                        build.reason = Some(format!("{} has {errors} error(s)", file.name));
+                        build.reason = Some(format!("{name} has {errors} error(s)"));
                     }
                     Some(pipeline) => {
                         let plan = pipeline.plan(&build_context(request), &Catalog::default());
@@ -434,8 +438,7 @@ async fn decide(
                             .any(|d| d.severity == Severity::Error)
                         {
                             build.state = BuildState::Errored;
-                            build.reason =
-                                Some(format!("{} expands to an invalid build", file.name));
+                            build.reason = Some(format!("{name} expands to an invalid build"));
                         } else if plan.jobs.is_empty() {
                             build.state = BuildState::Skipped;
                             build.reason = Some(match plan.skipped.first() {
