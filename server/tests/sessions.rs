@@ -812,7 +812,99 @@ async fn a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs(eng
     );
 }
 
+async fn builds_are_triggered_from_the_page_by_those_who_may_push(engine: Engine) {
+    let server = TestServer::start_oauth(engine).await;
+    let _repo = queued_build_with_reader_and_writer(&server).await;
+    let page = format!("/{PUSH_REPO}/trigger");
+
+    let reader = sign_in_with_github(&server, "reader").await;
+    assert!(refused(&server, &page, &reader)
+        .await
+        .contains("reader needs push access to binkkatal/sample_app to trigger its builds"));
+
+    let writer = sign_in_with_github(&server, "writer").await;
+    let list = get(&server, &format!("/{PUSH_REPO}"), Some(&writer)).await;
+    assert!(
+        list.contains(&format!("href=\"{page}\">Trigger a build</a>")),
+        "{list}"
+    );
+    let form = get(&server, &page, Some(&writer)).await;
+    assert!(
+        form.contains("name=\"branch\" value=\"master\""),
+        "the default branch: {form}"
+    );
+    let csrf = csrf_of(&form);
+
+    let forged = post(&server, &page, Some(&writer), &[("branch", "master")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.count("builds").await,
+        1,
+        "a forged form builds nothing"
+    );
+
+    // A wrong form comes back filled in, saying what was wrong.
+    let config = "script: make deploy\nenv: [STAGE=prod]\n";
+    let bad = post(
+        &server,
+        &page,
+        Some(&writer),
+        &[
+            ("csrf", &csrf),
+            ("branch", "nope"),
+            ("config", config),
+            ("merge_mode", "deep_merge_append"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+    let shown = bad.text().await.unwrap();
+    assert!(
+        shown.contains("no branch nope in binkkatal/sample_app"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("script: make deploy"),
+        "the config is kept: {shown}"
+    );
+
+    let made = post(
+        &server,
+        &page,
+        Some(&writer),
+        &[
+            ("csrf", &csrf),
+            ("branch", "master"),
+            ("message", "deploy now"),
+            ("config", config),
+            ("merge_mode", "replace"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let to = made.headers()["location"].to_str().unwrap().to_string();
+    let (_, builds) = server.get(&format!("/api/repos/{PUSH_REPO}/builds")).await;
+    let build = &builds[0];
+    assert_eq!(to, format!("/{PUSH_REPO}/builds/{}", build["id"]));
+    assert_eq!(
+        (build["event"].as_str(), build["message"].as_str()),
+        (Some("api"), Some("deploy now"))
+    );
+    let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE build_id = $1")
+        .bind(build["id"].as_i64().unwrap())
+        .fetch_one(&server.app.db.pool)
+        .await
+        .unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!(
+        spec["phases"]["script"],
+        serde_json::json!(["make deploy"]),
+        "the file's ./test is replaced"
+    );
+}
+
 on_both_databases!(
+    builds_are_triggered_from_the_page_by_those_who_may_push,
     a_log_is_removed_by_those_who_may_push_and_never_while_its_job_runs,
     caches_are_cleared_from_the_page_by_those_who_may_push,
     crons_are_scheduled_from_the_pages_by_those_who_may_push,

@@ -249,7 +249,7 @@ pub fn builds_page(
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a>", r = esc(repo));
     let secrets_link = if nav.user.is_some() {
         format!(
-            " <a class=\"secrets-link\" href=\"/{r}/secrets\">Secrets</a> <a class=\"secrets-link\" href=\"/{r}/crons\">Crons</a> <a class=\"secrets-link\" href=\"/{r}/caches\">Caches</a>",
+            " <a class=\"secrets-link\" href=\"/{r}/trigger\">Trigger a build</a> <a class=\"secrets-link\" href=\"/{r}/secrets\">Secrets</a> <a class=\"secrets-link\" href=\"/{r}/crons\">Crons</a> <a class=\"secrets-link\" href=\"/{r}/caches\">Caches</a>",
             r = esc(repo)
         )
     } else {
@@ -595,6 +595,59 @@ pub fn crons_page(nav: &Nav, repo: &str, rows: &[CronRow], notice: Option<&str>)
     );
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / crons", r = esc(repo));
     layout(nav, &format!("{repo} crons"), &crumbs, &body)
+}
+
+/// What the trigger form had, to show it again with what was wrong.
+#[derive(Default)]
+pub struct TriggerForm {
+    pub branch: String,
+    pub message: String,
+    pub config: String,
+    pub merge_mode: String,
+}
+
+/// Travis's merge modes, the default first.
+pub const MERGE_MODES: [&str; 5] = [
+    "deep_merge_append",
+    "deep_merge_prepend",
+    "deep_merge",
+    "merge",
+    "replace",
+];
+
+/// `/{owner}/{name}/trigger`: a build of a branch's head, with a config of
+/// its own over the pipeline file if given (Travis's "Trigger build").
+pub fn trigger_page(nav: &Nav, repo: &str, form: &TriggerForm, notice: Option<&str>) -> String {
+    let modes: String = MERGE_MODES
+        .iter()
+        .map(|m| {
+            let selected = if form.merge_mode == *m {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option{selected}>{m}</option>")
+        })
+        .collect();
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Trigger a build of {r}</h1>{notice}<p>Builds the head of a branch now, as <code>type = api</code> for <code>if:</code> conditions. A config given here goes over the pipeline file as the merge mode says (<code>replace</code>: the file is not read).</p>\
+<form method=\"post\" action=\"/{r}/trigger\" class=\"trigger\">{csrf}\
+<label>Branch <input name=\"branch\" value=\"{branch}\" required></label>\
+<label>Message <input name=\"message\" value=\"{message}\" placeholder=\"manual build\"></label>\
+<label>Config (YAML, optional) <textarea name=\"config\" rows=\"8\" placeholder=\"script: make deploy\">{config}</textarea></label>\
+<label>Merge mode <select name=\"merge_mode\">{modes}</select></label>\
+<button>Trigger build</button></form>",
+        csrf = nav.csrf_field(),
+        r = esc(repo),
+        branch = esc(&form.branch),
+        message = esc(&form.message),
+        config = esc(&form.config),
+    );
+    let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / trigger", r = esc(repo));
+    layout(nav, &format!("{repo} trigger"), &crumbs, &body)
 }
 
 /// A page for a missing or hidden thing.

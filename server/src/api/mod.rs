@@ -11,6 +11,7 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod settings;
+pub mod trigger;
 pub mod views;
 
 use crate::metrics::Metrics;
@@ -56,6 +57,10 @@ pub fn router(app: App) -> Router {
             get(pages::crons_page).post(pages::set_cron),
         )
         .route("/{owner}/{name}/caches", get(pages::caches_page))
+        .route(
+            "/{owner}/{name}/trigger",
+            get(trigger::page).post(trigger::trigger),
+        )
         .route("/{owner}/{name}/caches/clear", post(pages::clear_caches))
         .route(
             "/{owner}/{name}/crons/{id}/delete",

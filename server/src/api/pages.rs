@@ -29,7 +29,7 @@ const TAIL_LINES: usize = 5000;
 /// The most one live event carries.
 const EVENT_BYTES: u64 = 256 * 1024;
 
-fn html(page: String) -> Response {
+pub(super) fn html(page: String) -> Response {
     Html(page).into_response()
 }
 
@@ -37,7 +37,7 @@ fn missing(nav: &Nav, what: &str) -> Response {
     (StatusCode::NOT_FOUND, Html(pages::not_found(nav, what))).into_response()
 }
 
-fn nav(session: &MaybeSession) -> Nav {
+pub(super) fn nav(session: &MaybeSession) -> Nav {
     match &session.0 {
         Some(s) => Nav {
             user: Some(s.user.clone()),
@@ -667,12 +667,12 @@ pub async fn login(State(app): State<App>, axum::Form(form): axum::Form<LoginFor
 #[derive(Deserialize)]
 pub struct ActionForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// Why a form that changes something is refused, as the page to answer
 /// with: not signed in, or without the session's CSRF token.
-fn refusal(session: &MaybeSession, form: &ActionForm) -> Option<Response> {
+pub(super) fn refusal(session: &MaybeSession, form: &ActionForm) -> Option<Response> {
     let refuse = |status: StatusCode, why: &str| {
         (status, Html(pages::refused(&nav(session), why))).into_response()
     };
@@ -875,7 +875,7 @@ pub async fn remove_log(
 /// The repository, for a settings page (secrets, crons) of a signed-in
 /// user with `need` on it, who wants `to` (`"manage its secrets"`); `Err`
 /// is the page to answer with.
-async fn settings_repo(
+pub(super) async fn settings_repo(
     app: &App,
     session: &MaybeSession,
     owner: &str,
