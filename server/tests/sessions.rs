@@ -864,8 +864,8 @@ async fn builds_are_triggered_from_the_page_by_those_who_may_push(engine: Engine
         "{shown}"
     );
     assert!(
-        shown.contains("script: make deploy"),
-        "the config is kept: {shown}"
+        shown.contains("script: make deploy\nenv: [STAGE=prod]"),
+        "the config is kept, line by line: {shown}"
     );
 
     let made = post(

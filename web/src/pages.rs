@@ -644,7 +644,8 @@ pub fn trigger_page(nav: &Nav, repo: &str, form: &TriggerForm, notice: Option<&s
         r = esc(repo),
         branch = esc(&form.branch),
         message = esc(&form.message),
-        config = esc(&form.config),
+        // `esc` drops line breaks (log lines have none); a config keeps them.
+        config = form.config.lines().map(esc).collect::<Vec<_>>().join("\n"),
     );
     let crumbs = format!(" / <a href=\"/{r}\">{r}</a> / trigger", r = esc(repo));
     layout(nav, &format!("{repo} trigger"), &crumbs, &body)
