@@ -440,7 +440,65 @@ async fn logs_past_the_retention_are_replaced_by_one_line(engine: Engine) {
     assert!(log(old).await.contains("This log was deleted"));
 }
 
+/// A script written for Travis's API v3 (as its docs give it: `curl` with
+/// `Travis-API-Version: 3`, `Authorization: token …` and the slug's `/`
+/// as `%2F`) triggers a build with only the host and token changed.
+async fn a_travis_api_request_triggers_a_build(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let _repo = builds(&server, "script: ./test\n", 1).await;
+    let url = format!("{}/repo/binkkatal%2Fsample_app/requests", server.url);
+    let body = json!({"request": {
+        "branch": "master",
+        "message": "Override the commit message: this is an api request",
+        "config": {"script": "make deploy"},
+        "merge_mode": "replace"
+    }});
+    let send = |token: &str| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .header("Travis-API-Version", "3")
+            .header("Authorization", format!("token {token}"))
+            .json(&body)
+            .send()
+    };
+    let wrong = send("not-the-token").await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.count("builds").await, 1, "nothing built");
+
+    let answer = send(ADMIN).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["@type"], "pending");
+    assert_eq!(answer["repository"]["slug"], PUSH_REPO);
+    assert_eq!(answer["request"]["branch"], "master");
+    let build = &answer["build"];
+    assert_eq!(
+        (build["event"].as_str(), build["number"].as_i64()),
+        (Some("api"), Some(2))
+    );
+    assert_eq!(
+        build["message"],
+        "Override the commit message: this is an api request"
+    );
+    let (_, job) = server
+        .get(&format!("/api/jobs/{}", build["jobs"][0]["id"]))
+        .await;
+    assert_eq!(job["state"], "queued", "{job}");
+    let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE build_id = $1")
+        .bind(build["id"].as_i64().unwrap())
+        .fetch_one(&server.app.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        spec.contains("make deploy") && !spec.contains("./test"),
+        "{spec}"
+    );
+}
+
 on_both_databases!(
+    a_travis_api_request_triggers_a_build,
     private_repositories_are_shown_to_the_admin_only,
     builds_list_newest_first_with_filters_and_pages,
     jobs_show_their_fields,

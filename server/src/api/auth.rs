@@ -7,13 +7,13 @@ use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The token of `Authorization: Bearer …`, or of `token …` as GitHub and
+/// Travis's API clients send it.
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get("authorization")?
-        .to_str()
-        .ok()?
+    let value = parts.headers.get("authorization")?.to_str().ok()?;
+    value
         .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("token "))
         .map(str::trim)
 }
 

@@ -473,12 +473,22 @@ pub async fn create_build(
     Path((owner, name)): Path<(String, String)>,
     Json(body): Json<ManualBuild>,
 ) -> ApiResult<(StatusCode, Json<BuildView>)> {
+    let view = manual_build(&app, &owner, &name, body).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn manual_build(
+    app: &App,
+    owner: &str,
+    name: &str,
+    body: ManualBuild,
+) -> ApiResult<BuildView> {
     let config = request_config(&body)?;
-    let repo = repo_by_path(&app, &owner, &name).await?;
+    let repo = repo_by_path(app, owner, name).await?;
     let branch = body.branch.unwrap_or_else(|| repo.default_branch.clone());
     let message = body.message.unwrap_or_else(|| "manual build".into());
     let planned = planner::build_of_branch(
-        &app,
+        app,
         &repo,
         &branch,
         body.commit,
@@ -496,8 +506,62 @@ pub async fn create_build(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
     let build_jobs = jobs::for_build(&mut conn, id).await?;
+    Ok(BuildView::full(&build, &build_jobs))
+}
+
+/// Travis's API v3 body for `POST /repo/{slug}/requests`.
+#[derive(Deserialize)]
+pub struct TravisRequest {
+    request: TravisBuildRequest,
+}
+
+#[derive(Deserialize)]
+struct TravisBuildRequest {
+    branch: Option<String>,
+    sha: Option<String>,
+    message: Option<String>,
+    config: Option<serde_json::Value>,
+    merge_mode: Option<String>,
+}
+
+/// `POST /repo/{owner%2Fname}/requests`, as Travis's API v3 takes it
+/// (`Travis-API-Version: 3`, `Authorization: token …` with the admin
+/// token), so scripts written for Travis trigger builds here with only the
+/// host and token changed. Answers 202 in Travis's shape, with the build.
+pub async fn travis_request(
+    State(app): State<App>,
+    _: Admin,
+    Path(slug): Path<String>,
+    Json(body): Json<TravisRequest>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let Some((owner, name)) = slug.split_once('/') else {
+        return Err(ApiError::NotFound(format!(
+            "no repository `{slug}`: write owner%2Fname, as Travis's API does"
+        )));
+    };
+    let request = body.request;
+    let echo = serde_json::json!({
+        "branch": request.branch,
+        "message": request.message,
+        "config": request.config,
+        "merge_mode": request.merge_mode,
+    });
+    let manual = ManualBuild {
+        branch: request.branch,
+        commit: request.sha,
+        message: request.message,
+        config: request.config,
+        merge_mode: request.merge_mode,
+    };
+    let build = manual_build(&app, owner, name, manual).await?;
     Ok((
-        StatusCode::CREATED,
-        Json(BuildView::full(&build, &build_jobs)),
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "@type": "pending",
+            "resource_type": "request",
+            "repository": {"@type": "repository", "name": name, "slug": slug},
+            "request": echo,
+            "build": build,
+        })),
     ))
 }

@@ -89,6 +89,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/repos", get(builds::list_repos))
+        .route("/repo/{slug}/requests", post(builds::travis_request))
         .route(
             "/api/repos/{owner}/{name}/builds",
             get(builds::list_builds).post(builds::create_build),
