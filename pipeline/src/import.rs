@@ -42,6 +42,15 @@ pub struct Source {
 }
 
 impl Source {
+    /// `path` in the repository being built, at the built commit.
+    fn here(path: &str) -> Source {
+        Source {
+            repo: None,
+            path: path.to_string(),
+            git_ref: None,
+        }
+    }
+
     /// Reads `owner/name:path@ref` (repository and ref optional).
     pub fn parse(text: &str) -> Result<Source, String> {
         let text = text.trim();
@@ -182,21 +191,21 @@ pub struct Assembly {
 }
 
 impl Assembly {
-    /// Reads the pipeline file `name` of the repository being built.
-    pub fn new(name: &str, source: &str, build: Option<&BuildContext>) -> Assembly {
-        let mut assembly = Assembly {
+    fn empty(build: Option<&BuildContext>) -> Assembly {
+        Assembly {
             diags: Diagnostics::new(),
             root: None,
             wanted: Vec::new(),
             imported: Vec::new(),
             seen: HashSet::new(),
             build: build.cloned(),
-        };
-        let this = Source {
-            repo: None,
-            path: name.to_string(),
-            git_ref: None,
-        };
+        }
+    }
+
+    /// Reads the pipeline file `name` of the repository being built.
+    pub fn new(name: &str, source: &str, build: Option<&BuildContext>) -> Assembly {
+        let mut assembly = Assembly::empty(build);
+        let this = Source::here(name);
         assembly.seen.insert(this.clone());
         let root = config::load(source, &mut assembly.diags, 0);
         if let Some(root) = &root {
@@ -218,19 +227,8 @@ impl Assembly {
         file: Option<(&str, &str)>,
         build: Option<&BuildContext>,
     ) -> Assembly {
-        let mut assembly = Assembly {
-            diags: Diagnostics::new(),
-            root: None,
-            wanted: Vec::new(),
-            imported: Vec::new(),
-            seen: HashSet::new(),
-            build: build.cloned(),
-        };
-        let request = Source {
-            repo: None,
-            path: REQUEST.into(),
-            git_ref: None,
-        };
+        let mut assembly = Assembly::empty(build);
+        let request = Source::here(REQUEST);
         let id = assembly.diags.imported(REQUEST);
         let root = config::load(config, &mut assembly.diags, id);
         if let Some(root) = root.as_ref().filter(|r| r.as_map().is_none()) {
@@ -244,12 +242,7 @@ impl Assembly {
             return assembly;
         }
         if let (Some((name, source)), Some(mode)) = (file, mode) {
-            let this = Source {
-                repo: None,
-                path: name.to_string(),
-                git_ref: None,
-            };
-            assembly.seen.insert(this);
+            assembly.seen.insert(Source::here(name));
             if let Some(node) = config::load(source, &mut assembly.diags, 0) {
                 assembly.wanted.push(Wanted::Given(node, mode));
             }
@@ -278,12 +271,7 @@ impl Assembly {
             let Some(Wanted::Given(node, mode)) = self.wanted.pop() else {
                 return;
             };
-            let this = Source {
-                repo: None,
-                path: String::new(),
-                git_ref: None,
-            };
-            let imports = self.imports_of(&node, &this);
+            let imports = self.imports_of(&node, &Source::here(""));
             self.imported.push((node, mode));
             self.want(imports);
         }
