@@ -147,6 +147,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Travis's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::DeepMergeAppend => "deep_merge_append",
+            Mode::DeepMergePrepend => "deep_merge_prepend",
+            Mode::DeepMerge => "deep_merge",
+            Mode::Merge => "merge",
+        }
+    }
+
     /// Travis's name of a mode (`deep_merge_append`, …).
     pub fn parse(text: &str) -> Option<Mode> {
         Some(match text {

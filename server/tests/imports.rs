@@ -327,6 +327,33 @@ script: [pytest]
     assert_eq!(build["state"], "errored");
     assert_eq!(build["reason"], "the requested config has 1 error(s)");
     assert_eq!(build["diagnostics"][0]["file"], "the request's config");
+
+    // GitHub down: the build errors without jobs; restarted once it is
+    // back, it is planned with the same config.
+    server.github.fail_next(100, 502);
+    let (status, build) = server
+        .admin_post(
+            &path,
+            serde_json::json!({"commit": sha, "config": {"script": ["make deploy"]}, "merge_mode": "merge"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{build}");
+    assert_eq!(build["state"], "errored", "{build}");
+    server.github.recover();
+    let (status, restarted) = server
+        .admin_post(
+            &format!("/api/builds/{}/restart", build["id"]),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{restarted}");
+    let spec: Value = serde_json::from_str(&specs(&server, &build).await[0]).unwrap();
+    assert_eq!(
+        spec["phases"]["script"],
+        serde_json::json!(["make deploy"]),
+        "the request's config again"
+    );
+    assert_eq!(spec["language"], "python", "over the pipeline file");
 }
 
 on_both_databases!(

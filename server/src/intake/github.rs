@@ -33,6 +33,27 @@ pub struct RequestConfig {
     pub mode: Option<gantry_pipeline::import::Mode>,
 }
 
+impl RequestConfig {
+    /// As kept with the build: `{"text": …, "merge_mode": …}`.
+    pub fn to_json(&self) -> String {
+        let mode = self.mode.map_or("replace", |m| m.name());
+        serde_json::json!({"text": self.text, "merge_mode": mode}).to_string()
+    }
+
+    /// Reads what [`RequestConfig::to_json`] wrote; `None` if it is not that.
+    pub fn from_json(json: &str) -> Option<RequestConfig> {
+        let value: serde_json::Value = serde_json::from_str(json).ok()?;
+        let mode = match value["merge_mode"].as_str()? {
+            "replace" => None,
+            name => Some(gantry_pipeline::import::Mode::parse(name)?),
+        };
+        Some(RequestConfig {
+            text: value["text"].as_str()?.to_string(),
+            mode,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Build(Box<BuildRequest>),

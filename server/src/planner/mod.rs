@@ -298,11 +298,13 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
     let Some(finished_at) = build.finished_at else {
         return Ok(Replanned::Meanwhile);
     };
-    let repo = {
+    let (repo, config) = {
         let mut conn = app.db.pool.acquire().await?;
-        repos::by_id(&mut conn, build.repo_id)
+        let repo = repos::by_id(&mut conn, build.repo_id)
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        let config = builds::request_config(&mut conn, build.id).await?;
+        (repo, config.as_deref().and_then(RequestConfig::from_json))
     };
     let request = BuildRequest {
         repo: repo.facts(),
@@ -317,8 +319,7 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
         head_branch: build.head_branch.clone(),
         head_repo: build.head_repo.clone(),
         fork: build.fork,
-        // A request's config is not kept: a restart reads the pipeline file.
-        config: None,
+        config,
     };
     // Whoever restarts is waiting: GitHub's answer now, not retries.
     let (planned, jobs) = match decide(app, &request, None, i64::MAX).await? {
@@ -381,6 +382,7 @@ async fn decide(
         diagnostics: "[]".into(),
         fast_finish: false,
         webhooks: None,
+        request_config: request.config.as_ref().map(RequestConfig::to_json),
     };
     let mut planned_jobs = Vec::new();
     let mut stages: Vec<String> = Vec::new();

@@ -57,6 +57,8 @@ pub struct NewBuild {
     pub fast_finish: bool,
     /// The webhooks told of the build (JSON `[Webhook]`), when it has any.
     pub webhooks: Option<String>,
+    /// The config an API request sent with it (`RequestConfig::to_json`).
+    pub request_config: Option<String>,
 }
 
 const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at";
@@ -97,8 +99,8 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     let finished = b.state.is_finished().then_some(now);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO builds (repo_id, number, state, event, branch, tag, commit_sha, message, author, sender, pull_request,
-                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id",
+                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks, request_config)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING id",
     )
     .bind(b.repo_id.0)
     .bind(b.number)
@@ -121,9 +123,22 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .bind(now)
     .bind(finished)
     .bind(&b.webhooks)
+    .bind(&b.request_config)
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))
+}
+
+/// The config an API request sent with build `id`, if any.
+pub async fn request_config(
+    conn: &mut AnyConnection,
+    id: BuildId,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT request_config FROM builds WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: BuildId) -> Result<Option<Build>, sqlx::Error> {
