@@ -616,7 +616,8 @@ pub const MERGE_MODES: [&str; 5] = [
 ];
 
 /// `/{owner}/{name}/trigger`: a build of a branch's head, with a config of
-/// its own over the pipeline file if given (Travis's "Trigger build").
+/// its own over the pipeline file if given (Travis's "Trigger build"). A
+/// notice here says what was wrong: a build made goes to its own page.
 pub fn trigger_page(nav: &Nav, repo: &str, form: &TriggerForm, notice: Option<&str>) -> String {
     let modes: String = MERGE_MODES
         .iter()
@@ -630,7 +631,7 @@ pub fn trigger_page(nav: &Nav, repo: &str, form: &TriggerForm, notice: Option<&s
         })
         .collect();
     let notice = notice
-        .map(|n| format!("<p class=\"notice\">{}</p>", esc(n)))
+        .map(|n| format!("<p class=\"notice problem\">{}</p>", esc(n)))
         .unwrap_or_default();
     let body = format!(
         "<h1>Trigger a build of {r}</h1>{notice}<p>Builds the head of a branch now, as <code>type = api</code> for <code>if:</code> conditions. A config given here goes over the pipeline file as the merge mode says (<code>replace</code>: the file is not read).</p>\
