@@ -25,6 +25,11 @@ use std::collections::HashSet;
 /// At most this many files are imported for one build, as on Travis.
 pub const MAX_IMPORTS: usize = 25;
 
+/// The imported files' text, all together, is at most this: shared
+/// snippets are small, and a build's imports must not fill the server's
+/// memory.
+pub const MAX_IMPORTED_BYTES: usize = 1 << 20;
+
 /// How problems in a request's config name it.
 const REQUEST: &str = "the request's config";
 
@@ -198,6 +203,9 @@ pub struct Assembly {
     seen: HashSet<Source>,
     /// The build, for `if:` on imports; `None` reads them all (`gantry lint`).
     build: Option<BuildContext>,
+    /// Bytes of imported text read so far, and nodes kept.
+    bytes: usize,
+    nodes: usize,
 }
 
 impl Assembly {
@@ -209,6 +217,8 @@ impl Assembly {
             imported: Vec::new(),
             seen: HashSet::new(),
             build: build.cloned(),
+            bytes: 0,
+            nodes: 0,
         }
     }
 
@@ -311,10 +321,36 @@ impl Assembly {
                 return;
             }
         };
+        self.bytes += text.len();
+        if self.bytes > MAX_IMPORTED_BYTES {
+            self.diags
+                .error(
+                    import.span,
+                    format!(
+                        "cannot import `{name}`: the imported files hold more than {} KiB together",
+                        MAX_IMPORTED_BYTES >> 10
+                    ),
+                )
+                .hint("import fewer or smaller files");
+            return;
+        }
         let file = self.diags.imported(&name);
         let Some(node) = config::load(&text, &mut self.diags, file) else {
             return;
         };
+        // Aliases can make a small file large: the files' nodes together
+        // are held to what one file may expand to.
+        self.nodes += node.size();
+        if self.nodes > crate::yaml::MAX_NODES {
+            self.diags.error(
+                import.span,
+                format!(
+                    "cannot import `{name}`: the imported files expand to more than {} nodes together",
+                    crate::yaml::MAX_NODES
+                ),
+            );
+            return;
+        }
         if node.as_map().is_none() {
             self.diags.error(
                 node.span,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 /// keeps recursion over the tree bounded.
 const MAX_DEPTH: usize = 64;
 /// Total nodes, counting every alias expansion; stops "billion laughs" files.
-const MAX_NODES: usize = 200_000;
+pub(crate) const MAX_NODES: usize = 200_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -49,7 +49,7 @@ pub struct SyntaxError {
 }
 
 impl Node {
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match &self.kind {
             NodeKind::Scalar(_) => 1,
             NodeKind::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),

@@ -349,3 +349,52 @@ fn a_requests_config_goes_over_the_pipeline_file_as_its_mode_says() {
         Some("the request's config")
     );
 }
+
+#[test]
+fn imports_together_are_bounded_in_bytes_and_in_nodes() {
+    use gantry_pipeline::import::MAX_IMPORTED_BYTES;
+    let build = BuildContext::push("master");
+    // Each file is fine alone; together they are too much.
+    let big = format!(
+        "env: [{}]\n",
+        vec!["A=1"; MAX_IMPORTED_BYTES / 8].join(", ")
+    );
+    let (parsed, asked) = assemble(
+        "import: [a.yml, b.yml]\nscript: [t]\n",
+        &[("a.yml", &big), ("b.yml", &big)],
+        &build,
+    );
+    assert_eq!(asked.len(), 2);
+    assert!(
+        parsed.diagnostics.iter().any(|d| d.message.contains(
+            "cannot import `b.yml`: the imported files hold more than 1024 KiB together"
+        )),
+        "{:?}",
+        parsed
+            .diagnostics
+            .iter()
+            .map(|d| &d.message)
+            .collect::<Vec<_>>()
+    );
+
+    // An alias bomb under the per-file limit, imported many times over.
+    let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n";
+    let names: Vec<String> = (0..MAX_IMPORTS).map(|i| format!("f{i}.yml")).collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), bomb)).collect();
+    let (parsed, _) = assemble(
+        &format!("import: [{}]\nscript: [t]\n", names.join(", ")),
+        &files,
+        &build,
+    );
+    assert!(
+        parsed.diagnostics.iter().any(|d| d
+            .message
+            .contains("expand to more than 200000 nodes together")),
+        "{:?}",
+        parsed
+            .diagnostics
+            .iter()
+            .map(|d| &d.message)
+            .collect::<Vec<_>>()
+    );
+}
