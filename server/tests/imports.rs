@@ -284,6 +284,12 @@ script: [pytest]
         "the file's imports too"
     );
     assert_eq!(spec["language"], "python");
+    // The build shows what it was asked with.
+    assert_eq!(build["request_config"]["merge_mode"], "deep_merge_append");
+    assert!(build["request_config"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("make deploy"));
 
     let (_, build) = server
         .admin_post(

@@ -901,6 +901,13 @@ async fn builds_are_triggered_from_the_page_by_those_who_may_push(engine: Engine
         serde_json::json!(["make deploy"]),
         "the file's ./test is replaced"
     );
+    // Everyone who sees the build sees the config it ran with.
+    let shown = get(&server, &to, None).await;
+    assert!(
+        shown.contains("Triggered with a config of its own (replace)")
+            && shown.contains("script: make deploy\nenv: [STAGE=prod]"),
+        "{shown}"
+    );
 }
 
 on_both_databases!(

@@ -277,6 +277,8 @@ pub struct BuildPage<'a> {
     pub build: BuildRow,
     pub jobs: Vec<JobRow>,
     pub diagnostics: Vec<String>,
+    /// The config the build was triggered with and its merge mode, if any.
+    pub request_config: Option<(String, String)>,
     pub notifications: Vec<NotificationRow>,
     /// Whether restart/cancel buttons are shown (an authorised user).
     pub can_act: bool,
@@ -308,6 +310,15 @@ pub fn build_page(p: &BuildPage<'_>) -> String {
         }
     }
     let mut body = build_header(p.repo, &p.build);
+    if let Some((text, mode)) = &p.request_config {
+        // Everyone who sees the build sees what it was asked to run.
+        let lines: Vec<String> = text.lines().map(esc).collect();
+        body.push_str(&format!(
+            "<details class=\"request-config\" open><summary>Triggered with a config of its own ({})</summary><pre>{}</pre></details>",
+            esc(mode),
+            lines.join("\n")
+        ));
+    }
     if !p.diagnostics.is_empty() {
         body.push_str("<h2>Pipeline problems</h2><ul class=\"diagnostics\">");
         for d in &p.diagnostics {

@@ -274,6 +274,14 @@ pub async fn build_page(
         build: build_row(&build),
         jobs: job_rows,
         diagnostics,
+        request_config: build
+            .request_config
+            .as_deref()
+            .and_then(crate::intake::github::RequestConfig::from_json)
+            .map(|c| {
+                let mode = c.mode_name().to_string();
+                (c.text, mode)
+            }),
         notifications,
         can_act,
     };

@@ -35,6 +35,9 @@ pub struct BuildView {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Value>,
+    /// The config the build was asked for with (`{text, merge_mode}`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_config: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jobs: Option<Vec<JobView>>,
 }
@@ -61,6 +64,7 @@ impl BuildView {
             started_at: time(b.started_at),
             finished_at: time(b.finished_at),
             diagnostics: None,
+            request_config: None,
             jobs: None,
         }
     }
@@ -70,6 +74,10 @@ impl BuildView {
         let mut view = Self::new(b);
         view.diagnostics =
             Some(serde_json::from_str(&b.diagnostics).unwrap_or(Value::Array(Vec::new())));
+        view.request_config = b
+            .request_config
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok());
         view.jobs = Some(
             build_jobs
                 .iter()

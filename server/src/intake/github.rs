@@ -36,8 +36,12 @@ pub struct RequestConfig {
 impl RequestConfig {
     /// As kept with the build: `{"text": …, "merge_mode": …}`.
     pub fn to_json(&self) -> String {
-        let mode = self.mode.map_or("replace", |m| m.name());
-        serde_json::json!({"text": self.text, "merge_mode": mode}).to_string()
+        serde_json::json!({"text": self.text, "merge_mode": self.mode_name()}).to_string()
+    }
+
+    /// Travis's name of the merge mode (`replace` for none).
+    pub fn mode_name(&self) -> &'static str {
+        self.mode.map_or("replace", |m| m.name())
     }
 
     /// Reads what [`RequestConfig::to_json`] wrote; `None` if it is not that.

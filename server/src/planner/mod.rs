@@ -298,14 +298,16 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
     let Some(finished_at) = build.finished_at else {
         return Ok(Replanned::Meanwhile);
     };
-    let (repo, config) = {
+    let repo = {
         let mut conn = app.db.pool.acquire().await?;
-        let repo = repos::by_id(&mut conn, build.repo_id)
+        repos::by_id(&mut conn, build.repo_id)
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        let config = builds::request_config(&mut conn, build.id).await?;
-        (repo, config.as_deref().and_then(RequestConfig::from_json))
+            .ok_or(sqlx::Error::RowNotFound)?
     };
+    let config = build
+        .request_config
+        .as_deref()
+        .and_then(RequestConfig::from_json);
     let request = BuildRequest {
         repo: repo.facts(),
         event: build.event,

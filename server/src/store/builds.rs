@@ -32,6 +32,8 @@ pub struct Build {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The config an API request sent with it (`RequestConfig::to_json`).
+    pub request_config: Option<String>,
 }
 
 /// What a build is of, before it has an id.
@@ -61,7 +63,7 @@ pub struct NewBuild {
     pub request_config: Option<String>,
 }
 
-const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at";
+const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at, b.request_config";
 
 fn decode_err(e: String) -> sqlx::Error {
     sqlx::Error::Decode(e.into())
@@ -91,6 +93,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Build, sqlx::Error> {
         created_at: row.try_get(19)?,
         started_at: row.try_get(20)?,
         finished_at: row.try_get(21)?,
+        request_config: row.try_get(22)?,
     })
 }
 
@@ -127,18 +130,6 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))
-}
-
-/// The config an API request sent with build `id`, if any.
-pub async fn request_config(
-    conn: &mut AnyConnection,
-    id: BuildId,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT request_config FROM builds WHERE id = $1")
-        .bind(id.0)
-        .fetch_optional(conn)
-        .await
-        .map(Option::flatten)
 }
 
 pub async fn get(conn: &mut AnyConnection, id: BuildId) -> Result<Option<Build>, sqlx::Error> {
