@@ -495,6 +495,20 @@ async fn a_travis_api_request_triggers_a_build(engine: Engine) {
         spec.contains("make deploy") && !spec.contains("./test"),
         "{spec}"
     );
+
+    // Travis also names a repository by its id.
+    let (_, repos) = server.get("/api/repos").await;
+    let by_id = reqwest::Client::new()
+        .post(format!("{}/repo/{}/requests", server.url, repos[0]["id"]))
+        .header("Travis-API-Version", "3")
+        .header("Authorization", format!("token {ADMIN}"))
+        .json(&json!({"request": {"branch": "master"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_id.status(), StatusCode::ACCEPTED);
+    let answer: Value = by_id.json().await.unwrap();
+    assert_eq!(answer["build"]["number"], 3);
 }
 
 on_both_databases!(

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gantry_pipeline::import::Mode;
 use gantry_pipeline::Event;
-use gantry_protocol::{BuildId, JobId};
+use gantry_protocol::{BuildId, JobId, RepoId};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -534,9 +534,20 @@ pub async fn travis_request(
     Path(slug): Path<String>,
     Json(body): Json<TravisRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    // Travis names a repository by its slug or by its id.
+    let slug = match slug.parse::<i64>() {
+        Ok(id) => {
+            let mut conn = app.db.pool.acquire().await?;
+            repos::by_id(&mut conn, RepoId(id))
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no repository {id}")))?
+                .full_name
+        }
+        Err(_) => slug,
+    };
     let Some((owner, name)) = slug.split_once('/') else {
         return Err(ApiError::NotFound(format!(
-            "no repository `{slug}`: write owner%2Fname, as Travis's API does"
+            "no repository `{slug}`: write owner%2Fname (or the id from GET /api/repos), as Travis's API does"
         )));
     };
     let request = body.request;
