@@ -205,8 +205,15 @@ async fn run_one(
     };
     drop(conn);
     let message = format!("cron build of {} ({})", cron.branch, cron.interval.as_str());
-    match planner::build_of_branch(app, &repo, &cron.branch, None, Event::Cron, message, None).await
-    {
+    let asked = planner::BranchBuild {
+        branch: cron.branch.clone(),
+        commit: None,
+        event: Event::Cron,
+        message,
+        config: None,
+        by: Event::Cron.as_str().into(),
+    };
+    match planner::build_of_branch(app, &repo, asked).await {
         Ok(Planned::Build(id)) => {
             let mut conn = app.db.pool.acquire().await?;
             let number = builds::get(&mut conn, id)

@@ -890,6 +890,7 @@ async fn builds_are_triggered_from_the_page_by_those_who_may_push(engine: Engine
         (build["event"].as_str(), build["message"].as_str()),
         (Some("api"), Some("deploy now"))
     );
+    assert_eq!(build["author"], "writer", "the build says who triggered it");
     let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE build_id = $1")
         .bind(build["id"].as_i64().unwrap())
         .fetch_one(&server.app.db.pool)

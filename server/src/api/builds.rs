@@ -487,16 +487,15 @@ async fn manual_build(
     let repo = repo_by_path(app, owner, name).await?;
     let branch = body.branch.unwrap_or_else(|| repo.default_branch.clone());
     let message = body.message.unwrap_or_else(|| "manual build".into());
-    let planned = planner::build_of_branch(
-        app,
-        &repo,
-        &branch,
-        body.commit,
-        Event::Api,
+    let asked = planner::BranchBuild {
+        branch,
+        commit: body.commit,
+        event: Event::Api,
         message,
         config,
-    )
-    .await;
+        by: "admin".into(),
+    };
+    let planned = planner::build_of_branch(app, &repo, asked).await;
     let id = match planned? {
         Planned::Build(id) => id,
         Planned::Retry(reason) => return Err(ApiError::Unavailable(reason)),

@@ -128,8 +128,16 @@ pub async fn trigger(
         "" => "manual build".to_string(),
         message => message.to_string(),
     };
-    let planned =
-        planner::build_of_branch(&app, &repo, branch, None, Event::Api, message, config).await;
+    let by = session.0.as_ref().map_or("admin", |s| s.user.as_str());
+    let asked = planner::BranchBuild {
+        branch: branch.to_string(),
+        commit: None,
+        event: Event::Api,
+        message,
+        config,
+        by: by.to_string(),
+    };
+    let planned = planner::build_of_branch(&app, &repo, asked).await;
     match planned.map_err(ApiError::from) {
         Ok(Planned::Build(id)) => Ok((
             StatusCode::SEE_OTHER,

@@ -184,35 +184,43 @@ pub async fn branch_head(
         .ok_or_else(|| BranchError::NoBranch(format!("no branch {branch} in {}", repo.full_name)))
 }
 
-/// A build of `branch`'s head (or of `commit`) of `repo` that no webhook
-/// asked for: a manual (`api`) or a `cron` build.
+/// A build that no webhook asked for: a manual (`api`) or a `cron` one.
+pub struct BranchBuild {
+    pub branch: String,
+    /// The commit to build; the branch's head when `None`.
+    pub commit: Option<String>,
+    pub event: gantry_pipeline::Event,
+    pub message: String,
+    pub config: Option<RequestConfig>,
+    /// Who asked (the build's author and `sender`): a user, `admin` for
+    /// the admin token, `cron`.
+    pub by: String,
+}
+
+/// Plans `asked` on `repo`.
 pub async fn build_of_branch(
     app: &App,
     repo: &repos::Repo,
-    branch: &str,
-    commit: Option<String>,
-    event: gantry_pipeline::Event,
-    message: String,
-    config: Option<RequestConfig>,
+    asked: BranchBuild,
 ) -> Result<Planned, BranchError> {
-    let commit = match commit {
+    let commit = match asked.commit {
         Some(sha) => sha,
-        None => branch_head(app, repo, branch).await?,
+        None => branch_head(app, repo, &asked.branch).await?,
     };
     let request = BuildRequest {
         repo: repo.facts(),
-        event,
-        branch: branch.to_string(),
+        event: asked.event,
+        branch: asked.branch,
         tag: None,
         commit,
-        message,
-        author: event.as_str().into(),
-        sender: event.as_str().into(),
+        message: asked.message,
+        author: asked.by.clone(),
+        sender: asked.by,
         pull_request: None,
         head_branch: None,
         head_repo: None,
         fork: false,
-        config,
+        config: asked.config,
     };
     Ok(create_build(app, &request, None, i64::MAX).await?)
 }
