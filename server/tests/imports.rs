@@ -284,6 +284,34 @@ script: [pytest]
         "the file's imports too"
     );
     assert_eq!(spec["language"], "python");
+    // A secret pasted into a config never shows where the build is shown.
+    let (status, _) = server
+        .admin_put(
+            &format!("/api/repos/{PUSH_REPO}/secrets/DEPLOY_TOKEN"),
+            serde_json::json!({"value": "s3cr3t-value"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let (_, pasted) = server
+        .admin_post(
+            &path,
+            serde_json::json!({"config": {"env": ["TOKEN=s3cr3t-value"]}}),
+        )
+        .await;
+    let (_, shown) = server.get(&format!("/api/builds/{}", pasted["id"])).await;
+    let text = shown["request_config"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("TOKEN=[secure]") && !text.contains("s3cr3t"),
+        "{text}"
+    );
+    let page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", pasted["id"]))
+        .await;
+    assert!(
+        page.contains("TOKEN=[secure]") && !page.contains("s3cr3t"),
+        "{page}"
+    );
+
     // The build shows what it was asked with.
     assert_eq!(build["request_config"]["merge_mode"], "deep_merge_append");
     assert!(build["request_config"]["text"]

@@ -163,11 +163,35 @@ pub async fn get_build(
     let build = visible_build(&app, &mut conn, &viewer, id).await?;
     let build_jobs = jobs::for_build(&mut conn, build.id).await?;
     let mut view = BuildView::full(&build, &build_jobs);
+    view.request_config = shown_request_config(&app, &mut conn, &build)
+        .await?
+        .map(|c| c.to_value());
     let waiting = why_waiting(&app, &mut conn, &build_jobs).await?;
     for (why, shown) in waiting.into_iter().zip(view.jobs.iter_mut().flatten()) {
         shown.waiting = why;
     }
     Ok(Json(view))
+}
+
+/// The config `build` was triggered with, if any, with the value of every
+/// secret of its repository hidden: a build is shown to all who may read
+/// the repository, and a secret pasted into a config must not be.
+pub(crate) async fn shown_request_config(
+    app: &App,
+    conn: &mut sqlx::AnyConnection,
+    build: &builds::Build,
+) -> ApiResult<Option<RequestConfig>> {
+    let Some(config) = build
+        .request_config
+        .as_deref()
+        .and_then(RequestConfig::from_json)
+    else {
+        return Ok(None);
+    };
+    let text = crate::secrets::hide(conn, app.secrets.as_ref(), build.repo_id, &config.text)
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(Some(RequestConfig { text, ..config }))
 }
 
 /// Why each of `jobs` waits (`None` for those not queued): the runners are
@@ -505,7 +529,11 @@ async fn manual_build(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
     let build_jobs = jobs::for_build(&mut conn, id).await?;
-    Ok(BuildView::full(&build, &build_jobs))
+    let mut view = BuildView::full(&build, &build_jobs);
+    view.request_config = shown_request_config(app, &mut conn, &build)
+        .await?
+        .map(|c| c.to_value());
+    Ok(view)
 }
 
 /// Travis's API v3 body for `POST /repo/{slug}/requests`.

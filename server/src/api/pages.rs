@@ -274,10 +274,8 @@ pub async fn build_page(
         build: build_row(&build),
         jobs: job_rows,
         diagnostics,
-        request_config: build
-            .request_config
-            .as_deref()
-            .and_then(crate::intake::github::RequestConfig::from_json)
+        request_config: super::builds::shown_request_config(&app, &mut conn, &build)
+            .await?
             .map(|c| {
                 let mode = c.mode_name().to_string();
                 (c.text, mode)

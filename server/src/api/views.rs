@@ -35,7 +35,8 @@ pub struct BuildView {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Value>,
-    /// The config the build was asked for with (`{text, merge_mode}`), if any.
+    /// The config the build was asked for with (`{text, merge_mode}`), if
+    /// any, its secrets hidden (`builds::shown_request_config`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_config: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,10 +75,6 @@ impl BuildView {
         let mut view = Self::new(b);
         view.diagnostics =
             Some(serde_json::from_str(&b.diagnostics).unwrap_or(Value::Array(Vec::new())));
-        view.request_config = b
-            .request_config
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok());
         view.jobs = Some(
             build_jobs
                 .iter()

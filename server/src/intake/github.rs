@@ -36,7 +36,12 @@ pub struct RequestConfig {
 impl RequestConfig {
     /// As kept with the build: `{"text": …, "merge_mode": …}`.
     pub fn to_json(&self) -> String {
-        serde_json::json!({"text": self.text, "merge_mode": self.mode_name()}).to_string()
+        self.to_value().to_string()
+    }
+
+    /// `{"text": …, "merge_mode": …}`, as kept and as the API shows it.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({"text": self.text, "merge_mode": self.mode_name()})
     }
 
     /// Travis's name of the merge mode (`replace` for none).

@@ -499,7 +499,33 @@ async fn decide(
             reason: None,
         });
     }
+    if request.config.is_some() {
+        hide_secrets_in_names(app, request, &mut jobs).await?;
+    }
     Ok(Decided::Build(Box::new(build), jobs))
+}
+
+/// A job's name comes from its env entries (`TOKEN=…`), which a request's
+/// config can set to a secret's value; pages show names to all who may
+/// read the repository, so such a value becomes `[secure]` there.
+async fn hide_secrets_in_names(
+    app: &App,
+    request: &BuildRequest,
+    jobs: &mut [jobs::NewJob],
+) -> Result<(), sqlx::Error> {
+    let mut conn = app.db.pool.acquire().await?;
+    let Some(repo) = repos::by_name(&mut conn, &request.repo.full_name).await? else {
+        return Ok(());
+    };
+    for job in jobs {
+        job.name = crate::secrets::hide(&mut conn, app.secrets.as_ref(), repo.id, &job.name)
+            .await
+            .map_err(|e| match e {
+                crate::secrets::SecretError::Db(e) => e,
+                other => sqlx::Error::Decode(Box::new(other)),
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
