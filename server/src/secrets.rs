@@ -185,32 +185,39 @@ pub async fn for_build(
     Ok(out)
 }
 
-/// `text` with the value of every secret of `repo` replaced by
-/// `[secure]`: what the server shows of a build that came with text from
-/// a user (a config sent with it) never shows a secret pasted into it.
-pub async fn hide(
+/// The values of every secret of `repo` (whatever their branches), for
+/// hiding them in what the server shows; none without a key.
+pub async fn values(
     conn: &mut AnyConnection,
     sealer: Option<&SecretBox>,
     repo: RepoId,
-    text: &str,
-) -> Result<String, SecretError> {
+) -> Result<Vec<String>, SecretError> {
     let Some(sealer) = sealer else {
-        return Ok(text.to_string());
+        return Ok(Vec::new());
     };
     let rows = sqlx::query("SELECT name, sealed FROM secrets WHERE repo_id = $1")
         .bind(repo.0)
         .fetch_all(conn)
         .await?;
+    rows.iter()
+        .map(|r| {
+            sealer.open(
+                repo,
+                &r.try_get::<String, _>(0)?,
+                &r.try_get::<String, _>(1)?,
+            )
+        })
+        .collect()
+}
+
+/// `text` with each of `values` replaced by `[secure]`. A value of three
+/// characters or fewer is in every text and is left alone.
+pub fn mask(text: &str, values: &[String]) -> String {
     let mut out = text.to_string();
-    for r in rows {
-        let name: String = r.try_get(0)?;
-        let value = sealer.open(repo, &name, &r.try_get::<String, _>(1)?)?;
-        // As the notifications' masking: a value this short is in every text.
-        if value.len() > 3 {
-            out = out.replace(&value, "[secure]");
-        }
+    for value in values.iter().filter(|v| v.len() > 3) {
+        out = out.replace(value.as_str(), "[secure]");
     }
-    Ok(out)
+    out
 }
 
 /// Checks at start-up that the key opens the stored secrets (or that there is a key at all).
@@ -237,6 +244,15 @@ pub async fn check_key(conn: &mut AnyConnection, sealer: Option<&SecretBox>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masking_hides_every_occurrence_but_not_values_too_short_to_tell() {
+        let values = vec!["s3cr3t".to_string(), "abc".to_string()];
+        assert_eq!(
+            mask("A=s3cr3t B=s3cr3t C=abc", &values),
+            "A=[secure] B=[secure] C=abc"
+        );
+    }
 
     #[test]
     fn sealed_values_open_only_with_their_key_and_row() {

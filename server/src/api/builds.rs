@@ -15,7 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gantry_pipeline::import::Mode;
 use gantry_pipeline::Event;
 use gantry_protocol::{BuildId, JobId, RepoId};
 use serde::Deserialize;
@@ -188,9 +187,10 @@ pub(crate) async fn shown_request_config(
     else {
         return Ok(None);
     };
-    let text = crate::secrets::hide(conn, app.secrets.as_ref(), build.repo_id, &config.text)
+    let values = crate::secrets::values(conn, app.secrets.as_ref(), build.repo_id)
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let text = crate::secrets::mask(&config.text, &values);
     Ok(Some(RequestConfig { text, ..config }))
 }
 
@@ -476,14 +476,8 @@ fn request_config(body: &ManualBuild) -> ApiResult<Option<RequestConfig>> {
             "`config` must be an object of pipeline keys, as in .travis.yml".into(),
         ));
     }
-    let mode = match body.merge_mode.as_deref().unwrap_or("deep_merge_append") {
-        "replace" => None,
-        name => Some(Mode::parse(name).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown merge_mode `{name}`: use deep_merge_append (the default), deep_merge_prepend, deep_merge, merge or replace"
-            ))
-        })?),
-    };
+    let mode = RequestConfig::mode_named(body.merge_mode.as_deref().unwrap_or("deep_merge_append"))
+        .map_err(ApiError::BadRequest)?;
     // JSON is YAML: the pipeline crate reads it, with lines to point at.
     let text = serde_json::to_string_pretty(config)
         .map_err(|e| ApiError::BadRequest(format!("`config` cannot be read: {e}")))?;

@@ -14,7 +14,6 @@ use crate::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use gantry_pipeline::import::Mode;
 use gantry_pipeline::Event;
 use gantry_web::pages::{self, TriggerForm, MERGE_MODES};
 use serde::Deserialize;
@@ -108,15 +107,9 @@ pub async fn trigger(
     let config = match form.config.trim() {
         "" => None,
         text => {
-            let mode = match form.merge_mode.as_str() {
-                "replace" => None,
-                mode => match Mode::parse(mode) {
-                    Some(mode) => Some(mode),
-                    None => {
-                        let why = format!("unknown merge mode `{mode}`");
-                        return Ok(again(&why, StatusCode::BAD_REQUEST));
-                    }
-                },
+            let mode = match RequestConfig::mode_named(&form.merge_mode) {
+                Ok(mode) => mode,
+                Err(why) => return Ok(again(&why, StatusCode::BAD_REQUEST)),
             };
             Some(RequestConfig {
                 text: text.to_string(),

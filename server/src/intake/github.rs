@@ -49,16 +49,25 @@ impl RequestConfig {
         self.mode.map_or("replace", |m| m.name())
     }
 
+    /// The mode Travis calls `name`: `replace` (`None`) or one of the
+    /// pipeline crate's merge modes; otherwise what to write instead.
+    pub fn mode_named(name: &str) -> Result<Option<gantry_pipeline::import::Mode>, String> {
+        match name {
+            "replace" => Ok(None),
+            name => gantry_pipeline::import::Mode::parse(name).map(Some).ok_or_else(|| {
+                format!(
+                    "unknown merge_mode `{name}`: use deep_merge_append (the default), deep_merge_prepend, deep_merge, merge or replace"
+                )
+            }),
+        }
+    }
+
     /// Reads what [`RequestConfig::to_json`] wrote; `None` if it is not that.
     pub fn from_json(json: &str) -> Option<RequestConfig> {
         let value: serde_json::Value = serde_json::from_str(json).ok()?;
-        let mode = match value["merge_mode"].as_str()? {
-            "replace" => None,
-            name => Some(gantry_pipeline::import::Mode::parse(name)?),
-        };
         Some(RequestConfig {
             text: value["text"].as_str()?.to_string(),
-            mode,
+            mode: Self::mode_named(value["merge_mode"].as_str()?).ok()?,
         })
     }
 }

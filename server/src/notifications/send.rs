@@ -219,15 +219,8 @@ async fn attempt(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
         Ok(resolved) => resolved,
         Err(e) => return Outcome::Refused(None, e),
     };
-    let hide = |text: String| {
-        let mut text = text.replace(&url, "[webhook URL]");
-        for value in &secret_values {
-            if value.len() > 3 {
-                text = text.replace(value.as_str(), "[secure]");
-            }
-        }
-        text
-    };
+    let hide =
+        |text: String| crate::secrets::mask(&text.replace(&url, "[webhook URL]"), &secret_values);
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Outcome::Refused(None, hide(format!("`{url}` is not an http(s) URL")));
     }

@@ -517,13 +517,14 @@ async fn hide_secrets_in_names(
     let Some(repo) = repos::by_name(&mut conn, &request.repo.full_name).await? else {
         return Ok(());
     };
+    let values = crate::secrets::values(&mut conn, app.secrets.as_ref(), repo.id)
+        .await
+        .map_err(|e| match e {
+            crate::secrets::SecretError::Db(e) => e,
+            other => sqlx::Error::Decode(Box::new(other)),
+        })?;
     for job in jobs {
-        job.name = crate::secrets::hide(&mut conn, app.secrets.as_ref(), repo.id, &job.name)
-            .await
-            .map_err(|e| match e {
-                crate::secrets::SecretError::Db(e) => e,
-                other => sqlx::Error::Decode(Box::new(other)),
-            })?;
+        job.name = crate::secrets::mask(&job.name, &values);
     }
     Ok(())
 }
