@@ -2,7 +2,8 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    Artifacts, BuildContext, Catalog, Event, ImageSpec, Job, Provider, Severity, Webhook, When,
+    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Provider, Severity, Webhook,
+    When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -46,6 +47,10 @@ struct FileReport {
     /// Webhooks told of this build (`notifications.webhooks` whose `if:` holds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     webhooks: Vec<Webhook>,
+    /// Email notifications of this build (none for pull requests, or after
+    /// `email: false`); no `recipients` means the commit's author and committer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Email>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +183,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
     let mut rejected = None;
     let mut skipped = Vec::new();
     let mut webhooks = Vec::new();
+    let mut email = None;
     if let Some(pipeline) = &parsed.pipeline {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
@@ -185,6 +191,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         jobs = plan.jobs.iter().map(|j| JobReport::new(j, build)).collect();
         rejected = plan.rejected.clone();
         webhooks = plan.webhooks.clone();
+        email = plan.email.clone();
         skipped = plan
             .skipped
             .iter()
@@ -211,6 +218,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         rejected,
         skipped,
         webhooks,
+        email,
     }
 }
 
@@ -305,17 +313,30 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
             writeln!(out, "     deploy: {} ({line}) — {when}", d.provider)?;
         }
     }
+    let flags = |[success, failure, start, cancel, error]: [When; 5]| {
+        format!(
+            "success: {}, failure: {}, start: {}, cancel: {}, error: {}",
+            when(success),
+            when(failure),
+            when(start),
+            when(cancel),
+            when(error)
+        )
+    };
     for w in &r.webhooks {
-        writeln!(
-            out,
-            "  webhook: {} — success: {}, failure: {}, start: {}, cancel: {}, error: {}",
-            w.url.shown(),
-            when(w.on_success),
-            when(w.on_failure),
-            when(w.on_start),
-            when(w.on_cancel),
-            when(w.on_error)
-        )?;
+        writeln!(out, "  webhook: {} — {}", w.url.shown(), flags(w.flags()))?;
+    }
+    if let Some(e) = &r.email {
+        let to = if e.recipients.is_empty() {
+            "the commit's author and committer".to_string()
+        } else {
+            e.recipients
+                .iter()
+                .map(|r| r.shown())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(out, "  email: {to} — {}", flags(e.flags()))?;
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

@@ -7,7 +7,7 @@ use crate::condition::Facts;
 use crate::config::env::{EnvEntry, EnvVar};
 use crate::config::image::ImageSpec;
 use crate::config::job::JobConfig;
-use crate::config::notifications::Webhook;
+use crate::config::notifications::{Email, Webhook};
 use crate::config::phase::Phase;
 use crate::config::service::{self, ServiceRequest};
 use crate::config::{Config, JobRule};
@@ -38,6 +38,10 @@ pub struct Plan {
     /// and would have the server post wherever they like, with the
     /// repository's secrets in the URL.
     pub webhooks: Vec<Webhook>,
+    /// The email notifications of this build, when its `if:` holds. None
+    /// for every pull request, as on Travis: a pull request's author hears
+    /// of it on GitHub, and a fork's file would pick the recipients.
+    pub email: Option<Email>,
     /// Problems found while expanding (too many jobs, a job without script).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -403,6 +407,13 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
         .filter(|s| plan.jobs.iter().any(|j| j.stage.eq_ignore_ascii_case(s)))
         .collect();
     plan.webhooks = webhooks(config, build, &global, &mut diags);
+    plan.email = config
+        .notifications
+        .email
+        .as_ref()
+        .filter(|_| !build.is_pull_request() && !build.fork)
+        .filter(|e| holds(&e.condition, &Facts::build(build, &global)))
+        .map(|e| e.email.clone());
     plan.diagnostics = diags.into_sorted();
     plan
 }

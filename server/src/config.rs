@@ -81,6 +81,15 @@ pub struct ServerArgs {
     /// The builds it made stay; only what GitHub sent goes.
     #[arg(long, env = "GANTRY_DELIVERY_RETENTION_DAYS", default_value_t = 30)]
     pub delivery_retention_days: u32,
+    /// The mail server email notifications go through: `smtp://HOST:25`,
+    /// `smtp://USER:PASSWORD@HOST:587?tls=required` (STARTTLS) or
+    /// `smtps://USER:PASSWORD@HOST:465`. Unset: no email is sent.
+    #[arg(long, env = "GANTRY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From of email notifications; default `Gantry <gantry@HOST>`, HOST
+    /// from GANTRY_PUBLIC_URL.
+    #[arg(long, env = "GANTRY_EMAIL_FROM")]
+    pub email_from: Option<String>,
 }
 
 /// Which older builds of a branch or pull request a new one cancels.
@@ -128,6 +137,16 @@ pub struct Config {
     pub log_retention: Option<Duration>,
     /// How long a planned delivery's payload is kept in the journal.
     pub delivery_retention: Duration,
+    /// Where email notifications go out (`None`: none are sent).
+    pub email: Option<EmailSettings>,
+}
+
+/// The mail server and sender of email notifications. No `Debug`: the URL
+/// may hold a password.
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub smtp_url: String,
+    pub from: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -254,6 +273,27 @@ impl ServerArgs {
                 )));
             }
         }
+        let email = match self.smtp_url.filter(|u| !u.is_empty()) {
+            None => None,
+            Some(smtp_url) => {
+                let host = self
+                    .public_url
+                    .as_deref()
+                    .and_then(|u| u.split("://").nth(1))
+                    .and_then(|rest| rest.split(['/', ':']).next())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or("localhost");
+                let settings = EmailSettings {
+                    smtp_url,
+                    from: self
+                        .email_from
+                        .filter(|f| !f.is_empty())
+                        .unwrap_or_else(|| format!("Gantry <gantry@{host}>")),
+                };
+                crate::notifications::email::check(&settings).map_err(ConfigError)?;
+                Some(settings)
+            }
+        };
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -279,6 +319,7 @@ impl ServerArgs {
             delivery_retention: Duration::from_secs(
                 u64::from(self.delivery_retention_days) * 24 * 60 * 60,
             ),
+            email,
         })
     }
 }

@@ -129,34 +129,7 @@ impl Receiver {
 
 /// Pushes `pipeline` and runs its one job to `outcome`; returns the build.
 async fn build(server: &TestServer, pipeline: &str, outcome: JobOutcome) -> Value {
-    let message = format!("build {}", rand_suffix());
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", pipeline)], &message);
-    server
-        .webhook(
-            "push",
-            &format!("push-{sha}"),
-            &push_payload(&repo.path.display().to_string(), &sha, &message),
-        )
-        .await;
-    let queued = server
-        .wait_build(PUSH_REPO, |b| b["commit"] == sha.as_str())
-        .await;
-    let a = server.claim("r", 5).await.expect("a job");
-    server.finish(&a, outcome).await;
-    let id = queued["id"].clone();
-    gantry_testkit::eventually("the build to finish", WAIT, || async {
-        let b = server.build(&id).await;
-        (b["finished_at"].is_string()).then_some(b)
-    })
-    .await
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    server.push_and_run(pipeline, outcome).await
 }
 
 /// Whether `signature` (the header, base64) signs `payload` under the key
@@ -230,6 +203,9 @@ async fn a_build_tells_its_webhooks_when_it_starts_and_how_it_ends(engine: Engin
     assert_eq!(finished["branch"], "master");
     assert_eq!(finished["commit"], build["commit"]);
     assert_eq!(finished["pull_request"], false);
+    // The push's commit addresses, as Travis's payload has them.
+    assert_eq!(finished["author_email"], "binkkatal.r@gmail.com");
+    assert_eq!(finished["committer_email"], "binkkatal.r@gmail.com");
     let (owner, name) = PUSH_REPO.split_once('/').unwrap();
     assert_eq!(finished["repository"]["owner_name"], owner);
     assert_eq!(finished["repository"]["name"], name);

@@ -21,6 +21,7 @@ pub mod github;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod smtp;
 pub mod tls;
 pub mod webhook;
 

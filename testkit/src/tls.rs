@@ -43,31 +43,63 @@ pub fn pem(der: &[u8]) -> String {
     )
 }
 
+/// A certificate authority made for one test and a certificate it signed
+/// for 127.0.0.1, for servers other than axum's (a mail server) to use.
+pub struct Authority {
+    /// The authority's certificate, DER.
+    pub ca: Vec<u8>,
+    /// The server's certificate and its PKCS#8 key, DER.
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// The same as PEM files' text.
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Authority {
+    pub fn new() -> Authority {
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Gantry test authority");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("server params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        Authority {
+            ca: ca.der().to_vec(),
+            cert: server.der().to_vec(),
+            key: key.serialize_der(),
+            cert_pem: server.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl Default for Authority {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 fn authority_and_server_config() -> (Vec<u8>, rustls::ServerConfig) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Gantry test authority");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let key = KeyPair::generate().expect("server key");
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("server params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("server certificate");
+    let authority = Authority::new();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_no_client_auth()
         .with_single_cert(
-            vec![server.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            vec![authority.cert.into()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(authority.key)),
         )
         .expect("server certificate and key");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca.der().to_vec(), config)
+    (authority.ca, config)
 }
 
 pub struct TlsListener {

@@ -1,6 +1,7 @@
 //! `notifications:` — who hears of a build's result. Gantry sends Travis's
-//! webhook notifications (a signed POST of the build as JSON); the other
-//! notifiers (email, Slack, IRC, …) are named in a warning and not sent.
+//! webhook notifications (a signed POST of the build as JSON) and its email
+//! (to the commit's author and committer unless `recipients` says otherwise);
+//! the other notifiers (Slack, IRC, …) are named in a warning and not sent.
 
 use crate::decode::{Cond, Decoder};
 use crate::diagnostic::Span;
@@ -49,6 +50,19 @@ pub struct Webhook {
     pub on_error: When,
 }
 
+impl Webhook {
+    /// `on_success`, `on_failure`, `on_start`, `on_cancel`, `on_error`.
+    pub fn flags(&self) -> [When; 5] {
+        [
+            self.on_success,
+            self.on_failure,
+            self.on_start,
+            self.on_cancel,
+            self.on_error,
+        ]
+    }
+}
+
 /// A webhook with the `if:` that decides, per build, whether it is sent.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -56,11 +70,81 @@ pub struct WebhookConfig {
     pub condition: Option<Cond>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Who an email goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipient {
+    Address(String),
+    /// A Travis `secure:` address: the repository secret `secret` holds it.
+    Secure {
+        secret: String,
+    },
+}
+
+impl Recipient {
+    /// The address as a user may see it: secrets by name, never by value.
+    pub fn shown(&self) -> String {
+        match self {
+            Recipient::Address(address) => address.clone(),
+            Recipient::Secure { secret } => format!("${secret}"),
+        }
+    }
+}
+
+/// Email notifications and when they are sent (defaults as Travis's:
+/// a success only when it changes the branch's result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    /// Empty: the commit's author and committer, as on Travis.
+    pub recipients: Vec<Recipient>,
+    pub on_success: When,
+    pub on_failure: When,
+    pub on_start: When,
+    pub on_cancel: When,
+    pub on_error: When,
+}
+
+impl Email {
+    /// The outcome flags in `Webhook::flags`'s order, decided alike.
+    pub fn flags(&self) -> [When; 5] {
+        [
+            self.on_success,
+            self.on_failure,
+            self.on_start,
+            self.on_cancel,
+            self.on_error,
+        ]
+    }
+}
+
+/// The email notifications with the `if:` that decides, per build, whether
+/// they are sent.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub email: Email,
+    pub condition: Option<Cond>,
+}
+
+#[derive(Debug, Clone)]
 pub struct Notifications {
     pub webhooks: Vec<WebhookConfig>,
+    /// `None` after `email: false`; Travis emails by default.
+    pub email: Option<EmailConfig>,
     /// Where `notifications:` is written, to point at it.
     pub span: Option<Span>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications {
+            webhooks: Vec::new(),
+            email: Some(EmailConfig {
+                email: Flags::EMAIL.email(Vec::new()),
+                condition: None,
+            }),
+            span: None,
+        }
+    }
 }
 
 /// The repository secret that holds the `n`th (from 1) `secure:` webhook URL.
@@ -72,9 +156,18 @@ pub fn secure_url_secret(n: usize) -> String {
     }
 }
 
+/// The repository secret that holds the `n`th (from 1) `secure:` email address.
+pub fn secure_recipient_secret(n: usize) -> String {
+    if n <= 1 {
+        "EMAIL_RECIPIENT".into()
+    } else {
+        format!("EMAIL_RECIPIENT_{n}")
+    }
+}
+
 /// Notifiers Travis knows and Gantry does not send.
 const OTHER_NOTIFIERS: &[&str] = &[
-    "email", "irc", "slack", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
+    "irc", "slack", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
 ];
 const FLAGS: &[&str] = &[
     "on_success",
@@ -89,9 +182,39 @@ const FLAGS: &[&str] = &[
 #[derive(Clone, Copy)]
 struct Flags([When; 5]);
 
+/// The flags written at the top of `notifications:`, over each notifier's
+/// own defaults.
+#[derive(Clone, Copy, Default)]
+struct Written([Option<When>; 5]);
+
+impl Written {
+    fn read(&mut self, d: &mut Decoder, key: &str, value: &Node) {
+        if let Some(i) = FLAGS.iter().position(|f| *f == key) {
+            self.0[i] = when(d, key, value);
+        }
+    }
+
+    fn over(self, mut base: Flags) -> Flags {
+        for (flag, written) in base.0.iter_mut().zip(self.0) {
+            if let Some(when) = written {
+                *flag = when;
+            }
+        }
+        base
+    }
+}
+
 impl Flags {
     const TRAVIS: Flags = Flags([
         When::Always, // on_success
+        When::Always, // on_failure
+        When::Never,  // on_start
+        When::Always, // on_cancel
+        When::Always, // on_error
+    ]);
+    /// Travis's email defaults: a success only when it changes the result.
+    const EMAIL: Flags = Flags([
+        When::Change, // on_success
         When::Always, // on_failure
         When::Never,  // on_start
         When::Always, // on_cancel
@@ -113,6 +236,18 @@ impl Flags {
         let [on_success, on_failure, on_start, on_cancel, on_error] = self.0;
         Webhook {
             url,
+            on_success,
+            on_failure,
+            on_start,
+            on_cancel,
+            on_error,
+        }
+    }
+
+    fn email(self, recipients: Vec<Recipient>) -> Email {
+        let [on_success, on_failure, on_start, on_cancel, on_error] = self.0;
+        Email {
+            recipients,
             on_success,
             on_failure,
             on_start,
@@ -151,34 +286,39 @@ fn when(d: &mut Decoder, key: &str, node: &Node) -> Option<When> {
 
 /// Reads `notifications:`.
 pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
-    let mut out = Notifications {
-        webhooks: Vec::new(),
-        span: Some(node.span),
-    };
     let entries = d.entries(node, "notifications");
     // The top-level flags are every notifier's defaults, wherever they are written.
-    let mut defaults = Flags::TRAVIS;
+    let mut written = Written::default();
     for (key, value, _) in &entries {
-        defaults.read(d, key, value);
+        written.read(d, key, value);
     }
+    let mut out = Notifications {
+        webhooks: Vec::new(),
+        email: Some(EmailConfig {
+            email: written.over(Flags::EMAIL).email(Vec::new()),
+            condition: None,
+        }),
+        span: Some(node.span),
+    };
+    let defaults = written.over(Flags::TRAVIS);
     let mut secure = 0;
     for (key, value, span) in entries {
         match key {
             "webhooks" => webhooks(d, value, defaults, &mut secure, &mut out.webhooks),
+            "email" => out.email = email(d, value, written.over(Flags::EMAIL)),
             _ if FLAGS.contains(&key) => {}
-            "email" if value.as_scalar().and_then(|s| s.as_bool()) == Some(false) => {}
             _ if OTHER_NOTIFIERS.contains(&key) => {
                 d.diags
                     .warning(
                         span,
                         format!(
-                            "`notifications.{key}` is not sent: Gantry sends webhook notifications only"
+                            "`notifications.{key}` is not sent: Gantry sends webhook and email notifications only"
                         ),
                     )
-                    .hint("most chat and mail services take a webhook: list its URL under `notifications.webhooks`");
+                    .hint("most chat services take a webhook: list its URL under `notifications.webhooks`");
             }
             _ => {
-                let mut known: Vec<&str> = vec!["webhooks"];
+                let mut known: Vec<&str> = vec!["webhooks", "email"];
                 known.extend(FLAGS);
                 known.extend(OTHER_NOTIFIERS);
                 d.unknown_key(key, span, &known, "notifications");
@@ -276,6 +416,89 @@ fn webhook_map(
         hook: flags.webhook(url),
         condition: condition.clone(),
     }));
+}
+
+/// `email:` — `false`, `true`, an address, a list of them, or a map with
+/// `recipients`, the `on_*` flags, `enabled` and `if`.
+fn email(d: &mut Decoder, node: &Node, defaults: Flags) -> Option<EmailConfig> {
+    let mut flags = defaults;
+    let mut condition = None;
+    let mut recipients = Vec::new();
+    let mut secure = 0;
+    match &node.kind {
+        NodeKind::Scalar(s) if s.is_null() || s.as_bool() == Some(true) => {}
+        NodeKind::Scalar(s) if s.as_bool() == Some(false) => return None,
+        NodeKind::Map(_) if node.get("secure").is_none() => {
+            for (key, value, span) in d.entries(node, "email") {
+                if flags.read(d, key, value) {
+                    continue;
+                }
+                match key {
+                    "recipients" => addresses(d, value, &mut secure, &mut recipients),
+                    "enabled" => {
+                        if d.bool(value, "enabled") == Some(false) {
+                            return None;
+                        }
+                    }
+                    "if" => condition = d.condition(value, "if"),
+                    _ => {
+                        let mut known = vec!["recipients", "enabled", "if"];
+                        known.extend(FLAGS);
+                        d.unknown_key(key, span, &known, "email");
+                    }
+                }
+            }
+        }
+        _ => addresses(d, node, &mut secure, &mut recipients),
+    }
+    Some(EmailConfig {
+        email: flags.email(recipients),
+        condition,
+    })
+}
+
+/// An address, a `secure:` one, or a list of them.
+fn addresses(d: &mut Decoder, node: &Node, secure: &mut usize, out: &mut Vec<Recipient>) {
+    let items: Vec<&Node> = match node.as_seq() {
+        Some(items) => items.iter().collect(),
+        None => vec![node],
+    };
+    for item in items {
+        if let Some(value) = item.get("secure") {
+            if d.string(value, "secure").is_some() {
+                *secure += 1;
+                out.push(Recipient::Secure {
+                    secret: secure_recipient_secret(*secure),
+                });
+            }
+            continue;
+        }
+        let Some(text) = d.string(item, "recipients") else {
+            continue;
+        };
+        let address = text.value.trim();
+        if is_address(address) {
+            out.push(Recipient::Address(address.to_string()));
+        } else {
+            d.diags
+                .error(text.span, format!("`{address}` is not an email address"))
+                .hint("write one address per entry: recipients: [dev@example.com]");
+        }
+    }
+}
+
+/// `local@domain`, with nothing in it that would end a mail header or list
+/// several addresses: what a mail server can be handed as one recipient.
+pub fn is_address(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return false;
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_graphic() && !"<>(),;:\\\"[]@".contains(c))
+    };
+    plain(local) && plain(domain) && !domain.starts_with('.') && !domain.ends_with('.')
 }
 
 fn url(d: &mut Decoder, node: &Node, secure: &mut usize) -> Option<WebhookUrl> {
@@ -425,5 +648,117 @@ mod tests {
         let (_, diags) = read("notifications:\n  webhooks:\n    on_success: always\n");
         assert_eq!(diags.len(), 1);
         assert!(diags[0].message.contains("no `urls`"));
+    }
+
+    fn email_of(source: &str) -> Option<Email> {
+        let (n, diags) = read(source);
+        assert!(diags.is_empty(), "{diags:?}");
+        n.email.map(|e| e.email)
+    }
+
+    fn address(a: &str) -> Recipient {
+        Recipient::Address(a.into())
+    }
+
+    #[test]
+    fn email_goes_to_the_committers_by_default_with_travis_flags() {
+        let default = Notifications::default().email.map(|e| e.email);
+        let written = email_of("notifications:\n  webhooks: https://a.example\n");
+        assert_eq!(default, written);
+        let email = written.expect("email is on unless turned off");
+        assert!(email.recipients.is_empty(), "empty means the committers");
+        assert_eq!(
+            email.flags(),
+            [
+                When::Change,
+                When::Always,
+                When::Never,
+                When::Always,
+                When::Always
+            ]
+        );
+        assert_eq!(email_of("notifications:\n  email: false\n"), None);
+        assert_eq!(
+            email_of("notifications:\n  email:\n    enabled: false\n    recipients: a@b.c\n"),
+            None
+        );
+        assert!(email_of("notifications:\n  email: true\n").is_some());
+    }
+
+    #[test]
+    fn recipients_come_as_an_address_a_list_or_a_map() {
+        let one = email_of("notifications:\n  email: dev@example.com\n").unwrap();
+        assert_eq!(one.recipients, vec![address("dev@example.com")]);
+        let list = email_of("notifications:\n  email:\n    - a@example.com\n    - b@example.org\n")
+            .unwrap();
+        assert_eq!(
+            list.recipients,
+            vec![address("a@example.com"), address("b@example.org")]
+        );
+        // As in opengovsg/FormSG's and BurntSushi/ripgrep's files.
+        let map = email_of(
+            "notifications:\n  email:\n    recipients:\n      - formsg@data.gov.sg\n      - secure: abc\n    on_success: always\n    on_failure: never\n",
+        )
+        .unwrap();
+        assert_eq!(
+            map.recipients,
+            vec![
+                address("formsg@data.gov.sg"),
+                Recipient::Secure {
+                    secret: "EMAIL_RECIPIENT".into()
+                }
+            ]
+        );
+        assert_eq!(
+            (map.on_success, map.on_failure),
+            (When::Always, When::Never)
+        );
+        let flags_only = email_of("notifications:\n  email:\n    on_success: never\n").unwrap();
+        assert!(flags_only.recipients.is_empty());
+        assert_eq!(flags_only.on_success, When::Never);
+    }
+
+    #[test]
+    fn top_level_flags_reach_email_over_its_own_defaults() {
+        // etcd's file: no notifier named, both flags never.
+        let email = email_of("notifications:\n  on_success: never\n  on_failure: never\n").unwrap();
+        assert_eq!(
+            (email.on_success, email.on_failure),
+            (When::Never, When::Never)
+        );
+        // A flag not written keeps email's own default (change), not the webhooks' (always).
+        let email = email_of("notifications:\n  on_failure: change\n").unwrap();
+        assert_eq!(
+            (email.on_success, email.on_failure),
+            (When::Change, When::Change)
+        );
+    }
+
+    #[test]
+    fn a_bad_address_points_at_its_line() {
+        let (n, diags) = read(
+            "notifications:\n  email:\n    recipients:\n      - ok@example.com\n      - \"a@b.c, evil@x.y\"\n      - nobody\n    on_sucess: never\n",
+        );
+        let lines: Vec<(usize, Severity)> = diags.iter().map(|d| (d.line, d.severity)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (5, Severity::Error),
+                (6, Severity::Error),
+                (7, Severity::Warning)
+            ],
+            "{diags:?}"
+        );
+        assert!(diags[1]
+            .message
+            .contains("`nobody` is not an email address"));
+        assert_eq!(diags[2].hint.as_deref(), Some("did you mean `on_success`?"));
+        assert_eq!(
+            n.email.unwrap().email.recipients,
+            vec![address("ok@example.com")]
+        );
+        assert!(is_address("first.last+ci@sub.example.co.uk"));
+        assert!(!is_address("a@b\r\nBcc: x@y.z"));
+        assert!(!is_address("@example.com"));
     }
 }

@@ -23,6 +23,16 @@ pub struct BuildRequest {
     pub fork: bool,
     /// A config sent with an API request, over the pipeline file.
     pub config: Option<RequestConfig>,
+    /// The head commit's author and committer addresses (pushes only):
+    /// whom email notifications go to when no `recipients` are written.
+    pub emails: CommitEmails,
+}
+
+/// A commit's author and committer addresses, as the push webhook gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitEmails {
+    pub author: Option<String>,
+    pub committer: Option<String>,
 }
 
 /// Travis's `request.config`: YAML (or JSON) text that goes over the
@@ -189,12 +199,14 @@ struct HeadCommit {
     #[serde(default)]
     message: String,
     author: Option<Author>,
+    committer: Option<Author>,
 }
 
 #[derive(Deserialize)]
 struct Author {
     username: Option<String>,
     name: Option<String>,
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,12 +231,19 @@ fn push(p: Push) -> Result<Trigger, PayloadError> {
             "{git_ref} is neither a branch nor a tag"
         )));
     };
-    let (message, author) = match p.head_commit {
-        Some(head) => (
-            head.message,
-            head.author.and_then(|a| a.username.or(a.name)),
-        ),
-        None => (String::new(), None),
+    let (message, author, emails) = match p.head_commit {
+        Some(head) => {
+            let emails = CommitEmails {
+                author: head.author.as_ref().and_then(|a| a.email.clone()),
+                committer: head.committer.and_then(|c| c.email),
+            };
+            (
+                head.message,
+                head.author.and_then(|a| a.username.or(a.name)),
+                emails,
+            )
+        }
+        None => (String::new(), None, CommitEmails::default()),
     };
     Ok(Trigger::Build(Box::new(BuildRequest {
         repo: repo.into(),
@@ -242,6 +261,7 @@ fn push(p: Push) -> Result<Trigger, PayloadError> {
         head_repo: None,
         fork: false,
         config: None,
+        emails,
     })))
 }
 
@@ -316,6 +336,7 @@ fn pull_request(p: PullRequestEvent) -> Result<Trigger, PayloadError> {
         head_repo,
         fork,
         config: None,
+        emails: CommitEmails::default(),
         repo,
     })))
 }

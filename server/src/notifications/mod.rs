@@ -1,11 +1,13 @@
-//! Webhook notifications, as Travis sends them: when a build starts or
-//! finishes, each webhook its pipeline file names (and whose `on_*` flag
-//! says so) gets a POST of the build as JSON, signed with the server's key.
+//! Notifications, as Travis sends them: when a build starts or finishes,
+//! each webhook its pipeline file names (and whose `on_*` flag says so)
+//! gets a POST of the build as JSON, signed with the server's key, and its
+//! email recipients (the commit's author and committer by default) a mail.
 //!
 //! Like commit statuses, they go through an outbox written in the same
 //! transaction as the build's state (`enqueue`), and a loop sends them with
 //! retries (`send`); a receiver that is down never fails or delays a build.
 
+pub mod email;
 pub mod key;
 pub mod send;
 
@@ -13,7 +15,7 @@ use crate::config::Config;
 use crate::state::{BuildState, JobState};
 use crate::store::builds::Build;
 use crate::store::{jobs, now_ms};
-use gantry_pipeline::{Event, Webhook, When};
+use gantry_pipeline::{Email, Event, Recipient, Webhook, When};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
@@ -32,6 +34,32 @@ impl Announcement {
         match self {
             Announcement::Started => "started",
             Announcement::Finished => "finished",
+        }
+    }
+}
+
+/// How a notification goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notifier {
+    /// A signed form POST of the build's JSON (`target`: a `WebhookUrl`).
+    Webhook,
+    /// A mail through `GANTRY_SMTP_URL` (`target`: a `Recipient`).
+    Email,
+}
+
+impl Notifier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notifier::Webhook => "webhook",
+            Notifier::Email => "email",
+        }
+    }
+
+    pub fn parse(text: &str) -> Notifier {
+        match text {
+            "email" => Notifier::Email,
+            _ => Notifier::Webhook,
         }
     }
 }
@@ -84,14 +112,16 @@ pub fn result_message(state: BuildState, previous: Option<BuildState>) -> &'stat
     }
 }
 
-/// Whether `hook` is told of `build` reaching its state.
-fn wanted(hook: &Webhook, state: BuildState, previous: Option<BuildState>) -> bool {
+/// Whether a notifier with these flags (`Webhook::flags`) is told of a
+/// build reaching `state`.
+fn wanted(flags: [When; 5], state: BuildState, previous: Option<BuildState>) -> bool {
+    let [on_success, on_failure, on_start, on_cancel, on_error] = flags;
     let when = match state {
-        BuildState::Running => hook.on_start,
-        BuildState::Passed => hook.on_success,
-        BuildState::Failed => hook.on_failure,
-        BuildState::Errored => hook.on_error,
-        BuildState::Canceled => hook.on_cancel,
+        BuildState::Running => on_start,
+        BuildState::Passed => on_success,
+        BuildState::Failed => on_failure,
+        BuildState::Errored => on_error,
+        BuildState::Canceled => on_cancel,
         BuildState::Queued | BuildState::Skipped => return false,
     };
     match when {
@@ -147,13 +177,46 @@ fn result_code(passed: bool) -> i64 {
     }
 }
 
+/// The head commit's author and committer addresses, when the push gave them.
+#[derive(Debug, Clone, Default)]
+pub struct CommitEmails {
+    pub author: Option<String>,
+    pub committer: Option<String>,
+}
+
+impl CommitEmails {
+    /// Whom Travis emails when no `recipients` are written: the author and
+    /// the committer, once each. GitHub's no-reply addresses receive nothing.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for address in [&self.author, &self.committer].into_iter().flatten() {
+            let address = address.trim();
+            let lower = address.to_ascii_lowercase();
+            // Commits made on github.com: `noreply@github.com` commits them,
+            // and private authors are `ID+LOGIN@users.noreply.github.com`.
+            let no_reply =
+                lower == "noreply@github.com" || lower.ends_with("@users.noreply.github.com");
+            if gantry_pipeline::config::notifications::is_address(address)
+                && !no_reply
+                && !out.iter().any(|a| a.eq_ignore_ascii_case(address))
+            {
+                out.push(address.to_string());
+            }
+        }
+        out
+    }
+}
+
 /// The payload Travis posts (its v1 webhook build), with Gantry's values.
 pub fn payload(
     config: &Config,
     build: &Build,
     jobs: &[jobs::Job],
     previous: Option<BuildState>,
+    emails: &CommitEmails,
 ) -> Value {
+    let author_email = emails.author.as_deref().unwrap_or("");
+    let committer_email = emails.committer.as_deref().unwrap_or("");
     let (owner, name) = build.repo.split_once('/').unwrap_or(("", &build.repo));
     let github = config.github_url.trim_end_matches('/');
     let repo_url = format!("{github}/{}", build.repo);
@@ -200,9 +263,9 @@ pub fn payload(
                 "finished_at": travis_time(job.finished_at),
                 "committed_at": Value::Null,
                 "author_name": build.author,
-                "author_email": "",
+                "author_email": author_email,
                 "committer_name": build.author,
-                "committer_email": "",
+                "committer_email": committer_email,
                 "allow_failure": job.allow_failure,
             })
         })
@@ -231,9 +294,9 @@ pub fn payload(
         "compare_url": compare_url,
         "committed_at": Value::Null,
         "author_name": build.author,
-        "author_email": "",
+        "author_email": author_email,
         "committer_name": build.author,
-        "committer_email": "",
+        "committer_email": committer_email,
         "pull_request": build.pull_request.is_some(),
         "pull_request_number": build.pull_request,
         "pull_request_title": build.pull_request.map(|_| build.message.clone()),
@@ -265,42 +328,78 @@ pub async fn enqueue(
         }
         BuildState::Queued | BuildState::Skipped => return Ok(()),
     };
-    let stored: Option<String> = sqlx::query_scalar("SELECT webhooks FROM builds WHERE id = $1")
-        .bind(build.id.0)
-        .fetch_optional(&mut *conn)
-        .await?
-        .flatten();
-    let Some(stored) = stored else {
+    let row = sqlx::query(
+        "SELECT webhooks, email, author_email, committer_email FROM builds WHERE id = $1",
+    )
+    .bind(build.id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
         return Ok(());
     };
-    let hooks: Vec<Webhook> = match serde_json::from_str(&stored) {
-        Ok(hooks) => hooks,
-        Err(e) => {
-            tracing::error!(build = %build.id, error = %e, "the build's webhooks cannot be read");
-            return Ok(());
-        }
+    let hooks: Vec<Webhook> = stored(build, "webhooks", row.try_get(0)?).unwrap_or_default();
+    let email: Option<Email> = stored(build, "email settings", row.try_get(1)?);
+    let emails = CommitEmails {
+        author: row.try_get(2)?,
+        committer: row.try_get(3)?,
     };
-    let previous = previous_result(conn, build).await?;
-    let wanted: Vec<&Webhook> = hooks
-        .iter()
-        .filter(|h| wanted(h, build.state, previous))
-        .collect();
-    if wanted.is_empty() {
+    if hooks.is_empty() && email.is_none() {
         return Ok(());
     }
-    let payload = payload(config, build, jobs, previous).to_string();
-    let now = now_ms();
-    for hook in wanted {
+    let previous = previous_result(conn, build).await?;
+    let mut outbox: Vec<(Notifier, String)> = Vec::new();
+    for hook in hooks
+        .iter()
+        .filter(|h| wanted(h.flags(), build.state, previous))
+    {
         let target = serde_json::to_string(&hook.url).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        outbox.push((Notifier::Webhook, target));
+    }
+    let mut unsendable = false;
+    if let Some(email) = email.filter(|e| wanted(e.flags(), build.state, previous)) {
+        let recipients = if email.recipients.is_empty() {
+            emails
+                .recipients()
+                .into_iter()
+                .map(Recipient::Address)
+                .collect()
+        } else {
+            // Written in the file, so wanted: say why none comes when the
+            // server cannot send. The committers' default is quietly off.
+            unsendable = config.email.is_none();
+            email.recipients
+        };
+        if config.email.is_some() || unsendable {
+            for recipient in recipients {
+                let target =
+                    serde_json::to_string(&recipient).map_err(|e| sqlx::Error::Encode(e.into()))?;
+                outbox.push((Notifier::Email, target));
+            }
+        }
+    }
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let payload = payload(config, build, jobs, previous, &emails).to_string();
+    let now = now_ms();
+    for (notifier, target) in outbox {
+        let (state, error) = match notifier {
+            Notifier::Email if unsendable => (Delivery::Failed, Some(email::NOT_CONFIGURED)),
+            _ => (Delivery::Pending, None),
+        };
         sqlx::query(
-            "INSERT INTO notifications (build_id, event, target, payload, state, created_at, next_attempt_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
+            "INSERT INTO notifications (build_id, event, kind, target, payload, state, last_error, created_at, next_attempt_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         )
         .bind(build.id.0)
         .bind(announcement.as_str())
+        .bind(notifier.as_str())
         .bind(target)
         .bind(&payload)
+        .bind(state.as_str())
+        .bind(error)
         .bind(now)
+        .bind((state == Delivery::Failed).then_some(now))
         .execute(&mut *conn)
         .await?;
     }
@@ -308,11 +407,29 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// A build's stored notifier settings (`what`, for the log), if it has any
+/// that can be read.
+fn stored<T: serde::de::DeserializeOwned>(
+    build: &Build,
+    what: &str,
+    json: Option<String>,
+) -> Option<T> {
+    match serde_json::from_str(json.as_deref()?) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(build = %build.id, error = %e, "the build's {what} cannot be read");
+            None
+        }
+    }
+}
+
 /// A notification as the API shows it: the URL as written (secrets by
 /// name), never the payload's signature or a secret's value.
 #[derive(Debug, Serialize)]
 pub struct NotificationView {
     pub event: String,
+    pub kind: Notifier,
+    /// The webhook's URL, or `mailto:` and the address (secrets by name).
     pub url: String,
     pub state: Delivery,
     pub attempts: i64,
@@ -328,7 +445,7 @@ pub async fn for_build(
     build: gantry_protocol::BuildId,
 ) -> Result<Vec<NotificationView>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT event, target, state, attempts, response_status, last_error, created_at, finished_at
+        "SELECT event, target, state, attempts, response_status, last_error, created_at, finished_at, kind
          FROM notifications WHERE build_id = $1 ORDER BY id",
     )
     .bind(build.0)
@@ -337,11 +454,18 @@ pub async fn for_build(
     rows.iter()
         .map(|r| {
             let target: String = r.try_get(1)?;
-            let url = serde_json::from_str::<gantry_pipeline::WebhookUrl>(&target)
-                .map(|u| u.shown())
-                .unwrap_or_default();
+            let kind = Notifier::parse(&r.try_get::<String, _>(8)?);
+            let url = match kind {
+                Notifier::Webhook => serde_json::from_str::<gantry_pipeline::WebhookUrl>(&target)
+                    .map(|u| u.shown())
+                    .unwrap_or_default(),
+                Notifier::Email => serde_json::from_str::<Recipient>(&target)
+                    .map(|r| format!("mailto:{}", r.shown()))
+                    .unwrap_or_default(),
+            };
             Ok(NotificationView {
                 event: r.try_get(0)?,
+                kind,
                 url,
                 state: Delivery::parse(&r.try_get::<String, _>(2)?),
                 attempts: r.try_get(3)?,
@@ -388,13 +512,36 @@ mod tests {
     #[test]
     fn change_sends_only_when_the_result_differs() {
         use BuildState::*;
-        let h = hook(When::Change, When::Always);
-        assert!(wanted(&h, Passed, None), "a first build is a change");
-        assert!(wanted(&h, Passed, Some(Failed)));
-        assert!(!wanted(&h, Passed, Some(Passed)));
-        assert!(wanted(&h, Failed, Some(Failed)), "on_failure: always");
-        assert!(!wanted(&h, Running, None), "on_start: never");
-        assert!(!wanted(&hook(When::Never, When::Never), Failed, None));
-        assert!(!wanted(&h, Queued, None));
+        let h = hook(When::Change, When::Always).flags();
+        assert!(wanted(h, Passed, None), "a first build is a change");
+        assert!(wanted(h, Passed, Some(Failed)));
+        assert!(!wanted(h, Passed, Some(Passed)));
+        assert!(wanted(h, Failed, Some(Failed)), "on_failure: always");
+        assert!(!wanted(h, Running, None), "on_start: never");
+        assert!(!wanted(
+            hook(When::Never, When::Never).flags(),
+            Failed,
+            None
+        ));
+        assert!(!wanted(h, Queued, None));
+    }
+
+    #[test]
+    fn default_recipients_are_the_author_and_committer_once_each() {
+        let emails = CommitEmails {
+            author: Some("Dev@Example.com".into()),
+            committer: Some("dev@example.com".into()),
+        };
+        assert_eq!(emails.recipients(), vec!["Dev@Example.com"]);
+        let emails = CommitEmails {
+            author: Some("1234+octocat@users.noreply.github.com".into()),
+            committer: Some("noreply@github.com".into()),
+        };
+        assert!(emails.recipients().is_empty());
+        let emails = CommitEmails {
+            author: Some("not an address".into()),
+            committer: None,
+        };
+        assert!(emails.recipients().is_empty());
     }
 }

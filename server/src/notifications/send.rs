@@ -1,11 +1,13 @@
-//! Sends queued webhook notifications: a form POST of `payload=<JSON>`
-//! with Travis's headers, retried with backoff while the receiver is down
-//! or answers 5xx, given up at once when it refuses (4xx).
+//! Sends queued notifications: for a webhook a form POST of
+//! `payload=<JSON>` with Travis's headers, for an email a mail (see
+//! `email`); retried with backoff while the receiver is down or answers
+//! 5xx (a mail server 4xx), given up at once when it refuses.
 
-use super::Delivery;
+use super::email::{Mailer, NOT_CONFIGURED};
+use super::{Delivery, Notifier};
 use crate::store::now_ms;
 use crate::App;
-use gantry_pipeline::WebhookUrl;
+use gantry_pipeline::{Recipient, WebhookUrl};
 use gantry_protocol::RepoId;
 use sqlx::Row;
 use std::time::Duration;
@@ -22,6 +24,7 @@ const ROUND: i64 = 50;
 
 struct Due {
     id: i64,
+    kind: Notifier,
     build_id: i64,
     target: String,
     payload: String,
@@ -34,7 +37,7 @@ struct Due {
 }
 
 /// What became of one attempt.
-enum Outcome {
+pub enum Outcome {
     Sent(u16),
     /// Worth trying again later (no answer, 408, 429, 5xx).
     Retry(Option<u16>, String),
@@ -42,19 +45,27 @@ enum Outcome {
     Refused(Option<u16>, String),
 }
 
-/// Sends what is due, in order per webhook; returns how many were sent.
-/// `http` is made when the first notification is due: most servers send
-/// none, and an idle server keeps its memory small (bench metric 6).
-pub async fn try_once(app: &App, http: &mut Option<reqwest::Client>) -> Result<usize, sqlx::Error> {
+/// What notifications go out through, made when the first of their kind
+/// is due: most servers send none, and an idle server keeps its memory
+/// small (bench metric 6).
+#[derive(Default)]
+pub struct Senders {
+    http: Option<reqwest::Client>,
+    mail: Option<Mailer>,
+}
+
+/// Sends what is due, in order per webhook and per recipient; returns how
+/// many were sent.
+pub async fn try_once(app: &App, senders: &mut Senders) -> Result<usize, sqlx::Error> {
     // Each webhook hears of builds in the order they happened (a start
     // before its result, "Still Failing" before "Fixed"): only its oldest
     // waiting notification is a candidate, sent when due.
     let now = now_ms();
     let rows = sqlx::query(
         "SELECT n.id, n.build_id, n.target, n.payload, n.attempts, n.next_attempt_at,
-                b.repo_id, r.full_name, b.branch, b.fork
+                b.repo_id, r.full_name, b.branch, b.fork, n.kind
          FROM notifications n JOIN builds b ON b.id = n.build_id JOIN repos r ON r.id = b.repo_id
-         WHERE n.id IN (SELECT MIN(id) FROM notifications WHERE state = 'pending' GROUP BY target)
+         WHERE n.id IN (SELECT MIN(id) FROM notifications WHERE state = 'pending' GROUP BY kind, target)
            AND n.next_attempt_at <= $1
          ORDER BY n.id LIMIT $2",
     )
@@ -76,22 +87,31 @@ pub async fn try_once(app: &App, http: &mut Option<reqwest::Client>) -> Result<u
                 repo: r.try_get(7)?,
                 branch: r.try_get(8)?,
                 fork: r.try_get::<i64, _>(9)? != 0,
+                kind: Notifier::parse(&r.try_get::<String, _>(10)?),
             })
         })
         .collect::<Result<Vec<Due>, sqlx::Error>>()?;
     if round.is_empty() {
         return Ok(0);
     }
-    let http = match http {
-        Some(http) => http,
-        None => match client() {
-            Ok(made) => http.insert(made),
+    if senders.http.is_none() && round.iter().any(|d| d.kind == Notifier::Webhook) {
+        match client() {
+            Ok(made) => senders.http = Some(made),
             Err(e) => {
                 tracing::error!(error = %e, "cannot make the HTTP client for webhook notifications");
                 return Ok(0);
             }
-        },
-    };
+        }
+    }
+    if senders.mail.is_none() && round.iter().any(|d| d.kind == Notifier::Email) {
+        // Checked at start-up, so this fails only without settings.
+        senders.mail = app
+            .config
+            .email
+            .as_ref()
+            .and_then(|settings| Mailer::new(settings).ok());
+    }
+    let senders = &*senders;
     let mut claimed = Vec::new();
     for due in round {
         // Several servers may share the database: one of them sends it.
@@ -109,7 +129,7 @@ pub async fn try_once(app: &App, http: &mut Option<reqwest::Client>) -> Result<u
         }
     }
     let outcomes =
-        futures::future::join_all(claimed.iter().map(|due| attempt(app, http, due))).await;
+        futures::future::join_all(claimed.iter().map(|due| attempt(app, senders, due))).await;
     let mut sent = 0;
     for (due, outcome) in claimed.iter().zip(outcomes) {
         sent += usize::from(matches!(outcome, Outcome::Sent(_)));
@@ -132,7 +152,7 @@ async fn record(app: &App, due: &Due, outcome: Outcome) -> Result<(), sqlx::Erro
         }
     };
     if let Some(error) = &error {
-        tracing::warn!(repo = %due.repo, build = due.build_id, attempts, state = state.as_str(), %error, "a webhook notification was not taken");
+        tracing::warn!(repo = %due.repo, build = due.build_id, kind = due.kind.as_str(), attempts, state = state.as_str(), %error, "a notification was not taken");
     }
     sqlx::query(
         "UPDATE notifications SET state = $1, attempts = $2, response_status = $3, last_error = $4,
@@ -159,22 +179,40 @@ async fn resolve(app: &App, due: &Due) -> Result<(String, Vec<String>), String> 
         WebhookUrl::Plain(url) => url.clone(),
         WebhookUrl::Secure { secret } => format!("${{{secret}}}"),
     };
-    // Forks' builds name no webhooks (see `Plan::webhooks`); this holds
+    let secrets = secrets(app, due, &target.shown()).await?;
+    expand(&template, &secrets)
+}
+
+/// The address to mail to, and whether it is a secret (to keep it out of errors).
+async fn recipient(app: &App, due: &Due) -> Result<(String, bool), String> {
+    let target: Recipient = serde_json::from_str(&due.target)
+        .map_err(|e| format!("the stored recipient cannot be read: {e}"))?;
+    match &target {
+        Recipient::Address(address) => Ok((address.clone(), false)),
+        Recipient::Secure { secret } => {
+            let secrets = secrets(app, due, &target.shown()).await?;
+            let (address, _) = expand(&format!("${{{secret}}}"), &secrets)?;
+            Ok((address.trim().to_string(), true))
+        }
+    }
+}
+
+/// The repository's secrets for the build's branch, which `shown` needs.
+async fn secrets(app: &App, due: &Due, shown: &str) -> Result<Vec<(String, String)>, String> {
+    // Forks' builds name no notifiers (see `Plan::webhooks`); this holds
     // should one be stored anyway.
     if due.fork {
         return Err("a pull request from a fork gets no secrets".into());
     }
     let Some(sealer) = &app.secrets else {
         return Err(format!(
-            "{} needs the repository's secrets, and GANTRY_SECRET_KEY is not set",
-            target.shown()
+            "{shown} needs the repository's secrets, and GANTRY_SECRET_KEY is not set"
         ));
     };
     let mut conn = app.db.pool.acquire().await.map_err(|e| e.to_string())?;
-    let secrets = crate::secrets::for_build(&mut conn, sealer, due.repo_id, &due.branch)
+    crate::secrets::for_build(&mut conn, sealer, due.repo_id, &due.branch)
         .await
-        .map_err(|e| e.to_string())?;
-    expand(&template, &secrets)
+        .map_err(|e| e.to_string())
 }
 
 /// `template` with `$NAME` and `${NAME}` replaced by the secrets' values.
@@ -214,7 +252,34 @@ fn expand(template: &str, secrets: &[(String, String)]) -> Result<(String, Vec<S
     Ok((out, used))
 }
 
-async fn attempt(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
+async fn attempt(app: &App, senders: &Senders, due: &Due) -> Outcome {
+    match due.kind {
+        Notifier::Webhook => match &senders.http {
+            Some(http) => post(app, http, due).await,
+            None => Outcome::Retry(None, "no HTTP client".into()),
+        },
+        Notifier::Email => match &senders.mail {
+            Some(mail) => {
+                let (to, secret) = match recipient(app, due).await {
+                    Ok(resolved) => resolved,
+                    Err(e) => return Outcome::Refused(None, e),
+                };
+                match mail.send(&due.payload, &to).await {
+                    Outcome::Retry(status, e) if secret => {
+                        Outcome::Retry(status, crate::secrets::mask(&e, &[to]))
+                    }
+                    Outcome::Refused(status, e) if secret => {
+                        Outcome::Refused(status, crate::secrets::mask(&e, &[to]))
+                    }
+                    outcome => outcome,
+                }
+            }
+            None => Outcome::Refused(None, NOT_CONFIGURED.into()),
+        },
+    }
+}
+
+async fn post(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
     let (url, secret_values) = match resolve(app, due).await {
         Ok(resolved) => resolved,
         Err(e) => return Outcome::Refused(None, e),
@@ -279,14 +344,14 @@ fn client() -> reqwest::Result<reqwest::Client> {
 
 /// Sends notifications as they are queued, and retries on their schedule.
 pub async fn run(app: App) {
-    let mut http: Option<reqwest::Client> = None;
+    let mut senders = Senders::default();
     loop {
         let wake = app.outbox_wake.notified();
-        match try_once(&app, &mut http).await {
+        match try_once(&app, &mut senders).await {
             // The next of a webhook's notifications may be due at once.
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read webhook notifications to send"),
+            Err(e) => tracing::error!(error = %e, "cannot read notifications to send"),
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wake).await;
     }

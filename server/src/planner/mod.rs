@@ -221,6 +221,7 @@ pub async fn build_of_branch(
         head_repo: None,
         fork: false,
         config: asked.config,
+        emails: Default::default(),
     };
     Ok(create_build(app, &request, None, i64::MAX).await?)
 }
@@ -330,6 +331,8 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
         head_repo: build.head_repo.clone(),
         fork: build.fork,
         config,
+        // Kept with the build: a replan does not write them again.
+        emails: Default::default(),
     };
     // Whoever restarts is waiting: GitHub's answer now, not retries.
     let (planned, jobs) = match decide(app, &request, None, i64::MAX).await? {
@@ -392,6 +395,9 @@ async fn decide(
         diagnostics: "[]".into(),
         fast_finish: false,
         webhooks: None,
+        email: None,
+        author_email: request.emails.author.clone(),
+        committer_email: request.emails.committer.clone(),
         request_config: request.config.as_ref().map(RequestConfig::to_json),
     };
     let mut planned_jobs = Vec::new();
@@ -462,6 +468,10 @@ async fn decide(
                             if !plan.webhooks.is_empty() {
                                 build.webhooks = serde_json::to_string(&plan.webhooks).ok();
                             }
+                            build.email = plan
+                                .email
+                                .as_ref()
+                                .and_then(|e| serde_json::to_string(e).ok());
                             planned_jobs = plan.jobs;
                         }
                     }

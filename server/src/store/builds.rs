@@ -59,6 +59,11 @@ pub struct NewBuild {
     pub fast_finish: bool,
     /// The webhooks told of the build (JSON `[Webhook]`), when it has any.
     pub webhooks: Option<String>,
+    /// Its email notifications (JSON `Email`), unless turned off.
+    pub email: Option<String>,
+    /// The head commit's author and committer addresses (pushes only).
+    pub author_email: Option<String>,
+    pub committer_email: Option<String>,
     /// The config an API request sent with it (`RequestConfig::to_json`).
     pub request_config: Option<String>,
 }
@@ -102,8 +107,9 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     let finished = b.state.is_finished().then_some(now);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO builds (repo_id, number, state, event, branch, tag, commit_sha, message, author, sender, pull_request,
-                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks, request_config)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING id",
+                             head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks, request_config,
+                             email, author_email, committer_email)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) RETURNING id",
     )
     .bind(b.repo_id.0)
     .bind(b.number)
@@ -127,6 +133,9 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .bind(finished)
     .bind(&b.webhooks)
     .bind(&b.request_config)
+    .bind(&b.email)
+    .bind(&b.author_email)
+    .bind(&b.committer_email)
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))
@@ -282,7 +291,7 @@ pub async fn replanned(
     let finished = b.state.is_finished().then_some(now_ms());
     let result = sqlx::query(
         "UPDATE builds SET state = $1, reason = $2, diagnostics = $3, fast_finish = $4, webhooks = $5,
-                           started_at = NULL, finished_at = $6
+                           started_at = NULL, finished_at = $6, email = $9
          WHERE id = $7 AND finished_at = $8",
     )
     .bind(b.state.as_str())
@@ -293,6 +302,7 @@ pub async fn replanned(
     .bind(finished)
     .bind(id.0)
     .bind(finished_at)
+    .bind(&b.email)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)

@@ -83,12 +83,12 @@ impl TestServer {
     }
 
     pub async fn start_with(engine: Engine, lease: Duration) -> TestServer {
-        Self::start_configured(engine, lease, false, false, AutoCancel::Queued).await
+        Self::start_configured(engine, lease, false, false, AutoCancel::Queued, None).await
     }
 
     /// With `GANTRY_AUTO_CANCEL` set to `mode` (the default is `queued`).
     pub async fn start_auto_cancel(engine: Engine, mode: AutoCancel) -> TestServer {
-        Self::start_configured(engine, Duration::from_secs(60), false, false, mode).await
+        Self::start_configured(engine, Duration::from_secs(60), false, false, mode, None).await
     }
 
     /// Users sign in with GitHub (OAuth app `oauth-client-id` at the double).
@@ -99,6 +99,7 @@ impl TestServer {
             false,
             true,
             AutoCancel::Queued,
+            None,
         )
         .await
     }
@@ -111,6 +112,7 @@ impl TestServer {
             true,
             false,
             AutoCancel::Queued,
+            None,
         )
         .await
     }
@@ -121,6 +123,7 @@ impl TestServer {
         as_app: bool,
         oauth: bool,
         auto_cancel: AutoCancel,
+        email: Option<gantry_server::config::EmailSettings>,
     ) -> TestServer {
         let github = GitHubDouble::start().await;
         let data = tempfile::tempdir().expect("temp dir");
@@ -159,8 +162,26 @@ impl TestServer {
             auto_cancel,
             log_retention: None,
             delivery_retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
+            email,
         };
         Self::serve(config, github, data).await
+    }
+
+    /// Sends email notifications through the mail server at `smtp_url`.
+    pub async fn start_emailing(engine: Engine, smtp_url: &str) -> TestServer {
+        let email = gantry_server::config::EmailSettings {
+            smtp_url: smtp_url.into(),
+            from: "Gantry CI <ci@gantry.test>".into(),
+        };
+        Self::start_configured(
+            engine,
+            Duration::from_secs(60),
+            false,
+            false,
+            AutoCancel::Queued,
+            Some(email),
+        )
+        .await
     }
 
     async fn serve(config: Config, github: GitHubDouble, data: tempfile::TempDir) -> TestServer {
@@ -420,6 +441,32 @@ impl TestServer {
             })
             .filter_map(|r| r.body)
             .collect()
+    }
+
+    /// Pushes `pipeline` to `PUSH_REPO` (a new commit each time) and runs
+    /// its one job to `outcome`; returns the finished build.
+    pub async fn push_and_run(&self, pipeline: &str, outcome: JobOutcome) -> Value {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PUSHES: AtomicU64 = AtomicU64::new(0);
+        let message = format!("build {}", PUSHES.fetch_add(1, Ordering::Relaxed));
+        let (repo, sha) = self.repo(PUSH_REPO, &[(".travis.yml", pipeline)], &message);
+        self.webhook(
+            "push",
+            &format!("push-{sha}"),
+            &push_payload(&repo.path.display().to_string(), &sha, &message),
+        )
+        .await;
+        let queued = self
+            .wait_build(PUSH_REPO, |b| b["commit"] == sha.as_str())
+            .await;
+        let a = self.claim("r", 5).await.expect("a job");
+        self.finish(&a, outcome).await;
+        let id = queued["id"].clone();
+        gantry_testkit::eventually("the build to finish", WAIT, || async {
+            let b = self.build(&id).await;
+            (b["finished_at"].is_string()).then_some(b)
+        })
+        .await
     }
 
     pub async fn finish(&self, a: &Assignment, outcome: JobOutcome) -> StatusCode {
