@@ -18,6 +18,9 @@ use tokio::sync::Notify;
 const MAX_DESCRIPTION: usize = 140;
 /// Attempts before a status is given up (about a day of backoff).
 const MAX_ATTEMPTS: i64 = 30;
+/// How long a server holds the statuses it took to send; one that dies
+/// meanwhile leaves them to be sent again after this.
+const CLAIM_MS: i64 = 60_000;
 
 /// What GitHub should show for a build in this state; `None` for states it does not show.
 pub fn github_state(state: BuildState) -> Option<&'static str> {
@@ -130,11 +133,20 @@ struct Pending {
 
 /// Sends what is due, in order per commit and context; returns how many were sent.
 pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
+    // Only the oldest unsent status of a commit and context is a candidate,
+    // and a server takes its candidates before it sends them: with several
+    // servers on one database, each status goes out once, and never after a
+    // newer one (GitHub shows the last it got).
+    let now = now_ms();
     let rows = sqlx::query(
-        "SELECT id, repo, sha, context, state, description, target_url, attempts FROM commit_statuses
-         WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT 100",
+        "UPDATE commit_statuses SET next_attempt_at = $1
+         WHERE id IN (SELECT MIN(id) FROM commit_statuses WHERE sent_at IS NULL GROUP BY sha, context)
+           AND id IN (SELECT id FROM commit_statuses WHERE sent_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT 100)
+           AND sent_at IS NULL AND next_attempt_at <= $2
+         RETURNING id, repo, sha, context, state, description, target_url, attempts",
     )
-    .bind(now_ms())
+    .bind(now + CLAIM_MS)
+    .bind(now)
     .fetch_all(&app.db.pool)
     .await?;
     let pending: Vec<Pending> = rows
@@ -154,13 +166,10 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    let mut blocked: Vec<(String, String)> = Vec::new();
+    let mut pending = pending;
+    pending.sort_by_key(|p| p.id);
     let mut sent = Vec::new();
     for p in pending {
-        let key = (p.status.sha.clone(), p.status.context.clone());
-        if blocked.contains(&key) {
-            continue; // an earlier status of this commit is still waiting: keep the order
-        }
         match app.forge.create_status(&p.repo, &p.status).await {
             Ok(()) => sent.push(p.id),
             Err(e) => {
@@ -180,9 +189,6 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
                     // What was sent before this stays sent.
                     mark_sent(app, &sent).await?;
                     return Err(e);
-                }
-                if !give_up {
-                    blocked.push(key);
                 }
             }
         }
@@ -217,8 +223,11 @@ async fn mark_sent(app: &App, ids: &[i64]) -> Result<(), sqlx::Error> {
 pub async fn run(app: App) {
     loop {
         let wake = app.outbox_wake.notified();
-        if let Err(e) = try_once(&app).await {
-            tracing::error!(error = %e, "cannot read commit statuses to send");
+        match try_once(&app).await {
+            // The next status of a commit may be due at once.
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read commit statuses to send"),
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wake).await;
     }

@@ -67,6 +67,8 @@ struct Inner {
     requests: Vec<Recorded>,
     /// Answer this many requests with this status before serving normally.
     failures: Option<(u32, u16)>,
+    /// How long a commit status takes to arrive (network and GitHub's own time).
+    status_latency: std::time::Duration,
     releases: releases::Releases,
 }
 
@@ -197,6 +199,12 @@ impl GitHubDouble {
     /// The next `count` requests get `status` (e.g. 502), as during an outage.
     pub fn fail_next(&self, count: u32, status: u16) {
         self.lock().failures = Some((count, status));
+    }
+
+    /// Each commit status arrives `latency` after it is sent, so senders
+    /// that race one another show it.
+    pub fn slow_statuses(&self, latency: std::time::Duration) {
+        self.lock().status_latency = latency;
     }
 
     /// The outage is over: requests are answered again.
@@ -523,6 +531,12 @@ async fn status(
     Json(body): Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), (StatusCode, Json<Value>)> {
     let full = format!("{owner}/{repo}");
+    let latency = state
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .status_latency;
+    tokio::time::sleep(latency).await;
     enter(
         &state,
         "POST",

@@ -24,7 +24,8 @@ pub struct TestServer {
     pub app: App,
     pub github: GitHubDouble,
     pub http: reqwest::Client,
-    pub data: tempfile::TempDir,
+    /// Shared with its twins (`twin`), removed when the last one goes.
+    pub data: std::sync::Arc<tempfile::TempDir>,
     config: Config,
     shutdown: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -164,7 +165,13 @@ impl TestServer {
             delivery_retention: std::time::Duration::from_secs(30 * 24 * 60 * 60),
             email,
         };
-        Self::serve(config, github, data).await
+        Self::serve(config, github, std::sync::Arc::new(data)).await
+    }
+
+    /// Another server on the same database, data folder and GitHub double:
+    /// a second replica behind a load balancer.
+    pub async fn twin(&self) -> TestServer {
+        Self::serve(self.config.clone(), self.github.clone(), self.data.clone()).await
     }
 
     /// Sends email notifications through the mail server at `smtp_url`.
@@ -184,7 +191,11 @@ impl TestServer {
         .await
     }
 
-    async fn serve(config: Config, github: GitHubDouble, data: tempfile::TempDir) -> TestServer {
+    async fn serve(
+        config: Config,
+        github: GitHubDouble,
+        data: std::sync::Arc<tempfile::TempDir>,
+    ) -> TestServer {
         let server = Server::build(config.clone(), None)
             .await
             .expect("server builds");
