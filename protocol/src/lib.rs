@@ -176,6 +176,11 @@ pub struct BuildInfo {
     pub head_repo: Option<String>,
     pub fork: bool,
     pub sender: String,
+    /// Pull requests: the base branch's commit the head is merged into
+    /// before the job runs, as Travis tests GitHub's merge ref. None: the
+    /// head as it is (a server that does not say).
+    #[serde(default)]
+    pub base_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

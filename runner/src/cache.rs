@@ -364,6 +364,7 @@ mod tests {
                 head_repo: None,
                 fork: pull_request.is_some(),
                 sender: "someone".into(),
+                base_commit: None,
             },
             job,
             web_url: None,

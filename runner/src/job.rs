@@ -231,25 +231,34 @@ async fn run_inner(
     // A clone's workspace borrows the mirror's objects (see `workspace`).
     let git_objects =
         matches!(source, Source::Clone(_)).then(|| rt.workspaces.objects_of(&a.repo.clone_url));
+    // A pull request's head is tested merged into its base, as on Travis.
+    let merge_into = a
+        .build
+        .base_commit
+        .as_deref()
+        .filter(|_| a.build.event == gantry_pipeline::Event::PullRequest);
     let checkout = match source {
         Source::Clone(credentials) => rt
             .workspaces
             .checkout(
                 &a.repo.clone_url,
                 &a.build.commit,
+                merge_into,
                 &job.git,
                 &workspace,
                 credentials,
             )
             .await
+            .map(|c| (c.log, Some(c.commit)))
             .map_err(|e| e.to_string()),
-        Source::Copy(dir) => copy_dir(dir, &workspace).await,
+        Source::Copy(dir) => copy_dir(dir, &workspace).await.map(|log| (log, None)),
     };
-    match checkout {
-        Ok(lines) => {
+    let checked_out = match checkout {
+        Ok((lines, commit)) => {
             for line in lines {
                 p.runner_line(&line).await;
             }
+            commit
         }
         Err(e) => {
             p.runner_line(&format!(
@@ -259,7 +268,7 @@ async fn run_inner(
             .await;
             return Outcome::errored(format!("cloning the repository failed: {e}"));
         }
-    }
+    };
 
     // 2. The image.
     let image = match &job.image {
@@ -322,7 +331,11 @@ async fn run_inner(
         Ok(name) => name,
         Err(e) => return report_docker(p, e).await,
     };
-    let env = travis_env::job_environment(a);
+    let mut env = travis_env::job_environment(a);
+    if let Some(commit) = checked_out {
+        // The commit the job tests: a pull request's merge commit.
+        travis_env::set(&mut env, "TRAVIS_COMMIT", commit);
+    }
     let socket = job.docker && rt.limits.allow_docker_socket && !a.build.fork;
     if job.docker && !socket {
         let why = if a.build.fork {

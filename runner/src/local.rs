@@ -192,6 +192,7 @@ pub fn plan(
         head_repo: None,
         fork: false,
         sender: std::env::var("USER").unwrap_or_default(),
+        base_commit: None,
     };
     let repo = RepoInfo {
         full_name: slug,

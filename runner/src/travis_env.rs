@@ -14,10 +14,15 @@ pub fn job_environment(a: &Assignment) -> Vec<(String, String)> {
     let mut env = variables(a);
     env.extend(a.secrets.iter().map(|s| (s.name.clone(), s.value.clone())));
     if !a.secrets.is_empty() {
-        env.retain(|(k, _)| k != "TRAVIS_SECURE_ENV_VARS");
-        env.push(("TRAVIS_SECURE_ENV_VARS".into(), "true".into()));
+        set(&mut env, "TRAVIS_SECURE_ENV_VARS", "true".into());
     }
     env
+}
+
+/// Sets `name` to `value` in `env`, in place of any value it had.
+pub fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
+    env.retain(|(k, _)| k != name);
+    env.push((name.into(), value));
 }
 
 /// Name → value, set on the job container.

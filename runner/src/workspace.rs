@@ -9,13 +9,14 @@
 //! whole. The README has the measurement against the `git` CLI that chose
 //! libgit2. Credentials reach libgit2 through its credentials callback, never
 //! through a URL, a log or an error message. All of it runs off the async
-//! runtime.
+//! runtime. A pull request's job gets its head merged into its base commit,
+//! as Travis tests GitHub's merge ref (see [`merge`](Request::merge)).
 
 use gantry_pipeline::GitOptions;
 pub use gantry_protocol::GitCredentials as Credentials;
 use git2::{
     build::CheckoutBuilder, AutotagOption, Cred, CredentialType, FetchOptions, FetchPrune, Oid,
-    ProxyOptions, RemoteCallbacks, Repository, SubmoduleUpdateOptions,
+    ProxyOptions, RemoteCallbacks, Repository, Signature, SubmoduleUpdateOptions, Time,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -96,7 +97,9 @@ impl Workspaces {
         }
     }
 
-    /// A fresh workspace at `commit`, at `dir`. Returns lines for the job's log.
+    /// A fresh workspace at `commit`, at `dir` (with `merge_into`, a pull
+    /// request's base commit: `commit` merged into it). Returns lines for the
+    /// job's log and the commit checked out.
     ///
     /// Dropping the future (a canceled job) stops a fetch in flight at its
     /// next progress report; the mirror stays locked until the blocking work
@@ -105,21 +108,30 @@ impl Workspaces {
         &self,
         clone_url: &str,
         commit: &str,
+        merge_into: Option<&str>,
         git: &GitOptions,
         dir: &Path,
         creds: Option<&Credentials>,
-    ) -> Result<Vec<String>, CloneError> {
+    ) -> Result<Checkout, CloneError> {
         let started = std::time::Instant::now();
-        let commit = Oid::from_str(commit)
-            .ok()
-            .filter(|_| commit.len() == 40)
-            .ok_or_else(|| CloneError(format!("{commit:?} is not a commit id")))?;
+        let oid = |commit: &str| {
+            Oid::from_str(commit)
+                .ok()
+                .filter(|_| commit.len() == 40)
+                .ok_or_else(|| CloneError(format!("{commit:?} is not a commit id")))
+        };
+        let commit = oid(commit)?;
+        let merge_into = merge_into.map(oid).transpose()?;
         let canceled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(canceled.clone());
-        let request = Request {
+        let mut request = Request {
             mirror: self.mirror_path(clone_url),
             clone_url: clone_url.to_string(),
+            head: commit,
             commit,
+            merge_into,
+            merged: false,
+            notes: Vec::new(),
             depth: git.depth,
             submodules: git.submodules,
             dir: dir.to_path_buf(),
@@ -134,12 +146,12 @@ impl Workspaces {
             None => None,
         };
         let mirror_guard = self.lock(&request.mirror).lock_owned().await;
-        let mut log = tokio::task::spawn_blocking(move || {
+        let (mut log, request) = tokio::task::spawn_blocking(move || {
             let refs = request.update_mirror_and_list_refs();
             drop(mirror_guard);
-            let made = request.make(&refs?, snapshots.as_deref());
+            let made = refs.and_then(|refs| request.make(&refs, snapshots.as_deref()));
             drop(snapshot_guard);
-            made
+            made.map(|log| (log, request))
         })
         .await
         .map_err(|e| CloneError(format!("the checkout stopped: {e}")))??;
@@ -147,14 +159,25 @@ impl Workspaces {
             .depth
             .map(|d| format!(", depth {d}"))
             .unwrap_or_default();
+        let what = match request.merge_into {
+            Some(base) if request.merged => {
+                format!("{commit} merged into {base}; {clone_url}{depth_note}")
+            }
+            _ => format!("{clone_url}{depth_note}"),
+        };
         log.insert(
             0,
             format!(
-                "$ git checkout -qf {commit}   # {clone_url}{depth_note}, {:.1}s",
+                "$ git checkout -qf {}   # {what}, {:.1}s",
+                request.commit,
                 started.elapsed().as_secs_f64()
             ),
         );
-        Ok(log)
+        log.extend(request.notes);
+        Ok(Checkout {
+            log,
+            commit: request.commit.to_string(),
+        })
     }
 }
 
@@ -175,11 +198,27 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// A workspace made: lines for the job's log, and the commit checked out
+/// (for a pull request, the merge commit).
+#[derive(Debug)]
+pub struct Checkout {
+    pub log: Vec<String>,
+    pub commit: String,
+}
+
 /// One job's checkout, owned so it can run on a blocking thread.
 struct Request {
     mirror: PathBuf,
     clone_url: String,
+    /// The commit asked for (a pull request's head).
+    head: Oid,
+    /// What is checked out: `head`, or once merged, the merge commit.
     commit: Oid,
+    /// A pull request's base commit, to merge `head` into.
+    merge_into: Option<Oid>,
+    merged: bool,
+    /// Lines for the job's log after the checkout's own.
+    notes: Vec<String>,
     depth: Option<u32>,
     submodules: bool,
     dir: PathBuf,
@@ -190,7 +229,10 @@ struct Request {
 impl Request {
     /// What names this checkout's snapshot: everything that shapes the files.
     fn key(&self) -> String {
-        let inputs = format!("{}\n{}", self.family(), self.commit);
+        let inputs = match self.merge_into {
+            Some(base) => format!("{}\n{}\n{base}", self.family(), self.head),
+            None => format!("{}\n{}", self.family(), self.head),
+        };
         hex::encode(&Sha256::digest(inputs.as_bytes())[..12])
     }
 
@@ -201,8 +243,11 @@ impl Request {
 
     /// Under the mirror's lock: fetch what is missing, and the branches (as
     /// `origin/*`) and tags for the workspace's `packed-refs` file.
-    fn update_mirror_and_list_refs(&self) -> Result<String, CloneError> {
+    fn update_mirror_and_list_refs(&mut self) -> Result<String, CloneError> {
         let mirror = self.update_mirror()?;
+        if let Some(base) = self.merge_into {
+            self.merge(&mirror, base)?;
+        }
         let mut refs = Vec::new();
         for reference in mirror
             .references()
@@ -441,8 +486,19 @@ impl Request {
             Repository::init_bare(&self.mirror)
         }
         .map_err(|e| self.error("cannot open the mirror", e))?;
-        let has = |repo: &Repository| repo.find_commit(self.commit).is_ok();
-        if has(&mirror) {
+        // The commit, and a pull request's base to merge it into.
+        let wanted: Vec<Oid> = [Some(self.commit), self.merge_into]
+            .into_iter()
+            .flatten()
+            .collect();
+        let missing = |repo: &Repository| -> Vec<Oid> {
+            wanted
+                .iter()
+                .copied()
+                .filter(|id| repo.find_commit(*id).is_err())
+                .collect()
+        };
+        if missing(&mirror).is_empty() {
             return Ok(mirror);
         }
         let mut remote = mirror
@@ -453,24 +509,88 @@ impl Request {
             Some(&mut self.fetch_options(&self.clone_url, true)),
             None,
         );
-        if !has(&mirror) {
-            // A pull request's head, or a commit no branch points at.
-            let direct = remote.fetch(
-                &[self.commit.to_string()],
+        // A pull request's head, or a commit no branch points at (a base
+        // the branch has moved past).
+        let mut direct = Ok(());
+        for id in missing(&mirror) {
+            direct = remote.fetch(
+                &[id.to_string()],
                 Some(&mut self.fetch_options(&self.clone_url, false)),
                 None,
             );
-            if !has(&mirror) {
-                let why = direct
-                    .err()
-                    .or(branches.err())
-                    .map(|e| self.masked(e.message()))
-                    .unwrap_or_else(|| "the commit is not on the remote".into());
-                return Err(CloneError(format!("cannot fetch {}: {why}", self.commit)));
-            }
+        }
+        // A base that is gone is noted by `merge`; the commit must be there.
+        if mirror.find_commit(self.commit).is_err() {
+            let why = direct
+                .err()
+                .or(branches.err())
+                .map(|e| self.masked(e.message()))
+                .unwrap_or_else(|| "the commit is not on the remote".into());
+            return Err(CloneError(format!("cannot fetch {}: {why}", self.commit)));
         }
         drop(remote);
         Ok(mirror)
+    }
+
+    /// Merges the head into `base` in the mirror, as GitHub makes a pull
+    /// request's merge ref: a commit with the two as parents, named
+    /// "Merge HEAD into BASE". Its author and time are fixed (Gantry, the
+    /// head's commit time), so every job of the build gets the same commit
+    /// and shares one snapshot. Conflicts fail the job, naming the files.
+    fn merge(&mut self, mirror: &Repository, base: Oid) -> Result<(), CloneError> {
+        let Ok(base_commit) = mirror.find_commit(base) else {
+            self.notes.push(format!(
+                "The pull request's base commit {base} is not on the remote (was its branch pushed over?): testing the pull request's head as it is."
+            ));
+            return Ok(());
+        };
+        let head = mirror
+            .find_commit(self.head)
+            .map_err(|e| self.error("cannot read the commit", e))?;
+        let mut index = mirror
+            .merge_commits(&base_commit, &head, None)
+            .map_err(|e| self.error("cannot merge the pull request", e))?;
+        if index.has_conflicts() {
+            let mut paths: Vec<String> = index
+                .conflicts()
+                .map_err(|e| self.error("cannot list the conflicts", e))?
+                .flatten()
+                .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+                .collect();
+            paths.dedup();
+            let more = paths.len().saturating_sub(10);
+            paths.truncate(10);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            return Err(CloneError(format!(
+                "the pull request does not merge into its base {base}: conflicts in {}{more}; merge the base branch into it (or rebase it) and push again",
+                paths.join(", ")
+            )));
+        }
+        let tree = index
+            .write_tree_to(mirror)
+            .and_then(|id| mirror.find_tree(id))
+            .map_err(|e| self.error("cannot write the merge", e))?;
+        let when = Time::new(head.committer().when().seconds(), 0);
+        let merged = Signature::new("Gantry", "gantry@localhost", &when)
+            .and_then(|gantry| {
+                mirror.commit(
+                    None,
+                    &gantry,
+                    &gantry,
+                    &format!("Merge {} into {base}\n", self.head),
+                    &tree,
+                    &[&base_commit, &head],
+                )
+            })
+            .map_err(|e| self.error("cannot write the merge", e))?;
+        self.commit = merged;
+        self.merged = true;
+        Ok(())
     }
 
     fn fetch_options(&self, url: &str, prune: bool) -> FetchOptions<'_> {
@@ -739,7 +859,9 @@ mod tests {
             depth: Some(2),
             ..Default::default()
         };
-        ws.checkout(&url, &sha, &options, &dir, None).await.unwrap();
+        ws.checkout(&url, &sha, None, &options, &dir, None)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "3");
         assert_eq!(git(&dir, &["rev-parse", "HEAD"]), sha);
         assert_eq!(
@@ -755,6 +877,7 @@ mod tests {
         ws.checkout(
             &url,
             &newest,
+            None,
             &GitOptions {
                 depth: None,
                 ..Default::default()
@@ -773,6 +896,7 @@ mod tests {
             .checkout(
                 &url,
                 &"0".repeat(40),
+                None,
                 &options,
                 &data.path().join("w3"),
                 None,
@@ -803,10 +927,10 @@ mod tests {
         let (first, second) = (data.path().join("ws/1"), data.path().join("ws/2"));
 
         let log = ws
-            .checkout(&url, &sha, &options, &first, None)
+            .checkout(&url, &sha, None, &options, &first, None)
             .await
             .unwrap();
-        assert!(!log.join("\n").contains("earlier job"), "{log:?}");
+        assert!(!log.log.join("\n").contains("earlier job"), "{log:?}");
         // A build changes, deletes and adds files, and plants a hook.
         std::fs::write(first.join("a.txt"), "changed by job 1").unwrap();
         std::fs::remove_file(first.join("src/b.txt")).unwrap();
@@ -818,10 +942,10 @@ mod tests {
         .unwrap();
 
         let log = ws
-            .checkout(&url, &sha, &options, &second, None)
+            .checkout(&url, &sha, None, &options, &second, None)
             .await
             .unwrap();
-        assert!(log.join("\n").contains("earlier job"), "{log:?}");
+        assert!(log.log.join("\n").contains("earlier job"), "{log:?}");
         assert!(mounted(&first) && mounted(&second), "both are overlays");
         assert_eq!(
             std::fs::read_to_string(second.join("a.txt")).unwrap(),
@@ -845,7 +969,7 @@ mod tests {
         ws.release(&first).await;
         assert!(!mounted(&first));
         std::fs::remove_dir_all(&first).unwrap();
-        ws.checkout(&url, &sha, &options, &first, None)
+        ws.checkout(&url, &sha, None, &options, &first, None)
             .await
             .unwrap();
         assert_eq!(
@@ -865,7 +989,7 @@ mod tests {
         // Without snapshots every job writes a checkout of its own.
         let plain = restarted.without_snapshots();
         plain
-            .checkout(&url, &sha, &options, &first, None)
+            .checkout(&url, &sha, None, &options, &first, None)
             .await
             .unwrap();
         assert!(!mounted(&first));
@@ -940,10 +1064,15 @@ mod tests {
         let url = o.display().to_string();
         let options = GitOptions::default();
         let (wa, wb) = (data.path().join("ws/a"), data.path().join("ws/b"));
-        ws.checkout(&url, &a, &options, &wa, None).await.unwrap();
-        let log = ws.checkout(&url, &b, &options, &wb, None).await.unwrap();
+        ws.checkout(&url, &a, None, &options, &wa, None)
+            .await
+            .unwrap();
+        let log = ws
+            .checkout(&url, &b, None, &options, &wb, None)
+            .await
+            .unwrap();
         assert!(
-            log.join("\n").contains("changed path(s) written"),
+            log.log.join("\n").contains("changed path(s) written"),
             "{log:?}"
         );
 
@@ -951,7 +1080,7 @@ mod tests {
         let full = data.path().join("full");
         let plain = Workspaces::new(&data.path().join("plain")).without_snapshots();
         plain
-            .checkout(&url, &b, &options, &full, None)
+            .checkout(&url, &b, None, &options, &full, None)
             .await
             .unwrap();
         assert_eq!(files(&wb), files(&full));
@@ -1011,7 +1140,7 @@ mod tests {
         let ws = Workspaces::new(&root);
         for job in ["1", "2"] {
             let dir = root.join("ws").join(job);
-            ws.checkout(&url, &sha, &GitOptions::default(), &dir, None)
+            ws.checkout(&url, &sha, None, &GitOptions::default(), &dir, None)
                 .await
                 .unwrap();
             assert_eq!(std::fs::read_to_string(dir.join("f")).unwrap(), "content");
@@ -1027,11 +1156,11 @@ mod tests {
         let ws = Workspaces::new(data.path());
         let dir = data.path().join("w");
         let url = origin.path().display().to_string();
-        ws.checkout(&url, &sha, &GitOptions::default(), &dir, None)
+        ws.checkout(&url, &sha, None, &GitOptions::default(), &dir, None)
             .await
             .unwrap();
         // Checked out again in the same folder (a job run again): one mount, not two.
-        ws.checkout(&url, &sha, &GitOptions::default(), &dir, None)
+        ws.checkout(&url, &sha, None, &GitOptions::default(), &dir, None)
             .await
             .unwrap();
         assert_eq!(
@@ -1063,6 +1192,7 @@ mod tests {
             .checkout(
                 "http://127.0.0.1:9/o/r.git",
                 &"a".repeat(40),
+                None,
                 &GitOptions::default(),
                 &data.path().join("w"),
                 Some(&creds),
@@ -1142,6 +1272,7 @@ mod tests {
             .checkout(
                 &format!("{}/acme/app.git", moved.url),
                 &sha,
+                None,
                 &GitOptions::default(),
                 &dir,
                 Some(&creds),
@@ -1177,7 +1308,7 @@ mod tests {
         let url = format!("{}/acme/app.git", https.url);
         let dir = data.path().join("w");
         let err = ws
-            .checkout(&url, &sha, &GitOptions::default(), &dir, Some(&creds))
+            .checkout(&url, &sha, None, &GitOptions::default(), &dir, Some(&creds))
             .await
             .unwrap_err();
         assert!(err.0.contains("certificate"), "{err}");
@@ -1307,6 +1438,7 @@ mod tests {
             .checkout(
                 &var("GANTRY_TEST_CLONE_URL"),
                 &var("GANTRY_TEST_CLONE_SHA"),
+                None,
                 &GitOptions::default(),
                 &dir,
                 Some(&creds),
@@ -1340,6 +1472,7 @@ mod tests {
                 .checkout(
                     &url,
                     &sha,
+                    None,
                     &GitOptions::default(),
                     &data.path().join("w"),
                     creds,
@@ -1357,14 +1490,14 @@ mod tests {
         };
         let dir = data.path().join("w");
         let log = ws
-            .checkout(&url, &sha, &GitOptions::default(), &dir, Some(&creds))
+            .checkout(&url, &sha, None, &GitOptions::default(), &dir, Some(&creds))
             .await
             .unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("README")).unwrap(),
             "private"
         );
-        assert!(!log.join("\n").contains(password));
+        assert!(!log.log.join("\n").contains(password));
         assert!(http.requests.lock().unwrap().iter().any(|(_, ok)| *ok));
         // The token is nowhere on disk: not in the mirror's or the workspace's config.
         for config in [dir.join(".git/config"), ws.mirror_path(&url).join("config")] {
@@ -1413,7 +1546,7 @@ mod tests {
         let dir = data.path().join("w");
         let url = origin.path().display().to_string();
         let log = ws
-            .checkout(&url, &pr, &GitOptions::default(), &dir, None)
+            .checkout(&url, &pr, None, &GitOptions::default(), &dir, None)
             .await
             .unwrap();
         assert_eq!(
@@ -1425,7 +1558,7 @@ mod tests {
             "from the submodule"
         );
         assert!(
-            log.iter().any(|l| l.contains("submodule update")),
+            log.log.iter().any(|l| l.contains("submodule update")),
             "{log:?}"
         );
         assert_eq!(git(&dir, &["describe", "--tags", "HEAD~1"]), "v1.0");
@@ -1442,7 +1575,113 @@ mod tests {
             submodules: false,
             ..Default::default()
         };
-        ws.checkout(&url, &pr, &options, &bare, None).await.unwrap();
+        ws.checkout(&url, &pr, None, &options, &bare, None)
+            .await
+            .unwrap();
         assert!(!bare.join("vendor/lib/lib.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn a_pull_request_is_tested_merged_into_its_base_and_a_conflict_names_its_files() {
+        let origin = tempfile::tempdir().unwrap();
+        let o = origin.path();
+        git(o, &["init", "-q", "-b", "master"]);
+        std::fs::write(o.join("shared.txt"), "one\n").unwrap();
+        git(o, &["add", "shared.txt"]);
+        git(o, &["commit", "-q", "-m", "first"]);
+        // The pull request adds a file; meanwhile master adds another.
+        git(o, &["checkout", "-q", "-b", "feature"]);
+        std::fs::write(o.join("feature.txt"), "proposed").unwrap();
+        git(o, &["add", "feature.txt"]);
+        git(o, &["commit", "-q", "-m", "proposal"]);
+        let head = git(o, &["rev-parse", "HEAD"]);
+        git(o, &["update-ref", "refs/pull/1/head", &head]);
+        git(o, &["checkout", "-q", "master"]);
+        git(o, &["branch", "-q", "-D", "feature"]);
+        std::fs::write(o.join("master.txt"), "landed").unwrap();
+        git(o, &["add", "master.txt"]);
+        git(o, &["commit", "-q", "-m", "landed on master"]);
+        let base = git(o, &["rev-parse", "HEAD"]);
+
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(data.path());
+        let url = o.display().to_string();
+        let options = GitOptions::default();
+        let dir = data.path().join("w");
+        let merged = ws
+            .checkout(&url, &head, Some(&base), &options, &dir, None)
+            .await
+            .unwrap();
+        for (file, content) in [("feature.txt", "proposed"), ("master.txt", "landed")] {
+            assert_eq!(std::fs::read_to_string(dir.join(file)).unwrap(), content);
+        }
+        assert_eq!(git(&dir, &["rev-parse", "HEAD"]), merged.commit);
+        assert_eq!(
+            git(&dir, &["log", "-1", "--format=%P%n%s"]),
+            format!("{base} {head}\nMerge {head} into {base}"),
+            "a merge commit as GitHub's merge ref: base, then head"
+        );
+        assert!(
+            merged.log[0].contains(&format!("{head} merged into {base}")),
+            "{:?}",
+            merged.log
+        );
+        // Another job of the build gets the same commit.
+        let again = ws
+            .checkout(
+                &url,
+                &head,
+                Some(&base),
+                &options,
+                &data.path().join("w2"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.commit, merged.commit);
+
+        // A base that is no longer on the remote: the head as it is, saying so.
+        let gone = "0123456789abcdef0123456789abcdef01234567";
+        let unmerged = ws
+            .checkout(
+                &url,
+                &head,
+                Some(gone),
+                &options,
+                &data.path().join("w3"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(unmerged.commit, head);
+        assert!(
+            unmerged.log.iter().any(|l| l.contains("not on the remote")),
+            "{:?}",
+            unmerged.log
+        );
+
+        // Both sides change the same line: the job fails, naming the file.
+        git(o, &["checkout", "-q", "-b", "clash", &head]);
+        std::fs::write(o.join("shared.txt"), "two\n").unwrap();
+        git(o, &["commit", "-q", "-am", "clash"]);
+        let clash = git(o, &["rev-parse", "HEAD"]);
+        git(o, &["checkout", "-q", "master"]);
+        std::fs::write(o.join("shared.txt"), "three\n").unwrap();
+        git(o, &["commit", "-q", "-am", "meanwhile"]);
+        let moved = git(o, &["rev-parse", "HEAD"]);
+        let error = ws
+            .checkout(
+                &url,
+                &clash,
+                Some(&moved),
+                &options,
+                &data.path().join("w4"),
+                None,
+            )
+            .await
+            .unwrap_err()
+            .0;
+        assert!(error.contains("does not merge into its base"), "{error}");
+        assert!(error.contains("conflicts in shared.txt"), "{error}");
     }
 }

@@ -197,6 +197,38 @@ async fn git_works_from_a_mirror_that_no_build_can_change() {
     assert!(!mirrors[0].join("objects/planted").exists());
 }
 
+/// A pull request's job runs on its head merged into its base, as Travis
+/// runs GitHub's merge ref: the base branch's newer files are there, and
+/// `TRAVIS_COMMIT` names the merge while `TRAVIS_PULL_REQUEST_SHA` names the head.
+#[tokio::test]
+async fn a_pull_request_runs_merged_into_its_base() {
+    let h = default_harness().await;
+    gantry_testkit::require_image(DEBIAN_IMAGE);
+    let (repo, _) = repo_with(&[("README", "v1\n")]);
+    repo.checkout_new_branch("feature");
+    let head = repo.commit(&[("feature.txt", "from the pull request\n")], "feature");
+    repo.switch_to("master");
+    let base = repo.commit(&[("master.txt", "landed on master\n")], "meanwhile");
+    let pipeline = format!("image: {DEBIAN_IMAGE}\nscript:\n  - cat feature.txt master.txt\n  - echo \"commit $TRAVIS_COMMIT head $TRAVIS_PULL_REQUEST_SHA\"\n  - echo \"HEAD $(git rev-parse HEAD) parents $(git log -1 --format=%P)\"\n");
+    let mut a = assignment(&repo, &head, &pipeline, &[]);
+    a.build.event = gantry_pipeline::Event::PullRequest;
+    a.build.pull_request = Some(1);
+    a.build.base_commit = Some(base.clone());
+    let (outcome, log) = run(&h, &a, CancellationToken::new()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let printed = |text: &str| log.lines().any(|l| l.trim_end() == text);
+    assert!(printed("from the pull request"), "{log}");
+    assert!(printed("landed on master"), "{log}");
+    let merge = log
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("HEAD "))
+        .and_then(|rest| rest.split_once(" parents "))
+        .map(|(merge, parents)| (merge.to_string(), parents.to_string()))
+        .unwrap_or_else(|| panic!("no HEAD line: {log}"));
+    assert_eq!(merge.1, format!("{base} {head}"), "{log}");
+    assert!(printed(&format!("commit {} head {head}", merge.0)), "{log}");
+}
+
 /// `addons.apt` packages come from Debian's mirror, installed in the job's
 /// own container before `before_install`; an image without `apt-get`
 /// errors the job there, as a failing `before_install` does.

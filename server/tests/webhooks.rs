@@ -207,6 +207,13 @@ async fn pull_requests_build_the_head_commit_and_flag_forks(engine: Engine) {
         .map(|b| b["fork"].as_bool().unwrap())
         .collect();
     assert_eq!(forks.iter().filter(|f| **f).count(), 1, "{forks:?}");
+    // The runner is told the base to merge the head into: the base
+    // branch's commit when GitHub sent the event.
+    let job = server.claim("r", 5).await.expect("a pull request's job");
+    assert_eq!(
+        job.build.base_commit.as_deref(),
+        Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
+    );
 }
 
 async fn bad_signatures_are_refused_and_store_nothing(engine: Engine) {

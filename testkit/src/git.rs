@@ -71,6 +71,11 @@ impl Repo {
         git(&self.path, &["checkout", "-q", "-b", branch]);
     }
 
+    /// Goes back to an existing branch.
+    pub fn switch_to(&self, branch: &str) {
+        git(&self.path, &["checkout", "-q", branch]);
+    }
+
     /// A file's content at a commit, `None` when it does not exist there.
     pub fn show(path: &Path, commit: &str, file: &str) -> Option<String> {
         let out = Command::new("git")

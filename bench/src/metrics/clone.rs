@@ -62,7 +62,14 @@ pub async fn run(cx: &Cx) -> Vec<Row> {
                     crate::setup::flush_disk().await;
                     let clock = Instant::now();
                     if let Err(e) = workspaces
-                        .checkout(&url, commit, &options, &dir.join(format!("ws-{i}")), None)
+                        .checkout(
+                            &url,
+                            commit,
+                            None,
+                            &options,
+                            &dir.join(format!("ws-{i}")),
+                            None,
+                        )
                         .await
                     {
                         fail!("the runner's checkout failed: {e}");

@@ -85,6 +85,7 @@ pub fn assignment(repo: &Repo, sha: &str, pipeline: &str, secrets: &[(&str, &str
             head_repo: None,
             fork: false,
             sender: "dev".into(),
+            base_commit: None,
         },
         job,
         web_url: None,

@@ -26,6 +26,9 @@ pub struct BuildRequest {
     /// The head commit's author and committer addresses (pushes only):
     /// whom email notifications go to when no `recipients` are written.
     pub emails: CommitEmails,
+    /// Pull requests: the base branch's head when GitHub sent the event,
+    /// which the jobs merge the pull request into.
+    pub base_commit: Option<String>,
 }
 
 /// A commit's author and committer addresses, as the push webhook gives them.
@@ -262,6 +265,7 @@ fn push(p: Push) -> Result<Trigger, PayloadError> {
         fork: false,
         config: None,
         emails,
+        base_commit: None,
     })))
 }
 
@@ -287,6 +291,7 @@ struct PullRequest {
 struct Base {
     #[serde(rename = "ref")]
     branch: String,
+    sha: Option<String>,
     repo: Option<Repo>,
 }
 
@@ -323,6 +328,7 @@ fn pull_request(p: PullRequestEvent) -> Result<Trigger, PayloadError> {
     // A fork whose repository was deleted has `head.repo: null`: still a fork.
     let head_repo = pr.head.repo.map(|r| r.full_name);
     let fork = head_repo.as_deref() != Some(repo.full_name.as_str());
+    let base_commit = pr.base.sha.filter(|sha| sha.len() == 40);
     Ok(Trigger::Build(Box::new(BuildRequest {
         event: Event::PullRequest,
         branch: pr.base.branch,
@@ -337,6 +343,7 @@ fn pull_request(p: PullRequestEvent) -> Result<Trigger, PayloadError> {
         fork,
         config: None,
         emails: CommitEmails::default(),
+        base_commit,
         repo,
     })))
 }

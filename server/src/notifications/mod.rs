@@ -287,7 +287,7 @@ pub fn payload(
         "build_url": build_url,
         "commit_id": Value::Null,
         "commit": build.commit,
-        "base_commit": Value::Null,
+        "base_commit": build.base_commit,
         "head_commit": build.pull_request.map(|_| build.commit.clone()),
         "branch": build.branch,
         "message": build.message,

@@ -222,6 +222,7 @@ pub async fn build_of_branch(
         fork: false,
         config: asked.config,
         emails: Default::default(),
+        base_commit: None,
     };
     Ok(create_build(app, &request, None, i64::MAX).await?)
 }
@@ -333,6 +334,7 @@ pub async fn replan(app: &App, build: &builds::Build) -> Result<Replanned, sqlx:
         config,
         // Kept with the build: a replan does not write them again.
         emails: Default::default(),
+        base_commit: build.base_commit.clone(),
     };
     // Whoever restarts is waiting: GitHub's answer now, not retries.
     let (planned, jobs) = match decide(app, &request, None, i64::MAX).await? {
@@ -398,6 +400,7 @@ async fn decide(
         email: None,
         author_email: request.emails.author.clone(),
         committer_email: request.emails.committer.clone(),
+        base_commit: request.base_commit.clone(),
         request_config: request.config.as_ref().map(RequestConfig::to_json),
     };
     let mut planned_jobs = Vec::new();

@@ -120,6 +120,7 @@ pub async fn try_claim(app: &App, runner: &str) -> Result<Option<Assignment>, sq
             head_repo: build.head_repo,
             fork: build.fork,
             sender: build.sender,
+            base_commit: build.base_commit,
         },
         job: spec,
         web_url: app

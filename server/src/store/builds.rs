@@ -34,6 +34,8 @@ pub struct Build {
     pub finished_at: Option<i64>,
     /// The config an API request sent with it (`RequestConfig::to_json`).
     pub request_config: Option<String>,
+    /// Pull requests: the commit their jobs merge the head into.
+    pub base_commit: Option<String>,
 }
 
 /// What a build is of, before it has an id.
@@ -64,11 +66,13 @@ pub struct NewBuild {
     /// The head commit's author and committer addresses (pushes only).
     pub author_email: Option<String>,
     pub committer_email: Option<String>,
+    /// Pull requests: the commit their jobs merge the head into.
+    pub base_commit: Option<String>,
     /// The config an API request sent with it (`RequestConfig::to_json`).
     pub request_config: Option<String>,
 }
 
-const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at, b.request_config";
+const COLUMNS: &str = "b.id, b.repo_id, r.full_name, b.number, b.state, b.event, b.branch, b.tag, b.commit_sha, b.message, b.author, b.sender, b.pull_request, b.head_branch, b.head_repo, b.fork, b.reason, b.diagnostics, b.fast_finish, b.created_at, b.started_at, b.finished_at, b.request_config, b.base_commit";
 
 fn decode_err(e: String) -> sqlx::Error {
     sqlx::Error::Decode(e.into())
@@ -99,6 +103,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Build, sqlx::Error> {
         started_at: row.try_get(20)?,
         finished_at: row.try_get(21)?,
         request_config: row.try_get(22)?,
+        base_commit: row.try_get(23)?,
     })
 }
 
@@ -108,8 +113,8 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO builds (repo_id, number, state, event, branch, tag, commit_sha, message, author, sender, pull_request,
                              head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks, request_config,
-                             email, author_email, committer_email)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) RETURNING id",
+                             email, author_email, committer_email, base_commit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) RETURNING id",
     )
     .bind(b.repo_id.0)
     .bind(b.number)
@@ -136,6 +141,7 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .bind(&b.email)
     .bind(&b.author_email)
     .bind(&b.committer_email)
+    .bind(&b.base_commit)
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))
