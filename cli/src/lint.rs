@@ -2,8 +2,8 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Provider, Severity, Webhook,
-    When,
+    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Provider, Severity, Slack,
+    Webhook, When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -51,6 +51,9 @@ struct FileReport {
     /// `email: false`); no `recipients` means the commit's author and committer.
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<Email>,
+    /// Slack rooms told of this build (their `if:` holds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    slack: Vec<Slack>,
 }
 
 #[derive(Serialize)]
@@ -184,6 +187,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
     let mut skipped = Vec::new();
     let mut webhooks = Vec::new();
     let mut email = None;
+    let mut slack = Vec::new();
     if let Some(pipeline) = &parsed.pipeline {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
@@ -192,6 +196,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         rejected = plan.rejected.clone();
         webhooks = plan.webhooks.clone();
         email = plan.email.clone();
+        slack = plan.slack.clone();
         skipped = plan
             .skipped
             .iter()
@@ -219,6 +224,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         skipped,
         webhooks,
         email,
+        slack,
     }
 }
 
@@ -337,6 +343,9 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
                 .join(", ")
         };
         writeln!(out, "  email: {to} — {}", flags(e.flags()))?;
+    }
+    for s in &r.slack {
+        writeln!(out, "  slack: {} — {}", s.room.shown(), flags(s.flags()))?;
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

@@ -7,6 +7,7 @@ use crate::condition::Facts;
 use crate::config::env::{EnvEntry, EnvVar};
 use crate::config::image::ImageSpec;
 use crate::config::job::JobConfig;
+use crate::config::notifications::slack::Slack;
 use crate::config::notifications::{Email, Webhook};
 use crate::config::phase::Phase;
 use crate::config::service::{self, ServiceRequest};
@@ -42,6 +43,11 @@ pub struct Plan {
     /// for every pull request, as on Travis: a pull request's author hears
     /// of it on GitHub, and a fork's file would pick the recipients.
     pub email: Option<Email>,
+    /// The Slack rooms told of this build: those whose `if:` holds, none
+    /// for a pull request from a fork (its file would pick the room and
+    /// read the repository's secrets), and for other pull requests those
+    /// with `on_pull_requests` (Travis's default).
+    pub slack: Vec<Slack>,
     /// Problems found while expanding (too many jobs, a job without script).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -414,6 +420,28 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
         .filter(|_| !build.is_pull_request() && !build.fork)
         .filter(|e| holds(&e.condition, &Facts::build(build, &global)))
         .map(|e| e.email.clone());
+    plan.slack = if build.fork {
+        if let (Some(span), false) = (
+            config.notifications.span,
+            config.notifications.slack.is_empty(),
+        ) {
+            diags.warning(
+                span,
+                "Slack notifications are not sent for a pull request from a fork",
+            );
+        }
+        Vec::new()
+    } else {
+        let facts = Facts::build(build, &global);
+        config
+            .notifications
+            .slack
+            .iter()
+            .filter(|s| s.slack.on_pull_requests || !build.is_pull_request())
+            .filter(|s| holds(&s.condition, &facts))
+            .map(|s| s.slack.clone())
+            .collect()
+    };
     plan.diagnostics = diags.into_sorted();
     plan
 }

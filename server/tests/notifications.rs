@@ -473,10 +473,61 @@ async fn a_notification_waiting_for_its_receiver_outlives_a_restart(engine: Engi
     assert_eq!(list[0]["attempts"], json!(got.len()));
 }
 
+/// Travis's Slack notifications, to a Slack incoming webhook kept in a
+/// repository secret: the message made from the room's template, the hook
+/// never shown.
+async fn a_slack_room_gets_its_template_filled_and_its_hook_stays_hidden(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let receiver = Receiver::start().await;
+    let hook = format!("{}/services/T0/B0/s3cr3tpart", receiver.url);
+    // The repository is known once it has built.
+    build(
+        &server,
+        "script: ./test\nnotifications:\n  email: false\n",
+        JobOutcome::Passed,
+    )
+    .await;
+    let (status, _) = server
+        .admin_put(
+            &format!("/api/repos/{PUSH_REPO}/secrets/SLACK_ROOM"),
+            json!({ "value": hook }),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let pipeline = "script: ./test\nnotifications:\n  email: false\n  slack:\n    rooms:\n      - secure: bm90IHJlYWQ=\n    on_failure: always\n    template:\n      - \"%{repository_slug}#%{build_number} %{result}: %{message}\"\n      - \"%{author} <%{build_url}|details>\"\n";
+    let failed = build(&server, pipeline, JobOutcome::Failed).await;
+    let got = receiver.wait("/services/T0/B0/s3cr3tpart", 1).await;
+    let message: Value = serde_json::from_str(&got[0].body).expect("Slack's JSON");
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    let attachment = &message["attachments"][0];
+    assert_eq!(
+        attachment["text"],
+        format!(
+            "{PUSH_REPO}#2 failed: The build was broken.\nbinkkatal <http://gantry.test/{PUSH_REPO}/builds/{}|details>",
+            failed["id"]
+        )
+    );
+    assert_eq!(attachment["color"], "danger");
+    let text = server
+        .text(&format!("/api/builds/{}/notifications", failed["id"]))
+        .await;
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list[0]["kind"], "slack");
+    assert_eq!(list[0]["url"], "slack:$SLACK_ROOM");
+    assert_eq!(list[0]["state"], "sent");
+    let page = server
+        .text(&format!("/{PUSH_REPO}/builds/{}", failed["id"]))
+        .await;
+    for shown in [text, page] {
+        assert!(!shown.contains("s3cr3tpart"), "{shown}");
+    }
+}
+
 on_both_databases!(
     a_notification_waiting_for_its_receiver_outlives_a_restart,
     a_build_tells_its_webhooks_when_it_starts_and_how_it_ends,
     change_tells_only_of_a_result_that_differs,
     a_receiver_that_is_down_gets_it_later_and_one_that_refuses_is_given_up,
     secret_urls_are_expanded_when_sent_and_never_shown,
+    a_slack_room_gets_its_template_filled_and_its_hook_stays_hidden,
 );

@@ -10,12 +10,13 @@
 pub mod email;
 pub mod key;
 pub mod send;
+pub mod slack;
 
 use crate::config::Config;
 use crate::state::{BuildState, JobState};
 use crate::store::builds::Build;
 use crate::store::{jobs, now_ms};
-use gantry_pipeline::{Email, Event, Recipient, Webhook, When};
+use gantry_pipeline::{Email, Event, Recipient, Slack, Webhook, When};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
@@ -46,6 +47,8 @@ pub enum Notifier {
     Webhook,
     /// A mail through `GANTRY_SMTP_URL` (`target`: a `Recipient`).
     Email,
+    /// A message posted to a Slack room (`target`: a `Slack`).
+    Slack,
 }
 
 impl Notifier {
@@ -53,12 +56,14 @@ impl Notifier {
         match self {
             Notifier::Webhook => "webhook",
             Notifier::Email => "email",
+            Notifier::Slack => "slack",
         }
     }
 
     pub fn parse(text: &str) -> Notifier {
         match text {
             "email" => Notifier::Email,
+            "slack" => Notifier::Slack,
             _ => Notifier::Webhook,
         }
     }
@@ -329,7 +334,7 @@ pub async fn enqueue(
         BuildState::Queued | BuildState::Skipped => return Ok(()),
     };
     let row = sqlx::query(
-        "SELECT webhooks, email, author_email, committer_email FROM builds WHERE id = $1",
+        "SELECT webhooks, email, author_email, committer_email, slack FROM builds WHERE id = $1",
     )
     .bind(build.id.0)
     .fetch_optional(&mut *conn)
@@ -343,7 +348,8 @@ pub async fn enqueue(
         author: row.try_get(2)?,
         committer: row.try_get(3)?,
     };
-    if hooks.is_empty() && email.is_none() {
+    let rooms: Vec<Slack> = stored(build, "Slack rooms", row.try_get(4)?).unwrap_or_default();
+    if hooks.is_empty() && email.is_none() && rooms.is_empty() {
         return Ok(());
     }
     let previous = previous_result(conn, build).await?;
@@ -354,6 +360,13 @@ pub async fn enqueue(
     {
         let target = serde_json::to_string(&hook.url).map_err(|e| sqlx::Error::Encode(e.into()))?;
         outbox.push((Notifier::Webhook, target));
+    }
+    for room in rooms
+        .iter()
+        .filter(|r| wanted(r.flags(), build.state, previous))
+    {
+        let target = serde_json::to_string(room).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        outbox.push((Notifier::Slack, target));
     }
     let mut unsendable = false;
     if let Some(email) = email.filter(|e| wanted(e.flags(), build.state, previous)) {
@@ -461,6 +474,9 @@ pub async fn for_build(
                     .unwrap_or_default(),
                 Notifier::Email => serde_json::from_str::<Recipient>(&target)
                     .map(|r| format!("mailto:{}", r.shown()))
+                    .unwrap_or_default(),
+                Notifier::Slack => serde_json::from_str::<Slack>(&target)
+                    .map(|s| format!("slack:{}", s.room.shown()))
                     .unwrap_or_default(),
             };
             Ok(NotificationView {

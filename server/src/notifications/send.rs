@@ -7,7 +7,7 @@ use super::email::{Mailer, NOT_CONFIGURED};
 use super::{Delivery, Notifier};
 use crate::store::now_ms;
 use crate::App;
-use gantry_pipeline::{Recipient, WebhookUrl};
+use gantry_pipeline::{Recipient, Slack, SlackRoom, WebhookUrl};
 use gantry_protocol::RepoId;
 use sqlx::Row;
 use std::time::Duration;
@@ -94,7 +94,7 @@ pub async fn try_once(app: &App, senders: &mut Senders) -> Result<usize, sqlx::E
     if round.is_empty() {
         return Ok(0);
     }
-    if senders.http.is_none() && round.iter().any(|d| d.kind == Notifier::Webhook) {
+    if senders.http.is_none() && round.iter().any(|d| d.kind != Notifier::Email) {
         match client() {
             Ok(made) => senders.http = Some(made),
             Err(e) => {
@@ -258,6 +258,10 @@ async fn attempt(app: &App, senders: &Senders, due: &Due) -> Outcome {
             Some(http) => post(app, http, due).await,
             None => Outcome::Retry(None, "no HTTP client".into()),
         },
+        Notifier::Slack => match &senders.http {
+            Some(http) => post_to_slack(app, http, due).await,
+            None => Outcome::Retry(None, "no HTTP client".into()),
+        },
         Notifier::Email => match &senders.mail {
             Some(mail) => {
                 let (to, secret) = match recipient(app, due).await {
@@ -304,6 +308,50 @@ async fn post(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
         .form(&[("payload", &due.payload)])
         .send()
         .await;
+    answered(sent, hide)
+}
+
+/// Posts the Slack message to the room's hook.
+async fn post_to_slack(app: &App, http: &reqwest::Client, due: &Due) -> Outcome {
+    let slack: Slack = match serde_json::from_str(&due.target) {
+        Ok(slack) => slack,
+        Err(e) => return Outcome::Refused(None, format!("the stored room cannot be read: {e}")),
+    };
+    let (room, secret_values) = match &slack.room {
+        SlackRoom::Plain(room) => (room.clone(), Vec::new()),
+        SlackRoom::Secure { secret } => {
+            let secrets = match secrets(app, due, &slack.room.shown()).await {
+                Ok(secrets) => secrets,
+                Err(e) => return Outcome::Refused(None, e),
+            };
+            match expand(&format!("${{{secret}}}"), &secrets) {
+                Ok(expanded) => expanded,
+                Err(e) => return Outcome::Refused(None, e),
+            }
+        }
+    };
+    // The room holds the hook's token: no error shows it.
+    let shown = slack.room.shown();
+    let hide = |text: String| {
+        let text = text.replace(&room, &shown);
+        crate::secrets::mask(&text, &secret_values)
+    };
+    let (url, channel) = match gantry_pipeline::config::notifications::slack::room_url(&room) {
+        Ok(resolved) => resolved,
+        Err(e) => return Outcome::Refused(None, hide(e)),
+    };
+    let build: serde_json::Value = match serde_json::from_str(&due.payload) {
+        Ok(build) => build,
+        Err(e) => return Outcome::Refused(None, format!("the stored build cannot be read: {e}")),
+    };
+    let message = super::slack::message(&build, &slack.template, channel);
+    let sent = http.post(&url).json(&message).send().await;
+    answered(sent, |text| hide(text.replace(&url, "[Slack hook]")))
+}
+
+/// What a receiver's answer (or its silence) means for the notification;
+/// `hide` keeps secrets out of the error.
+fn answered(sent: reqwest::Result<reqwest::Response>, hide: impl Fn(String) -> String) -> Outcome {
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();

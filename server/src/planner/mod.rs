@@ -398,6 +398,7 @@ async fn decide(
         fast_finish: false,
         webhooks: None,
         email: None,
+        slack: None,
         author_email: request.emails.author.clone(),
         committer_email: request.emails.committer.clone(),
         base_commit: request.base_commit.clone(),
@@ -475,6 +476,9 @@ async fn decide(
                                 .email
                                 .as_ref()
                                 .and_then(|e| serde_json::to_string(e).ok());
+                            if !plan.slack.is_empty() {
+                                build.slack = serde_json::to_string(&plan.slack).ok();
+                            }
                             planned_jobs = plan.jobs;
                         }
                     }

@@ -1,7 +1,10 @@
 //! `notifications:` — who hears of a build's result. Gantry sends Travis's
 //! webhook notifications (a signed POST of the build as JSON) and its email
 //! (to the commit's author and committer unless `recipients` says otherwise);
-//! the other notifiers (Slack, IRC, …) are named in a warning and not sent.
+//! and its Slack messages (see `slack`); the other notifiers (IRC, …) are
+//! named in a warning and not sent.
+
+pub mod slack;
 
 use crate::decode::{Cond, Decoder};
 use crate::diagnostic::Span;
@@ -130,6 +133,7 @@ pub struct Notifications {
     pub webhooks: Vec<WebhookConfig>,
     /// `None` after `email: false`; Travis emails by default.
     pub email: Option<EmailConfig>,
+    pub slack: Vec<slack::SlackConfig>,
     /// Where `notifications:` is written, to point at it.
     pub span: Option<Span>,
 }
@@ -142,6 +146,7 @@ impl Default for Notifications {
                 email: Flags::EMAIL.email(Vec::new()),
                 condition: None,
             }),
+            slack: Vec::new(),
             span: None,
         }
     }
@@ -167,7 +172,7 @@ pub fn secure_recipient_secret(n: usize) -> String {
 
 /// Notifiers Travis knows and Gantry does not send.
 const OTHER_NOTIFIERS: &[&str] = &[
-    "irc", "slack", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
+    "irc", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
 ];
 const FLAGS: &[&str] = &[
     "on_success",
@@ -298,6 +303,7 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
             email: written.over(Flags::EMAIL).email(Vec::new()),
             condition: None,
         }),
+        slack: Vec::new(),
         span: Some(node.span),
     };
     let defaults = written.over(Flags::TRAVIS);
@@ -306,19 +312,20 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
         match key {
             "webhooks" => webhooks(d, value, defaults, &mut secure, &mut out.webhooks),
             "email" => out.email = email(d, value, written.over(Flags::EMAIL)),
+            "slack" => slack::decode(d, value, defaults, &mut out.slack),
             _ if FLAGS.contains(&key) => {}
             _ if OTHER_NOTIFIERS.contains(&key) => {
                 d.diags
                     .warning(
                         span,
                         format!(
-                            "`notifications.{key}` is not sent: Gantry sends webhook and email notifications only"
+                            "`notifications.{key}` is not sent: Gantry sends webhook, email and Slack notifications only"
                         ),
                     )
                     .hint("most chat services take a webhook: list its URL under `notifications.webhooks`");
             }
             _ => {
-                let mut known: Vec<&str> = vec!["webhooks", "email"];
+                let mut known: Vec<&str> = vec!["webhooks", "email", "slack"];
                 known.extend(FLAGS);
                 known.extend(OTHER_NOTIFIERS);
                 d.unknown_key(key, span, &known, "notifications");
@@ -621,7 +628,7 @@ mod tests {
     #[test]
     fn a_wrong_value_points_at_its_line_and_other_notifiers_warn() {
         let (n, diags) = read(
-            "notifications:\n  email: false\n  slack:\n    rooms: [x]\n  webhooks:\n    urls: ftp://a.example\n    on_success: sometimes\n  emial: true\n",
+            "notifications:\n  email: false\n  irc:\n    channels: [x]\n  webhooks:\n    urls: ftp://a.example\n    on_success: sometimes\n  emial: true\n",
         );
         assert!(n.webhooks.is_empty());
         let lines: Vec<(usize, Severity)> = diags.iter().map(|d| (d.line, d.severity)).collect();
@@ -635,10 +642,7 @@ mod tests {
             ],
             "{diags:?}"
         );
-        assert!(
-            diags[0].message.contains("notifications.slack"),
-            "{diags:?}"
-        );
+        assert!(diags[0].message.contains("notifications.irc"), "{diags:?}");
         assert!(diags[2].message.contains("`sometimes`"), "{diags:?}");
         assert_eq!(diags[3].hint.as_deref(), Some("did you mean `email`?"));
     }
