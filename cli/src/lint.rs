@@ -2,8 +2,8 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Provider, Severity, Slack,
-    Webhook, When,
+    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Outcomes, Provider, Severity,
+    Slack, Webhook, When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -319,18 +319,18 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
             writeln!(out, "     deploy: {} ({line}) — {when}", d.provider)?;
         }
     }
-    let flags = |[success, failure, start, cancel, error]: [When; 5]| {
+    let flags = |o: Outcomes| {
         format!(
             "success: {}, failure: {}, start: {}, cancel: {}, error: {}",
-            when(success),
-            when(failure),
-            when(start),
-            when(cancel),
-            when(error)
+            when(o.on_success),
+            when(o.on_failure),
+            when(o.on_start),
+            when(o.on_cancel),
+            when(o.on_error)
         )
     };
     for w in &r.webhooks {
-        writeln!(out, "  webhook: {} — {}", w.url.shown(), flags(w.flags()))?;
+        writeln!(out, "  webhook: {} — {}", w.url.shown(), flags(w.when))?;
     }
     if let Some(e) = &r.email {
         let to = if e.recipients.is_empty() {
@@ -342,10 +342,10 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        writeln!(out, "  email: {to} — {}", flags(e.flags()))?;
+        writeln!(out, "  email: {to} — {}", flags(e.when))?;
     }
     for s in &r.slack {
-        writeln!(out, "  slack: {} — {}", s.room.shown(), flags(s.flags()))?;
+        writeln!(out, "  slack: {} — {}", s.room.shown(), flags(s.when))?;
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

@@ -37,7 +37,7 @@ pub use config::env::{is_name as is_env_name, EnvVar};
 pub use config::image::{BuildSpec, ImagePush, ImageSpec, RegistryCredentials};
 pub use config::job::GitOptions;
 pub use config::notifications::slack::{Slack, SlackRoom};
-pub use config::notifications::{Email, Recipient, Webhook, WebhookUrl, When};
+pub use config::notifications::{Email, Outcomes, Recipient, Webhook, WebhookUrl, When};
 pub use config::phase::{FailureEffect, Phase};
 pub use config::service::Service;
 pub use context::{BuildContext, Event};

@@ -326,7 +326,11 @@ fn webhook_notifications_of_real_files() {
         WebhookUrl::Plain("https://webhooks.gitter.im/e/1d32e0ad32841bd56b02".into())
     );
     assert_eq!(
-        (hook.on_success, hook.on_failure, hook.on_start),
+        (
+            hook.when.on_success,
+            hook.when.on_failure,
+            hook.when.on_start
+        ),
         (When::Change, When::Always, When::Never)
     );
     assert!(fork.webhooks.is_empty());
@@ -334,7 +338,7 @@ fn webhook_notifications_of_real_files() {
 
     // httpie: told of starts too; a fork's pull request is not sent, and says so.
     let (_, push, fork) = notifications("httpie__httpie");
-    assert_eq!(push.webhooks[0].on_start, When::Always);
+    assert_eq!(push.webhooks[0].when.on_start, When::Always);
     assert!(fork.webhooks.is_empty());
     assert!(fork.diagnostics.iter().any(|d| d
         .message
@@ -350,7 +354,7 @@ fn webhook_notifications_of_real_files() {
             secret: "WEBHOOK_URL".into()
         }
     );
-    assert_eq!(push.webhooks[0].on_success, When::Change);
+    assert_eq!(push.webhooks[0].when.on_success, When::Change);
 
     // celery: IRC is named as not sent; etcd's top-level flags are read.
     let (warnings, push, _) = notifications("celery__celery");

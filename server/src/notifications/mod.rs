@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::state::{BuildState, JobState};
 use crate::store::builds::Build;
 use crate::store::{jobs, now_ms};
-use gantry_pipeline::{Email, Event, Recipient, Slack, Webhook, When};
+use gantry_pipeline::{Email, Event, Outcomes, Recipient, Slack, Webhook, When};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
@@ -117,16 +117,14 @@ pub fn result_message(state: BuildState, previous: Option<BuildState>) -> &'stat
     }
 }
 
-/// Whether a notifier with these flags (`Webhook::flags`) is told of a
-/// build reaching `state`.
-fn wanted(flags: [When; 5], state: BuildState, previous: Option<BuildState>) -> bool {
-    let [on_success, on_failure, on_start, on_cancel, on_error] = flags;
+/// Whether a notifier with these flags is told of a build reaching `state`.
+fn wanted(flags: Outcomes, state: BuildState, previous: Option<BuildState>) -> bool {
     let when = match state {
-        BuildState::Running => on_start,
-        BuildState::Passed => on_success,
-        BuildState::Failed => on_failure,
-        BuildState::Errored => on_error,
-        BuildState::Canceled => on_cancel,
+        BuildState::Running => flags.on_start,
+        BuildState::Passed => flags.on_success,
+        BuildState::Failed => flags.on_failure,
+        BuildState::Errored => flags.on_error,
+        BuildState::Canceled => flags.on_cancel,
         BuildState::Queued | BuildState::Skipped => return false,
     };
     match when {
@@ -356,20 +354,20 @@ pub async fn enqueue(
     let mut outbox: Vec<(Notifier, String)> = Vec::new();
     for hook in hooks
         .iter()
-        .filter(|h| wanted(h.flags(), build.state, previous))
+        .filter(|h| wanted(h.when, build.state, previous))
     {
         let target = serde_json::to_string(&hook.url).map_err(|e| sqlx::Error::Encode(e.into()))?;
         outbox.push((Notifier::Webhook, target));
     }
     for room in rooms
         .iter()
-        .filter(|r| wanted(r.flags(), build.state, previous))
+        .filter(|r| wanted(r.when, build.state, previous))
     {
         let target = serde_json::to_string(room).map_err(|e| sqlx::Error::Encode(e.into()))?;
         outbox.push((Notifier::Slack, target));
     }
     let mut unsendable = false;
-    if let Some(email) = email.filter(|e| wanted(e.flags(), build.state, previous)) {
+    if let Some(email) = email.filter(|e| wanted(e.when, build.state, previous)) {
         let recipients = if email.recipients.is_empty() {
             emails
                 .recipients()
@@ -502,11 +500,13 @@ mod tests {
     fn hook(on_success: When, on_failure: When) -> Webhook {
         Webhook {
             url: WebhookUrl::Plain("http://127.0.0.1/".into()),
-            on_success,
-            on_failure,
-            on_start: When::Never,
-            on_cancel: When::Always,
-            on_error: When::Always,
+            when: Outcomes {
+                on_success,
+                on_failure,
+                on_start: When::Never,
+                on_cancel: When::Always,
+                on_error: When::Always,
+            },
         }
     }
 
@@ -528,17 +528,13 @@ mod tests {
     #[test]
     fn change_sends_only_when_the_result_differs() {
         use BuildState::*;
-        let h = hook(When::Change, When::Always).flags();
+        let h = hook(When::Change, When::Always).when;
         assert!(wanted(h, Passed, None), "a first build is a change");
         assert!(wanted(h, Passed, Some(Failed)));
         assert!(!wanted(h, Passed, Some(Passed)));
         assert!(wanted(h, Failed, Some(Failed)), "on_failure: always");
         assert!(!wanted(h, Running, None), "on_start: never");
-        assert!(!wanted(
-            hook(When::Never, When::Never).flags(),
-            Failed,
-            None
-        ));
+        assert!(!wanted(hook(When::Never, When::Never).when, Failed, None));
         assert!(!wanted(h, Queued, None));
     }
 

@@ -138,6 +138,18 @@ pub async fn try_once(app: &App, senders: &mut Senders) -> Result<usize, sqlx::E
     Ok(sent)
 }
 
+impl Outcome {
+    /// The same, with `values` (secrets) hidden in its error.
+    fn masked(self, values: &[String]) -> Outcome {
+        let mask = |e: String| crate::secrets::mask(&e, values);
+        match self {
+            Outcome::Sent(status) => Outcome::Sent(status),
+            Outcome::Retry(status, e) => Outcome::Retry(status, mask(e)),
+            Outcome::Refused(status, e) => Outcome::Refused(status, mask(e)),
+        }
+    }
+}
+
 async fn record(app: &App, due: &Due, outcome: Outcome) -> Result<(), sqlx::Error> {
     let now = now_ms();
     let attempts = due.attempts + 1;
@@ -268,14 +280,11 @@ async fn attempt(app: &App, senders: &Senders, due: &Due) -> Outcome {
                     Ok(resolved) => resolved,
                     Err(e) => return Outcome::Refused(None, e),
                 };
-                match mail.send(&due.payload, &to).await {
-                    Outcome::Retry(status, e) if secret => {
-                        Outcome::Retry(status, crate::secrets::mask(&e, &[to]))
-                    }
-                    Outcome::Refused(status, e) if secret => {
-                        Outcome::Refused(status, crate::secrets::mask(&e, &[to]))
-                    }
-                    outcome => outcome,
+                let outcome = mail.send(&due.payload, &to).await;
+                if secret {
+                    outcome.masked(&[to])
+                } else {
+                    outcome
                 }
             }
             None => Outcome::Refused(None, NOT_CONFIGURED.into()),

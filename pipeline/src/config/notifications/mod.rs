@@ -21,6 +21,55 @@ pub enum When {
     Change,
 }
 
+/// When each outcome of a build is announced: Travis's `on_*` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub on_success: When,
+    pub on_failure: When,
+    pub on_start: When,
+    pub on_cancel: When,
+    pub on_error: When,
+}
+
+impl Outcomes {
+    /// Travis's defaults for webhooks and Slack.
+    const TRAVIS: Outcomes = Outcomes {
+        on_success: When::Always,
+        on_failure: When::Always,
+        on_start: When::Never,
+        on_cancel: When::Always,
+        on_error: When::Always,
+    };
+    /// Travis's email defaults: a success only when it changes the result.
+    const EMAIL: Outcomes = Outcomes {
+        on_success: When::Change,
+        ..Outcomes::TRAVIS
+    };
+
+    /// The flag a key names.
+    fn slot(&mut self, key: &str) -> Option<&mut When> {
+        match key {
+            "on_success" => Some(&mut self.on_success),
+            "on_failure" => Some(&mut self.on_failure),
+            "on_start" => Some(&mut self.on_start),
+            "on_cancel" => Some(&mut self.on_cancel),
+            "on_error" => Some(&mut self.on_error),
+            _ => None,
+        }
+    }
+
+    /// Reads `key` if it is a flag; false for any other key.
+    fn read(&mut self, d: &mut Decoder, key: &str, value: &Node) -> bool {
+        if self.slot(key).is_none() {
+            return false;
+        }
+        if let (Some(when), Some(slot)) = (when(d, key, value), self.slot(key)) {
+            *slot = when;
+        }
+        true
+    }
+}
+
 /// Where a webhook goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,24 +95,8 @@ impl WebhookUrl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
     pub url: WebhookUrl,
-    pub on_success: When,
-    pub on_failure: When,
-    pub on_start: When,
-    pub on_cancel: When,
-    pub on_error: When,
-}
-
-impl Webhook {
-    /// `on_success`, `on_failure`, `on_start`, `on_cancel`, `on_error`.
-    pub fn flags(&self) -> [When; 5] {
-        [
-            self.on_success,
-            self.on_failure,
-            self.on_start,
-            self.on_cancel,
-            self.on_error,
-        ]
-    }
+    #[serde(flatten)]
+    pub when: Outcomes,
 }
 
 /// A webhook with the `if:` that decides, per build, whether it is sent.
@@ -100,24 +133,8 @@ impl Recipient {
 pub struct Email {
     /// Empty: the commit's author and committer, as on Travis.
     pub recipients: Vec<Recipient>,
-    pub on_success: When,
-    pub on_failure: When,
-    pub on_start: When,
-    pub on_cancel: When,
-    pub on_error: When,
-}
-
-impl Email {
-    /// The outcome flags in `Webhook::flags`'s order, decided alike.
-    pub fn flags(&self) -> [When; 5] {
-        [
-            self.on_success,
-            self.on_failure,
-            self.on_start,
-            self.on_cancel,
-            self.on_error,
-        ]
-    }
+    #[serde(flatten)]
+    pub when: Outcomes,
 }
 
 /// The email notifications with the `if:` that decides, per build, whether
@@ -143,7 +160,10 @@ impl Default for Notifications {
         Notifications {
             webhooks: Vec::new(),
             email: Some(EmailConfig {
-                email: Flags::EMAIL.email(Vec::new()),
+                email: Email {
+                    recipients: Vec::new(),
+                    when: Outcomes::EMAIL,
+                },
                 condition: None,
             }),
             slack: Vec::new(),
@@ -152,22 +172,43 @@ impl Default for Notifications {
     }
 }
 
-/// The repository secret that holds the `n`th (from 1) `secure:` webhook URL.
-pub fn secure_url_secret(n: usize) -> String {
+/// The repository secret that holds the `n`th (from 1) `secure:` value of
+/// a notifier: `BASE`, then `BASE_2`, … (Travis's own key cannot be read,
+/// so its encrypted values name secrets set in Gantry).
+pub fn secure_secret(base: &str, n: usize) -> String {
     if n <= 1 {
-        "WEBHOOK_URL".into()
+        base.to_string()
     } else {
-        format!("WEBHOOK_URL_{n}")
+        format!("{base}_{n}")
     }
 }
 
-/// The repository secret that holds the `n`th (from 1) `secure:` email address.
-pub fn secure_recipient_secret(n: usize) -> String {
-    if n <= 1 {
-        "EMAIL_RECIPIENT".into()
-    } else {
-        format!("EMAIL_RECIPIENT_{n}")
+/// An entry of a notifier's list of targets.
+enum Target {
+    /// `secure: …`: the `n`th of the notifier's.
+    Secure(usize),
+    Text(crate::decode::Spanned<String>),
+}
+
+/// `node`'s targets (one or a list), each plain text or a `secure:` value;
+/// `secure` counts the latter across the notifier's lists.
+fn targets(d: &mut Decoder, node: &Node, key: &str, secure: &mut usize) -> Vec<Target> {
+    let items: Vec<&Node> = match node.as_seq() {
+        Some(items) => items.iter().collect(),
+        None => vec![node],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if let Some(value) = item.get("secure") {
+            if d.string(value, "secure").is_some() {
+                *secure += 1;
+                out.push(Target::Secure(*secure));
+            }
+        } else if let Some(text) = d.string(item, key) {
+            out.push(Target::Text(text));
+        }
     }
+    out
 }
 
 /// Notifiers Travis knows and Gantry does not send.
@@ -182,11 +223,6 @@ const FLAGS: &[&str] = &[
     "on_error",
 ];
 
-/// The defaults a notifier's own flags start from: Travis's, or the ones
-/// written at the top of `notifications:`.
-#[derive(Clone, Copy)]
-struct Flags([When; 5]);
-
 /// The flags written at the top of `notifications:`, over each notifier's
 /// own defaults.
 #[derive(Clone, Copy, Default)]
@@ -199,66 +235,14 @@ impl Written {
         }
     }
 
-    fn over(self, mut base: Flags) -> Flags {
-        for (flag, written) in base.0.iter_mut().zip(self.0) {
-            if let Some(when) = written {
-                *flag = when;
+    /// A notifier's defaults with the top-level flags over them.
+    fn over(self, mut base: Outcomes) -> Outcomes {
+        for (key, written) in FLAGS.iter().zip(self.0) {
+            if let (Some(when), Some(slot)) = (written, base.slot(key)) {
+                *slot = when;
             }
         }
         base
-    }
-}
-
-impl Flags {
-    const TRAVIS: Flags = Flags([
-        When::Always, // on_success
-        When::Always, // on_failure
-        When::Never,  // on_start
-        When::Always, // on_cancel
-        When::Always, // on_error
-    ]);
-    /// Travis's email defaults: a success only when it changes the result.
-    const EMAIL: Flags = Flags([
-        When::Change, // on_success
-        When::Always, // on_failure
-        When::Never,  // on_start
-        When::Always, // on_cancel
-        When::Always, // on_error
-    ]);
-
-    /// Reads `key` if it is a flag; false for any other key.
-    fn read(&mut self, d: &mut Decoder, key: &str, value: &Node) -> bool {
-        let Some(i) = FLAGS.iter().position(|f| *f == key) else {
-            return false;
-        };
-        if let Some(when) = when(d, key, value) {
-            self.0[i] = when;
-        }
-        true
-    }
-
-    fn webhook(self, url: WebhookUrl) -> Webhook {
-        let [on_success, on_failure, on_start, on_cancel, on_error] = self.0;
-        Webhook {
-            url,
-            on_success,
-            on_failure,
-            on_start,
-            on_cancel,
-            on_error,
-        }
-    }
-
-    fn email(self, recipients: Vec<Recipient>) -> Email {
-        let [on_success, on_failure, on_start, on_cancel, on_error] = self.0;
-        Email {
-            recipients,
-            on_success,
-            on_failure,
-            on_start,
-            on_cancel,
-            on_error,
-        }
     }
 }
 
@@ -300,18 +284,21 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
     let mut out = Notifications {
         webhooks: Vec::new(),
         email: Some(EmailConfig {
-            email: written.over(Flags::EMAIL).email(Vec::new()),
+            email: Email {
+                recipients: Vec::new(),
+                when: written.over(Outcomes::EMAIL),
+            },
             condition: None,
         }),
         slack: Vec::new(),
         span: Some(node.span),
     };
-    let defaults = written.over(Flags::TRAVIS);
+    let defaults = written.over(Outcomes::TRAVIS);
     let mut secure = 0;
     for (key, value, span) in entries {
         match key {
             "webhooks" => webhooks(d, value, defaults, &mut secure, &mut out.webhooks),
-            "email" => out.email = email(d, value, written.over(Flags::EMAIL)),
+            "email" => out.email = email(d, value, written.over(Outcomes::EMAIL)),
             "slack" => slack::decode(d, value, defaults, &mut out.slack),
             _ if FLAGS.contains(&key) => {}
             _ if OTHER_NOTIFIERS.contains(&key) => {
@@ -339,7 +326,7 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
 fn webhooks(
     d: &mut Decoder,
     node: &Node,
-    defaults: Flags,
+    defaults: Outcomes,
     secure: &mut usize,
     out: &mut Vec<WebhookConfig>,
 ) {
@@ -348,7 +335,10 @@ fn webhooks(
         NodeKind::Scalar(_) => {
             if let Some(url) = url(d, node, secure) {
                 out.push(WebhookConfig {
-                    hook: defaults.webhook(url),
+                    hook: Webhook {
+                        url,
+                        when: defaults,
+                    },
                     condition: None,
                 });
             }
@@ -367,7 +357,10 @@ fn webhooks(
         NodeKind::Map(_) if node.get("secure").is_some() => {
             if let Some(url) = url(d, node, secure) {
                 out.push(WebhookConfig {
-                    hook: defaults.webhook(url),
+                    hook: Webhook {
+                        url,
+                        when: defaults,
+                    },
                     condition: None,
                 });
             }
@@ -380,7 +373,7 @@ fn webhooks(
 fn webhook_map(
     d: &mut Decoder,
     node: &Node,
-    defaults: Flags,
+    defaults: Outcomes,
     secure: &mut usize,
     out: &mut Vec<WebhookConfig>,
 ) {
@@ -420,14 +413,14 @@ fn webhook_map(
             .hint("urls: [https://example.com/hook]");
     }
     out.extend(urls.into_iter().map(|url| WebhookConfig {
-        hook: flags.webhook(url),
+        hook: Webhook { url, when: flags },
         condition: condition.clone(),
     }));
 }
 
 /// `email:` — `false`, `true`, an address, a list of them, or a map with
 /// `recipients`, the `on_*` flags, `enabled` and `if`.
-fn email(d: &mut Decoder, node: &Node, defaults: Flags) -> Option<EmailConfig> {
+fn email(d: &mut Decoder, node: &Node, defaults: Outcomes) -> Option<EmailConfig> {
     let mut flags = defaults;
     let mut condition = None;
     let mut recipients = Vec::new();
@@ -459,29 +452,25 @@ fn email(d: &mut Decoder, node: &Node, defaults: Flags) -> Option<EmailConfig> {
         _ => addresses(d, node, &mut secure, &mut recipients),
     }
     Some(EmailConfig {
-        email: flags.email(recipients),
+        email: Email {
+            recipients,
+            when: flags,
+        },
         condition,
     })
 }
 
 /// An address, a `secure:` one, or a list of them.
 fn addresses(d: &mut Decoder, node: &Node, secure: &mut usize, out: &mut Vec<Recipient>) {
-    let items: Vec<&Node> = match node.as_seq() {
-        Some(items) => items.iter().collect(),
-        None => vec![node],
-    };
-    for item in items {
-        if let Some(value) = item.get("secure") {
-            if d.string(value, "secure").is_some() {
-                *secure += 1;
+    for target in targets(d, node, "recipients", secure) {
+        let text = match target {
+            Target::Secure(n) => {
                 out.push(Recipient::Secure {
-                    secret: secure_recipient_secret(*secure),
+                    secret: secure_secret("EMAIL_RECIPIENT", n),
                 });
+                continue;
             }
-            continue;
-        }
-        let Some(text) = d.string(item, "recipients") else {
-            continue;
+            Target::Text(text) => text,
         };
         let address = text.value.trim();
         if is_address(address) {
@@ -513,7 +502,7 @@ fn url(d: &mut Decoder, node: &Node, secure: &mut usize) -> Option<WebhookUrl> {
         d.string(value, "secure")?;
         *secure += 1;
         return Some(WebhookUrl::Secure {
-            secret: secure_url_secret(*secure),
+            secret: secure_secret("WEBHOOK_URL", *secure),
         });
     }
     let text = d.string(node, "urls")?;
@@ -561,11 +550,11 @@ mod tests {
         assert_eq!(one[0].url, plain("https://a.example/hook"));
         assert_eq!(
             (
-                one[0].on_success,
-                one[0].on_failure,
-                one[0].on_start,
-                one[0].on_cancel,
-                one[0].on_error
+                one[0].when.on_success,
+                one[0].when.on_failure,
+                one[0].when.on_start,
+                one[0].when.on_cancel,
+                one[0].when.on_error
             ),
             (
                 When::Always,
@@ -584,10 +573,10 @@ mod tests {
         let map = hooks(
             "notifications:\n  webhooks:\n    urls: https://a.example\n    on_success: change\n    on_start: true\n    on_cancel: never\n",
         );
-        assert_eq!(map[0].on_success, When::Change);
-        assert_eq!(map[0].on_start, When::Always);
-        assert_eq!(map[0].on_cancel, When::Never);
-        assert_eq!(map[0].on_failure, When::Always);
+        assert_eq!(map[0].when.on_success, When::Change);
+        assert_eq!(map[0].when.on_start, When::Always);
+        assert_eq!(map[0].when.on_cancel, When::Never);
+        assert_eq!(map[0].when.on_failure, When::Always);
     }
 
     #[test]
@@ -596,11 +585,11 @@ mod tests {
             "notifications:\n  webhooks:\n    - urls: [https://a.example]\n      on_failure: always\n    - https://b.example\n  on_success: never\n  on_failure: never\n",
         );
         assert_eq!(
-            (h[0].on_success, h[0].on_failure),
+            (h[0].when.on_success, h[0].when.on_failure),
             (When::Never, When::Always)
         );
         assert_eq!(
-            (h[1].on_success, h[1].on_failure),
+            (h[1].when.on_success, h[1].when.on_failure),
             (When::Never, When::Never)
         );
     }
@@ -672,14 +661,14 @@ mod tests {
         let email = written.expect("email is on unless turned off");
         assert!(email.recipients.is_empty(), "empty means the committers");
         assert_eq!(
-            email.flags(),
-            [
-                When::Change,
-                When::Always,
-                When::Never,
-                When::Always,
-                When::Always
-            ]
+            email.when,
+            Outcomes {
+                on_success: When::Change,
+                on_failure: When::Always,
+                on_start: When::Never,
+                on_cancel: When::Always,
+                on_error: When::Always,
+            }
         );
         assert_eq!(email_of("notifications:\n  email: false\n"), None);
         assert_eq!(
@@ -714,12 +703,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            (map.on_success, map.on_failure),
+            (map.when.on_success, map.when.on_failure),
             (When::Always, When::Never)
         );
         let flags_only = email_of("notifications:\n  email:\n    on_success: never\n").unwrap();
         assert!(flags_only.recipients.is_empty());
-        assert_eq!(flags_only.on_success, When::Never);
+        assert_eq!(flags_only.when.on_success, When::Never);
     }
 
     #[test]
@@ -727,13 +716,13 @@ mod tests {
         // etcd's file: no notifier named, both flags never.
         let email = email_of("notifications:\n  on_success: never\n  on_failure: never\n").unwrap();
         assert_eq!(
-            (email.on_success, email.on_failure),
+            (email.when.on_success, email.when.on_failure),
             (When::Never, When::Never)
         );
         // A flag not written keeps email's own default (change), not the webhooks' (always).
         let email = email_of("notifications:\n  on_failure: change\n").unwrap();
         assert_eq!(
-            (email.on_success, email.on_failure),
+            (email.when.on_success, email.when.on_failure),
             (When::Change, When::Change)
         );
     }

@@ -4,7 +4,7 @@
 //! Slack's incoming webhooks, the webhook's URL; each gets a message made
 //! from a template of `%{…}` variables.
 
-use super::{Flags, Node, NodeKind, FLAGS};
+use super::{secure_secret, targets, Node, NodeKind, Outcomes, Target, FLAGS};
 use crate::decode::{Cond, Decoder};
 use serde::{Deserialize, Serialize};
 
@@ -106,26 +106,10 @@ pub struct Slack {
     pub room: SlackRoom,
     /// Lines of the message; empty: [`DEFAULT_TEMPLATE`].
     pub template: Vec<String>,
-    pub on_success: super::When,
-    pub on_failure: super::When,
-    pub on_start: super::When,
-    pub on_cancel: super::When,
-    pub on_error: super::When,
+    #[serde(flatten)]
+    pub when: Outcomes,
     /// Whether pull request builds are announced (Travis: yes).
     pub on_pull_requests: bool,
-}
-
-impl Slack {
-    /// The outcome flags in `Webhook::flags`'s order, decided alike.
-    pub fn flags(&self) -> [super::When; 5] {
-        [
-            self.on_success,
-            self.on_failure,
-            self.on_start,
-            self.on_cancel,
-            self.on_error,
-        ]
-    }
 }
 
 /// A room with the `if:` that decides, per build, whether it is told.
@@ -135,18 +119,9 @@ pub struct SlackConfig {
     pub condition: Option<Cond>,
 }
 
-/// The repository secret that holds the `n`th (from 1) `secure:` room.
-pub fn secure_room_secret(n: usize) -> String {
-    if n <= 1 {
-        "SLACK_ROOM".into()
-    } else {
-        format!("SLACK_ROOM_{n}")
-    }
-}
-
 /// `slack:` — a room, a `secure:` room, a list of them, or a map with
 /// `rooms`, `template`, `on_pull_requests`, the `on_*` flags and `if`.
-pub(super) fn decode(d: &mut Decoder, node: &Node, defaults: Flags, out: &mut Vec<SlackConfig>) {
+pub(super) fn decode(d: &mut Decoder, node: &Node, defaults: Outcomes, out: &mut Vec<SlackConfig>) {
     let mut secure = 0;
     let mut flags = defaults;
     let mut template = Vec::new();
@@ -203,11 +178,7 @@ pub(super) fn decode(d: &mut Decoder, node: &Node, defaults: Flags, out: &mut Ve
         slack: Slack {
             room,
             template: template.clone(),
-            on_success: flags.0[0],
-            on_failure: flags.0[1],
-            on_start: flags.0[2],
-            on_cancel: flags.0[3],
-            on_error: flags.0[4],
+            when: flags,
             on_pull_requests,
         },
         condition: condition.clone(),
@@ -215,22 +186,15 @@ pub(super) fn decode(d: &mut Decoder, node: &Node, defaults: Flags, out: &mut Ve
 }
 
 fn room_list(d: &mut Decoder, node: &Node, secure: &mut usize, out: &mut Vec<SlackRoom>) {
-    let items: Vec<&Node> = match node.as_seq() {
-        Some(items) => items.iter().collect(),
-        None => vec![node],
-    };
-    for item in items {
-        if let Some(value) = item.get("secure") {
-            if d.string(value, "secure").is_some() {
-                *secure += 1;
+    for target in targets(d, node, "rooms", secure) {
+        let text = match target {
+            Target::Secure(n) => {
                 out.push(SlackRoom::Secure {
-                    secret: secure_room_secret(*secure),
+                    secret: secure_secret("SLACK_ROOM", n),
                 });
+                continue;
             }
-            continue;
-        }
-        let Some(text) = d.string(item, "rooms") else {
-            continue;
+            Target::Text(text) => text,
         };
         let room = text.value.trim();
         match room_url(room) {
@@ -293,7 +257,10 @@ mod tests {
         let (one, diags) = read("notifications:\n  slack: acme:xoxp1234#builds\n");
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(one[0].room, SlackRoom::Plain("acme:xoxp1234#builds".into()));
-        assert_eq!(one[0].flags()[..2], [When::Always, When::Always]);
+        assert_eq!(
+            (one[0].when.on_success, one[0].when.on_failure),
+            (When::Always, When::Always)
+        );
         assert!(one[0].on_pull_requests);
         assert_eq!(one[0].room.shown(), "acme#builds", "never the token");
         // As in heartcombo/devise's file.
@@ -308,7 +275,7 @@ mod tests {
             }
         );
         assert!(!devise[0].on_pull_requests);
-        assert_eq!(devise[0].on_success, When::Change);
+        assert_eq!(devise[0].when.on_success, When::Change);
         let (map, diags) = read(
             "notifications:\n  slack:\n    rooms:\n      - https://hooks.slack.com/services/T0/B0/secretpart\n      - secure: abc\n    template:\n      - \"%{repository_slug} %{result}\"\n    if: branch = main\n",
         );
