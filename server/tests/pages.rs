@@ -197,6 +197,53 @@ async fn live_events_carry_new_lines_then_the_final_state(engine: Engine) {
     );
 }
 
+async fn a_builds_events_carry_each_change_of_state_then_end(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let build = server.queued_build("watched").await;
+    let job = build["jobs"][0]["id"].clone();
+    let response = server
+        .http
+        .get(format!("{}/api/builds/{}/events", server.url, build["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = Events {
+        body: Box::pin(response.bytes_stream()),
+        seen: String::new(),
+    };
+    events
+        .until(&format!(
+            "event: state\ndata: {{\"jobs\":[{{\"id\":{job},\"state\":\"queued\"}}],\"state\":\"queued\"}}"
+        ))
+        .await;
+    let a = server.claim("r1", 5).await.expect("the job");
+    events
+        .until(&format!(
+            "{{\"jobs\":[{{\"id\":{job},\"state\":\"running\"}}],\"state\":\"running\"}}"
+        ))
+        .await;
+    assert_eq!(server.finish(&a, JobOutcome::Passed).await, StatusCode::OK);
+    events
+        .until(&format!(
+            "{{\"jobs\":[{{\"id\":{job},\"state\":\"passed\"}}],\"state\":\"passed\"}}"
+        ))
+        .await;
+    assert_eq!(
+        events.seen.matches("event: state").count(),
+        3,
+        "one event per change: {}",
+        events.seen
+    );
+    assert!(
+        events.body.next().await.is_none(),
+        "the stream ends after the final state"
+    );
+    let (status, _) = page(&server, "/api/builds/999999/events").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 type Body =
     std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>;
 
@@ -228,4 +275,5 @@ on_both_databases!(
     pages_show_builds_jobs_and_escaped_logs,
     private_repositories_pages_are_hidden,
     live_events_carry_new_lines_then_the_final_state,
+    a_builds_events_carry_each_change_of_state_then_end,
 );

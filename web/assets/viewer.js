@@ -109,14 +109,17 @@
   if (build) {
     // A build page follows its jobs' states.
     const live = () => [...build.querySelectorAll(".state")].some((s) => ["queued", "running", "created"].includes(s.dataset.state));
-    const tick = () => {
-      if (!live()) return;
-      fetch("/api/builds/" + build.dataset.build).then((r) => r.json()).then((b) => {
+    if (live()) {
+      // The server sends the states when one changes, and ends the stream
+      // with the build's final state.
+      const events = new EventSource("/api/builds/" + build.dataset.build + "/events");
+      events.addEventListener("state", (e) => {
+        const b = JSON.parse(e.data);
         setState(build.querySelector(".head .state"), b.state);
         for (const j of b.jobs || []) setState(build.querySelector('tr[data-job="' + j.id + '"] .state'), j.state);
-      }).catch(() => {}).finally(() => setTimeout(tick, 1000));
-    };
-    setTimeout(tick, 1000);
+        if (!live()) events.close();
+      });
+    }
   }
   if (!document.querySelector(".vlog")) selectFromHash();
 

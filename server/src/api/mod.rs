@@ -84,6 +84,7 @@ pub fn router(app: App) -> Router {
             post(pages::remove_log),
         )
         .route("/api/jobs/{id}/events", get(pages::job_events))
+        .route("/api/builds/{id}/events", get(pages::build_events))
         .route("/api/jobs/{id}/lines", get(pages::job_lines))
         .route("/api/jobs/{id}/search", get(pages::job_search))
         .route("/healthz", get(healthz))

@@ -534,6 +534,67 @@ pub async fn job_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// `GET /api/builds/{id}/events`: the build's state and its jobs' (`event:
+/// state`, `{"state", "jobs": [{"id", "state"}]}`) at once and whenever one
+/// changes; the stream ends after the build's final state. The build page
+/// follows it instead of asking for the whole build every second.
+pub async fn build_events(
+    State(app): State<App>,
+    viewer: Viewer,
+    Path(id): Path<i64>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    let build = {
+        let mut conn = app.db.pool.acquire().await?;
+        super::builds::visible_build(&app, &mut conn, &viewer, id)
+            .await?
+            .id
+    };
+    let follow = (app, build, None::<String>, false);
+    let stream = futures::stream::unfold(follow, |(app, build, last, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            // Job changes wake the dispatcher; claims and other servers'
+            // changes are seen within a second.
+            let dispatch = app.dispatch.clone();
+            let changed = dispatch.notified();
+            let Ok((state, data)) = build_states(&app, build).await else {
+                return None;
+            };
+            if last.as_deref() != Some(data.as_str()) {
+                let event = Event::default().event("state").data(data.clone());
+                return Some((Ok(event), (app, build, Some(data), state.is_finished())));
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), changed).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The build's state and its jobs', as `build_events` sends them.
+async fn build_states(app: &App, build: BuildId) -> Result<(BuildState, String), sqlx::Error> {
+    let mut conn = app.db.pool.acquire().await?;
+    let state: String = sqlx::query_scalar("SELECT state FROM builds WHERE id = $1")
+        .bind(build.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    let jobs: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, state FROM jobs WHERE build_id = $1 ORDER BY id")
+            .bind(build.0)
+            .fetch_all(&mut *conn)
+            .await?;
+    let parsed: BuildState = state
+        .parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
+    let jobs: Vec<serde_json::Value> = jobs
+        .into_iter()
+        .map(|(id, state)| serde_json::json!({ "id": id, "state": state }))
+        .collect();
+    let data = serde_json::json!({ "state": state, "jobs": jobs }).to_string();
+    Ok((parsed, data))
+}
+
 /// The job's line index, brought up to date with its log (off the runtime).
 async fn line_index(app: &App, job: JobId) -> ApiResult<crate::log_index::LineIndex> {
     let indexes = app.log_indexes.clone();
