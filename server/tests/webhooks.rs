@@ -763,7 +763,79 @@ async fn payloads_are_stored_compressed_and_old_text_ones_still_plan(engine: Eng
         .await;
 }
 
+/// Travis's "Build pushed branches" and "Build pushed pull requests":
+/// turned off, a push (or pull request) builds nothing and its delivery
+/// says why; the other kind still builds.
+async fn builds_of_pushes_or_pull_requests_can_be_turned_off(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "first");
+    let url = repo.path.display().to_string();
+    server
+        .webhook("push", "on-1", &push_payload(&url, &sha, "first"))
+        .await;
+    server
+        .wait_build(PUSH_REPO, |b| b["commit"] == sha.as_str())
+        .await;
+    let settings = format!("/api/repos/{PUSH_REPO}/settings");
+    let (status, shown) = server
+        .admin_put(&settings, serde_json::json!({ "build_pushes": false }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["build_pushes"], false);
+    assert_eq!(shown["build_pull_requests"], true, "left as it was");
+    assert_eq!(shown["max_concurrent_jobs"], Value::Null, "left as it was");
+    let page = server.text(&format!("/{PUSH_REPO}")).await;
+    assert!(
+        page.contains("Does not build pushes: its setting <code>build_pushes</code> is off."),
+        "{page}"
+    );
+
+    let second = repo.commit(&[("two.txt", "2")], "second");
+    server
+        .webhook("push", "off-1", &push_payload(&url, &second, "second"))
+        .await;
+    let outcome = server
+        .delivery_outcome("off-1", "processed_at IS NOT NULL")
+        .await;
+    assert!(outcome.contains("build_pushes"), "{outcome}");
+    // A pull request still builds.
+    let mut pr = fixture("pull_request", "opened.payload.json");
+    point_pull_request(&mut pr, &url, &second);
+    pr["repository"]["full_name"] = Value::String(PUSH_REPO.into());
+    pr["pull_request"]["base"]["repo"]["full_name"] = Value::String(PUSH_REPO.into());
+    pr["pull_request"]["head"]["repo"]["full_name"] = Value::String(PUSH_REPO.into());
+    server.webhook("pull_request", "pr-on", &pr).await;
+    let built = server
+        .wait_build(PUSH_REPO, |b| b["event"] == "pull_request")
+        .await;
+    assert_eq!(built["commit"], second.as_str());
+
+    // The other way round.
+    let (status, _) = server
+        .admin_put(
+            &settings,
+            serde_json::json!({ "build_pushes": true, "build_pull_requests": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server.webhook("pull_request", "pr-off", &pr).await;
+    let outcome = server
+        .delivery_outcome("pr-off", "processed_at IS NOT NULL")
+        .await;
+    assert!(outcome.contains("build_pull_requests"), "{outcome}");
+    let third = repo.commit(&[("three.txt", "3")], "third");
+    server
+        .webhook("push", "on-2", &push_payload(&url, &third, "third"))
+        .await;
+    server
+        .wait_build(PUSH_REPO, |b| b["commit"] == third.as_str())
+        .await;
+    let (_, builds) = server.get(&format!("/api/repos/{PUSH_REPO}/builds")).await;
+    assert_eq!(builds.as_array().map(Vec::len), Some(3), "{builds}");
+}
+
 on_both_databases!(
+    builds_of_pushes_or_pull_requests_can_be_turned_off,
     push_to_a_branch_queues_a_build_of_its_commit,
     a_tag_push_is_a_tag_build,
     deletions_closed_prs_and_other_events_build_nothing,

@@ -182,15 +182,35 @@ pub struct BuildsQuery {
     pub next_before: Option<i64>,
 }
 
-/// `/{owner}/{name}`: the repository's builds, and its limit on jobs at
-/// once (`max_concurrent_jobs`), if it has one.
+/// The repository's settings its page tells of.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoSettings {
+    /// `max_concurrent_jobs`, if it has one.
+    pub job_limit: Option<i64>,
+    pub build_pushes: bool,
+    pub build_pull_requests: bool,
+}
+
+impl Default for RepoSettings {
+    fn default() -> Self {
+        RepoSettings {
+            job_limit: None,
+            build_pushes: true,
+            build_pull_requests: true,
+        }
+    }
+}
+
+/// `/{owner}/{name}`: the repository's builds, and the settings that
+/// change what builds and when (a limit on jobs at once, pushes or pull
+/// requests not built).
 pub fn builds_page(
     nav: &Nav,
     repo: &str,
     builds: &[BuildRow],
     q: &BuildsQuery,
     states: &[&str],
-    job_limit: Option<i64>,
+    settings: RepoSettings,
 ) -> String {
     let mut rows = String::new();
     for b in builds {
@@ -255,7 +275,7 @@ pub fn builds_page(
     } else {
         String::new()
     };
-    let limit = match job_limit {
+    let mut limit = match settings.job_limit {
         Some(1) => "<p class=\"limit\">Runs one job at a time; the others wait in the queue.</p>"
             .to_string(),
         Some(n) => format!(
@@ -263,6 +283,20 @@ pub fn builds_page(
         ),
         None => String::new(),
     };
+    for (on, what, setting) in [
+        (settings.build_pushes, "pushes", "build_pushes"),
+        (
+            settings.build_pull_requests,
+            "pull requests",
+            "build_pull_requests",
+        ),
+    ] {
+        if !on {
+            limit.push_str(&format!(
+                "<p class=\"limit\">Does not build {what}: its setting <code>{setting}</code> is off.</p>"
+            ));
+        }
+    }
     let body = format!(
         "<h1>{r} <img class=\"badge\" src=\"/{r}/badge.svg\" alt=\"build state\">{secrets_link}</h1>{limit}{filter}{table}{more}",
         r = esc(repo)
@@ -736,7 +770,7 @@ mod tests {
                 next_before: Some(7),
             },
             &["passed", "failed"],
-            None,
+            RepoSettings::default(),
         );
         assert!(!html.contains("class=\"limit\""));
         assert!(html.contains("<a href=\"/acme/widget/builds/7\">#3</a>"));

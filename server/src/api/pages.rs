@@ -196,7 +196,11 @@ pub async fn builds_page(
         &rows,
         &query,
         &states,
-        repo.max_concurrent_jobs,
+        pages::RepoSettings {
+            job_limit: repo.max_concurrent_jobs,
+            build_pushes: repo.build_pushes,
+            build_pull_requests: repo.build_pull_requests,
+        },
     )))
 }
 

@@ -105,6 +105,9 @@ async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx:
             return nothing_to_build(app, &delivery.id, &format!("invalid payload: {e}")).await
         }
     };
+    if let Some(off) = switched_off(app, &request).await? {
+        return nothing_to_build(app, &delivery.id, &format!("ignored: {off}")).await;
+    }
     match create_build(app, &request, Some(&delivery.id), delivery.attempts).await? {
         Planned::Build(_) => Ok(()),
         Planned::Retry(reason) => {
@@ -123,6 +126,26 @@ async fn plan_delivery(app: &App, delivery: PendingDelivery) -> Result<(), sqlx:
             deliveries::retry_later(&app.db, &delivery.id, at, &reason).await
         }
     }
+}
+
+/// Why the repository's settings (Travis's "Build pushed branches" and
+/// "Build pushed pull requests") say not to build what a webhook asks for.
+async fn switched_off(app: &App, request: &BuildRequest) -> Result<Option<String>, sqlx::Error> {
+    let mut conn = app.db.pool.acquire().await?;
+    let Some(repo) = repos::by_name(&mut conn, &request.repo.full_name).await? else {
+        return Ok(None);
+    };
+    use gantry_pipeline::Event;
+    Ok(match request.event {
+        Event::Push | Event::Tag if !repo.build_pushes => {
+            Some("the repository's settings turn builds of pushes off (build_pushes)".into())
+        }
+        Event::PullRequest if !repo.build_pull_requests => Some(
+            "the repository's settings turn builds of pull requests off (build_pull_requests)"
+                .into(),
+        ),
+        _ => None,
+    })
 }
 
 /// Why a build errored when GitHub could not give its pipeline file, and

@@ -19,6 +19,10 @@ pub struct Repo {
     pub caches_cleared_at: Option<i64>,
     /// At most this many of its jobs run at once; `None`: no limit.
     pub max_concurrent_jobs: Option<i64>,
+    /// Travis's "Build pushed branches": pushes (and tags) build.
+    pub build_pushes: bool,
+    /// Travis's "Build pushed pull requests": pull requests build.
+    pub build_pull_requests: bool,
 }
 
 /// What a webhook says about a repository.
@@ -52,10 +56,12 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Repo, sqlx::Error> {
         cache_generation: row.try_get("cache_generation")?,
         caches_cleared_at: row.try_get("caches_cleared_at")?,
         max_concurrent_jobs: row.try_get("max_concurrent_jobs")?,
+        build_pushes: row.try_get::<i64, _>("build_pushes")? != 0,
+        build_pull_requests: row.try_get::<i64, _>("build_pull_requests")? != 0,
     })
 }
 
-const COLUMNS: &str = "id, full_name, clone_url, private, default_branch, cache_generation, caches_cleared_at, max_concurrent_jobs";
+const COLUMNS: &str = "id, full_name, clone_url, private, default_branch, cache_generation, caches_cleared_at, max_concurrent_jobs, build_pushes, build_pull_requests";
 
 /// Creates the repository or refreshes what GitHub says about it.
 pub async fn upsert(conn: &mut AnyConnection, facts: &RepoFacts) -> Result<Repo, sqlx::Error> {
@@ -106,6 +112,27 @@ pub async fn limit_jobs(
         "UPDATE repos SET max_concurrent_jobs = $1 WHERE id = $2 RETURNING {COLUMNS}"
     ))
     .bind(max_concurrent_jobs)
+    .bind(repo.0)
+    .fetch_one(conn)
+    .await?;
+    from_row(&row)
+}
+
+/// Turns Travis's "Build pushed branches" and "Build pushed pull
+/// requests" on or off (`None`: as it is).
+pub async fn switch_builds(
+    conn: &mut AnyConnection,
+    repo: RepoId,
+    pushes: Option<bool>,
+    pull_requests: Option<bool>,
+) -> Result<Repo, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE repos SET build_pushes = COALESCE($1, build_pushes),
+                          build_pull_requests = COALESCE($2, build_pull_requests)
+         WHERE id = $3 RETURNING {COLUMNS}"
+    ))
+    .bind(pushes.map(super::flag))
+    .bind(pull_requests.map(super::flag))
     .bind(repo.0)
     .fetch_one(conn)
     .await?;
