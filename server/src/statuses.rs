@@ -138,6 +138,18 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
     // servers on one database, each status goes out once, and never after a
     // newer one (GitHub shows the last it got).
     let now = now_ms();
+    // A read first: an idle server (and one taking a burst of webhooks)
+    // takes no write lock for a round with nothing to send.
+    let due: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM commit_statuses WHERE sent_at IS NULL AND next_attempt_at <= $1 LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(&app.db.pool)
+    .await?;
+    if due.is_none() {
+        return Ok(0);
+    }
+    let mut tx = app.db.begin().await?;
     let rows = sqlx::query(
         "UPDATE commit_statuses SET next_attempt_at = $1
          WHERE id IN (SELECT MIN(id) FROM commit_statuses WHERE sent_at IS NULL GROUP BY sha, context)
@@ -147,8 +159,9 @@ pub async fn try_once(app: &App) -> Result<usize, sqlx::Error> {
     )
     .bind(now + CLAIM_MS)
     .bind(now)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let pending: Vec<Pending> = rows
         .iter()
         .map(|r| {

@@ -4,6 +4,7 @@
 //! later; a 5xx refusal gives it up (see `send`).
 
 use super::send::Outcome;
+use super::text;
 use crate::config::EmailSettings;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
@@ -125,10 +126,6 @@ fn without_secrets(text: &str, url: &str) -> String {
     }
 }
 
-fn text<'a>(build: &'a Value, key: &str) -> &'a str {
-    build[key].as_str().unwrap_or("")
-}
-
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
@@ -150,15 +147,6 @@ pub fn subject(build: &Value) -> String {
     )
 }
 
-/// "1 min 5 s", "42 s".
-fn duration(seconds: i64) -> String {
-    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, m, _) => format!("{h} h {m} min"),
-    }
-}
-
 /// The mail's text: what happened, to which commit, where to look, and
 /// each job's result.
 pub fn body(build: &Value) -> String {
@@ -168,7 +156,7 @@ pub fn body(build: &Value) -> String {
     let state = text(build, "state");
     let took = build["duration"]
         .as_i64()
-        .map(|s| format!(" in {}", duration(s)))
+        .map(|s| format!(" in {}", super::duration(s)))
         .unwrap_or_default();
     let what = match state {
         "started" => "has started".to_string(),
@@ -265,7 +253,7 @@ mod tests {
     fn the_body_says_what_happened_where_to_look_and_each_job() {
         let text = body(&build());
         assert!(
-            text.starts_with("Build #12 of acme/app failed in 1 min 5 s.\nStatus:  Broken\n"),
+            text.starts_with("Build #12 of acme/app failed in 1 min 5 sec.\nStatus:  Broken\n"),
             "{text}"
         );
         assert!(

@@ -171,6 +171,20 @@ fn travis_time(ms: Option<i64>) -> Value {
     }
 }
 
+/// A text field of a Travis payload; empty when it has none.
+fn text<'a>(build: &'a Value, key: &str) -> &'a str {
+    build[key].as_str().unwrap_or("")
+}
+
+/// "1 min 5 sec", as Travis writes a build's duration in its messages.
+fn duration(seconds: i64) -> String {
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s} sec"),
+        (0, m, s) => format!("{m} min {s} sec"),
+        (h, m, s) => format!("{h} hrs {m} min {s} sec"),
+    }
+}
+
 /// Travis's `result`: 0 passed, 1 anything else (failed or not finished).
 fn result_code(passed: bool) -> i64 {
     if passed {

@@ -3,28 +3,19 @@
 //! Travis payload, as an attachment coloured by the result. Posted as JSON
 //! to the room's hook (see `gantry_pipeline::slack::room_url`).
 
+use super::text;
 use gantry_pipeline::config::notifications::slack::DEFAULT_TEMPLATE;
 use serde_json::{json, Value};
-
-fn text<'a>(build: &'a Value, key: &str) -> &'a str {
-    build[key].as_str().unwrap_or("")
-}
-
-/// "1 min 5 sec", as Travis writes a duration.
-fn duration(seconds: i64) -> String {
-    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
-        (0, 0, s) => format!("{s} sec"),
-        (0, m, s) => format!("{m} min {s} sec"),
-        (h, m, s) => format!("{h} hrs {m} min {s} sec"),
-    }
-}
 
 /// The value of a template variable for `build` (a Travis payload).
 fn variable(build: &Value, name: &str) -> Option<String> {
     let repo = &build["repository"];
     let slug = format!("{}/{}", text(repo, "owner_name"), text(repo, "name"));
     let state = text(build, "state");
-    let took = build["duration"].as_i64().map(duration).unwrap_or_default();
+    let took = build["duration"]
+        .as_i64()
+        .map(super::duration)
+        .unwrap_or_default();
     let pr = build["pull_request_number"].as_i64();
     Some(match name {
         "repository_slug" => slug,
