@@ -149,23 +149,11 @@ async fn live_events_carry_new_lines_then_the_final_state(engine: Engine) {
     let a = server.running_job("Fix <the> thing").await;
     let first = "line one\n";
     append(&server, &a, 0, first).await;
-    let response = server
-        .http
-        .get(format!(
-            "{}/api/jobs/{}/events?offset={}",
-            server.url,
-            a.job_id,
-            first.len()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut events = Events {
-        body: Box::pin(response.bytes_stream()),
-        seen: String::new(),
-    };
+    let mut events = Events::open(
+        &server,
+        &format!("/api/jobs/{}/events?offset={}", a.job_id, first.len()),
+    )
+    .await;
     events
         .until("event: state\ndata: {\"state\":\"running\"}")
         .await;
@@ -201,18 +189,7 @@ async fn a_builds_events_carry_each_change_of_state_then_end(engine: Engine) {
     let server = TestServer::start(engine).await;
     let build = server.queued_build("watched").await;
     let job = build["jobs"][0]["id"].clone();
-    let response = server
-        .http
-        .get(format!("{}/api/builds/{}/events", server.url, build["id"]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut events = Events {
-        body: Box::pin(response.bytes_stream()),
-        seen: String::new(),
-    };
+    let mut events = Events::open(&server, &format!("/api/builds/{}/events", build["id"])).await;
     events
         .until(&format!(
             "event: state\ndata: {{\"jobs\":[{{\"id\":{job},\"state\":\"queued\"}}],\"state\":\"queued\"}}"
@@ -254,6 +231,22 @@ struct Events {
 }
 
 impl Events {
+    /// Opens the stream at `path`, checking that it is one.
+    async fn open(server: &TestServer, path: &str) -> Events {
+        let response = server
+            .http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Events {
+            body: Box::pin(response.bytes_stream()),
+            seen: String::new(),
+        }
+    }
+
     async fn until(&mut self, needle: &str) {
         let found = tokio::time::timeout(Duration::from_secs(20), async {
             while !self.seen.contains(needle) {

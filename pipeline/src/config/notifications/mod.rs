@@ -332,17 +332,6 @@ fn webhooks(
 ) {
     match &node.kind {
         NodeKind::Scalar(s) if s.as_bool() == Some(false) || s.is_null() => {}
-        NodeKind::Scalar(_) => {
-            if let Some(url) = url(d, node, secure) {
-                out.push(WebhookConfig {
-                    hook: Webhook {
-                        url,
-                        when: defaults,
-                    },
-                    condition: None,
-                });
-            }
-        }
         NodeKind::Seq(items) => {
             for item in items {
                 if item.get("secure").is_some() || item.as_scalar().is_some() {
@@ -354,7 +343,11 @@ fn webhooks(
                 }
             }
         }
-        NodeKind::Map(_) if node.get("secure").is_some() => {
+        NodeKind::Map(_) if node.get("secure").is_none() => {
+            webhook_map(d, node, defaults, secure, out)
+        }
+        // One URL, or `secure:` with one.
+        _ => {
             if let Some(url) = url(d, node, secure) {
                 out.push(WebhookConfig {
                     hook: Webhook {
@@ -365,7 +358,6 @@ fn webhooks(
                 });
             }
         }
-        NodeKind::Map(_) => webhook_map(d, node, defaults, secure, out),
     }
 }
 
