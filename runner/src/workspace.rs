@@ -511,13 +511,18 @@ impl Request {
         );
         // A pull request's head, or a commit no branch points at (a base
         // the branch has moved past).
+        // The commit's own error is the one to report: a base fetched after
+        // it must not replace it.
         let mut direct = Ok(());
         for id in missing(&mirror) {
-            direct = remote.fetch(
+            let fetched = remote.fetch(
                 &[id.to_string()],
                 Some(&mut self.fetch_options(&self.clone_url, false)),
                 None,
             );
+            if id == self.commit {
+                direct = fetched;
+            }
         }
         // A base that is gone is noted by `merge`; the commit must be there.
         if mirror.find_commit(self.commit).is_err() {
