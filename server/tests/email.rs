@@ -14,18 +14,6 @@ use support::*;
 /// The push fixture's commit author and committer.
 const AUTHOR: &str = "binkkatal.r@gmail.com";
 
-/// The build's notifications once none is pending.
-async fn settled(server: &TestServer, build: &Value) -> Vec<Value> {
-    gantry_testkit::eventually("the notifications to settle", WAIT, || async {
-        let (_, list) = server
-            .get(&format!("/api/builds/{}/notifications", build["id"]))
-            .await;
-        let list = list.as_array()?.clone();
-        list.iter().all(|n| n["state"] != "pending").then_some(list)
-    })
-    .await
-}
-
 fn subjects(mails: &[Mail]) -> Vec<String> {
     mails
         .iter()
@@ -70,7 +58,7 @@ async fn a_broken_build_mails_its_recipients_and_its_fix_mails_again(engine: Eng
     assert!(body.contains("#1.1      failed"), "{body}");
 
     // The API and the page say where each went and how.
-    let list = settled(&server, &failed).await;
+    let list = server.settled_notifications(&failed).await;
     let shown: Vec<(&str, &str, &str, i64)> = list
         .iter()
         .map(|n| {
@@ -103,7 +91,10 @@ async fn a_broken_build_mails_its_recipients_and_its_fix_mails_again(engine: Eng
         .unwrap()
         .starts_with(&format!("Fixed: {PUSH_REPO}#2 ")));
     let quiet = server.push_and_run(pipeline, JobOutcome::Passed).await;
-    assert_eq!(settled(&server, &quiet).await, Vec::<Value>::new());
+    assert_eq!(
+        server.settled_notifications(&quiet).await,
+        Vec::<Value>::new()
+    );
     assert_eq!(
         mail.mails().len(),
         4,
@@ -121,7 +112,7 @@ async fn the_commit_author_is_mailed_unless_email_is_off(engine: Engine) {
         .await;
     let mails = mail.wait_for(1).await;
     assert_eq!(mails[0].to, [AUTHOR]);
-    let list = settled(&server, &failed).await;
+    let list = server.settled_notifications(&failed).await;
     assert_eq!(
         list.len(),
         1,
@@ -135,14 +126,20 @@ async fn the_commit_author_is_mailed_unless_email_is_off(engine: Engine) {
             JobOutcome::Failed,
         )
         .await;
-    assert_eq!(settled(&server, &off).await, Vec::<Value>::new());
+    assert_eq!(
+        server.settled_notifications(&off).await,
+        Vec::<Value>::new()
+    );
     let flags_off = server
         .push_and_run(
             "script: ./test\nnotifications:\n  on_failure: never\n",
             JobOutcome::Failed,
         )
         .await;
-    assert_eq!(settled(&server, &flags_off).await, Vec::<Value>::new());
+    assert_eq!(
+        server.settled_notifications(&flags_off).await,
+        Vec::<Value>::new()
+    );
     assert_eq!(mail.mails().len(), 1);
 }
 
@@ -155,7 +152,7 @@ async fn a_busy_mail_server_gets_it_again_and_a_refused_address_is_given_up(engi
     let server = TestServer::start_emailing(engine, &mail.url()).await;
     let pipeline = "script: ./test\nnotifications:\n  email: [dev@example.com, gone@example.com]\n";
     let build = server.push_and_run(pipeline, JobOutcome::Failed).await;
-    let list = settled(&server, &build).await;
+    let list = server.settled_notifications(&build).await;
     let dev = &list[0];
     assert_eq!(dev["state"], "sent", "{list:?}");
     assert_eq!(dev["attempts"], 2, "451 first, then taken: {list:?}");
@@ -193,7 +190,7 @@ async fn a_secret_recipient_is_mailed_and_never_shown(engine: Engine) {
     let mails = mail.wait_for(1).await;
     assert_eq!(mails[0].to, ["hidden-oncall@example.net"]);
     assert!(mails[0].header("Subject").unwrap().starts_with("Errored: "));
-    let list = settled(&server, &build).await;
+    let list = server.settled_notifications(&build).await;
     assert_eq!(list[0]["url"], "mailto:$EMAIL_RECIPIENT");
     let api = server
         .text(&format!("/api/builds/{}/notifications", build["id"]))
@@ -214,7 +211,7 @@ async fn a_server_without_a_mail_server_says_why_a_written_recipient_got_nothing
             JobOutcome::Failed,
         )
         .await;
-    let list = settled(&server, &written).await;
+    let list = server.settled_notifications(&written).await;
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["state"], "failed");
     assert_eq!(list[0]["attempts"], 0);
@@ -229,7 +226,10 @@ async fn a_server_without_a_mail_server_says_why_a_written_recipient_got_nothing
     let default = server
         .push_and_run("script: ./test\n", JobOutcome::Failed)
         .await;
-    assert_eq!(settled(&server, &default).await, Vec::<Value>::new());
+    assert_eq!(
+        server.settled_notifications(&default).await,
+        Vec::<Value>::new()
+    );
 }
 
 on_both_databases!(
@@ -270,7 +270,7 @@ async fn login_over_starttls_as_a_mail_provider_asks() {
     let mails = mail.wait_for(1).await;
     assert_eq!(mails[0].login.as_deref(), Some("gantry"));
     assert!(mails[0].tls, "sent after STARTTLS");
-    let list = settled(&server, &build).await;
+    let list = server.settled_notifications(&build).await;
     assert_eq!(list[0]["state"], "sent");
 
     // A wrong password is a refusal the build's notifications show,
@@ -286,7 +286,7 @@ async fn login_over_starttls_as_a_mail_provider_asks() {
             JobOutcome::Failed,
         )
         .await;
-    let list = settled(&server, &build).await;
+    let list = server.settled_notifications(&build).await;
     assert_eq!(list[0]["state"], "failed", "{list:?}");
     let error = list[0]["last_error"].as_str().unwrap();
     assert!(!error.contains("wrong-pass"), "{error}");

@@ -231,11 +231,7 @@ async fn a_build_tells_its_webhooks_when_it_starts_and_how_it_ends(engine: Engin
     assert!(!verifies(&server, &tampered, signature).await);
 
     // The API says what was sent, and how it went.
-    let (status, list) = server
-        .get(&format!("/api/builds/{}/notifications", build["id"]))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let list = list.as_array().unwrap();
+    let list = server.settled_notifications(&build).await;
     assert_eq!(list.len(), 2, "{list:?}");
     for (n, event) in list.iter().zip(["started", "finished"]) {
         assert_eq!(n["event"], event);
@@ -305,14 +301,7 @@ async fn a_receiver_that_is_down_gets_it_later_and_one_that_refuses_is_given_up(
     let build = build(&server, &pipeline, JobOutcome::Failed).await;
     let flaky = receiver.wait("/flaky", 2).await;
     assert_eq!(flaky[0].body, flaky[1].body, "the same notification again");
-    let list = gantry_testkit::eventually("both settled", WAIT, || async {
-        let (_, list) = server
-            .get(&format!("/api/builds/{}/notifications", build["id"]))
-            .await;
-        let list = list.as_array()?.clone();
-        list.iter().all(|n| n["state"] != "pending").then_some(list)
-    })
-    .await;
+    let list = server.settled_notifications(&build).await;
     let by_url = |suffix: &str| {
         list.iter()
             .find(|n| n["url"].as_str().unwrap().ends_with(suffix))
@@ -508,13 +497,14 @@ async fn a_slack_room_gets_its_template_filled_and_its_hook_stays_hidden(engine:
         )
     );
     assert_eq!(attachment["color"], "danger");
+    let list = server.settled_notifications(&failed).await;
+    assert_eq!(
+        (&list[0]["kind"], &list[0]["url"], &list[0]["state"]),
+        (&json!("slack"), &json!("slack:$SLACK_ROOM"), &json!("sent"))
+    );
     let text = server
         .text(&format!("/api/builds/{}/notifications", failed["id"]))
         .await;
-    let list: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(list[0]["kind"], "slack");
-    assert_eq!(list[0]["url"], "slack:$SLACK_ROOM");
-    assert_eq!(list[0]["state"], "sent");
     let page = server
         .text(&format!("/{PUSH_REPO}/builds/{}", failed["id"]))
         .await;

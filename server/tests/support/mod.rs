@@ -480,6 +480,18 @@ impl TestServer {
         .await
     }
 
+    /// A build's notifications once none is pending: a receiver answers
+    /// before the outbox writes its answer down.
+    pub async fn settled_notifications(&self, build: &Value) -> Vec<Value> {
+        let path = format!("/api/builds/{}/notifications", build["id"]);
+        gantry_testkit::eventually("the notifications to settle", WAIT, || async {
+            let (_, list) = self.get(&path).await;
+            let list = list.as_array()?.clone();
+            list.iter().all(|n| n["state"] != "pending").then_some(list)
+        })
+        .await
+    }
+
     pub async fn finish(&self, a: &Assignment, outcome: JobOutcome) -> StatusCode {
         let report = FinishRequest {
             outcome,
