@@ -20,7 +20,8 @@ fi
 
 # pkg-config: how libgit2's and zlib's builds look for a system copy (else
 # they build their own). openssl: the command the server's tests make keys with.
-packages=(pkg-config openssl busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver)
+# ngircd: the IRC server the IRC notification tests talk to.
+packages=(pkg-config openssl busybox-static debootstrap postgresql postgresql-client git docker-registry strace chromium chromium-driver ngircd)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,3 +38,5 @@ $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged registry as a service; the tests start their own.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+# ... and ngIRCd; the IRC tests start their own on free ports.
+$sudo systemctl disable --now ngircd >/dev/null 2>&1 || true

@@ -2,8 +2,8 @@
 
 use clap::Args;
 use gantry_pipeline::{
-    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Job, Outcomes, Provider, Severity,
-    Slack, Webhook, When,
+    Artifacts, BuildContext, Catalog, Email, Event, ImageSpec, Irc, Job, Outcomes, Provider,
+    Severity, Slack, Webhook, When,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,6 +54,9 @@ struct FileReport {
     /// Slack rooms told of this build (their `if:` holds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     slack: Vec<Slack>,
+    /// IRC channels told of this build (their `if:` holds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    irc: Vec<Irc>,
 }
 
 #[derive(Serialize)]
@@ -188,6 +191,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
     let mut webhooks = Vec::new();
     let mut email = None;
     let mut slack = Vec::new();
+    let mut irc = Vec::new();
     if let Some(pipeline) = &parsed.pipeline {
         let plan = pipeline.plan(build, &Catalog::default());
         diagnostics.extend(plan.diagnostics.iter().cloned());
@@ -197,6 +201,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         webhooks = plan.webhooks.clone();
         email = plan.email.clone();
         slack = plan.slack.clone();
+        irc = plan.irc.clone();
         skipped = plan
             .skipped
             .iter()
@@ -225,6 +230,7 @@ fn report(file: &str, source: &str, build: &BuildContext) -> FileReport {
         webhooks,
         email,
         slack,
+        irc,
     }
 }
 
@@ -346,6 +352,9 @@ fn print_text(out: &mut impl Write, r: &FileReport) -> std::io::Result<()> {
     }
     for s in &r.slack {
         writeln!(out, "  slack: {} — {}", s.room.shown(), flags(s.when))?;
+    }
+    for i in &r.irc {
+        writeln!(out, "  irc: {} — {}", i.channel.shown(), flags(i.when))?;
     }
     for s in &r.skipped {
         writeln!(out, "  skipped: {} — {}", s.name, s.reason)?;

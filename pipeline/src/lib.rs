@@ -36,6 +36,7 @@ pub use config::deploy::{
 pub use config::env::{is_name as is_env_name, EnvVar};
 pub use config::image::{BuildSpec, ImagePush, ImageSpec, RegistryCredentials};
 pub use config::job::GitOptions;
+pub use config::notifications::irc::{Credential, Irc, IrcAddress, IrcChannel};
 pub use config::notifications::slack::{Slack, SlackRoom};
 pub use config::notifications::{Email, Outcomes, Recipient, Webhook, WebhookUrl, When};
 pub use config::phase::{FailureEffect, Phase};

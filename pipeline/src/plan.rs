@@ -7,6 +7,7 @@ use crate::condition::Facts;
 use crate::config::env::{EnvEntry, EnvVar};
 use crate::config::image::ImageSpec;
 use crate::config::job::JobConfig;
+use crate::config::notifications::irc::Irc;
 use crate::config::notifications::slack::Slack;
 use crate::config::notifications::{Email, Webhook};
 use crate::config::phase::Phase;
@@ -48,6 +49,9 @@ pub struct Plan {
     /// read the repository's secrets), and for other pull requests those
     /// with `on_pull_requests` (Travis's default).
     pub slack: Vec<Slack>,
+    /// The IRC channels told of this build: those whose `if:` holds, none
+    /// for a pull request from a fork (as for Slack).
+    pub irc: Vec<Irc>,
     /// Problems found while expanding (too many jobs, a job without script).
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -420,28 +424,33 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
         .filter(|_| !build.is_pull_request() && !build.fork)
         .filter(|e| holds(&e.condition, &Facts::build(build, &global)))
         .map(|e| e.email.clone());
-    plan.slack = if build.fork {
-        if let (Some(span), false) = (
-            config.notifications.span,
-            config.notifications.slack.is_empty(),
-        ) {
-            diags.warning(
-                span,
-                "Slack notifications are not sent for a pull request from a fork",
-            );
-        }
-        Vec::new()
-    } else {
-        let facts = Facts::build(build, &global);
-        config
-            .notifications
-            .slack
-            .iter()
-            .filter(|s| s.slack.on_pull_requests || !build.is_pull_request())
-            .filter(|s| holds(&s.condition, &facts))
-            .map(|s| s.slack.clone())
-            .collect()
-    };
+    // A fork's file would pick the room or channel and read the
+    // repository's secrets: its pull requests tell no chat.
+    let chats = !config.notifications.slack.is_empty() || !config.notifications.irc.is_empty();
+    if let (true, true, Some(span)) = (build.fork, chats, config.notifications.span) {
+        diags.warning(
+            span,
+            "Slack and IRC notifications are not sent for a pull request from a fork",
+        );
+    }
+    let facts = Facts::build(build, &global);
+    plan.slack = config
+        .notifications
+        .slack
+        .iter()
+        .filter(|_| !build.fork)
+        .filter(|s| s.slack.on_pull_requests || !build.is_pull_request())
+        .filter(|s| holds(&s.condition, &facts))
+        .map(|s| s.slack.clone())
+        .collect();
+    plan.irc = config
+        .notifications
+        .irc
+        .iter()
+        .filter(|_| !build.fork)
+        .filter(|i| holds(&i.condition, &facts))
+        .map(|i| i.irc.clone())
+        .collect();
     plan.diagnostics = diags.into_sorted();
     plan
 }

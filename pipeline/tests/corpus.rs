@@ -356,11 +356,23 @@ fn webhook_notifications_of_real_files() {
     );
     assert_eq!(push.webhooks[0].when.on_success, When::Change);
 
-    // celery: IRC is named as not sent; etcd's top-level flags are read.
-    let (warnings, push, _) = notifications("celery__celery");
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("notifications.irc"));
+    // celery: one IRC channel, told of a change only; etcd's top-level
+    // flags are read.
+    let (warnings, push, fork) = notifications("celery__celery");
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert!(push.webhooks.is_empty());
+    assert_eq!(push.irc.len(), 1);
+    assert_eq!(push.irc[0].channel.shown(), "chat.freenode.net:6667#celery");
+    assert_eq!(
+        (push.irc[0].when.on_success, push.irc[0].when.on_failure),
+        (When::Change, When::Change)
+    );
+    assert!(!push.irc[0].skip_join);
+    assert!(fork.irc.is_empty());
+    // pytest: says its lines without joining.
+    let (warnings, push, _) = notifications("pytest-dev__pytest");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(push.irc[0].skip_join);
     let (warnings, _, _) = notifications("etcd-io__etcd");
     assert!(warnings.is_empty(), "{warnings:?}");
 }

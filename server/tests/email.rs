@@ -8,7 +8,7 @@ mod support;
 use gantry_protocol::JobOutcome;
 use gantry_testkit::db::Engine;
 use gantry_testkit::smtp::{Mail, MailServer, Options};
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::*;
 
 /// The push fixture's commit author and committer.
@@ -177,13 +177,9 @@ async fn a_secret_recipient_is_mailed_and_never_shown(engine: Engine) {
             JobOutcome::Passed,
         )
         .await;
-    let (status, _) = server
-        .admin_put(
-            &format!("/api/repos/{PUSH_REPO}/secrets/EMAIL_RECIPIENT"),
-            json!({ "value": "hidden-oncall@example.net" }),
-        )
+    server
+        .set_secret("EMAIL_RECIPIENT", "hidden-oncall@example.net")
         .await;
-    assert!(status.is_success(), "{status}");
     let pipeline =
         "script: ./test\nnotifications:\n  email:\n    recipients:\n      - secure: bm90IHJlYWQ=\n";
     let build = server.push_and_run(pipeline, JobOutcome::Errored).await;

@@ -333,15 +333,8 @@ async fn secret_urls_are_expanded_when_sent_and_never_shown(engine: Engine) {
     let encrypted = format!("{}/from-secure-value", receiver.url);
     // The repository is known once it has built.
     build(&server, "script: ./test\n", JobOutcome::Passed).await;
-    for (name, value) in [("TEAM_HOOK", &hidden), ("WEBHOOK_URL", &encrypted)] {
-        let (status, _) = server
-            .admin_put(
-                &format!("/api/repos/{PUSH_REPO}/secrets/{name}"),
-                json!({ "value": value }),
-            )
-            .await;
-        assert!(status.is_success(), "{status}");
-    }
+    server.set_secret("TEAM_HOOK", &hidden).await;
+    server.set_secret("WEBHOOK_URL", &encrypted).await;
     // A push names both: `$TEAM_HOOK`, and a Travis `secure:` URL.
     let pipeline = "script: ./test\nnotifications:\n  webhooks:\n    urls:\n      - $TEAM_HOOK\n      - secure: bm90IHJlYWQ=\n      - ${MISSING}\n";
     let build = build(&server, pipeline, JobOutcome::Passed).await;
@@ -476,13 +469,7 @@ async fn a_slack_room_gets_its_template_filled_and_its_hook_stays_hidden(engine:
         JobOutcome::Passed,
     )
     .await;
-    let (status, _) = server
-        .admin_put(
-            &format!("/api/repos/{PUSH_REPO}/secrets/SLACK_ROOM"),
-            json!({ "value": hook }),
-        )
-        .await;
-    assert!(status.is_success(), "{status}");
+    server.set_secret("SLACK_ROOM", &hook).await;
     let pipeline = "script: ./test\nnotifications:\n  email: false\n  slack:\n    rooms:\n      - secure: bm90IHJlYWQ=\n    on_failure: always\n    template:\n      - \"%{repository_slug}#%{build_number} %{result}: %{message}\"\n      - \"%{author} <%{build_url}|details>\"\n";
     let failed = build(&server, pipeline, JobOutcome::Failed).await;
     let got = receiver.wait("/services/T0/B0/s3cr3tpart", 1).await;

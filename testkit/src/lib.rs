@@ -18,6 +18,7 @@ pub mod db;
 pub mod git;
 pub mod git_http;
 pub mod github;
+pub mod irc;
 pub mod process;
 pub mod proxy;
 pub mod registry;

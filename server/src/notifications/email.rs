@@ -82,7 +82,7 @@ impl Mailer {
             Err(e) => return Outcome::Refused(None, format!("the mail cannot be made: {e}")),
         };
         match self.transport.send(mail).await {
-            Ok(response) => Outcome::Sent(code(&response.code())),
+            Ok(response) => Outcome::Sent(Some(code(&response.code()))),
             Err(e) => {
                 let status = e.status().map(|c| code(&c));
                 let text = chain(&e);

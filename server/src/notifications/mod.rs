@@ -1,22 +1,25 @@
 //! Notifications, as Travis sends them: when a build starts or finishes,
 //! each webhook its pipeline file names (and whose `on_*` flag says so)
 //! gets a POST of the build as JSON, signed with the server's key, and its
-//! email recipients (the commit's author and committer by default) a mail.
+//! email recipients (the commit's author and committer by default) a mail,
+//! and its Slack rooms and IRC channels a message.
 //!
 //! Like commit statuses, they go through an outbox written in the same
 //! transaction as the build's state (`enqueue`), and a loop sends them with
 //! retries (`send`); a receiver that is down never fails or delays a build.
 
 pub mod email;
+pub mod irc;
 pub mod key;
 pub mod send;
 pub mod slack;
+pub mod template;
 
 use crate::config::Config;
 use crate::state::{BuildState, JobState};
 use crate::store::builds::Build;
 use crate::store::{jobs, now_ms};
-use gantry_pipeline::{Email, Event, Outcomes, Recipient, Slack, Webhook, When};
+use gantry_pipeline::{Email, Event, Irc, Outcomes, Recipient, Slack, Webhook, When};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{AnyConnection, Row};
@@ -49,6 +52,8 @@ pub enum Notifier {
     Email,
     /// A message posted to a Slack room (`target`: a `Slack`).
     Slack,
+    /// Lines said in an IRC channel (`target`: an `Irc`).
+    Irc,
 }
 
 impl Notifier {
@@ -57,6 +62,7 @@ impl Notifier {
             Notifier::Webhook => "webhook",
             Notifier::Email => "email",
             Notifier::Slack => "slack",
+            Notifier::Irc => "irc",
         }
     }
 
@@ -64,6 +70,7 @@ impl Notifier {
         match text {
             "email" => Notifier::Email,
             "slack" => Notifier::Slack,
+            "irc" => Notifier::Irc,
             _ => Notifier::Webhook,
         }
     }
@@ -346,7 +353,7 @@ pub async fn enqueue(
         BuildState::Queued | BuildState::Skipped => return Ok(()),
     };
     let row = sqlx::query(
-        "SELECT webhooks, email, author_email, committer_email, slack FROM builds WHERE id = $1",
+        "SELECT webhooks, email, author_email, committer_email, slack, irc FROM builds WHERE id = $1",
     )
     .bind(build.id.0)
     .fetch_optional(&mut *conn)
@@ -361,7 +368,8 @@ pub async fn enqueue(
         committer: row.try_get(3)?,
     };
     let rooms: Vec<Slack> = stored(build, "Slack rooms", row.try_get(4)?).unwrap_or_default();
-    if hooks.is_empty() && email.is_none() && rooms.is_empty() {
+    let channels: Vec<Irc> = stored(build, "IRC channels", row.try_get(5)?).unwrap_or_default();
+    if hooks.is_empty() && email.is_none() && rooms.is_empty() && channels.is_empty() {
         return Ok(());
     }
     let previous = previous_result(conn, build).await?;
@@ -379,6 +387,13 @@ pub async fn enqueue(
     {
         let target = serde_json::to_string(room).map_err(|e| sqlx::Error::Encode(e.into()))?;
         outbox.push((Notifier::Slack, target));
+    }
+    for channel in channels
+        .iter()
+        .filter(|c| wanted(c.when, build.state, previous))
+    {
+        let target = serde_json::to_string(channel).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        outbox.push((Notifier::Irc, target));
     }
     let mut unsendable = false;
     if let Some(email) = email.filter(|e| wanted(e.when, build.state, previous)) {
@@ -454,7 +469,8 @@ fn stored<T: serde::de::DeserializeOwned>(
 pub struct NotificationView {
     pub event: String,
     pub kind: Notifier,
-    /// The webhook's URL, or `mailto:` and the address (secrets by name).
+    /// The webhook's URL, `mailto:` and the address, `slack:` and the room,
+    /// or `irc:` and the channel (secrets by name).
     pub url: String,
     pub state: Delivery,
     pub attempts: i64,
@@ -489,6 +505,9 @@ pub async fn for_build(
                     .unwrap_or_default(),
                 Notifier::Slack => serde_json::from_str::<Slack>(&target)
                     .map(|s| format!("slack:{}", s.room.shown()))
+                    .unwrap_or_default(),
+                Notifier::Irc => serde_json::from_str::<Irc>(&target)
+                    .map(|i| format!("irc:{}", i.channel.shown()))
                     .unwrap_or_default(),
             };
             Ok(NotificationView {

@@ -7,7 +7,7 @@ use super::email::{Mailer, NOT_CONFIGURED};
 use super::{Delivery, Notifier};
 use crate::store::now_ms;
 use crate::App;
-use gantry_pipeline::{Recipient, Slack, SlackRoom, WebhookUrl};
+use gantry_pipeline::{Credential, Irc, IrcChannel, Recipient, Slack, SlackRoom, WebhookUrl};
 use gantry_protocol::RepoId;
 use sqlx::Row;
 use std::time::Duration;
@@ -38,7 +38,8 @@ struct Due {
 
 /// What became of one attempt.
 pub enum Outcome {
-    Sent(u16),
+    /// Taken; with the receiver's status code, where its protocol has one.
+    Sent(Option<u16>),
     /// Worth trying again later (no answer, 408, 429, 5xx).
     Retry(Option<u16>, String),
     /// Never worth trying again (a refusal, a URL that cannot be made).
@@ -154,7 +155,7 @@ async fn record(app: &App, due: &Due, outcome: Outcome) -> Result<(), sqlx::Erro
     let now = now_ms();
     let attempts = due.attempts + 1;
     let (state, status, error, next) = match outcome {
-        Outcome::Sent(status) => (Delivery::Sent, Some(status), None, now),
+        Outcome::Sent(status) => (Delivery::Sent, status, None, now),
         Outcome::Retry(status, error) if attempts < MAX_ATTEMPTS => {
             let backoff = (1_000i64 << attempts.clamp(0, 10)).min(600_000);
             (Delivery::Pending, status, Some(error), now + backoff)
@@ -274,6 +275,7 @@ async fn attempt(app: &App, senders: &Senders, due: &Due) -> Outcome {
             Some(http) => post_to_slack(app, http, due).await,
             None => Outcome::Retry(None, "no HTTP client".into()),
         },
+        Notifier::Irc => say_on_irc(app, due).await,
         Notifier::Email => match &senders.mail {
             Some(mail) => {
                 let (to, secret) = match recipient(app, due).await {
@@ -358,6 +360,95 @@ async fn post_to_slack(app: &App, http: &reqwest::Client, due: &Due) -> Outcome 
     answered(sent, |text| hide(text.replace(&url, "[Slack hook]")))
 }
 
+/// Says the build's lines in the IRC channel.
+async fn say_on_irc(app: &App, due: &Due) -> Outcome {
+    let irc: Irc = match serde_json::from_str(&due.target) {
+        Ok(irc) => irc,
+        Err(e) => return Outcome::Refused(None, format!("the stored channel cannot be read: {e}")),
+    };
+    let secure = |c: &Option<Credential>| matches!(c, Some(Credential::Secure { .. }));
+    let needs_secrets = matches!(irc.channel, IrcChannel::Secure { .. })
+        || secure(&irc.password)
+        || secure(&irc.nickserv_password)
+        || secure(&irc.channel_key);
+    let secrets = if needs_secrets {
+        match secrets(app, due, &irc.channel.shown()).await {
+            Ok(secrets) => secrets,
+            Err(e) => return Outcome::Refused(None, e),
+        }
+    } else {
+        Vec::new()
+    };
+    let resolved = (|| {
+        let channel = match &irc.channel {
+            IrcChannel::Plain(text) => text.clone(),
+            IrcChannel::Secure { secret } => expand(&format!("${{{secret}}}"), &secrets)?.0,
+        };
+        Ok::<_, String>((
+            channel,
+            credential(&irc.password, &secrets)?,
+            credential(&irc.nickserv_password, &secrets)?,
+            credential(&irc.channel_key, &secrets)?,
+        ))
+    })();
+    let (channel, password, nickserv, key) = match resolved {
+        Ok(resolved) => resolved,
+        Err(e) => return Outcome::Refused(None, e),
+    };
+    // No error shows a password, a key, or a secret channel.
+    let mut hidden: Vec<String> = [&password, &nickserv, &key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if matches!(irc.channel, IrcChannel::Secure { .. }) {
+        hidden.push(channel.clone());
+    }
+    let shown = irc.channel.shown();
+    let address = match gantry_pipeline::config::notifications::irc::address(&channel) {
+        Ok(address) => address,
+        Err(e) => {
+            let e = format!("{shown} is not an IRC channel: {e}");
+            return Outcome::Refused(None, crate::secrets::mask(&e, &hidden));
+        }
+    };
+    let build: serde_json::Value = match serde_json::from_str(&due.payload) {
+        Ok(build) => build,
+        Err(e) => return Outcome::Refused(None, format!("the stored build cannot be read: {e}")),
+    };
+    let message = super::irc::Message {
+        address: &address,
+        nick: irc
+            .nick
+            .as_deref()
+            .unwrap_or(gantry_pipeline::config::notifications::irc::DEFAULT_NICK),
+        password: password.as_deref(),
+        nickserv_password: nickserv.as_deref(),
+        key: address.key.as_deref().or(key.as_deref()),
+        lines: super::irc::lines(&build, &irc.template),
+        notice: irc.use_notice,
+        join: !irc.skip_join,
+    };
+    if let Some(key) = &address.key {
+        hidden.push(key.clone());
+    }
+    super::irc::send(&message).await.masked(&hidden)
+}
+
+/// A password or key: as written, or the value of its repository secret.
+fn credential(
+    credential: &Option<Credential>,
+    secrets: &[(String, String)],
+) -> Result<Option<String>, String> {
+    match credential {
+        None => Ok(None),
+        Some(Credential::Plain(value)) => Ok(Some(value.clone())),
+        Some(Credential::Secure { secret }) => {
+            Ok(Some(expand(&format!("${{{secret}}}"), secrets)?.0))
+        }
+    }
+}
+
 /// What a receiver's answer (or its silence) means for the notification;
 /// `hide` keeps secrets out of the error.
 fn answered(sent: reqwest::Result<reqwest::Response>, hide: impl Fn(String) -> String) -> Outcome {
@@ -365,7 +456,7 @@ fn answered(sent: reqwest::Result<reqwest::Response>, hide: impl Fn(String) -> S
         Ok(response) => {
             let status = response.status().as_u16();
             match status {
-                200..=299 => Outcome::Sent(status),
+                200..=299 => Outcome::Sent(Some(status)),
                 408 | 429 | 500..=599 => {
                     Outcome::Retry(Some(status), format!("the receiver answered {status}"))
                 }

@@ -422,6 +422,7 @@ async fn decide(
         webhooks: None,
         email: None,
         slack: None,
+        irc: None,
         author_email: request.emails.author.clone(),
         committer_email: request.emails.committer.clone(),
         base_commit: request.base_commit.clone(),
@@ -501,6 +502,9 @@ async fn decide(
                                 .and_then(|e| serde_json::to_string(e).ok());
                             if !plan.slack.is_empty() {
                                 build.slack = serde_json::to_string(&plan.slack).ok();
+                            }
+                            if !plan.irc.is_empty() {
+                                build.irc = serde_json::to_string(&plan.irc).ok();
                             }
                             planned_jobs = plan.jobs;
                         }

@@ -65,6 +65,8 @@ pub struct NewBuild {
     pub email: Option<String>,
     /// The Slack rooms told of it (JSON `[Slack]`), when it has any.
     pub slack: Option<String>,
+    /// The IRC channels told of it (JSON `[Irc]`), when it has any.
+    pub irc: Option<String>,
     /// The head commit's author and committer addresses (pushes only).
     pub author_email: Option<String>,
     pub committer_email: Option<String>,
@@ -115,8 +117,8 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO builds (repo_id, number, state, event, branch, tag, commit_sha, message, author, sender, pull_request,
                              head_branch, head_repo, fork, delivery_id, reason, diagnostics, fast_finish, created_at, finished_at, webhooks, request_config,
-                             email, author_email, committer_email, base_commit, slack)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) RETURNING id",
+                             email, author_email, committer_email, base_commit, slack, irc)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) RETURNING id",
     )
     .bind(b.repo_id.0)
     .bind(b.number)
@@ -145,6 +147,7 @@ pub async fn insert(conn: &mut AnyConnection, b: &NewBuild) -> Result<BuildId, s
     .bind(&b.committer_email)
     .bind(&b.base_commit)
     .bind(&b.slack)
+    .bind(&b.irc)
     .fetch_one(conn)
     .await?;
     Ok(BuildId(id))
@@ -300,7 +303,7 @@ pub async fn replanned(
     let finished = b.state.is_finished().then_some(now_ms());
     let result = sqlx::query(
         "UPDATE builds SET state = $1, reason = $2, diagnostics = $3, fast_finish = $4, webhooks = $5,
-                           started_at = NULL, finished_at = $6, email = $9, slack = $10
+                           started_at = NULL, finished_at = $6, email = $9, slack = $10, irc = $11
          WHERE id = $7 AND finished_at = $8",
     )
     .bind(b.state.as_str())
@@ -313,6 +316,7 @@ pub async fn replanned(
     .bind(finished_at)
     .bind(&b.email)
     .bind(&b.slack)
+    .bind(&b.irc)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() == 1)

@@ -480,6 +480,17 @@ impl TestServer {
         .await
     }
 
+    /// Sets the push repository's secret `name` (for every branch).
+    pub async fn set_secret(&self, name: &str, value: &str) {
+        let (status, _) = self
+            .admin_put(
+                &format!("/api/repos/{PUSH_REPO}/secrets/{name}"),
+                serde_json::json!({ "value": value }),
+            )
+            .await;
+        assert!(status.is_success(), "setting secret {name}: {status}");
+    }
+
     /// A build's notifications once none is pending: a receiver answers
     /// before the outbox writes its answer down.
     pub async fn settled_notifications(&self, build: &Value) -> Vec<Value> {

@@ -1,10 +1,12 @@
 //! `notifications:` — who hears of a build's result. Gantry sends Travis's
 //! webhook notifications (a signed POST of the build as JSON) and its email
 //! (to the commit's author and committer unless `recipients` says otherwise);
-//! and its Slack messages (see `slack`); the other notifiers (IRC, …) are
-//! named in a warning and not sent.
+//! and its Slack and IRC messages (see `slack`, `irc`); the other notifiers
+//! (Campfire, HipChat, …) are named in a warning and not sent.
 
+pub mod irc;
 pub mod slack;
+pub mod template;
 
 use crate::decode::{Cond, Decoder};
 use crate::diagnostic::Span;
@@ -151,6 +153,7 @@ pub struct Notifications {
     /// `None` after `email: false`; Travis emails by default.
     pub email: Option<EmailConfig>,
     pub slack: Vec<slack::SlackConfig>,
+    pub irc: Vec<irc::IrcConfig>,
     /// Where `notifications:` is written, to point at it.
     pub span: Option<Span>,
 }
@@ -167,6 +170,7 @@ impl Default for Notifications {
                 condition: None,
             }),
             slack: Vec::new(),
+            irc: Vec::new(),
             span: None,
         }
     }
@@ -213,7 +217,7 @@ fn targets(d: &mut Decoder, node: &Node, key: &str, secure: &mut usize) -> Vec<T
 
 /// Notifiers Travis knows and Gantry does not send.
 const OTHER_NOTIFIERS: &[&str] = &[
-    "irc", "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
+    "campfire", "flowdock", "hipchat", "pushover", "opsgenie", "zulip",
 ];
 const FLAGS: &[&str] = &[
     "on_success",
@@ -291,6 +295,7 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
             condition: None,
         }),
         slack: Vec::new(),
+        irc: Vec::new(),
         span: Some(node.span),
     };
     let defaults = written.over(Outcomes::TRAVIS);
@@ -300,19 +305,20 @@ pub fn decode(d: &mut Decoder, node: &Node) -> Notifications {
             "webhooks" => webhooks(d, value, defaults, &mut secure, &mut out.webhooks),
             "email" => out.email = email(d, value, written.over(Outcomes::EMAIL)),
             "slack" => slack::decode(d, value, defaults, &mut out.slack),
+            "irc" => irc::decode(d, value, defaults, &mut out.irc),
             _ if FLAGS.contains(&key) => {}
             _ if OTHER_NOTIFIERS.contains(&key) => {
                 d.diags
                     .warning(
                         span,
                         format!(
-                            "`notifications.{key}` is not sent: Gantry sends webhook, email and Slack notifications only"
+                            "`notifications.{key}` is not sent: Gantry sends webhook, email, Slack and IRC notifications only"
                         ),
                     )
                     .hint("most chat services take a webhook: list its URL under `notifications.webhooks`");
             }
             _ => {
-                let mut known: Vec<&str> = vec!["webhooks", "email", "slack"];
+                let mut known: Vec<&str> = vec!["webhooks", "email", "slack", "irc"];
                 known.extend(FLAGS);
                 known.extend(OTHER_NOTIFIERS);
                 d.unknown_key(key, span, &known, "notifications");
@@ -609,7 +615,7 @@ mod tests {
     #[test]
     fn a_wrong_value_points_at_its_line_and_other_notifiers_warn() {
         let (n, diags) = read(
-            "notifications:\n  email: false\n  irc:\n    channels: [x]\n  webhooks:\n    urls: ftp://a.example\n    on_success: sometimes\n  emial: true\n",
+            "notifications:\n  email: false\n  hipchat:\n    rooms: [x]\n  webhooks:\n    urls: ftp://a.example\n    on_success: sometimes\n  emial: true\n",
         );
         assert!(n.webhooks.is_empty());
         let lines: Vec<(usize, Severity)> = diags.iter().map(|d| (d.line, d.severity)).collect();
@@ -623,7 +629,10 @@ mod tests {
             ],
             "{diags:?}"
         );
-        assert!(diags[0].message.contains("notifications.irc"), "{diags:?}");
+        assert!(
+            diags[0].message.contains("notifications.hipchat"),
+            "{diags:?}"
+        );
         assert!(diags[2].message.contains("`sometimes`"), "{diags:?}");
         assert_eq!(diags[3].hint.as_deref(), Some("did you mean `email`?"));
     }

@@ -11,28 +11,6 @@ use serde::{Deserialize, Serialize};
 /// Travis's template for a build's Slack message.
 pub const DEFAULT_TEMPLATE: &str = "Build <%{build_url}|#%{build_number}> (<%{compare_url}|%{commit}>) of %{repository_slug}@%{branch} by %{author} %{result} in %{duration}";
 
-/// The variables a template may use.
-pub const TEMPLATE_VARIABLES: &[&str] = &[
-    "repository_slug",
-    "repository_name",
-    "build_number",
-    "build_id",
-    "build_url",
-    "branch",
-    "commit",
-    "commit_subject",
-    "commit_message",
-    "author",
-    "result",
-    "message",
-    "duration",
-    "elapsed_time",
-    "compare_url",
-    "pull_request",
-    "pull_request_number",
-    "pull_request_url",
-];
-
 /// Where a Slack message goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -147,11 +125,8 @@ pub(super) fn decode(d: &mut Decoder, node: &Node, defaults: Outcomes, out: &mut
                         room_list(d, node, &mut secure, &mut rooms);
                     }
                     "template" => {
-                        if let Some(lines) = d.strings(value, "template") {
-                            for line in &lines {
-                                check_template(d, line);
-                            }
-                            template = lines.into_iter().map(|l| l.value).collect();
+                        if let Some(lines) = super::template::decode(d, value) {
+                            template = lines;
                         }
                     }
                     "on_pull_requests" => {
@@ -211,28 +186,6 @@ fn room_list(d: &mut Decoder, node: &Node, secure: &mut usize, out: &mut Vec<Sla
 /// A room for an error message: no more than its account.
 fn shown(room: &str) -> String {
     SlackRoom::Plain(room.to_string()).shown()
-}
-
-/// Warns of `%{name}`s that are not template variables.
-fn check_template(d: &mut Decoder, line: &crate::decode::Spanned<String>) {
-    let mut rest = line.value.as_str();
-    while let Some(at) = rest.find("%{") {
-        let after = &rest[at + 2..];
-        let Some(end) = after.find('}') else {
-            break;
-        };
-        let name = &after[..end];
-        if !TEMPLATE_VARIABLES.contains(&name) {
-            let w = d.diags.warning(
-                line.span,
-                format!("`%{{{name}}}` is not a Slack template variable; it is left as written"),
-            );
-            if let Some(close) = crate::decode::closest(name, TEMPLATE_VARIABLES) {
-                w.hint(format!("did you mean `%{{{close}}}`?"));
-            }
-        }
-        rest = &after[end + 1..];
-    }
 }
 
 #[cfg(test)]
