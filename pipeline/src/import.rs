@@ -310,7 +310,7 @@ impl Assembly {
                 self.diags
                     .error(import.span, format!("cannot import `{name}`: no such file"))
                     .hint(match import.source.repo {
-                        Some(_) => "check the repository, the path from its root and the ref",
+                        Some(_) => "check the repository, the path from its root and the ref; GitHub answers a private repository Gantry's token or App installation cannot read as if it did not exist",
                         None => "the path starts at the repository's root",
                     });
                 return;
