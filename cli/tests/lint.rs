@@ -71,12 +71,12 @@ fn warnings_alone_exit_zero() {
     write(
         dir.path(),
         "w.yml",
-        "language: shell\nscript: ./test\naddons:\n  chrome: stable\n",
+        "language: shell\nscript: ./test\naddons:\n  firefox: latest\n",
     );
     let out = gantry(&["lint", "w.yml"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        text(&out).starts_with("w.yml:4:3: warning: `addons.chrome` is not supported"),
+        text(&out).starts_with("w.yml:4:3: warning: `addons.firefox` is not supported"),
         "{}",
         text(&out)
     );

@@ -566,20 +566,40 @@ fn finish(
             }
         }
     }
-    // Both go first in before_install, apt ahead of the host keys: the
-    // packages may include ssh-keyscan (each insert(0) goes before the last).
+    // What addons and `services: xvfb` set up goes first in before_install:
+    // one apt install (it may include ssh-keyscan), then the host keys,
+    // Chrome, and the X display.
     let addons = cfg.addons.as_ref();
-    if let Some(hosts) = addons.map(|a| &a.ssh_known_hosts).filter(|h| !h.is_empty()) {
-        phases
-            .entry(Phase::BeforeInstall)
-            .or_default()
-            .insert(0, crate::config::addons::ssh_known_hosts_command(hosts));
+    let mut requests: Vec<ServiceRequest> = cfg.services.clone().unwrap_or_default();
+    let xvfb = requests
+        .iter()
+        .any(|r| matches!(r, ServiceRequest::Xvfb { .. }));
+    let chrome = addons.is_some_and(|a| a.chrome.is_some());
+    let mut packages: Vec<String> = addons.map(|a| a.apt_packages.clone()).unwrap_or_default();
+    for (wanted, package) in [
+        (chrome, crate::config::addons::CHROME_PACKAGE),
+        (xvfb, crate::config::addons::XVFB_PACKAGE),
+    ] {
+        if wanted && !packages.iter().any(|p| p == package) {
+            packages.push(package.to_string());
+        }
     }
-    if let Some(packages) = addons.map(|a| &a.apt_packages).filter(|p| !p.is_empty()) {
-        phases
-            .entry(Phase::BeforeInstall)
-            .or_default()
-            .insert(0, crate::config::addons::apt_install_command(packages));
+    let mut setup = Vec::new();
+    if !packages.is_empty() {
+        setup.push(crate::config::addons::apt_install_command(&packages));
+    }
+    if let Some(hosts) = addons.map(|a| &a.ssh_known_hosts).filter(|h| !h.is_empty()) {
+        setup.push(crate::config::addons::ssh_known_hosts_command(hosts));
+    }
+    if chrome {
+        setup.push(crate::config::addons::CHROME_COMMAND.to_string());
+    }
+    if xvfb {
+        setup.push(crate::config::addons::XVFB_COMMAND.to_string());
+    }
+    if !setup.is_empty() {
+        let before_install = phases.entry(Phase::BeforeInstall).or_default();
+        before_install.splice(0..0, setup);
     }
     phases.retain(|_, commands| !commands.is_empty());
     if !phases.contains_key(&Phase::Script) {
@@ -590,7 +610,6 @@ fn finish(
             )
             .hint("add `script:` with the commands that test your project");
     }
-    let mut requests: Vec<ServiceRequest> = cfg.services.clone().unwrap_or_default();
     for (name, version, span) in addons.iter().flat_map(|a| &a.services) {
         service::at_version(&mut requests, name, version, *span, catalog);
     }

@@ -126,6 +126,36 @@ fn apt_addons_are_installed_before_before_install() {
     assert!(first[0].ends_with("postgresql-11-postgis-2.5 postgresql-11-postgis-2.5-scripts"));
 }
 
+/// FormSG's browser tests: `addons.chrome` and `services: xvfb` become one
+/// apt install of Chromium and Xvfb, then the two set-ups, ahead of the
+/// file's own before_install; `services: docker` still gives a daemon.
+#[test]
+fn chrome_and_xvfb_are_set_up_before_before_install() {
+    use gantry_pipeline::Phase;
+    let path = corpus_dir().join("opengovsg__FormSG.travis.yml");
+    let parsed = parse(&std::fs::read_to_string(path).unwrap());
+    let browser: Vec<&str> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .filter(|m| m.contains("chrome") || m.contains("xvfb"))
+        .collect();
+    assert!(browser.is_empty(), "{browser:?}");
+    let p = plan("opengovsg__FormSG");
+    let job = &p.jobs[0];
+    let before_install = job.commands(Phase::BeforeInstall);
+    assert_eq!(
+        before_install[..3],
+        [
+            "gantry_apt_install chromium xvfb",
+            "gantry_chrome",
+            "gantry_xvfb"
+        ]
+    );
+    assert!(job.docker);
+    assert!(job.services.is_empty(), "xvfb is not a container");
+}
+
 #[test]
 fn database_addons_start_that_version_of_the_service() {
     let images = |name: &str| -> Vec<String> {

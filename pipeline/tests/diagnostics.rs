@@ -46,7 +46,7 @@ fn addons_are_checked_and_the_unsupported_ones_reported() {
             (7, 9, Error, "`curl wget` is not a Debian package name"),
             (8, 5, Warning, "`addons.apt.sources` are not added"),
             (11, 15, Error, "`11 beta` is not a postgresql version"),
-            (12, 3, Warning, "`addons.chrome` is not supported"),
+            (12, 11, Error, "`canary` is not a Chrome channel"),
             (15, 7, Error, "`not a host` is not a host name"),
         ],
     );

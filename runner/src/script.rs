@@ -45,6 +45,10 @@ pub fn quote(s: &str) -> String {
 /// through `sudo` when the image runs as another user, as on Travis.
 /// `gantry_ssh_known_hosts` is `addons.ssh_known_hosts`: a host that gives
 /// no key is a yellow line, not a failed job (Travis's addon never failed one).
+/// `gantry_chrome` (`addons.chrome`, after apt installed Debian's Chromium)
+/// puts Travis's `google-chrome` on the `PATH`: Chromium, without its
+/// sandbox as root, where it cannot have one. `gantry_xvfb` (`services:
+/// xvfb`) starts Xvfb on :99 and waits for its socket, as Travis's does.
 const PRELUDE: &str = r#"gantry_shell=$$
 ANSI_RED='\033[31;1m'
 ANSI_GREEN='\033[32;1m'
@@ -125,6 +129,44 @@ gantry_apt_install() {
   local sudo=
   if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+gantry_chrome() {
+  local chromium sudo= bin=/usr/local/bin
+  chromium=$(command -v chromium || command -v chromium-browser) || {
+    printf '\033[31;1maddons.chrome: Chromium is not installed (Debian: chromium); use an image with apt-get, or one with Chrome.\033[0m\n' >&2
+    return 127
+  }
+  if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+  $sudo mkdir -p "$bin" && $sudo tee "$bin/google-chrome" >/dev/null <<GANTRY_CHROME &&
+#!/bin/sh
+# Travis's google-chrome: Debian's Chromium, without its sandbox as root.
+if [ "\$(id -u)" = 0 ]; then exec $chromium --no-sandbox "\$@"; fi
+exec $chromium "\$@"
+GANTRY_CHROME
+  $sudo chmod 755 "$bin/google-chrome" && $sudo ln -sf google-chrome "$bin/google-chrome-stable" || return
+  case ":$PATH:" in *":$bin:"*) ;; *) PATH="$bin:$PATH"; export PATH ;; esac
+  CHROME_BIN="$bin/google-chrome"
+  export CHROME_BIN
+  printf 'google-chrome is %s\n' "$("$CHROME_BIN" --version 2>/dev/null)"
+}
+gantry_xvfb() {
+  if ! command -v Xvfb >/dev/null 2>&1; then
+    printf '\033[31;1mservices: xvfb needs Xvfb (Debian: xvfb), and it is not installed: use an image with apt-get, or one with Xvfb.\033[0m\n' >&2
+    return 127
+  fi
+  Xvfb :99 -screen 0 1024x768x24 -nolisten tcp >/tmp/gantry-xvfb.log 2>&1 &
+  DISPLAY=:99.0
+  export DISPLAY
+  local waited=0
+  while [ ! -S /tmp/.X11-unix/X99 ]; do
+    if [ "$waited" -ge 100 ]; then
+      printf '\033[31;1mXvfb did not start within 10 s: %s\033[0m\n' "$(cat /tmp/gantry-xvfb.log)" >&2
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  printf 'Xvfb is running on display :99\n'
 }
 gantry_ssh_known_hosts() {
   if ! command -v ssh-keyscan >/dev/null 2>&1; then

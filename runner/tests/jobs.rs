@@ -261,6 +261,33 @@ async fn apt_addon_packages_are_installed_before_before_install() {
     );
 }
 
+/// Travis's browser setup, as mocha's and FormSG's files write it:
+/// `addons.chrome` gives `google-chrome` (Debian's Chromium) and
+/// `CHROME_BIN`, `services: xvfb` an X display on `DISPLAY`, both ready
+/// before `before_install`.
+#[tokio::test]
+async fn chrome_and_xvfb_are_ready_before_before_install() {
+    let h = default_harness().await;
+    gantry_testkit::require_image(DEBIAN_IMAGE);
+    let (repo, sha) = repo_with(&[("page.html", "<p id=greeting>hello from a page</p>")]);
+    let pipeline = format!(
+        "image: {DEBIAN_IMAGE}\naddons:\n  chrome: stable\n  apt:\n    packages: [x11-utils]\nservices:\n  - xvfb\nbefore_install: echo \"display $DISPLAY, chrome $CHROME_BIN\"\nscript:\n  - google-chrome --headless --disable-gpu --dump-dom \"file://$PWD/page.html\"\n  - google-chrome-stable --version\n  - xdpyinfo | grep dimensions\n"
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains("display :99.0, chrome /usr/local/bin/google-chrome"),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"<p id="greeting">hello from a page</p>"#),
+        "Chromium rendered the page: {log}"
+    );
+    assert!(log.contains("dimensions:    1024x768 pixels"), "{log}");
+    let version = log.lines().filter(|l| l.starts_with("Chromium ")).count();
+    assert!(version >= 1, "google-chrome-stable --version: {log}");
+}
+
 #[tokio::test]
 async fn a_missing_image_errors_with_a_clear_reason() {
     let h = default_harness().await;

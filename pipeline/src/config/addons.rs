@@ -4,8 +4,10 @@
 //! and start it. `hosts` names resolve to 127.0.0.1 in the job's container.
 //! `artifacts` uploads files to S3 at the end of the job (see `artifacts.rs`).
 //! `ssh_known_hosts` adds the hosts' keys to `~/.ssh/known_hosts` before
-//! `before_install`, with the image's `ssh-keyscan`. The others (browsers,
-//! …) are reported, each at its line, with what to do instead.
+//! `before_install`, with the image's `ssh-keyscan`. `chrome` installs
+//! Debian's Chromium as Travis's `google-chrome` (see `chrome_command`).
+//! The others (firefox, …) are reported, each at its line, with what to do
+//! instead.
 
 use crate::decode::Decoder;
 use crate::diagnostic::Span;
@@ -24,6 +26,8 @@ pub struct Addons {
     pub artifacts: Option<super::artifacts::Artifacts>,
     /// `addons.ssh_known_hosts`: `host` or `host:port`, each once.
     pub ssh_known_hosts: Vec<String>,
+    /// `addons.chrome`: Travis's channel (`stable` or `beta`).
+    pub chrome: Option<String>,
 }
 
 /// Addons that name a service's version, as Travis starts them.
@@ -40,6 +44,7 @@ pub fn addons(d: &mut Decoder, node: &Node) -> Addons {
             "hosts" => hosts(d, value, &mut addons.hosts),
             "ssh_known_hosts" => known_hosts(d, value, &mut addons.ssh_known_hosts),
             "artifacts" => addons.artifacts = super::artifacts::decode(d, value),
+            "chrome" => addons.chrome = chrome(d, value),
             k if SERVICE_ADDONS.contains(&k) => {
                 if let Some(version) = d.string(value, &format!("addons.{k}")) {
                     if is_version(&version.value) {
@@ -131,6 +136,45 @@ fn is_ssh_host(entry: &str) -> bool {
 /// defines `gantry_ssh_known_hosts` in every step.
 pub fn ssh_known_hosts_command(hosts: &[String]) -> String {
     format!("gantry_ssh_known_hosts {}", hosts.join(" "))
+}
+
+/// The Debian package `addons.chrome` installs with the `apt` packages.
+pub const CHROME_PACKAGE: &str = "chromium";
+
+/// What makes the installed Chromium Travis's Chrome: `google-chrome` and
+/// `google-chrome-stable` on the `PATH` (without the sandbox when the job
+/// runs as root, where Chromium cannot use it) and `CHROME_BIN` (read by
+/// Karma's launcher); a runner shell helper.
+pub const CHROME_COMMAND: &str = "gantry_chrome";
+
+/// The Debian package `services: xvfb` installs with the `apt` packages.
+pub const XVFB_PACKAGE: &str = "xvfb";
+
+/// Starts Xvfb on display :99 and exports `DISPLAY=:99.0`, as Travis's
+/// `services: xvfb` does; a runner shell helper.
+pub const XVFB_COMMAND: &str = "gantry_xvfb";
+
+/// `chrome: stable` (or `beta`): Debian has one Chromium for both.
+fn chrome(d: &mut Decoder, node: &Node) -> Option<String> {
+    let channel = d.string(node, "addons.chrome")?;
+    match channel.value.as_str() {
+        "stable" => Some(channel.value),
+        "beta" => {
+            d.diags
+                .warning(
+                    channel.span,
+                    "`chrome: beta` installs Debian's Chromium, as `stable` does",
+                )
+                .hint("use an `image:` with Chrome's beta to test against it");
+            Some(channel.value)
+        }
+        other => {
+            d.diags
+                .error(channel.span, format!("`{other}` is not a Chrome channel"))
+                .hint("addons: {chrome: stable}");
+            None
+        }
+    }
 }
 
 /// `addons.hosts`: one name or a list, each checked as a host name so that
@@ -248,7 +292,7 @@ fn unsupported(d: &mut Decoder, key: &str, span: Span) {
         "mysql" | "mongodb" | "redis" => {
             "use `services:`; each service runs as a container from the service catalog (its version is set there, or with `image:` on the service)"
         }
-        "chrome" | "firefox" => "use an `image:` that has the browser, or install it in before_install",
+        "firefox" => "use an `image:` that has the browser, or install it in before_install",
         _ => "install what it provides in before_install, or use an `image:` that has it",
     };
     d.diags

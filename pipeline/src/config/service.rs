@@ -28,6 +28,8 @@ pub enum ServiceRequest {
     },
     /// `services: docker`: the job needs a Docker daemon.
     Docker { span: Span },
+    /// `services: xvfb`: an X display in the job's own container.
+    Xvfb { span: Span },
 }
 
 const SERVICE_KEYS: &[&str] = &["name", "image", "env", "alias"];
@@ -116,18 +118,15 @@ fn request(
     if name == "docker" && image.is_none() {
         return ServiceRequest::Docker { span };
     }
+    if name == "xvfb" && image.is_none() {
+        return ServiceRequest::Xvfb { span };
+    }
     if image.is_none() && catalog::service(&name).is_none() {
-        if name == "xvfb" {
-            d.diags
-                .warning(span, "`xvfb` is not a container service; it is ignored")
-                .hint("start Xvfb in before_script (`Xvfb :99 & export DISPLAY=:99`) in an image that has it");
-        } else {
-            d.diags
-                .warning(span, format!("unknown service `{name}`; it is ignored"))
-                .hint(format!(
-                    "give it an image: `- name: {name}` with `image: <image>`"
-                ));
-        }
+        d.diags
+            .warning(span, format!("unknown service `{name}`; it is ignored"))
+            .hint(format!(
+                "give it an image: `- name: {name}` with `image: <image>`"
+            ));
     }
     ServiceRequest::Container {
         name,
@@ -184,7 +183,7 @@ pub fn resolve(requests: &[ServiceRequest], catalog: &Catalog) -> Vec<Service> {
     requests
         .iter()
         .filter_map(|r| match r {
-            ServiceRequest::Docker { .. } => None,
+            ServiceRequest::Docker { .. } | ServiceRequest::Xvfb { .. } => None,
             ServiceRequest::Container {
                 name, image, env, ..
             } => {
