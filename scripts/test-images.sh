@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the container images Gantry's tests run, without pulling anything
 # (no registry is reachable): a busybox image from scratch, and a Debian image
-# with git, sh and python3 from debootstrap. Images are cached by tag: bump the
-# tag when what goes into an image changes.
+# with git, sh and python3 (with setuptools and wheel, to build distributions)
+# from debootstrap. Images are cached by tag: bump the tag when what goes into
+# an image changes.
 set -euo pipefail
 
 BUSYBOX_IMAGE=gantry-test/busybox:1
-DEBIAN_IMAGE=gantry-test/debian:bookworm-1
+DEBIAN_IMAGE=gantry-test/debian:bookworm-2
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -44,13 +45,13 @@ if ! have "$DEBIAN_IMAGE"; then
   echo "building $DEBIAN_IMAGE with debootstrap (a few minutes, once)"
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
-  debootstrap --variant=minbase --include=git,python3,ca-certificates bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
+  debootstrap --variant=minbase --include=git,python3,python3-setuptools,python3-wheel,ca-certificates bookworm "$root" "$DEBIAN_MIRROR" >/dev/null
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' -c 'CMD ["/bin/bash"]' - "$DEBIAN_IMAGE" >/dev/null
   rm -rf "$root"
   trap - EXIT
 fi
-docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 --version' >/dev/null
+docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 -c "import setuptools, wheel"' >/dev/null
 # Node 18 from Debian bookworm (nodejs + npm), tagged as the `node:18-alpine`
 # that pipeline-examples/node-elasticbeanstalk builds FROM: the delivery tests
 # run that example's real `npm install` / `npm test` without pulling the

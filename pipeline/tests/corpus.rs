@@ -477,6 +477,46 @@ fn github_releases_of_real_files() {
     assert!(on.all_branches);
 }
 
+/// pytest's real `provider: pypi` entry, on a tag of its repository: its
+/// user, both distributions, and the password from the secret PASSWORD.
+#[test]
+fn pypi_of_a_real_file() {
+    use gantry_pipeline::{Provider, Value, PYPI_UPLOAD_URL};
+    let path = corpus_dir().join("pytest-dev__pytest.travis.yml");
+    let parsed = parse(&std::fs::read_to_string(path).unwrap());
+    let deploy_warnings: Vec<&str> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .filter(|m| m.contains("deploy") || m.contains("pypi"))
+        .collect();
+    assert!(deploy_warnings.is_empty(), "{deploy_warnings:?}");
+    let tag = BuildContext {
+        repo: "pytest-dev/pytest".into(),
+        ..BuildContext::tag("6.2.0")
+    };
+    let plan = parsed.pipeline.unwrap().plan(&tag, &Catalog::default());
+    let pypi = plan
+        .jobs
+        .iter()
+        .flat_map(|j| &j.deploy)
+        .find_map(|d| match &d.provider {
+            Provider::Pypi(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the deploy job");
+    assert_eq!(pypi.user, "nicoddemus");
+    assert_eq!(pypi.distributions, "sdist bdist_wheel");
+    assert_eq!(
+        pypi.password,
+        Some(Value::Secure {
+            secret: "password".into()
+        })
+    );
+    assert_eq!(pypi.server, PYPI_UPLOAD_URL);
+    assert!(!pypi.skip_existing);
+}
+
 /// parse-server's real `provider: pages` entry reads as dpl reads it.
 #[test]
 fn github_pages_of_a_real_file() {

@@ -13,6 +13,7 @@ use gantry_testkit::aws::ecs::Ecs;
 use gantry_testkit::aws::elasticbeanstalk::ElasticBeanstalk;
 use gantry_testkit::aws::moto::Moto;
 use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::pypi::PackageIndex;
 use gantry_testkit::registry::Registry;
 use std::process::Command;
 use support::*;
@@ -1377,4 +1378,86 @@ async fn pages_names_the_commit_as_asked_and_gives_no_token_to_a_redirect() {
         "the redirecting host was never asked for a login, so it gets none"
     );
     assert_eq!(git_in(&bare, &["rev-parse", "gh-pages"]), pushed);
+}
+
+const SETUP_PY: &str = "from setuptools import setup\n\nsetup(\n    name='gantry-widget',\n    version='1.2.0',\n    description='A widget',\n    py_modules=['widget'],\n    classifiers=['License :: OSI Approved :: MIT License'],\n)\n";
+
+fn pypi_pipeline(index: &PackageIndex, skip_existing: bool) -> String {
+    format!(
+        "image: {DEBIAN_IMAGE}\nscript: true\ndeploy:\n  provider: pypi\n  user: uploader\n  password:\n    secure: \"c2VjcmV0\"\n  server: {}\n  distributions: sdist bdist_wheel\n  skip_upload_docs: true\n  skip_existing: {skip_existing}\n",
+        index.url()
+    )
+}
+
+/// pytest's deploy, against pypiserver: the job's setup.py builds an sdist
+/// and a wheel, the runner uploads both with the password from a secret,
+/// and a version uploaded twice fails unless `skip_existing` says otherwise.
+#[tokio::test]
+async fn pypi_uploads_what_setup_py_builds_and_a_version_only_once() {
+    const PASSWORD: &str = "pypi-s3cret-upload-pass";
+    gantry_testkit::require_image(DEBIAN_IMAGE);
+    let h = default_harness().await;
+    let index = PackageIndex::start("uploader", PASSWORD);
+    let (repo, sha) = repo_with(&[
+        ("setup.py", SETUP_PY),
+        ("widget.py", "def greet():\n    return 'hello'\n"),
+    ]);
+    let secrets = [("PASSWORD", PASSWORD)];
+    let (outcome, log) =
+        run_pipeline(&h, &repo, &sha, &pypi_pipeline(&index, false), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let files = index.files();
+    assert_eq!(files.len(), 2, "{files:?}\n{log}");
+    let wheel = files
+        .iter()
+        .find(|f| f.ends_with("-py3-none-any.whl"))
+        .unwrap();
+    let sdist = files.iter().find(|f| f.ends_with("-1.2.0.tar.gz")).unwrap();
+    assert!(log.contains(&format!("Uploaded {wheel} (")), "{log}");
+    assert!(log.contains(&format!("Uploaded {sdist} (")), "{log}");
+    assert!(log.contains("setup.py sdist bdist_wheel"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+    // The index serves the wheel whole, as pip would fetch it.
+    let listing = reqwest::get(format!("{}simple/gantry-widget/", index.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listing.contains(wheel.as_str()), "{listing}");
+    let served = reqwest::get(format!("{}packages/{wheel}", index.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(served.to_vec())).unwrap();
+    assert!(archive.by_name("widget.py").is_ok());
+
+    // The same version again: refused, and the job says what to do.
+    let (outcome, log) =
+        run_pipeline(&h, &repo, &sha, &pypi_pipeline(&index, false), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(reason.contains("(409:"), "{reason}");
+    assert!(reason.contains("set `skip_existing: true`"), "{reason}");
+    let (outcome, log) =
+        run_pipeline(&h, &repo, &sha, &pypi_pipeline(&index, true), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(log.contains(&format!("{wheel} is already on")), "{log}");
+
+    // A wrong password is named as such, and not shown.
+    let (outcome, log) = run_pipeline(
+        &h,
+        &repo,
+        &sha,
+        &pypi_pipeline(&index, true),
+        &[("PASSWORD", "not-the-password")],
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(reason.contains("check `user` and `password`"), "{reason}");
+    assert!(!log.contains("not-the-password") && !reason.contains("not-the-password"));
+    assert_eq!(index.files().len(), 2);
 }

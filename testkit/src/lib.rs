@@ -21,6 +21,7 @@ pub mod github;
 pub mod irc;
 pub mod process;
 pub mod proxy;
+pub mod pypi;
 pub mod registry;
 pub mod smtp;
 pub mod tls;

@@ -61,10 +61,7 @@ pub struct MailServer {
 
 /// Where the test dependencies script installs aiosmtpd's Python.
 fn python() -> String {
-    std::env::var("GANTRY_TEST_PYTHON").unwrap_or_else(|_| {
-        let moto = crate::aws::moto::moto_server();
-        moto.replace("moto_server", "python")
-    })
+    std::env::var("GANTRY_TEST_PYTHON").unwrap_or_else(|_| crate::aws::moto::venv_tool("python"))
 }
 
 impl MailServer {

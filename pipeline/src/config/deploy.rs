@@ -37,6 +37,7 @@ pub enum Provider {
     Ecs(Ecs),
     Releases(Releases),
     Pages(Pages),
+    Pypi(Pypi),
     /// dpl's `script` provider: run a command in the job's container.
     Script {
         script: String,
@@ -55,6 +56,7 @@ impl Provider {
             Provider::Ecs(_) => "ecs",
             Provider::Releases(_) => "releases",
             Provider::Pages(_) => "pages",
+            Provider::Pypi(_) => "pypi",
             Provider::Script { .. } => "script",
             Provider::Unsupported { name } => name,
         }
@@ -214,6 +216,27 @@ pub struct Pages {
     pub github_url: String,
 }
 
+/// dpl's `pypi`: the job's `setup.py` builds the `distributions` in its
+/// container, and the runner uploads what lands in `dist/` to the index,
+/// as twine does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pypi {
+    /// `user` (or `username`); PyPI's API tokens go with `__token__`.
+    pub user: String,
+    /// `password` (or `api_key`, `token`); without it, the `PYPI_PASSWORD`
+    /// secret or variable.
+    pub password: Option<Value>,
+    /// The upload URL: PyPI's by default.
+    pub server: String,
+    /// `setup.py` commands, as dpl runs them (`sdist bdist_wheel`).
+    pub distributions: String,
+    /// A file the index already has is left as it is, not a failure.
+    pub skip_existing: bool,
+}
+
+/// PyPI's upload URL (twine's default repository).
+pub const PYPI_UPLOAD_URL: &str = "https://upload.pypi.org/legacy/";
+
 /// `deploy.on`: when a provider runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeployOn {
@@ -360,6 +383,25 @@ const PAGES_KEYS: &[&str] = &[
     "allow_empty_commit",
     "github_url",
     "verbose",
+];
+const PYPI_KEYS: &[&str] = &[
+    "user",
+    "username",
+    "password",
+    "api_key",
+    "token",
+    "server",
+    "distributions",
+    "skip_existing",
+    // dpl's documentation upload, which PyPI no longer hosts, and its
+    // tool versions (the job's own setuptools builds): accepted, unused.
+    "skip_upload_docs",
+    "docs_dir",
+    "setuptools_version",
+    "twine_version",
+    "wheel_version",
+    "twine_check",
+    "remove_build_dir",
 ];
 const SCRIPT_KEYS: &[&str] = &["script"];
 const ON_KEYS: &[&str] = &[
@@ -512,7 +554,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3, ecs, releases, pages or script");
+                .hint("provider: elasticbeanstalk, s3, ecs, releases, pages, pypi or script");
             return None;
         }
     };
@@ -654,6 +696,26 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (PAGES_KEYS, Provider::Pages(pages))
         }
+        "pypi" => {
+            let pypi = Pypi {
+                user: options
+                    .string(d, "user")
+                    .or_else(|| options.string(d, "username"))
+                    .unwrap_or_else(|| "__token__".into()),
+                password: options
+                    .secret(d, "password")
+                    .or_else(|| options.secret(d, "api_key"))
+                    .or_else(|| options.secret(d, "token")),
+                server: options
+                    .string(d, "server")
+                    .unwrap_or_else(|| PYPI_UPLOAD_URL.into()),
+                distributions: options
+                    .string(d, "distributions")
+                    .unwrap_or_else(|| "sdist".into()),
+                skip_existing: options.bool(d, "skip_existing", false),
+            };
+            (PYPI_KEYS, Provider::Pypi(pypi))
+        }
         "script" => {
             let script = options
                 .required(d, "script", &["script"])
@@ -663,7 +725,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases, pages and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases, pages, pypi and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {

@@ -3,7 +3,8 @@
 //! `after_deploy` around each provider, then the provider itself — `script`
 //! in the job's container, S3, Elastic Beanstalk and ECS from the runner
 //! through the AWS SDK, GitHub Releases through GitHub's REST API, GitHub
-//! Pages as a push of a branch. `images:` are built and pushed before the first
+//! Pages as a push of a branch, PyPI as `setup.py` in the container and an
+//! upload from the runner. `images:` are built and pushed before the first
 //! provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
@@ -12,6 +13,7 @@ pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod images;
 pub mod pages;
+pub mod pypi;
 pub mod releases;
 pub mod s3;
 pub mod values;
@@ -412,7 +414,24 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
             deploy.file.as_deref().unwrap_or("the pipeline file")
         ))
         .await;
+        // PyPI's distributions are built by the job's own Python first.
+        let built = match &deploy.provider {
+            Provider::Pypi(pypi) => {
+                let command = pypi::build_command(pypi);
+                let text = script::command_step(&command, stage.build_dir);
+                match stage.step("deploy.sh", &text, p).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!(
+                        "building the distributions (`setup.py {}`) exited with {code}",
+                        pypi.distributions
+                    )),
+                    Err(end) => return end,
+                }
+            }
+            _ => Ok(()),
+        };
         let result = match &deploy.provider {
+            _ if built.is_err() => built,
             Provider::Script { script: command } => {
                 let text = script::command_step(command, stage.build_dir);
                 match stage.step("deploy.sh", &text, p).await {
@@ -498,6 +517,7 @@ async fn deploy_with(
         }
         Provider::Releases(r) => releases::deploy(r, t, p).await,
         Provider::Pages(pages) => pages::deploy(pages, t, p).await,
+        Provider::Pypi(pypi) => pypi::deploy(pypi, t, p).await,
         Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
     }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const IMAGE: &str = "gantry-test/busybox:1";
 /// With git, sh and python3 (scripts/test-images.sh).
-pub const DEBIAN_IMAGE: &str = "gantry-test/debian:bookworm-1";
+pub const DEBIAN_IMAGE: &str = "gantry-test/debian:bookworm-2";
 
 pub struct Harness {
     pub rt: Arc<Runtime>,

@@ -10,6 +10,12 @@ pub struct Moto {
 }
 
 /// Where the test dependencies script puts `moto_server`.
+/// A program of the virtualenv `scripts/install-test-deps.sh` makes beside
+/// moto (its `python`, aiosmtpd's, pypiserver's `pypi-server`).
+pub fn venv_tool(name: &str) -> String {
+    moto_server().replace("moto_server", name)
+}
+
 pub fn moto_server() -> String {
     std::env::var("GANTRY_TEST_MOTO_SERVER").unwrap_or_else(|_| {
         let tools = std::env::var("GANTRY_TEST_TOOLS").unwrap_or_else(|_| {
