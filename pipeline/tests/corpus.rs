@@ -517,6 +517,38 @@ fn pypi_of_a_real_file() {
     assert!(!pypi.skip_existing);
 }
 
+/// 540co's real `provider: codedeploy` entry, after its `s3` upload.
+#[test]
+fn codedeploy_of_a_real_file() {
+    use gantry_pipeline::Provider;
+    let path = corpus_dir().join("540co__jukebox-api.travis.yml");
+    let parsed = parse(&std::fs::read_to_string(path).unwrap());
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let plan = parsed
+        .pipeline
+        .unwrap()
+        .plan(&BuildContext::push("master"), &Catalog::default());
+    let names: Vec<&str> = plan.jobs[0]
+        .deploy
+        .iter()
+        .map(|d| d.provider.name())
+        .collect();
+    assert_eq!(names, ["s3", "codedeploy"]);
+    let Provider::Codedeploy(cd) = &plan.jobs[0].deploy[1].provider else {
+        panic!("not codedeploy")
+    };
+    assert_eq!(cd.application, "jukebox-api");
+    assert_eq!(
+        cd.deployment_group.as_deref(),
+        Some("jukebox-api-$TRAVIS_BRANCH")
+    );
+    assert_eq!(
+        (cd.bucket.as_deref(), cd.key.as_deref()),
+        (Some("540-jukebox-api"), Some("$TRAVIS_BRANCH"))
+    );
+    assert!(!cd.wait_until_deployed);
+}
+
 /// parse-server's real `provider: pages` entry reads as dpl reads it.
 #[test]
 fn github_pages_of_a_real_file() {

@@ -9,6 +9,7 @@ mod support;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use gantry_pipeline::Event;
 use gantry_protocol::JobOutcome;
+use gantry_testkit::aws::codedeploy::CodeDeploy;
 use gantry_testkit::aws::ecs::Ecs;
 use gantry_testkit::aws::elasticbeanstalk::ElasticBeanstalk;
 use gantry_testkit::aws::moto::Moto;
@@ -1460,4 +1461,173 @@ async fn pypi_uploads_what_setup_py_builds_and_a_version_only_once() {
     assert!(reason.contains("check `user` and `password`"), "{reason}");
     assert!(!log.contains("not-the-password") && !reason.contains("not-the-password"));
     assert_eq!(index.files().len(), 2);
+}
+
+async fn codedeploy_client(endpoint: &str) -> aws_sdk_codedeploy::Client {
+    let config = aws_sdk_codedeploy::Config::builder()
+        .behavior_version(aws_sdk_codedeploy::config::BehaviorVersion::latest())
+        .region(aws_sdk_codedeploy::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_codedeploy::config::Credentials::new(
+            KEY_ID, SECRET_KEY, None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_codedeploy::Client::from_conf(config)
+}
+
+/// 540co's deploy, against moto: an `s3` provider uploads the bundle the
+/// job made, and `codedeploy` deploys it (with the ETag S3 gave it) to the
+/// branch's group; a GitHub revision deploys the build's commit; a bundle
+/// missing from S3 fails before any deployment is made.
+#[tokio::test]
+async fn codedeploy_deploys_the_bundle_an_s3_deploy_uploaded_or_the_commit() {
+    let h = default_harness().await;
+    let moto = Moto::start(0);
+    let cd = codedeploy_client(&moto.url()).await;
+    cd.create_application()
+        .application_name("jukebox-api")
+        .send()
+        .await
+        .unwrap();
+    cd.create_deployment_group()
+        .application_name("jukebox-api")
+        .deployment_group_name("jukebox-api-master")
+        .service_role_arn("arn:aws:iam::123456789012:role/CodeDeploy")
+        .send()
+        .await
+        .unwrap();
+    let s3 = s3_client(&moto.url()).await;
+    s3.create_bucket()
+        .bucket("540-jukebox-api")
+        .send()
+        .await
+        .unwrap();
+    let (repo, sha) = repo_with(&[("appspec.yml", "version: 0.0\nos: linux\n")]);
+    let keys =
+        "    access_key_id: $AWS_ACCESS_KEY_ID\n    secret_access_key: $AWS_SECRET_ACCESS_KEY\n";
+    let pipeline = format!(
+        "image: {IMAGE}\nenv:\n  global:\n    - AWS_ENDPOINT_URL={}\nscript: true\nbefore_deploy: mkdir -p .codedeploy && tar czf .codedeploy/jukebox.tgz appspec.yml\ndeploy:\n  - provider: s3\n{keys}    bucket: 540-jukebox-api\n    local_dir: .codedeploy\n    upload_dir: $TRAVIS_BRANCH\n  - provider: codedeploy\n{keys}    bucket: 540-jukebox-api\n    key: $TRAVIS_BRANCH/jukebox.tgz\n    application: jukebox-api\n    deployment_group: \"jukebox-api-$TRAVIS_BRANCH\"\n  - provider: codedeploy\n{keys}    revision_type: github\n    application: jukebox-api\n    deployment_group: jukebox-api-master\n    description: the commit itself\n",
+        moto.url()
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &aws_secrets()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert_no_secret(&log);
+    assert!(
+        log.contains("to jukebox-api-master: s3://540-jukebox-api/master/jukebox.tgz (tgz)"),
+        "{log}"
+    );
+    let etag = s3
+        .head_object()
+        .bucket("540-jukebox-api")
+        .key("master/jukebox.tgz")
+        .send()
+        .await
+        .expect("the s3 provider uploaded the bundle")
+        .e_tag()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let listed = cd
+        .list_deployments()
+        .application_name("jukebox-api")
+        .deployment_group_name("jukebox-api-master")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.deployments().len(), 2, "{listed:?}");
+    let mut revisions = Vec::new();
+    for id in listed.deployments() {
+        let got = cd.get_deployment().deployment_id(id).send().await.unwrap();
+        revisions.push(got.deployment_info().unwrap().clone());
+    }
+    let from_s3 = revisions
+        .iter()
+        .find_map(|d| d.revision()?.s3_location())
+        .expect("an S3 revision");
+    assert_eq!(
+        (
+            from_s3.bucket(),
+            from_s3.key(),
+            from_s3.bundle_type().map(|b| b.as_str()),
+            from_s3.e_tag()
+        ),
+        (
+            Some("540-jukebox-api"),
+            Some("master/jukebox.tgz"),
+            Some("tgz"),
+            Some(etag.as_str())
+        )
+    );
+    let from_github = revisions
+        .iter()
+        .find_map(|d| d.revision()?.git_hub_location())
+        .expect("a GitHub revision");
+    assert_eq!(
+        (from_github.repository(), from_github.commit_id()),
+        (Some("acme/widget"), Some(sha.as_str()))
+    );
+
+    // A key the bucket does not have: no deployment is made.
+    let missing = format!(
+        "image: {IMAGE}\nenv:\n  global:\n    - AWS_ENDPOINT_URL={}\nscript: true\ndeploy:\n  - provider: codedeploy\n{keys}    bucket: 540-jukebox-api\n    key: master/nothing-here.zip\n    application: jukebox-api\n    deployment_group: jukebox-api-master\n",
+        moto.url()
+    );
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &missing, &aws_secrets()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("the revision s3://540-jukebox-api/master/nothing-here.zip cannot be read"),
+        "{reason}"
+    );
+    let listed = cd
+        .list_deployments()
+        .application_name("jukebox-api")
+        .deployment_group_name("jukebox-api-master")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.deployments().len(), 2);
+}
+
+/// `wait_until_deployed` follows the deployment to its end: a group whose
+/// deployment succeeds passes the job, one whose instances fail it fails
+/// the job with CodeDeploy's error.
+#[tokio::test]
+async fn codedeploy_waits_until_the_deployment_succeeds_or_fails() {
+    let h = default_harness().await;
+    let emulator = CodeDeploy::start().await;
+    emulator.add_group("widget", "prod");
+    emulator.add_group("widget", "canary");
+    emulator.fail_group("canary");
+    let (repo, sha) = repo_with(&[("appspec.yml", "version: 0.0\n")]);
+    let pipeline = |group: &str| {
+        format!(
+            "image: {IMAGE}\nscript: true\ndeploy:\n  provider: codedeploy\n  access_key_id: $AWS_ACCESS_KEY_ID\n  secret_access_key: $AWS_SECRET_ACCESS_KEY\n  endpoint: {}\n  application: widget\n  deployment_group: {group}\n  wait_until_deployed: true\n",
+            emulator.url()
+        )
+    };
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("prod"), &aws_secrets()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    let id = &emulator.deployments()[0].id;
+    for status in ["Created", "InProgress", "Succeeded"] {
+        assert!(
+            log.contains(&format!("Deployment {id} is {status}")),
+            "{status}: {log}"
+        );
+    }
+    assert_eq!(
+        emulator.deployments()[0].description.as_deref(),
+        Some("Deploy build 7 via Gantry"),
+        "dpl's description, with the build's number"
+    );
+
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline("canary"), &aws_secrets()).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    let id = &emulator.deployments()[1].id;
+    assert!(
+        reason.contains(&format!("deployment {id} Failed: HEALTH_CONSTRAINTS")),
+        "{reason}"
+    );
+    assert_no_secret(&log);
 }

@@ -35,6 +35,7 @@ pub enum Provider {
     Elasticbeanstalk(ElasticBeanstalk),
     S3(S3),
     Ecs(Ecs),
+    Codedeploy(Codedeploy),
     Releases(Releases),
     Pages(Pages),
     Pypi(Pypi),
@@ -54,6 +55,7 @@ impl Provider {
             Provider::Elasticbeanstalk(_) => "elasticbeanstalk",
             Provider::S3(_) => "s3",
             Provider::Ecs(_) => "ecs",
+            Provider::Codedeploy(_) => "codedeploy",
             Provider::Releases(_) => "releases",
             Provider::Pages(_) => "pages",
             Provider::Pypi(_) => "pypi",
@@ -163,6 +165,32 @@ pub struct Ecs {
     pub timeout: u64,
     pub rollback: bool,
     pub force_new_deployment: bool,
+}
+
+/// dpl's `codedeploy`: a deployment of an application revision, from S3
+/// (`bucket` and `key`, often uploaded by an `s3` provider just before) or
+/// from GitHub (the build's commit), to a deployment group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Codedeploy {
+    #[serde(flatten)]
+    pub aws: AwsAccess,
+    pub application: String,
+    pub deployment_group: Option<String>,
+    /// `s3` or `github`; default: `s3` when `bucket` is set.
+    pub revision_type: Option<String>,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// `tar`, `tgz`, `zip`, `YAML` or `JSON`; default: from `key`'s extension.
+    pub bundle_type: Option<String>,
+    /// GitHub revisions: default the build's repository and commit.
+    pub repository: Option<String>,
+    pub commit_id: Option<String>,
+    pub description: Option<String>,
+    /// `disallow`, `overwrite` or `retain` (CodeDeploy's default: disallow).
+    pub file_exists_behavior: Option<String>,
+    pub wait_until_deployed: bool,
+    /// Seconds to wait (Gantry's; dpl waits as long as the job may).
+    pub wait_until_deployed_timeout: u64,
 }
 
 /// dpl's `releases`: the job's files uploaded to the GitHub release of the
@@ -353,6 +381,20 @@ const ECS_KEYS: &[&str] = &[
     "rollback",
     "force_new_deployment",
 ];
+const CODEDEPLOY_KEYS: &[&str] = &[
+    "application",
+    "deployment_group",
+    "revision_type",
+    "bucket",
+    "key",
+    "bundle_type",
+    "repository",
+    "commit_id",
+    "description",
+    "file_exists_behavior",
+    "wait_until_deployed",
+    "wait_until_deployed_timeout",
+];
 const RELEASES_KEYS: &[&str] = &[
     "api_key",
     "token",
@@ -537,6 +579,27 @@ impl<'n> Options<'n> {
         }
         normalized
     }
+    /// An optional option that must be one of `allowed` (any case; the
+    /// result is spelled as `allowed` spells it).
+    fn choice_of(&self, d: &mut Decoder, key: &str, allowed: &[&str]) -> Option<String> {
+        let node = self.get(key)?;
+        let value = d.string(node, key)?;
+        let found = allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(&value.value))
+            .map(|a| a.to_string());
+        if found.is_none() {
+            d.diags.error(
+                node.span,
+                format!(
+                    "`{key}` must be one of {}, found `{}`",
+                    allowed.join(", "),
+                    value.value
+                ),
+            );
+        }
+        found
+    }
 }
 
 fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy> {
@@ -554,7 +617,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3, ecs, releases, pages, pypi or script");
+                .hint("provider: elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi or script");
             return None;
         }
     };
@@ -642,6 +705,40 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (ECS_KEYS, Provider::Ecs(ecs))
         }
+        "codedeploy" => {
+            let codedeploy = Codedeploy {
+                aws: options.aws(d),
+                application: options
+                    .required(d, "codedeploy", &["application"])
+                    .unwrap_or_default(),
+                deployment_group: options.string(d, "deployment_group"),
+                revision_type: options.choice_of(d, "revision_type", &["s3", "github"]),
+                bucket: options.string(d, "bucket"),
+                key: options.string(d, "key"),
+                bundle_type: options.choice_of(
+                    d,
+                    "bundle_type",
+                    &["tar", "tgz", "zip", "YAML", "JSON"],
+                ),
+                repository: options.string(d, "repository"),
+                commit_id: options.string(d, "commit_id"),
+                description: options.string(d, "description"),
+                file_exists_behavior: options.choice_of(
+                    d,
+                    "file_exists_behavior",
+                    &["disallow", "overwrite", "retain"],
+                ),
+                wait_until_deployed: options.bool(d, "wait_until_deployed", false),
+                wait_until_deployed_timeout: options.number(
+                    d,
+                    "wait_until_deployed_timeout",
+                    1,
+                    86_400,
+                    600,
+                ),
+            };
+            (CODEDEPLOY_KEYS, Provider::Codedeploy(codedeploy))
+        }
         "releases" => {
             let files = options
                 .get("file")
@@ -725,7 +822,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, releases, pages, pypi and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {
@@ -736,7 +833,10 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
     };
     if !matches!(provider, Provider::Unsupported { .. }) {
         let aws: &[&str] = match provider {
-            Provider::Elasticbeanstalk(_) | Provider::S3(_) | Provider::Ecs(_) => AWS_KEYS,
+            Provider::Elasticbeanstalk(_)
+            | Provider::S3(_)
+            | Provider::Ecs(_)
+            | Provider::Codedeploy(_) => AWS_KEYS,
             _ => &[],
         };
         let known: Vec<&str> = COMMON_KEYS

@@ -17,6 +17,7 @@ pub enum Service {
     ElasticBeanstalk,
     Ecs,
     Ecr,
+    CodeDeploy,
 }
 
 impl Service {
@@ -26,6 +27,7 @@ impl Service {
             Service::ElasticBeanstalk => "ELASTIC_BEANSTALK",
             Service::Ecs => "ECS",
             Service::Ecr => "ECR",
+            Service::CodeDeploy => "CODEDEPLOY",
         }
     }
 }
@@ -127,6 +129,14 @@ impl Aws {
             builder = builder.endpoint_url(url);
         }
         aws_sdk_ecs::Client::from_conf(builder.build())
+    }
+
+    pub fn codedeploy(&self) -> aws_sdk_codedeploy::Client {
+        let mut builder = aws_sdk_codedeploy::config::Builder::from(&self.config);
+        if let Some(url) = self.endpoint(Service::CodeDeploy, Service::CodeDeploy) {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_codedeploy::Client::from_conf(builder.build())
     }
 
     pub fn ecr(&self) -> aws_sdk_ecr::Client {

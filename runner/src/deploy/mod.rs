@@ -1,14 +1,15 @@
 //! The deploy stage of a job that passed: Travis's rules for when a provider
 //! runs (`deploy.on`, never for pull requests), `before_deploy` and
 //! `after_deploy` around each provider, then the provider itself — `script`
-//! in the job's container, S3, Elastic Beanstalk and ECS from the runner
-//! through the AWS SDK, GitHub Releases through GitHub's REST API, GitHub
-//! Pages as a push of a branch, PyPI as `setup.py` in the container and an
-//! upload from the runner. `images:` are built and pushed before the first
-//! provider that runs. Every skip is said in the log, with its reason.
+//! in the job's container, S3, Elastic Beanstalk, ECS and CodeDeploy from
+//! the runner through the AWS SDK, GitHub Releases through GitHub's REST
+//! API, GitHub Pages as a push of a branch, PyPI as `setup.py` in the
+//! container and an upload from the runner. `images:` are built and pushed
+//! before the first provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
 pub mod bundle;
+pub mod codedeploy;
 pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod images;
@@ -227,6 +228,15 @@ pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<Str
             x(&s3.bucket),
             s3.upload_dir.as_deref().map(x).unwrap_or_default()
         )),
+        // CodeDeploy takes one deployment of a group at a time.
+        Provider::Codedeploy(cd) => cd.deployment_group.as_ref().map(|group| {
+            format!(
+                "codedeploy:{}/{}/{}",
+                cd.aws.region,
+                x(&cd.application),
+                x(group)
+            )
+        }),
         // Jobs of a matrix upload to one release: one at a time, so only one creates it.
         Provider::Releases(r) => Some(format!(
             "releases:{}@{}",
@@ -309,6 +319,7 @@ fn first_aws(deploys: &[Deploy]) -> Option<&gantry_pipeline::AwsAccess> {
         Provider::Elasticbeanstalk(eb) => Some(&eb.aws),
         Provider::S3(s3) => Some(&s3.aws),
         Provider::Ecs(ecs) => Some(&ecs.aws),
+        Provider::Codedeploy(cd) => Some(&cd.aws),
         _ => None,
     })
 }
@@ -514,6 +525,10 @@ async fn deploy_with(
         Provider::Ecs(ecs) => {
             let aws = aws::Aws::load(&ecs.aws, t.env, t.secrets).await;
             ecs::deploy(ecs, &aws, t, p).await
+        }
+        Provider::Codedeploy(cd) => {
+            let aws = aws::Aws::load(&cd.aws, t.env, t.secrets).await;
+            codedeploy::deploy(cd, &aws, t, p).await
         }
         Provider::Releases(r) => releases::deploy(r, t, p).await,
         Provider::Pages(pages) => pages::deploy(pages, t, p).await,

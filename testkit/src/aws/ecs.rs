@@ -6,10 +6,10 @@
 //! COMPLETED — or FAILED, with failed tasks, after
 //! [`Ecs::fail_next_deployment`] (what ECS's deployment circuit breaker does).
 
-use super::request_id;
+use super::{json11_error, json11_ok, request_id};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -236,24 +236,6 @@ fn tick(inner: &mut Inner) {
     }
 }
 
-fn error(kind: &str, message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        [("content-type", "application/x-amz-json-1.1")],
-        json!({"__type": kind, "message": message}).to_string(),
-    )
-        .into_response()
-}
-
-fn ok(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/x-amz-json-1.1")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 fn service_json(inner: &Inner, s: &Service) -> Value {
     let region = &inner.region;
     let deployments: Vec<Value> = s
@@ -304,7 +286,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
         .unwrap_or("")
         .to_string();
     let Ok(input) = serde_json::from_str::<Value>(&body) else {
-        return error("SerializationException", "the request body is not JSON");
+        return json11_error("SerializationException", "the request body is not JSON");
     };
     let mut inner = shared.lock().expect("lock");
     inner.calls.push(action.clone());
@@ -331,13 +313,13 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
                     })),
                 }
             }
-            ok(json!({"services": services, "failures": failures}))
+            json11_ok(json!({"services": services, "failures": failures}))
         }
         "DescribeTaskDefinition" => {
             let name = input["taskDefinition"].as_str().unwrap_or("");
             match find(&inner, name) {
-                Some(definition) => ok(json!({"taskDefinition": definition, "tags": []})),
-                None => error("ClientException", "Unable to describe task definition."),
+                Some(definition) => json11_ok(json!({"taskDefinition": definition, "tags": []})),
+                None => json11_error("ClientException", "Unable to describe task definition."),
             }
         }
         "RegisterTaskDefinition" => {
@@ -352,13 +334,13 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
                 "deregisteredAt",
             ];
             if let Some(field) = READ_ONLY.iter().find(|f| input.get(**f).is_some()) {
-                return error(
+                return json11_error(
                     "ClientException",
                     &format!("Unknown parameter in input: \"{field}\""),
                 );
             }
             if input["family"].as_str().is_none() || !input["containerDefinitions"].is_array() {
-                return error(
+                return json11_error(
                     "ClientException",
                     "family and containerDefinitions are required",
                 );
@@ -369,7 +351,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
             }
             let arn = register(&mut inner, definition);
             let definition = find(&inner, &arn).cloned().unwrap_or_default();
-            ok(json!({"taskDefinition": definition, "tags": input["tags"]}))
+            json11_ok(json!({"taskDefinition": definition, "tags": input["tags"]}))
         }
         "UpdateService" => {
             let name = cluster_name(input["service"].as_str().unwrap_or("")).to_string();
@@ -382,7 +364,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
                             .unwrap_or_default()
                             .to_string(),
                     ),
-                    None => return error("ClientException", "TaskDefinition not found."),
+                    None => return json11_error("ClientException", "TaskDefinition not found."),
                 },
                 None => None,
             };
@@ -393,7 +375,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
                 .iter_mut()
                 .find(|s| s.cluster == cluster && s.name == name)
             else {
-                return error("ServiceNotFoundException", "Service not found.");
+                return json11_error("ServiceNotFoundException", "Service not found.");
             };
             let changes = resolved
                 .as_ref()
@@ -420,8 +402,8 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: String) 
                 );
             }
             let service = service.clone();
-            ok(json!({"service": service_json(&inner, &service)}))
+            json11_ok(json!({"service": service_json(&inner, &service)}))
         }
-        other => error("InvalidAction", &format!("{other} is not emulated")),
+        other => json11_error("InvalidAction", &format!("{other} is not emulated")),
     }
 }

@@ -1,13 +1,37 @@
-//! Local stand-ins for AWS: moto for S3, ECS and ECR, and emulators of what
-//! moto lacks — Elastic Beanstalk's deploy operations, and an ECS service
-//! whose deployments move through their life cycle and can fail. Each speaks
+//! Local stand-ins for AWS: moto for S3, ECS, ECR and CodeDeploy, and
+//! emulators of what moto lacks — Elastic Beanstalk's deploy operations, and
+//! ECS services and CodeDeploy deployments that move through their life
+//! cycle and can fail. Each speaks
 //! the service's real wire protocol, so the real AWS SDK talks to it unchanged.
 
+pub mod codedeploy;
 pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod moto;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use std::time::SystemTime;
+
+/// An error on AWS's JSON 1.1 protocol (ECS, CodeDeploy): 400 and its type.
+fn json11_error(kind: &str, message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [("content-type", "application/x-amz-json-1.1")],
+        serde_json::json!({"__type": kind, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+/// An answer on AWS's JSON 1.1 protocol.
+fn json11_ok(body: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+        .into_response()
+}
 
 /// Reads an object from an S3 endpoint with a signed, path-style request
 /// (moto refuses anonymous reads of private objects, as S3 does).
