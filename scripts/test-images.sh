@@ -57,10 +57,10 @@ docker run --rm "$DEBIAN_IMAGE" sh -c 'git --version && python3 -c "import setup
 # run that example's real `npm install` / `npm test` without pulling the
 # official image. npm's Debian dependencies are ~30k files, and on a
 # fuse-overlayfs engine every build step walks them all (~10 s a step), so
-# the image keeps only the packages npm opens for install/ci/test/run (traced
+# the image keeps only the packages npm opens for install/ci/test/run/pack (traced
 # with strace), is checked with those commands, and falls back to the whole
 # set if the check fails. npm is told it is offline (no registry here).
-NODE_IMAGE=gantry-test/node:18-2
+NODE_IMAGE=gantry-test/node:18-3
 NODE_ENV_VARS='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin npm_config_offline=true npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false'
 if ! have "$NODE_IMAGE"; then
   echo "building $NODE_IMAGE with debootstrap (a few minutes, once)"
@@ -72,7 +72,7 @@ if ! have "$NODE_IMAGE"; then
   rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/locale "$root"/usr/share/info
   mkdir -p "$root/probe"
   printf '{"name":"probe","version":"1.0.0","private":true,"scripts":{"start":"node -e 0","test":"node -e 0"}}\n' > "$root/probe/package.json"
-  npm_check='cd /probe && export npm_config_offline=true npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false && npm install >/dev/null && npm install --omit=dev >/dev/null && npm ci >/dev/null && npm test >/dev/null && npm run >/dev/null && npm --version >/dev/null'
+  npm_check='cd /probe && export npm_config_offline=true npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false && npm install >/dev/null && npm install --omit=dev >/dev/null && npm ci >/dev/null && npm test >/dev/null && npm run >/dev/null && npm pack >/dev/null 2>&1 && npm --version >/dev/null'
   if command -v strace >/dev/null && strace -f -qq -e trace=openat,stat,newfstatat,statx,access,readlink -o "$root/trace" chroot "$root" sh -c "$npm_check"; then
     grep -o '"/usr/share/nodejs/[^/"]*' "$root/trace" | sed 's|^"/usr/share/nodejs/||' | sort -u > "$root/keep"
     mkdir "$root/pruned"

@@ -491,11 +491,7 @@ fn pypi_of_a_real_file() {
         .filter(|m| m.contains("deploy") || m.contains("pypi"))
         .collect();
     assert!(deploy_warnings.is_empty(), "{deploy_warnings:?}");
-    let tag = BuildContext {
-        repo: "pytest-dev/pytest".into(),
-        ..BuildContext::tag("6.2.0")
-    };
-    let plan = parsed.pipeline.unwrap().plan(&tag, &Catalog::default());
+    let plan = plan_tag("pytest-dev__pytest", "6.2.0", "pytest-dev/pytest");
     let pypi = plan
         .jobs
         .iter()
@@ -547,6 +543,49 @@ fn codedeploy_of_a_real_file() {
         (Some("540-jukebox-api"), Some("$TRAVIS_BRANCH"))
     );
     assert!(!cd.wait_until_deployed);
+}
+
+/// parse-server's real `provider: npm` entry: its token from the secret
+/// API_TOKEN, npm's registry and the `latest` tag.
+#[test]
+fn npm_of_a_real_file() {
+    use gantry_pipeline::{Provider, Value, NPM_REGISTRY};
+    let plan = plan_tag(
+        "parse-community__parse-server",
+        "4.5.0",
+        "parse-community/parse-server",
+    );
+    let npm = plan
+        .jobs
+        .iter()
+        .flat_map(|j| &j.deploy)
+        .find_map(|d| match &d.provider {
+            Provider::Npm(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("the npm deploy");
+    assert_eq!(
+        npm.token,
+        Some(Value::Secure {
+            secret: "api_token".into()
+        })
+    );
+    assert_eq!(
+        (npm.registry.as_str(), npm.tag.as_str()),
+        (NPM_REGISTRY, "latest")
+    );
+    assert!(!npm.dry_run);
+}
+
+/// `name`'s plan for a tag of `repo`.
+fn plan_tag(name: &str, tag: &str, repo: &str) -> Plan {
+    let path = corpus_dir().join(format!("{name}.travis.yml"));
+    let parsed = parse(&std::fs::read_to_string(path).unwrap());
+    let context = BuildContext {
+        repo: repo.into(),
+        ..BuildContext::tag(tag)
+    };
+    parsed.pipeline.unwrap().plan(&context, &Catalog::default())
 }
 
 /// parse-server's real `provider: pages` entry reads as dpl reads it.

@@ -14,6 +14,7 @@ use gantry_testkit::aws::ecs::Ecs;
 use gantry_testkit::aws::elasticbeanstalk::ElasticBeanstalk;
 use gantry_testkit::aws::moto::Moto;
 use gantry_testkit::github::GitHubDouble;
+use gantry_testkit::npm_registry::NpmRegistry;
 use gantry_testkit::pypi::PackageIndex;
 use gantry_testkit::registry::Registry;
 use std::process::Command;
@@ -1630,4 +1631,111 @@ async fn codedeploy_waits_until_the_deployment_succeeds_or_fails() {
         "{reason}"
     );
     assert_no_secret(&log);
+}
+
+/// Node 18 and npm from Debian (`scripts/test-images.sh`), npm's `pack` kept.
+const NODE_IMAGE: &str = "gantry-test/node:18-3";
+
+const PACKAGE_JSON: &str = r#"{
+  "name": "@acme/widget-lib",
+  "version": "1.2.0",
+  "description": "A widget library",
+  "main": "index.js",
+  "scripts": { "build": "echo built by the run_script > built.txt" },
+  "files": ["index.js", "built.txt"]
+}
+"#;
+
+/// parse-server's deploy: the job's npm runs `run_script` and packs the
+/// package, the runner publishes it under its tag with the token from a
+/// secret, and the real npm client installs it from the registry; the
+/// same version again is refused with what to do.
+#[tokio::test]
+async fn npm_publishes_what_the_job_packs_and_npm_installs_it() {
+    const TOKEN: &str = "npm_gantryTestToken0123456789";
+    gantry_testkit::require_image(NODE_IMAGE);
+    let h = default_harness().await;
+    let registry = NpmRegistry::start(TOKEN).await;
+    let (repo, sha) = repo_with(&[
+        ("package.json", PACKAGE_JSON),
+        (
+            "index.js",
+            "exports.greet = () => 'hello from widget-lib';\n",
+        ),
+    ]);
+    let pipeline = format!(
+        "image: {NODE_IMAGE}\nscript: true\ndeploy:\n  provider: npm\n  email: ci@acme.test\n  api_token:\n    secure: \"c2VjcmV0\"\n  registry: {}\n  tag: next\n  run_script: build\n",
+        registry.url()
+    );
+    let secrets = [("API_TOKEN", TOKEN)];
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    assert!(
+        log.contains(&format!(
+            "Published @acme/widget-lib@1.2.0 to {} as next",
+            registry.url()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "{log}");
+    let package = registry.package("@acme/widget-lib").expect("published");
+    assert_eq!(package["dist-tags"]["next"], "1.2.0");
+
+    // The real npm client (the machine's) installs it, checking its integrity.
+    let prefix = tempfile::tempdir().unwrap();
+    let (url, into) = (registry.url(), prefix.path().to_path_buf());
+    // Off the runtime: the registry answers on this test's runtime.
+    let installed = tokio::task::spawn_blocking(move || {
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--fetch-retries=0",
+                "--registry",
+            ])
+            .arg(url)
+            .arg("--prefix")
+            .arg(&into)
+            .arg("--cache")
+            .arg(into.join("cache"))
+            .arg("@acme/widget-lib@next")
+            .output()
+            .expect("npm (scripts/install-test-deps.sh installs it)")
+    })
+    .await
+    .unwrap();
+    assert!(
+        installed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&installed.stdout),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let module = prefix.path().join("node_modules/@acme/widget-lib");
+    let greeting = Command::new("node")
+        .arg("-e")
+        .arg(format!(
+            "process.stdout.write(require({:?}).greet())",
+            module.display().to_string()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&greeting.stdout),
+        "hello from widget-lib"
+    );
+    assert_eq!(
+        std::fs::read_to_string(module.join("built.txt")).unwrap(),
+        "built by the run_script\n",
+        "the run_script ran before the pack"
+    );
+
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("You cannot publish over the previously published versions: 1.2.0")
+            && reason.contains("raise the version in package.json"),
+        "{reason}"
+    );
 }

@@ -19,6 +19,7 @@ pub mod git;
 pub mod git_http;
 pub mod github;
 pub mod irc;
+pub mod npm_registry;
 pub mod process;
 pub mod proxy;
 pub mod pypi;

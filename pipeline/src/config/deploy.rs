@@ -39,6 +39,7 @@ pub enum Provider {
     Releases(Releases),
     Pages(Pages),
     Pypi(Pypi),
+    Npm(Npm),
     /// dpl's `script` provider: run a command in the job's container.
     Script {
         script: String,
@@ -59,6 +60,7 @@ impl Provider {
             Provider::Releases(_) => "releases",
             Provider::Pages(_) => "pages",
             Provider::Pypi(_) => "pypi",
+            Provider::Npm(_) => "npm",
             Provider::Script { .. } => "script",
             Provider::Unsupported { name } => name,
         }
@@ -262,6 +264,29 @@ pub struct Pypi {
     pub skip_existing: bool,
 }
 
+/// dpl's `npm`: `npm pack` of `src` in the job's container, and the
+/// package published from the runner under `tag`, as `npm publish` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Npm {
+    /// `api_token` (v2) or `api_key` (v1); without it, the `NPM_API_TOKEN`
+    /// or `NPM_TOKEN` secret or variable.
+    pub token: Option<Value>,
+    pub registry: String,
+    /// The dist-tag the version gets.
+    pub tag: String,
+    /// The package's folder in the build directory.
+    pub src: String,
+    /// `public` or `restricted`; default: the registry's (scoped: restricted).
+    pub access: Option<String>,
+    /// An npm script run before packing (`npm run <script>`).
+    pub run_script: Option<String>,
+    /// Pack and check, publish nothing.
+    pub dry_run: bool,
+}
+
+/// npm's public registry.
+pub const NPM_REGISTRY: &str = "https://registry.npmjs.org";
+
 /// PyPI's upload URL (twine's default repository).
 pub const PYPI_UPLOAD_URL: &str = "https://upload.pypi.org/legacy/";
 
@@ -445,6 +470,21 @@ const PYPI_KEYS: &[&str] = &[
     "twine_check",
     "remove_build_dir",
 ];
+const NPM_KEYS: &[&str] = &[
+    "api_token",
+    "api_key",
+    "registry",
+    "tag",
+    "src",
+    "access",
+    "run_script",
+    "dry_run",
+    // dpl's login details for the old `_auth` method and one-time
+    // passwords: a token is all the registry needs. Accepted, unused.
+    "email",
+    "auth_method",
+    "otp",
+];
 const SCRIPT_KEYS: &[&str] = &["script"];
 const ON_KEYS: &[&str] = &[
     "branch",
@@ -617,7 +657,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi or script");
+                .hint("provider: elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm or script");
             return None;
         }
     };
@@ -813,6 +853,22 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (PYPI_KEYS, Provider::Pypi(pypi))
         }
+        "npm" => {
+            let npm = Npm {
+                token: options
+                    .secret(d, "api_token")
+                    .or_else(|| options.secret(d, "api_key")),
+                registry: options
+                    .string(d, "registry")
+                    .unwrap_or_else(|| NPM_REGISTRY.into()),
+                tag: options.string(d, "tag").unwrap_or_else(|| "latest".into()),
+                src: options.string(d, "src").unwrap_or_else(|| ".".into()),
+                access: options.choice_of(d, "access", &["public", "restricted"]),
+                run_script: options.string(d, "run_script"),
+                dry_run: options.bool(d, "dry_run", false),
+            };
+            (NPM_KEYS, Provider::Npm(npm))
+        }
         "script" => {
             let script = options
                 .required(d, "script", &["script"])
@@ -822,7 +878,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {

@@ -3,8 +3,8 @@
 //! `after_deploy` around each provider, then the provider itself — `script`
 //! in the job's container, S3, Elastic Beanstalk, ECS and CodeDeploy from
 //! the runner through the AWS SDK, GitHub Releases through GitHub's REST
-//! API, GitHub Pages as a push of a branch, PyPI as `setup.py` in the
-//! container and an upload from the runner. `images:` are built and pushed
+//! API, GitHub Pages as a push of a branch, PyPI and npm as a build in the
+//! container (`setup.py`, `npm pack`) and an upload from the runner. `images:` are built and pushed
 //! before the first provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
@@ -13,6 +13,7 @@ pub mod codedeploy;
 pub mod ecs;
 pub mod elasticbeanstalk;
 pub mod images;
+pub mod npm;
 pub mod pages;
 pub mod pypi;
 pub mod releases;
@@ -168,6 +169,29 @@ async fn fold_end(p: &mut LogPipeline, name: &str, id: usize, ok: bool) {
         .as_bytes(),
     )
     .await;
+}
+
+/// The client a package upload (PyPI, npm) goes out with: no redirects
+/// (the credentials go to the index named, nowhere else), a deadline.
+pub(crate) fn upload_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Gantry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `request`, unless the deploy is canceled first; `Err` names `to`.
+pub(crate) async fn send_unless_canceled(
+    request: reqwest::RequestBuilder,
+    to: &str,
+    cancel: &CancellationToken,
+) -> Result<reqwest::Response, String> {
+    tokio::select! {
+        sent = request.send() => sent.map_err(|e| format!("cannot reach {to}: {}", e.without_url())),
+        _ = cancel.cancelled() => Err("the deploy was canceled".into()),
+    }
 }
 
 /// The wait between polls of a deploy waiter: every second at first (most
@@ -425,7 +449,7 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
             deploy.file.as_deref().unwrap_or("the pipeline file")
         ))
         .await;
-        // PyPI's distributions are built by the job's own Python first.
+        // PyPI's distributions and npm's package are built by the job's own tools first.
         let built = match &deploy.provider {
             Provider::Pypi(pypi) => {
                 let command = pypi::build_command(pypi);
@@ -435,6 +459,17 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
                     Ok(code) => Err(format!(
                         "building the distributions (`setup.py {}`) exited with {code}",
                         pypi.distributions
+                    )),
+                    Err(end) => return end,
+                }
+            }
+            Provider::Npm(npm) => {
+                let command = npm::pack_command(npm, stage.build_dir);
+                let text = script::command_step(&command, stage.build_dir);
+                match stage.step("deploy.sh", &text, p).await {
+                    Ok(0) => Ok(()),
+                    Ok(code) => Err(format!(
+                        "packing the package (`npm pack`) exited with {code}"
                     )),
                     Err(end) => return end,
                 }
@@ -533,6 +568,7 @@ async fn deploy_with(
         Provider::Releases(r) => releases::deploy(r, t, p).await,
         Provider::Pages(pages) => pages::deploy(pages, t, p).await,
         Provider::Pypi(pypi) => pypi::deploy(pypi, t, p).await,
+        Provider::Npm(npm) => npm::deploy(npm, t, p).await,
         Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
     }
 }

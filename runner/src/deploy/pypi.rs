@@ -73,24 +73,15 @@ pub async fn deploy(pypi: &Pypi, t: &Target<'_>, p: &mut LogPipeline) -> Result<
             pypi.distributions
         ));
     }
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Gantry/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = super::upload_client(TIMEOUT)?;
     for dist in &dists {
         let (content_type, body) = form(dist);
-        let sent = client
+        let request = client
             .post(&server)
             .basic_auth(&user, Some(&password))
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send();
-        let response = tokio::select! {
-            sent = sent => sent.map_err(|e| format!("cannot reach {server}: {}", e.without_url()))?,
-            _ = t.cancel.cancelled() => return Err("the deploy was canceled".into()),
-        };
+            .body(body);
+        let response = super::send_unless_canceled(request, &server, t.cancel).await?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let said = first_line(&text);
