@@ -14,7 +14,6 @@ use gantry_pipeline::Npm;
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -39,10 +38,18 @@ pub fn pack_command(npm: &Npm, build_dir: &str) -> String {
 
 pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
     let dir = t.workspace.join(PACK_DIR);
-    let tarball = tokio::task::spawn_blocking(move || packed(&dir))
-        .await
-        .map_err(|e| e.to_string())??;
-    let manifest = manifest(&tarball)?;
+    // Reading and unpacking the tarball is file work: off the runtime.
+    let (tarball, manifest) = tokio::task::spawn_blocking(move || {
+        let tarball = packed(&dir);
+        // Gone from the build directory, so a later provider (s3 of `.`)
+        // does not ship it.
+        let _ = std::fs::remove_dir_all(&dir);
+        let tarball = tarball?;
+        let manifest = manifest(&tarball)?;
+        Ok::<_, String>((tarball, manifest))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let name = manifest["name"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -131,27 +138,9 @@ fn packed(dir: &Path) -> Result<Vec<u8>, String> {
 
 /// `package/package.json` of the tarball.
 fn manifest(tarball: &[u8]) -> Result<Value, String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("the package is not a tarball: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("the package is not a tarball: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
-        if path == "package/package.json" {
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| format!("cannot read package.json: {e}"))?;
-            return serde_json::from_str(&text)
-                .map_err(|e| format!("package.json is not JSON: {e}"));
-        }
-    }
-    Err("the package has no package/package.json".into())
+    let text = super::pypi::tar_gz_member(tarball, |path| path == "package/package.json")
+        .ok_or("the package is not a tarball with a package/package.json")?;
+    serde_json::from_str(&text).map_err(|e| format!("package.json is not JSON: {e}"))
 }
 
 /// The document `npm publish` PUTs: libnpmpublish's shape.

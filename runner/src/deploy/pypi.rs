@@ -20,7 +20,8 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 const MOST_BYTES: u64 = 1 << 30;
 
 /// The command the job's container runs first: dpl's `python setup.py
-/// <distributions>`, into an empty `dist/`.
+/// <distributions>` (what `before_deploy` left in `dist/` goes up too, as
+/// with dpl's `twine upload dist/*`).
 pub fn build_command(pypi: &Pypi) -> String {
     let words: Vec<String> = pypi
         .distributions
@@ -37,7 +38,7 @@ pub fn build_command(pypi: &Pypi) -> String {
         })
         .collect();
     format!(
-        "rm -rf dist && \"$(command -v python || command -v python3 || echo python)\" setup.py {}",
+        "\"$(command -v python || command -v python3 || echo python)\" setup.py {}",
         words.join(" ")
     )
 }
@@ -191,11 +192,19 @@ fn read_dists(dir: &Path) -> Result<Vec<Dist>, String> {
 
 /// `PKG-INFO` at the top folder of a `.tar.gz` sdist.
 fn sdist_metadata(bytes: &[u8]) -> Option<String> {
+    tar_gz_member(bytes, |path| {
+        path.trim_start_matches("./").matches('/').count() == 1 && path.ends_with("/PKG-INFO")
+    })
+}
+
+/// The text of the first member of a `.tar.gz` whose path is `wanted`
+/// (an sdist's `PKG-INFO`, an npm package's `package.json`).
+pub(crate) fn tar_gz_member(bytes: &[u8], wanted: impl Fn(&str) -> bool) -> Option<String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
     for entry in archive.entries().ok()? {
         let mut entry = entry.ok()?;
         let path = entry.path().ok()?.to_string_lossy().into_owned();
-        if path.trim_start_matches("./").matches('/').count() == 1 && path.ends_with("/PKG-INFO") {
+        if wanted(&path) {
             let mut text = String::new();
             entry.read_to_string(&mut text).ok()?;
             return Some(text);

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 
 /// How long a whole conversation may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server has to close after the QUIT, its refusals first.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Most bytes of text in one line: IRC's 512 less the command, the
 /// channel and what the server adds when it relays it.
 const MOST_TEXT: usize = 400;
@@ -121,14 +123,12 @@ async fn tls(
     address: &IrcAddress,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
+    let roots = roots().await;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(address.host.clone())
         .map_err(|e| format!("`{}` cannot be checked by TLS: {e}", address.host))?;
@@ -136,6 +136,23 @@ async fn tls(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS with {} failed: {e}", server(address)))
+}
+
+/// The system's roots (or `SSL_CERT_FILE`'s), read from disk once and off
+/// the runtime.
+async fn roots() -> &'static rustls::RootCertStore {
+    static ROOTS: tokio::sync::OnceCell<rustls::RootCertStore> = tokio::sync::OnceCell::const_new();
+    ROOTS
+        .get_or_init(|| async {
+            let found = tokio::task::spawn_blocking(rustls_native_certs::load_native_certs)
+                .await
+                .map(|found| found.certs)
+                .unwrap_or_default();
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(found);
+            roots
+        })
+        .await
 }
 
 /// One line the server sent: its command (or numeric) and parameters.
@@ -268,8 +285,23 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
     }
     out.push_str("QUIT :Gantry\r\n");
     irc.write_all(out.as_bytes()).await?;
-    // The server answers in order: a refusal of a line comes before it
-    // closes the connection for the QUIT.
+    // The lines are out: from here on nothing is worth sending again (the
+    // channel would hear them twice). The server answers in order, so a
+    // refusal of a line comes before it closes the connection for the QUIT;
+    // a server slow to close, or a broken connection, counts as sent.
+    let refusal = tokio::time::timeout(CLOSE_WAIT, refusal(irc, message)).await;
+    Ok(match refusal {
+        Ok(Ok(Some(refused))) => refused,
+        Ok(Ok(None)) | Ok(Err(_)) | Err(_) => Outcome::Sent(None),
+    })
+}
+
+/// A refusal of the lines, read up to the server's close.
+async fn refusal<S: AsyncRead + AsyncWrite + Unpin>(
+    irc: &mut BufReader<S>,
+    message: &Message<'_>,
+) -> std::io::Result<Option<Outcome>> {
+    let channel = &message.address.channel;
     while let Some(line) = read(irc).await? {
         match line.command.as_str() {
             "PING" => pong(irc, &line).await?,
@@ -280,15 +312,15 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
                 } else {
                     " (with skip_join, the channel must take messages from outside it: mode -n)"
                 };
-                return Ok(Outcome::Refused(
+                return Ok(Some(Outcome::Refused(
                     None,
                     format!("{channel} did not take the message: {}{hint}", line.text()),
-                ));
+                )));
             }
             _ => {}
         }
     }
-    Ok(Outcome::Sent(None))
+    Ok(None)
 }
 
 /// The next line from the server; `None` once it has closed the connection.
