@@ -245,7 +245,7 @@ fn lint_says_which_deploys_a_build_runs_and_why_others_are_skipped() {
     write(
         dir.path(),
         ".travis.yml",
-        "script: ./test\ndeploy:\n  - provider: releases\n    api_key: {secure: abc}\n    file: dist/app.tar.gz\n    on: {tags: true}\n  - provider: s3\n    bucket: site\n    on:\n      branch: master\n      condition: $DEPLOY = yes\n  - provider: heroku\n    api_key: x\n",
+        "script: ./test\ndeploy:\n  - provider: releases\n    api_key: {secure: abc}\n    file: dist/app.tar.gz\n    on: {tags: true}\n  - provider: s3\n    bucket: site\n    on:\n      branch: master\n      condition: $DEPLOY = yes\n  - provider: surge\n    api_key: x\n",
     );
     let out = gantry(&["lint", "."], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -263,7 +263,7 @@ fn lint_says_which_deploys_a_build_runs_and_why_others_are_skipped() {
         "{shown}"
     );
     assert!(
-        shown.contains("     deploy: heroku (line 12) — skipped: Gantry does not run it"),
+        shown.contains("     deploy: surge (line 12) — skipped: Gantry does not run it"),
         "{shown}"
     );
 

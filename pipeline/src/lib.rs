@@ -31,8 +31,8 @@ mod yaml;
 pub use catalog::Catalog;
 pub use config::artifacts::Artifacts;
 pub use config::deploy::{
-    AwsAccess, Codedeploy, Deploy, DeployOn, Ecs, ElasticBeanstalk, Npm, Pages, Provider, Pypi,
-    Releases, Value, NPM_REGISTRY, PYPI_UPLOAD_URL, S3,
+    AwsAccess, Codedeploy, Deploy, DeployOn, Ecs, ElasticBeanstalk, Heroku, Npm, Pages, Provider,
+    Pypi, Releases, Value, HEROKU_API_URL, NPM_REGISTRY, PYPI_UPLOAD_URL, S3,
 };
 pub use config::env::{is_name as is_env_name, EnvVar};
 pub use config::image::{BuildSpec, ImagePush, ImageSpec, RegistryCredentials};

@@ -628,3 +628,42 @@ fn github_pages_of_a_real_file() {
     assert!(!pages.keep_history);
     assert!(on.all_branches);
 }
+
+/// Yardsourcing's real `provider: heroku` entry: its key from the secret
+/// API_KEY, its app, and the migration it runs after the release, with no
+/// warning about the provider.
+#[test]
+fn heroku_of_a_real_file() {
+    use gantry_pipeline::{Provider, Value, HEROKU_API_URL};
+    let path = corpus_dir().join("Yardsourcing__yardsourcing-engine.travis.yml");
+    let parsed = parse(&std::fs::read_to_string(path).unwrap());
+    let deploy_warnings: Vec<&str> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .filter(|m| m.contains("deploy") || m.contains("heroku"))
+        .collect();
+    assert!(deploy_warnings.is_empty(), "{deploy_warnings:?}");
+    let context = BuildContext {
+        repo: "Yardsourcing/yardsourcing-engine".into(),
+        ..BuildContext::push("master")
+    };
+    let plan = parsed.pipeline.unwrap().plan(&context, &Catalog::default());
+    let deploy = &plan.jobs[0].deploy[0];
+    let Provider::Heroku(heroku) = &deploy.provider else {
+        panic!("{:?}", deploy.provider);
+    };
+    assert_eq!(
+        heroku.api_key,
+        Some(Value::Secure {
+            secret: "api_key".into()
+        })
+    );
+    assert_eq!(heroku.app.as_deref(), Some("powerful-dawn-55301"));
+    assert_eq!(heroku.run, ["rails db:migrate"]);
+    assert_eq!(heroku.api_url, HEROKU_API_URL);
+    assert_eq!(
+        deploy.on.repo.as_deref(),
+        Some("Yardsourcing/yardsourcing-engine")
+    );
+}

@@ -293,7 +293,7 @@ fn services_resolve_to_images_and_hostnames() {
 
 #[test]
 fn deploy_providers_are_typed_with_dpl_defaults() {
-    let src = "language: node_js\nscript: npm test\ndeploy:\n  - provider: elasticbeanstalk\n    app: web\n    env: web-prod\n    bucket_name: bundles\n    access_key_id:\n      secure: abc\n    secret_access_key: $AWS_SECRET\n    on: {branch: main}\n  - provider: s3\n    bucket: site\n    local-dir: build\n    acl: public-read\n  - provider: ecs\n    cluster: prod\n    service: api\n    rollback: true\n  - provider: heroku\n";
+    let src = "language: node_js\nscript: npm test\ndeploy:\n  - provider: elasticbeanstalk\n    app: web\n    env: web-prod\n    bucket_name: bundles\n    access_key_id:\n      secure: abc\n    secret_access_key: $AWS_SECRET\n    on: {branch: main}\n  - provider: s3\n    bucket: site\n    local-dir: build\n    acl: public-read\n  - provider: ecs\n    cluster: prod\n    service: api\n    rollback: true\n  - provider: surge\n";
     let p = plan(src);
     let deploys = &p.jobs[0].deploy;
     assert_eq!(deploys.len(), 4);
@@ -343,7 +343,7 @@ fn deploy_providers_are_typed_with_dpl_defaults() {
     assert_eq!(
         deploys[3].provider,
         Provider::Unsupported {
-            name: "heroku".into()
+            name: "surge".into()
         }
     );
 }

@@ -333,7 +333,7 @@ pub(crate) fn also_trust(ca: Vec<u8>) {
 }
 
 /// Built per connection (a few microseconds), so a root trusted later counts.
-fn client_config() -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config() -> Result<Arc<ClientConfig>, String> {
     let mut roots = system_roots()
         .clone()
         .unwrap_or_else(|_| RootCertStore::empty());

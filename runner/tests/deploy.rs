@@ -297,7 +297,7 @@ async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_d
     let h = default_harness().await;
     let (repo, sha) = repo_with(&[("a.txt", "a")]);
     let pipeline = format!(
-        "image: {IMAGE}\nscript: true\nbefore_deploy: export STAMP=from-before-deploy\nafter_deploy: echo after deploy saw $STAMP\ndeploy:\n  - provider: script\n    script: echo deploying $STAMP\n    on: {{branch: master}}\n  - provider: script\n    script: echo never\n    on: {{branch: production}}\n  - provider: script\n    script: echo never\n    on:\n      condition: $STAMP = other\n  - provider: heroku\n    api_key: x\n  - provider: script\n    script: exit 3\n    allow_failure: true\n"
+        "image: {IMAGE}\nscript: true\nbefore_deploy: export STAMP=from-before-deploy\nafter_deploy: echo after deploy saw $STAMP\ndeploy:\n  - provider: script\n    script: echo deploying $STAMP\n    on: {{branch: master}}\n  - provider: script\n    script: echo never\n    on: {{branch: production}}\n  - provider: script\n    script: echo never\n    on:\n      condition: $STAMP = other\n  - provider: surge\n    api_key: x\n  - provider: script\n    script: exit 3\n    allow_failure: true\n"
     );
     let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
@@ -309,7 +309,7 @@ async fn deploy_rules_skip_with_reasons_and_wrap_providers_in_before_and_after_d
         "{log}"
     );
     assert!(
-        log.contains("Skipping a deployment with the heroku provider"),
+        log.contains("Skipping a deployment with the surge provider"),
         "{log}"
     );
     assert!(
@@ -1738,4 +1738,142 @@ async fn npm_publishes_what_the_job_packs_and_npm_installs_it() {
             && reason.contains("raise the version in package.json"),
         "{reason}"
     );
+}
+
+/// Yardsourcing's deploy (`run: rails db:migrate`), against the Heroku
+/// stand-in: the build directory goes up as a tarball without `.git`,
+/// Heroku's build output streams into the log, the commit is released,
+/// then `run`'s command runs in a one-off dyno over rendezvous (TLS) and
+/// `restart` restarts the dynos; the key never shows. A failing command,
+/// an app no buildpack knows, a wrong key and a wrong app fail the job,
+/// each with Heroku's words and what to check.
+#[tokio::test]
+async fn heroku_builds_and_releases_the_commit_then_runs_its_commands() {
+    use gantry_testkit::heroku::HerokuDouble;
+    const KEY: &str = "hrku-0123456789abcdef-test-key";
+    let heroku = HerokuDouble::start(KEY, "deployer@acme.test", &["widget-api"]).await;
+    // The runner trusts the dyno's certificate as it would Heroku's.
+    let roots = tempfile::tempdir().unwrap();
+    let ca = roots.path().join("ca.pem");
+    std::fs::write(&ca, gantry_testkit::tls::pem(&heroku.ca)).unwrap();
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let h = default_harness().await;
+    let (repo, sha) = repo_with(&[
+        ("Gemfile", "source 'https://rubygems.org'\n"),
+        ("app.rb", "puts 'hello'\n"),
+        (
+            "migrate.sh",
+            "echo \"migrating $(ls app.rb)\"\nif [ -n \"$FAIL\" ]; then echo broken >&2; exit 3; fi\n",
+        ),
+    ]);
+    let pipeline = |app: &str, run: &str| {
+        format!(
+            "image: {IMAGE}\nscript: true\ndeploy:\n  provider: heroku\n  api_key:\n    secure: \"c2VjcmV0\"\n  app: {app}\n  api_url: {}\n  run: {run}\n",
+            heroku.url()
+        )
+    };
+    let secrets = [("API_KEY", KEY)];
+    let (outcome, log) = run_pipeline(
+        &h,
+        &repo,
+        &sha,
+        &pipeline("widget-api", "[sh migrate.sh, restart]"),
+        &secrets,
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");
+    for said in [
+        "Authenticated with Heroku as deployer@acme.test",
+        "-----> Ruby app detected",
+        "Released v1",
+        "https://widget-api.herokuapp.com/ deployed to Heroku",
+        "Running `sh migrate.sh` in a one-off dyno of widget-api",
+        "migrating app.rb",
+        "Restarted the dynos of widget-api",
+    ] {
+        assert!(log.contains(said), "{said:?} missing:\n{log}");
+    }
+    assert!(!log.contains(KEY), "{log}");
+    assert!(!log.contains("heroku-command-exit-status"), "{log}");
+    let releases = heroku.releases("widget-api");
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].commit, sha);
+    assert!(
+        releases[0].files.contains(&"./Gemfile".to_string())
+            && releases[0].files.contains(&"./app.rb".to_string()),
+        "{:?}",
+        releases[0].files
+    );
+    assert!(
+        !releases[0].files.iter().any(|f| f.starts_with("./.git/")),
+        "{:?}",
+        releases[0].files
+    );
+    assert_eq!(heroku.restarts("widget-api"), 1);
+    assert!(heroku.runs("widget-api")[0].starts_with("sh migrate.sh;"));
+
+    // The command's exit status is the deploy's.
+    let (outcome, log) = run_pipeline(
+        &h,
+        &repo,
+        &sha,
+        &pipeline("widget-api", "FAIL=1 sh migrate.sh"),
+        &secrets,
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(log.contains("broken"), "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("`FAIL=1 sh migrate.sh` exited with 3 on Heroku"),
+        "{reason}"
+    );
+    assert_eq!(heroku.releases("widget-api").len(), 2);
+
+    // No buildpack knows the app: Heroku's build fails, and so does the job.
+    let (bare, bare_sha) = repo_with(&[("README", "nothing to run\n")]);
+    let (outcome, log) = run_pipeline(
+        &h,
+        &bare,
+        &bare_sha,
+        &pipeline("widget-api", "[]"),
+        &secrets,
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    assert!(
+        log.contains("No default language could be detected for this app."),
+        "{log}"
+    );
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(reason.contains("failed: its output is above"), "{reason}");
+    assert_eq!(heroku.releases("widget-api").len(), 2);
+
+    // A wrong key, then a wrong app: Heroku's words and what to check.
+    let (outcome, log) = run_pipeline(
+        &h,
+        &repo,
+        &sha,
+        &pipeline("widget-api", "[]"),
+        &[("API_KEY", "not-the-key")],
+    )
+    .await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("(401: Invalid credentials provided.)")
+            && reason.contains("check the API key"),
+        "{reason}"
+    );
+    assert!(!log.contains("not-the-key") && !reason.contains("not-the-key"));
+    let (outcome, log) =
+        run_pipeline(&h, &repo, &sha, &pipeline("widget-ap", "[]"), &secrets).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(
+        reason.contains("Couldn't find that app.")
+            && reason.contains("is the app named widget-ap?"),
+        "{reason}"
+    );
+    assert_eq!(heroku.releases("widget-api").len(), 2);
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod git;
 pub mod git_http;
 pub mod github;
+pub mod heroku;
 pub mod irc;
 pub mod npm_registry;
 pub mod process;

@@ -40,6 +40,7 @@ pub enum Provider {
     Pages(Pages),
     Pypi(Pypi),
     Npm(Npm),
+    Heroku(Heroku),
     /// dpl's `script` provider: run a command in the job's container.
     Script {
         script: String,
@@ -61,6 +62,7 @@ impl Provider {
             Provider::Pages(_) => "pages",
             Provider::Pypi(_) => "pypi",
             Provider::Npm(_) => "npm",
+            Provider::Heroku(_) => "heroku",
             Provider::Script { .. } => "script",
             Provider::Unsupported { name } => name,
         }
@@ -284,6 +286,25 @@ pub struct Npm {
     pub dry_run: bool,
 }
 
+/// dpl's `heroku` (its `api` strategy, the default): the build directory
+/// packed as a tarball, handed to Heroku's build API, and its build
+/// followed to the end; then `run`'s commands as one-off dynos.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heroku {
+    /// `api_key`; without it, the `HEROKU_API_KEY` secret or variable.
+    pub api_key: Option<Value>,
+    /// Default: the repository's name.
+    pub app: Option<String>,
+    /// After the release, in order: `restart` restarts the dynos, anything
+    /// else runs in a one-off dyno (`rails db:migrate`).
+    pub run: Vec<String>,
+    /// Heroku's Platform API (Gantry's option, for a stand-in).
+    pub api_url: String,
+}
+
+/// Heroku's Platform API.
+pub const HEROKU_API_URL: &str = "https://api.heroku.com";
+
 /// npm's public registry.
 pub const NPM_REGISTRY: &str = "https://registry.npmjs.org";
 
@@ -485,6 +506,18 @@ const NPM_KEYS: &[&str] = &[
     "auth_method",
     "otp",
 ];
+const HEROKU_KEYS: &[&str] = &[
+    "api_key",
+    "app",
+    "api_url",
+    // The `git` strategy's login: accepted, unused (the API deploys).
+    "username",
+    "user",
+    "password",
+    "git",
+    "version",
+    "log_level",
+];
 const SCRIPT_KEYS: &[&str] = &["script"];
 const ON_KEYS: &[&str] = &[
     "branch",
@@ -657,7 +690,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         None => {
             d.diags
                 .error(node.span, "a deploy entry needs a `provider`")
-                .hint("provider: elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm or script");
+                .hint("provider: elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm, heroku or script");
             return None;
         }
     };
@@ -869,6 +902,29 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             };
             (NPM_KEYS, Provider::Npm(npm))
         }
+        "heroku" => {
+            if let Some(node) = options.get("strategy") {
+                if d.string(node, "strategy").is_some_and(|s| s.value == "git") {
+                    d.diags
+                        .warning(node.span, "`strategy: git` deploys through Heroku's build API in Gantry, as `api` does")
+                        .hint("the same source becomes the same build; `username` and `password` are not needed, `api_key` is");
+                }
+            }
+            let run = options
+                .get("run")
+                .and_then(|n| d.strings(n, "run"))
+                .map(|l| l.into_iter().map(|s| s.value).collect())
+                .unwrap_or_default();
+            let heroku = Heroku {
+                api_key: options.secret(d, "api_key"),
+                app: options.string(d, "app"),
+                run,
+                api_url: options
+                    .string(d, "api_url")
+                    .unwrap_or_else(|| HEROKU_API_URL.into()),
+            };
+            (HEROKU_KEYS, Provider::Heroku(heroku))
+        }
         "script" => {
             let script = options
                 .required(d, "script", &["script"])
@@ -878,7 +934,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         other => {
             d.diags
                 .warning(provider_node.span, format!("deploy provider `{other}` is not supported by Gantry; it will be skipped"))
-                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm and script; run other tools with `provider: script`");
+                .hint("Gantry deploys with elasticbeanstalk, s3, ecs, codedeploy, releases, pages, pypi, npm, heroku and script; run other tools with `provider: script`");
             (
                 &[],
                 Provider::Unsupported {

@@ -4,7 +4,8 @@
 //! in the job's container, S3, Elastic Beanstalk, ECS and CodeDeploy from
 //! the runner through the AWS SDK, GitHub Releases through GitHub's REST
 //! API, GitHub Pages as a push of a branch, PyPI and npm as a build in the
-//! container (`setup.py`, `npm pack`) and an upload from the runner. `images:` are built and pushed
+//! container (`setup.py`, `npm pack`) and an upload from the runner, Heroku
+//! through its build API. `images:` are built and pushed
 //! before the first provider that runs. Every skip is said in the log, with its reason.
 
 pub mod aws;
@@ -12,6 +13,7 @@ pub mod bundle;
 pub mod codedeploy;
 pub mod ecs;
 pub mod elasticbeanstalk;
+pub mod heroku;
 pub mod images;
 pub mod npm;
 pub mod pages;
@@ -272,6 +274,19 @@ pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<Str
                 .as_deref()
                 .map(x)
                 .unwrap_or_else(|| x("$TRAVIS_TAG"))
+        )),
+        // One build at a time: Heroku would release whichever ended last.
+        Provider::Heroku(h) => Some(format!(
+            "heroku:{}",
+            h.app
+                .as_deref()
+                .map(x)
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| x("$TRAVIS_REPO_SLUG")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string())
         )),
         // One push at a time to a branch: a second would race the first.
         Provider::Pages(pages) => Some(format!(
@@ -569,6 +584,7 @@ async fn deploy_with(
         Provider::Pages(pages) => pages::deploy(pages, t, p).await,
         Provider::Pypi(pypi) => pypi::deploy(pypi, t, p).await,
         Provider::Npm(npm) => npm::deploy(npm, t, p).await,
+        Provider::Heroku(heroku) => heroku::deploy(heroku, t, p).await,
         Provider::Script { .. } | Provider::Unsupported { .. } => Ok(()),
     }
 }

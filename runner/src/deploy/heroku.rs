@@ -1,0 +1,597 @@
+//! `provider: heroku` — dpl's heroku, with its default `api` strategy, from
+//! the runner: the key's account and the app are checked, the build
+//! directory is packed as `tar --exclude .git .` would, uploaded to the
+//! source URL Heroku hands out, and built by Heroku's build API; the build's
+//! output streams into the log and its end decides the deploy. Then `run`:
+//! `restart` restarts the app's dynos, any other command runs in a one-off
+//! dyno whose output comes back over Heroku's rendezvous (TLS) socket, and
+//! whose exit status, read as `heroku run --exit-code` reads it, fails the
+//! deploy when it is not 0. The key never enters the container.
+
+use super::values::{expand, resolve, secret_or_env};
+use super::Target;
+use crate::logs::LogPipeline;
+use gantry_pipeline::Heroku;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Heroku's API version, asked for in every request.
+const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+/// How long one API request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the source upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Heroku stops a build after 15 minutes; waiting longer is pointless.
+const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
+/// How long a one-off dyno may run before the deploy gives up on it.
+const RUN_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// The line `heroku run --exit-code` appends, and reads back, for the status.
+const EXIT_MARKER: &str = "\u{FFFF} heroku-command-exit-status:";
+
+pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
+    let key = heroku
+        .api_key
+        .as_ref()
+        .and_then(|v| resolve(v, t.env, t.secrets))
+        .or_else(|| secret_or_env("HEROKU_API_KEY", t.env, t.secrets))
+        .ok_or("no Heroku API key: set `api_key` (a `secure:` value is read from the repository secret API_KEY) or the secret HEROKU_API_KEY")?;
+    let app = heroku
+        .app
+        .as_deref()
+        .map(|a| expand(a, t.env))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| default_app(&t.repo.full_name));
+    let api = Api {
+        client: super::upload_client(REQUEST_TIMEOUT)?,
+        base: expand(&heroku.api_url, t.env)
+            .trim_end_matches('/')
+            .to_string(),
+        key,
+        app: app.clone(),
+        cancel: t.cancel,
+    };
+
+    let account = api.call(reqwest::Method::GET, "/account", None).await?;
+    p.say(&format!(
+        "Authenticated with Heroku as {}",
+        account["email"].as_str().unwrap_or("(no email)")
+    ))
+    .await;
+    api.call(reqwest::Method::GET, &format!("/apps/{app}"), None)
+        .await?;
+
+    let archive = t.scratch.join("heroku-source.tgz");
+    let (workspace, into) = (t.workspace.to_path_buf(), archive.clone());
+    let (files, size) = tokio::task::spawn_blocking(move || pack(&workspace, &into))
+        .await
+        .map_err(|e| e.to_string())??;
+    p.say(&format!(
+        "Packed the build directory: {files} files, {size} bytes compressed"
+    ))
+    .await;
+
+    let source = api.call(reqwest::Method::POST, "/sources", None).await?;
+    let (Some(get_url), Some(put_url)) = (
+        source["source_blob"]["get_url"].as_str(),
+        source["source_blob"]["put_url"].as_str(),
+    ) else {
+        return Err("Heroku's /sources answer has no source_blob URLs".into());
+    };
+    upload(put_url, &archive, size, t.cancel).await?;
+
+    let build = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/builds"),
+            Some(json!({ "source_blob": { "url": get_url, "version": t.build.commit } })),
+        )
+        .await?;
+    let id = build["id"]
+        .as_str()
+        .ok_or("Heroku's build answer has no id")?
+        .to_string();
+    p.say(&format!("Heroku build {id} started")).await;
+    let started = Instant::now();
+    if let Some(url) = build["output_stream_url"].as_str() {
+        follow_output(url, p, t.cancel).await;
+    }
+    loop {
+        let status = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/apps/{app}/builds/{id}"),
+                None,
+            )
+            .await?;
+        match status["status"].as_str() {
+            Some("succeeded") => break,
+            Some("pending") if started.elapsed() < BUILD_LIMIT => {
+                super::pause(started, t.cancel).await?
+            }
+            Some("pending") => {
+                return Err(format!(
+                    "Heroku build {id} was still pending after {} minutes",
+                    BUILD_LIMIT.as_secs() / 60
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "Heroku build {id} {}: its output is above",
+                    other.unwrap_or("ended without a status")
+                ))
+            }
+        }
+    }
+    p.say(&format!(
+        "Deployed {} to {app} on Heroku",
+        &t.build.commit[..t.build.commit.len().min(7)]
+    ))
+    .await;
+
+    for command in &heroku.run {
+        let command = expand(command, t.env);
+        if command.eq_ignore_ascii_case("restart") {
+            api.call(reqwest::Method::DELETE, &format!("/apps/{app}/dynos"), None)
+                .await?;
+            p.say(&format!("Restarted the dynos of {app}")).await;
+            continue;
+        }
+        p.say(&format!("Running `{command}` in a one-off dyno of {app}"))
+            .await;
+        let dyno = api
+            .call(
+                reqwest::Method::POST,
+                &format!("/apps/{app}/dynos"),
+                Some(json!({
+                    "command": format!("{command}; echo \"{EXIT_MARKER} $?\""),
+                    "attach": true,
+                    "type": "run",
+                })),
+            )
+            .await?;
+        let url = dyno["attach_url"]
+            .as_str()
+            .ok_or("Heroku's dyno answer has no attach_url")?;
+        match attach(url, p, t.cancel).await? {
+            Some(0) => {}
+            Some(code) => return Err(format!("`{command}` exited with {code} on Heroku")),
+            None => {
+                return Err(format!(
+                    "`{command}` ended on Heroku without an exit status (the dyno was stopped?)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// dpl's default app: the repository's name.
+fn default_app(full_name: &str) -> String {
+    full_name
+        .rsplit('/')
+        .next()
+        .unwrap_or(full_name)
+        .to_string()
+}
+
+/// Heroku's Platform API with the key, for one app.
+struct Api<'a> {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+    app: String,
+    cancel: &'a tokio_util::sync::CancellationToken,
+}
+
+impl Api<'_> {
+    /// One request; `Err` carries Heroku's message and what to check.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(reqwest::header::ACCEPT, ACCEPT);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = super::send_unless_canceled(request, &self.base, self.cancel).await?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+        // Heroku's errors: `{"id": "not_found", "message": "…", "url": "…"}`.
+        let error: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = error["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.lines().next().unwrap_or("").to_string())
+            .replace(&self.key, "[key]");
+        let message: String = message.chars().take(300).collect();
+        let hint = match (status, error["id"].as_str()) {
+            (401, _) => " check the API key (`api_key`, or the secret HEROKU_API_KEY)".to_string(),
+            (404, _) if path == format!("/apps/{}", self.app) => format!(
+                " is the app named {}? set `app:` (default: the repository's name)",
+                self.app
+            ),
+            (403, _) => format!(" the key's account may not deploy to {}", self.app),
+            _ => String::new(),
+        };
+        let see = error["url"]
+            .as_str()
+            .map(|u| format!(" (see {u})"))
+            .unwrap_or_default();
+        Err(
+            format!("Heroku refused {method} {path} ({status}: {message}){see};{hint}")
+                .trim_end_matches(';')
+                .to_string(),
+        )
+    }
+}
+
+/// Packs `dir` into `out` as `tar -zcf out --exclude .git .` does: every
+/// file, links as links, no `.git`. Returns the files and the archive's size.
+fn pack(dir: &Path, out: &Path) -> Result<(usize, u64), String> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let file =
+        std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    let walk = ignore::WalkBuilder::new(dir)
+        .standard_filters(false)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    let mut files = 0;
+    for entry in walk {
+        let entry = entry.map_err(|e| format!("cannot read the build directory: {e}"))?;
+        let Ok(relative) = entry.path().strip_prefix(dir) else {
+            continue;
+        };
+        if relative.as_os_str().is_empty() {
+            continue;
+        }
+        let kind = entry.file_type();
+        let added = if kind.is_some_and(|k| k.is_file()) {
+            files += 1;
+            // Through open folders: a link swapped in since the walk is refused.
+            let mut source = crate::job_files::open_file_below(dir, relative)
+                .map_err(|e| format!("cannot read {}: {e}", relative.display()))?;
+            tar.append_file(relative, &mut source)
+        } else {
+            // Folders and links as they are; a link is not followed.
+            tar.append_path_with_name(entry.path(), relative)
+        };
+        added.map_err(|e| format!("cannot pack {}: {e}", relative.display()))?;
+    }
+    let gz = tar
+        .into_inner()
+        .map_err(|e| format!("cannot write the archive: {e}"))?;
+    let file = gz
+        .finish()
+        .map_err(|e| format!("cannot write the archive: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot read the archive: {e}"))?
+        .len();
+    Ok((files, size))
+}
+
+/// PUTs the archive to the signed URL Heroku gave, streamed from the file,
+/// with its length and no content type (the URL is signed without one).
+async fn upload(
+    put_url: &str,
+    archive: &Path,
+    size: u64,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), String> {
+    let file = tokio::fs::File::open(archive)
+        .await
+        .map_err(|e| format!("cannot read the archive: {e}"))?;
+    let client = super::upload_client(UPLOAD_TIMEOUT)?;
+    let request = client
+        .put(put_url)
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::from(file));
+    let response = super::send_unless_canceled(request, "Heroku's source store", cancel).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    let said: String = text.chars().take(300).collect();
+    Err(format!(
+        "Heroku's source store refused the upload ({}: {said})",
+        status.as_u16()
+    ))
+}
+
+/// Copies the build's output into the log as it comes; the stream ends
+/// with the build. An interrupted stream is said, not a failure: the
+/// build's status decides.
+async fn follow_output(
+    url: &str,
+    p: &mut LogPipeline,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => client,
+        Err(_) => return,
+    };
+    let request = client.get(url).header(reqwest::header::ACCEPT, ACCEPT);
+    let Ok(mut response) =
+        super::send_unless_canceled(request, "Heroku's build output", cancel).await
+    else {
+        p.say("(the build's output could not be read; waiting for its end)")
+            .await;
+        return;
+    };
+    let started = Instant::now();
+    let mut lines = Lines::default();
+    loop {
+        let chunk = tokio::select! {
+            chunk = tokio::time::timeout(BUILD_LIMIT.saturating_sub(started.elapsed()), response.chunk()) => chunk,
+            _ = cancel.cancelled() => return,
+        };
+        match chunk {
+            Ok(Ok(Some(bytes))) => {
+                for line in lines.feed(&bytes) {
+                    p.say(&line).await;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(_)) | Err(_) => {
+                p.say("(the build's output stream ended early; waiting for its end)")
+                    .await;
+                break;
+            }
+        }
+    }
+    if let Some(line) = lines.rest() {
+        p.say(&line).await;
+    }
+}
+
+/// Output split into whole lines (carriage returns dropped).
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.partial.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]);
+            lines.push(text.trim_end_matches('\r').to_string());
+        }
+        lines
+    }
+
+    fn rest(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            let text = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            text
+        })
+    }
+}
+
+/// Attaches to a one-off dyno over Heroku's rendezvous protocol (TLS to
+/// `rendezvous://HOST:PORT/SECRET`, the secret as the first line, then the
+/// dyno's output until it ends); its lines go to the log, and the exit
+/// status the command appended is returned.
+async fn attach(
+    url: &str,
+    p: &mut LogPipeline,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<i64>, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("a bad attach_url ({e})"))?;
+    let host = parsed
+        .host_str()
+        .ok_or("the attach_url names no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port().unwrap_or(5000);
+    let secret = parsed.path().trim_start_matches('/').to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    // rustls over a blocking socket, as the HTTPS clones do: off the runtime.
+    let reader = tokio::task::spawn_blocking(move || {
+        rendezvous(&host, port, &secret, &stopped, |bytes| {
+            tx.blocking_send(bytes.to_vec()).is_ok()
+        })
+    });
+    let mut lines = Lines::default();
+    let mut status = None;
+    let deadline = tokio::time::sleep(RUN_LIMIT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            bytes = rx.recv() => match bytes {
+                Some(bytes) => {
+                    for line in lines.feed(&bytes) {
+                        if let Some(line) = show(line, &mut status) {
+                            p.say(&line).await;
+                        }
+                    }
+                }
+                None => break,
+            },
+            _ = cancel.cancelled() => {
+                stop.store(true, Ordering::Relaxed);
+                return Err("the deploy was canceled while a one-off dyno ran".into());
+            }
+            _ = &mut deadline => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("the one-off dyno ran longer than {} minutes", RUN_LIMIT.as_secs() / 60));
+            }
+        }
+    }
+    if let Some(line) = lines.rest().and_then(|l| show(l, &mut status)) {
+        p.say(&line).await;
+    }
+    reader.await.map_err(|e| e.to_string())??;
+    Ok(status)
+}
+
+/// `line`, unless it is the exit status the command appended (then read
+/// into `status`).
+fn show(line: String, status: &mut Option<i64>) -> Option<String> {
+    match line.trim().strip_prefix(EXIT_MARKER) {
+        Some(code) => {
+            *status = code.trim().parse().ok();
+            None
+        }
+        None => Some(line),
+    }
+}
+
+/// The blocking side of [`attach`]: connects, sends the secret, skips the
+/// server's `rendezvous` greeting and hands every read to `out` (which
+/// says whether to go on) until the dyno closes the connection or `stop`.
+fn rendezvous(
+    host: &str,
+    port: u16,
+    secret: &str,
+    stop: &AtomicBool,
+    mut out: impl FnMut(&[u8]) -> bool,
+) -> Result<(), String> {
+    let mut config = (*crate::git_tls::client_config()?).clone();
+    config.alpn_protocols.clear();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("a bad rendezvous host {host}: {e}"))?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let tcp = std::net::TcpStream::connect((host, port))
+        .map_err(|e| format!("cannot reach the dyno at {host}:{port}: {e}"))?;
+    // Short reads, so `stop` is seen within a second.
+    tcp.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(format!("{secret}\r\n").as_bytes())
+        .and_then(|_| tls.flush())
+        .map_err(|e| format!("cannot attach to the dyno: {e}"))?;
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut greeted = false;
+    let mut head = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match tls.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            // The dyno's end closes the socket without TLS's goodbye at times.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(format!("the dyno's connection failed: {e}")),
+        };
+        let mut bytes = &buffer[..n];
+        if !greeted {
+            head.extend_from_slice(bytes);
+            let Some(end) = head.iter().position(|&b| b == b'\n') else {
+                continue;
+            };
+            greeted = true;
+            let first = String::from_utf8_lossy(&head[..end]).trim().to_string();
+            let rest = head.split_off(end + 1);
+            if first != "rendezvous" {
+                // No greeting: the first line is output.
+                let mut all = head.clone();
+                all.extend_from_slice(&rest);
+                if !out(&all) {
+                    break;
+                }
+                continue;
+            }
+            head = rest;
+            bytes = &head;
+        }
+        if !bytes.is_empty() && !out(bytes) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_app_is_the_repositorys_name() {
+        assert_eq!(default_app("acme/widget-api"), "widget-api");
+    }
+
+    #[test]
+    fn lines_come_whole_across_chunks() {
+        let mut lines = Lines::default();
+        assert!(lines.feed(b"-----> Node").is_empty());
+        assert_eq!(
+            lines.feed(b".js app detected\r\nnext\n"),
+            ["-----> Node.js app detected", "next"]
+        );
+        assert_eq!(lines.feed(b"tail"), Vec::<String>::new());
+        assert_eq!(lines.rest().as_deref(), Some("tail"));
+    }
+
+    #[test]
+    fn the_archive_holds_the_build_directory_without_git() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "ref").unwrap();
+        std::fs::create_dir(dir.path().join("app")).unwrap();
+        std::fs::write(dir.path().join("app/main.rb"), "puts 1").unwrap();
+        std::fs::write(dir.path().join("Gemfile"), "source 'x'").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let archive = out.path().join("a.tgz");
+        let (files, size) = pack(dir.path(), &archive).unwrap();
+        assert_eq!(files, 2);
+        assert_eq!(size, std::fs::metadata(&archive).unwrap().len());
+        let mut names = Vec::new();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(&archive).unwrap(),
+        ));
+        for entry in tar.entries().unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.header().entry_type();
+            names.push((entry.path().unwrap().display().to_string(), kind));
+        }
+        assert_eq!(
+            names,
+            [
+                ("Gemfile".to_string(), tar::EntryType::Regular),
+                ("app".to_string(), tar::EntryType::Directory),
+                ("app/main.rb".to_string(), tar::EntryType::Regular),
+                ("link".to_string(), tar::EntryType::Symlink),
+            ]
+        );
+    }
+}
