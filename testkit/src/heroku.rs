@@ -91,18 +91,26 @@ impl HerokuDouble {
                 .collect(),
             ..Inner::default()
         }));
-        let app = Router::new()
+        // The API wants the key; the signed blob URLs and the output
+        // stream are reached without it, as Heroku's are.
+        let api = Router::new()
             .route("/account", axum::routing::get(account))
             .route("/apps/{app}", axum::routing::get(app_info))
             .route("/sources", axum::routing::post(sources))
-            .route("/blobs/{id}", axum::routing::put(put_blob).get(get_blob))
             .route("/apps/{app}/builds", axum::routing::post(create_build))
             .route("/apps/{app}/builds/{id}", axum::routing::get(build_info))
-            .route("/streams/{id}", axum::routing::get(stream))
             .route(
                 "/apps/{app}/dynos",
                 axum::routing::post(create_dyno).delete(restart),
             )
+            .route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                authorized,
+            ));
+        let app = Router::new()
+            .route("/blobs/{id}", axum::routing::put(put_blob).get(get_blob))
+            .route("/streams/{id}", axum::routing::get(stream))
+            .merge(api)
             .with_state(shared.clone());
         let (url, server) = crate::serve(app).await;
         let (listener, tls_url, ca) = crate::tls::bind_tls().await;
@@ -156,6 +164,18 @@ fn error(status: StatusCode, id: &str, message: &str) -> Response {
     (status, axum::Json(json!({ "id": id, "message": message }))).into_response()
 }
 
+/// The API version and the bearer key, checked as Heroku checks them.
+async fn authorized(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match refusal(&shared, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
 /// Heroku's answer to a request without the API version or the key.
 fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let accept = headers
@@ -192,22 +212,12 @@ fn no_app() -> Response {
     )
 }
 
-async fn account(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
+async fn account(State(shared): State<Shared>) -> Response {
     let email = shared.lock().expect("lock").email.clone();
     axum::Json(json!({ "email": email, "id": "acc-1" })).into_response()
 }
 
-async fn app_info(
-    State(shared): State<Shared>,
-    Path(app): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
+async fn app_info(State(shared): State<Shared>, Path(app): Path<String>) -> Response {
     if !shared.lock().expect("lock").apps.contains_key(&app) {
         return no_app();
     }
@@ -215,10 +225,7 @@ async fn app_info(
         .into_response()
 }
 
-async fn sources(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
+async fn sources(State(shared): State<Shared>) -> Response {
     let mut inner = shared.lock().expect("lock");
     let id = inner.id();
     inner.blobs.insert(id.clone(), None);
@@ -285,12 +292,8 @@ async fn get_blob(State(shared): State<Shared>, Path(id): Path<String>) -> Respo
 async fn create_build(
     State(shared): State<Shared>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let url = request["source_blob"]["url"].as_str().unwrap_or("");
     let commit = request["source_blob"]["version"]
@@ -431,11 +434,7 @@ fn source_files(dir: &std::path::Path) -> Vec<String> {
 async fn build_info(
     State(shared): State<Shared>,
     Path((app, id)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
     let inner = shared.lock().expect("lock");
     match inner.builds.get(&id).filter(|b| b.app == app) {
         Some(build) => axum::Json(json!({ "id": id, "status": build.status })).into_response(),
@@ -479,14 +478,7 @@ async fn stream(State(shared): State<Shared>, Path(id): Path<String>) -> Respons
     Body::from_stream(lines).into_response()
 }
 
-async fn restart(
-    State(shared): State<Shared>,
-    Path(app): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
+async fn restart(State(shared): State<Shared>, Path(app): Path<String>) -> Response {
     let mut inner = shared.lock().expect("lock");
     match inner.apps.get_mut(&app) {
         Some(state) => {
@@ -500,12 +492,8 @@ async fn restart(
 async fn create_dyno(
     State(shared): State<Shared>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refusal(&shared, &headers) {
-        return refused;
-    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(command) = request["command"].as_str().map(str::to_string) else {
         return error(
