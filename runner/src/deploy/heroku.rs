@@ -29,6 +29,8 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 /// How long a one-off dyno may run before the deploy gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// How long reaching a dyno (TCP, TLS, the secret) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line `heroku run --exit-code` appends, and reads back, for the status.
 const EXIT_MARKER: &str = "\u{FFFF} heroku-command-exit-status:";
 
@@ -45,6 +47,13 @@ pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Res
         .map(|a| expand(a, t.env))
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| default_app(&t.repo.full_name));
+    // It goes into the API's paths.
+    if !app
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(format!("`app` must be a Heroku app's name, found `{app}`"));
+    }
     let api = Api {
         client: super::upload_client(REQUEST_TIMEOUT)?,
         base: expand(&heroku.api_url, t.env)
@@ -456,16 +465,16 @@ async fn attach(
     Ok(status)
 }
 
-/// `line`, unless it is the exit status the command appended (then read
-/// into `status`).
+/// `line` as the log shows it: without the exit status the command
+/// appended (read into `status`), which follows the output's last line
+/// on that line when the output did not end with a line break.
 fn show(line: String, status: &mut Option<i64>) -> Option<String> {
-    match line.trim().strip_prefix(EXIT_MARKER) {
-        Some(code) => {
-            *status = code.trim().parse().ok();
-            None
-        }
-        None => Some(line),
-    }
+    let Some(at) = line.find(EXIT_MARKER) else {
+        return Some(line);
+    };
+    *status = line[at + EXIT_MARKER.len()..].trim().parse().ok();
+    let before = line[..at].trim_end_matches('\r');
+    (!before.is_empty()).then(|| before.to_string())
 }
 
 /// The blocking side of [`attach`]: connects, sends the secret, skips the
@@ -484,15 +493,26 @@ fn rendezvous(
         .map_err(|e| format!("a bad rendezvous host {host}: {e}"))?;
     let connection = rustls::ClientConnection::new(Arc::new(config), name)
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let tcp = std::net::TcpStream::connect((host, port))
-        .map_err(|e| format!("cannot reach the dyno at {host}:{port}: {e}"))?;
-    // Short reads, so `stop` is seen within a second.
-    tcp.set_read_timeout(Some(Duration::from_secs(1)))
+    let unreachable =
+        |e: &dyn std::fmt::Display| format!("cannot reach the dyno at {host}:{port}: {e}");
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| unreachable(&e))?
+        .next()
+        .ok_or_else(|| unreachable(&"no address"))?;
+    let tcp = std::net::TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+        .map_err(|e| unreachable(&e))?;
+    // The handshake and the secret get the connect's patience; then reads
+    // are short, so `stop` is seen within a second.
+    tcp.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .and_then(|_| tcp.set_write_timeout(Some(CONNECT_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     tls.write_all(format!("{secret}\r\n").as_bytes())
         .and_then(|_| tls.flush())
         .map_err(|e| format!("cannot attach to the dyno: {e}"))?;
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
     let mut buffer = vec![0u8; 16 * 1024];
     let mut greeted = false;
     let mut head = Vec::new();
@@ -547,6 +567,23 @@ mod tests {
     #[test]
     fn the_default_app_is_the_repositorys_name() {
         assert_eq!(default_app("acme/widget-api"), "widget-api");
+    }
+
+    #[test]
+    fn the_exit_status_is_read_and_kept_out_of_the_log() {
+        let mut status = None;
+        assert_eq!(
+            show("migrated".into(), &mut status).as_deref(),
+            Some("migrated")
+        );
+        assert_eq!(status, None);
+        let marker = format!("{EXIT_MARKER} 0");
+        assert_eq!(show(marker, &mut status), None);
+        assert_eq!(status, Some(0));
+        // Output without a final line break shares the marker's line.
+        let unfinished = format!("no newline{EXIT_MARKER} 3");
+        assert_eq!(show(unfinished, &mut status).as_deref(), Some("no newline"));
+        assert_eq!(status, Some(3));
     }
 
     #[test]
