@@ -132,8 +132,12 @@ fn packed(dir: &Path) -> Result<Vec<u8>, String> {
             found.len()
         ));
     };
-    let path = dir.join(filename);
-    std::fs::read(&path).map_err(|e| format!("cannot read {filename}: {e}"))
+    // Through open folders: a link the job left there is not followed.
+    let mut bytes = Vec::new();
+    crate::job_files::open_file_below(dir, Path::new(filename))
+        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
+        .map_err(|e| format!("cannot read {filename}: {e}"))?;
+    Ok(bytes)
 }
 
 /// `package/package.json` of the tarball.

@@ -46,7 +46,6 @@ pub fn build_command(pypi: &Pypi) -> String {
 /// One file of `dist/`, ready to upload.
 struct Dist {
     filename: String,
-    bytes: Vec<u8>,
     /// `sdist` or `bdist_wheel`.
     filetype: &'static str,
     /// `source`, or the wheel's Python tag.
@@ -76,11 +75,18 @@ pub async fn deploy(pypi: &Pypi, t: &Target<'_>, p: &mut LogPipeline) -> Result<
     }
     let client = super::upload_client(TIMEOUT)?;
     for dist in &dists {
-        let (content_type, body) = form(dist);
+        // One file in memory at a time, read again as it goes up.
+        let (dir, filename) = (t.workspace.join("dist"), dist.filename.clone());
+        let bytes = tokio::task::spawn_blocking(move || read_file(&dir, &filename))
+            .await
+            .map_err(|e| e.to_string())??;
+        let size = bytes.len();
+        let (content_type, length, body) = form(dist, bytes);
         let request = client
             .post(&server)
             .basic_auth(&user, Some(&password))
             .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, length)
             .body(body);
         let response = super::send_unless_canceled(request, &server, t.cancel).await?;
         let status = response.status().as_u16();
@@ -88,9 +94,8 @@ pub async fn deploy(pypi: &Pypi, t: &Target<'_>, p: &mut LogPipeline) -> Result<
         let said = first_line(&text);
         if (200..300).contains(&status) {
             p.say(&format!(
-                "Uploaded {} ({} bytes) to {server}",
-                dist.filename,
-                dist.bytes.len()
+                "Uploaded {} ({size} bytes) to {server}",
+                dist.filename
             ))
             .await;
         } else if pypi.skip_existing && already_there(status, &text) {
@@ -162,15 +167,7 @@ fn read_dists(dir: &Path) -> Result<Vec<Dist>, String> {
             // Signatures and other leftovers are not distributions.
             continue;
         };
-        let path = dir.join(&filename);
-        let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
-        if size > MOST_BYTES {
-            return Err(format!(
-                "dist/{filename} weighs {size} bytes, more than an index takes"
-            ));
-        }
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read dist/{filename}: {e}"))?;
+        let bytes = read_file(dir, &filename)?;
         let metadata = if filetype == "bdist_wheel" {
             wheel_metadata(&bytes)
         } else if filename.ends_with(".zip") {
@@ -182,12 +179,30 @@ fn read_dists(dir: &Path) -> Result<Vec<Dist>, String> {
         out.push(Dist {
             fields: fields(&metadata),
             filename,
-            bytes,
             filetype,
             pyversion,
         });
     }
     Ok(out)
+}
+
+/// A file of `dist/`, read through open folders: a link the job left or
+/// swapped in is refused, never followed to the runner's own files.
+fn read_file(dir: &Path, filename: &str) -> Result<Vec<u8>, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot read dist/{filename}: {e}");
+    let file =
+        crate::job_files::open_file_below(dir, Path::new(filename)).map_err(|e| cannot(&e))?;
+    let size = file.metadata().map_err(|e| cannot(&e))?.len();
+    if size > MOST_BYTES {
+        return Err(format!(
+            "dist/{filename} weighs {size} bytes, more than an index takes"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MOST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(&e))?;
+    Ok(bytes)
 }
 
 /// `PKG-INFO` at the top folder of a `.tar.gz` sdist.
@@ -274,12 +289,13 @@ fn fields(metadata: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The `multipart/form-data` body twine sends, and its content type.
-fn form(dist: &Dist) -> (String, Vec<u8>) {
+/// The `multipart/form-data` body twine sends, its content type and its
+/// length: the fields, the file's bytes (not copied) and the closing line.
+fn form(dist: &Dist, bytes: Vec<u8>) -> (String, u64, reqwest::Body) {
     let boundary = format!("gantry-{:016x}", rand::random::<u64>());
-    let mut body = Vec::with_capacity(dist.bytes.len() + 4096);
+    let mut head = Vec::with_capacity(4096);
     let mut field = |name: &str, value: &str| {
-        body.extend_from_slice(
+        head.extend_from_slice(
             format!(
                 "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
             )
@@ -290,20 +306,26 @@ fn form(dist: &Dist) -> (String, Vec<u8>) {
     field("protocol_version", "1");
     field("filetype", dist.filetype);
     field("pyversion", &dist.pyversion);
-    field("sha256_digest", &hex::encode(Sha256::digest(&dist.bytes)));
+    field("sha256_digest", &hex::encode(Sha256::digest(&bytes)));
     for (name, value) in &dist.fields {
         field(name, value);
     }
     let filename = dist.filename.replace(['"', '\r', '\n'], "_");
-    body.extend_from_slice(
+    head.extend_from_slice(
         format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         )
         .as_bytes(),
     );
-    body.extend_from_slice(&dist.bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+    let length = (head.len() + bytes.len() + tail.len()) as u64;
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(head), Ok(bytes), Ok(tail)];
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(parts));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        length,
+        body,
+    )
 }
 
 #[cfg(test)]
