@@ -1025,6 +1025,46 @@ mod tests {
     use crate::context::Event;
 
     #[test]
+    fn heroku_reads_dpls_options_and_warns_of_the_git_strategy() {
+        let parsed = crate::parse(
+            "language: ruby\ndeploy:\n  provider: heroku\n  strategy: git\n  username: me\n  run: restart\n  app_name: typo\n",
+        );
+        let messages: Vec<(usize, &str)> = parsed
+            .diagnostics
+            .iter()
+            .map(|d| (d.span().line, d.message.as_str()))
+            .collect();
+        assert!(
+            messages.contains(&(
+                4,
+                "`strategy: git` deploys through Heroku's build API in Gantry, as `api` does"
+            )),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|(line, m)| *line == 7 && m.contains("app_name")),
+            "{messages:?}"
+        );
+        let job = parsed
+            .pipeline
+            .unwrap()
+            .plan(&BuildContext::push("master"), &crate::Catalog::default())
+            .jobs
+            .remove(0);
+        assert_eq!(
+            job.deploy[0].provider,
+            Provider::Heroku(Heroku {
+                api_key: None,
+                app: None,
+                run: vec!["restart".into()],
+                api_url: HEROKU_API_URL.into(),
+            })
+        );
+    }
+
+    #[test]
     fn s3_defaults_are_what_a_file_without_options_reads() {
         let parsed = crate::parse("language: generic\ndeploy:\n  provider: s3\n  bucket: b\n");
         let job = parsed
