@@ -48,9 +48,10 @@ pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Res
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| default_app(&t.repo.full_name));
     // It goes into the API's paths.
-    if !app
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    if !app.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
         return Err(format!("`app` must be a Heroku app's name, found `{app}`"));
     }
@@ -170,7 +171,7 @@ pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Res
             Some(code) => return Err(format!("`{command}` exited with {code} on Heroku")),
             None => {
                 return Err(format!(
-                    "`{command}` ended on Heroku without an exit status (the dyno was stopped?)"
+                    "`{command}` ended on Heroku without an exit status (the dyno was stopped, or the command ends in a `#` comment?)"
                 ))
             }
         }

@@ -51,6 +51,9 @@ pub enum Turn {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// PostgreSQL: connections for job claims, whose commits do not wait
+    /// for their WAL flush (see `queue::claimer`); opened on first use.
+    pub claim_pool: Option<AnyPool>,
     /// SQLite: whose turn it is to write (see [`Db::begin`]).
     turns: Arc<WriteTurns>,
 }
@@ -144,6 +147,18 @@ impl Db {
             Database::Postgres(url) => (url.clone(), Backend::Postgres),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let claim_pool = (backend == Backend::Postgres).then(|| {
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET synchronous_commit = off").await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(options.clone())
+        });
         let pool = match backend {
             Backend::Sqlite => {
                 // One writer at a time whatever the count (claims have their
@@ -194,6 +209,7 @@ impl Db {
         Ok(Db {
             pool,
             backend,
+            claim_pool,
             turns: Arc::default(),
         })
     }
