@@ -594,6 +594,11 @@ impl<'n> Options<'n> {
         }
         found
     }
+    /// A string or a list of strings.
+    fn strings(&self, d: &mut Decoder, key: &str) -> Option<Vec<String>> {
+        let list = d.strings(self.get(key)?, key)?;
+        Some(list.into_iter().map(|s| s.value).collect())
+    }
     fn bool(&self, d: &mut Decoder, key: &str, default: bool) -> bool {
         self.get(key)
             .and_then(|n| d.bool(n, key))
@@ -728,15 +733,9 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
         }
         "s3" => {
             let cache_control = options
-                .get("cache_control")
-                .and_then(|n| d.strings(n, "cache_control"))
-                .map(|l| l.into_iter().map(|s| s.value).collect())
+                .strings(d, "cache_control")
                 .unwrap_or_else(|| vec!["no-cache".to_string()]);
-            let expires = options
-                .get("expires")
-                .and_then(|n| d.strings(n, "expires"))
-                .map(|l| l.into_iter().map(|s| s.value).collect())
-                .unwrap_or_default();
+            let expires = options.strings(d, "expires").unwrap_or_default();
             let s3 = S3 {
                 aws: options.aws(d),
                 bucket: options.required(d, "s3", &["bucket"]).unwrap_or_default(),
@@ -813,11 +812,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
             (CODEDEPLOY_KEYS, Provider::Codedeploy(codedeploy))
         }
         "releases" => {
-            let files = options
-                .get("file")
-                .and_then(|n| d.strings(n, "file"))
-                .map(|l| l.into_iter().map(|s| s.value).collect())
-                .unwrap_or_default();
+            let files = options.strings(d, "file").unwrap_or_default();
             let releases = Releases {
                 token: options
                     .secret(d, "api_key")
@@ -910,11 +905,7 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
                         .hint("the same source becomes the same build; `username` and `password` are not needed, `api_key` is");
                 }
             }
-            let run = options
-                .get("run")
-                .and_then(|n| d.strings(n, "run"))
-                .map(|l| l.into_iter().map(|s| s.value).collect())
-                .unwrap_or_default();
+            let run = options.strings(d, "run").unwrap_or_default();
             let heroku = Heroku {
                 api_key: options.secret(d, "api_key"),
                 app: options.string(d, "app"),

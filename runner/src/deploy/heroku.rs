@@ -138,7 +138,7 @@ pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Res
     }
     p.say(&format!(
         "Deployed {} to {app} on Heroku",
-        &t.build.commit[..t.build.commit.len().min(7)]
+        t.build.commit.get(..7).unwrap_or(&t.build.commit)
     ))
     .await;
 
