@@ -739,3 +739,26 @@ async fn a_repository_runs_no_more_jobs_at_once_than_its_limit(engine: Engine) {
     assert_eq!(status, StatusCode::OK);
     assert!(server.claim("r10", 0).await.is_some());
 }
+
+/// On PostgreSQL, claims commit without waiting for their WAL flush (a lost
+/// claim is recovered by its lease), and nothing else does: webhook
+/// deliveries and every other write go through the main pool, which waits.
+#[tokio::test]
+async fn postgres_claims_alone_skip_the_wal_wait() {
+    use gantry_server::config::Database;
+    use gantry_server::store::Db;
+    let url = gantry_testkit::db::fresh_postgres().await;
+    let db = Db::connect(&Database::Postgres(url)).await.unwrap();
+    let setting = |pool: &sqlx::AnyPool| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let claims = db.claim_pool.as_ref().expect("PostgreSQL has a claim pool");
+    assert_eq!(setting(claims).await, "off");
+    assert_eq!(setting(&db.pool).await, "on");
+}
