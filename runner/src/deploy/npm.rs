@@ -37,41 +37,36 @@ pub fn pack_command(npm: &Npm, build_dir: &str) -> String {
 }
 
 pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
-    let dir = t.workspace.join(PACK_DIR);
-    // Reading and unpacking the tarball is file work: off the runtime.
-    let (tarball, manifest) = tokio::task::spawn_blocking(move || {
-        let tarball = packed(&dir);
-        // Gone from the build directory, so a later provider (s3 of `.`)
-        // does not ship it.
-        let _ = std::fs::remove_dir_all(&dir);
-        let tarball = tarball?;
-        let manifest = manifest(&tarball)?;
-        Ok::<_, String>((tarball, manifest))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let name = manifest["name"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or("the package.json has no name")?
-        .to_string();
-    let version = manifest["version"]
-        .as_str()
-        .filter(|v| !v.is_empty())
-        .ok_or("the package.json has no version")?
-        .to_string();
     let registry = expand(&npm.registry, t.env)
         .trim_end_matches('/')
         .to_string();
     let tag = expand(&npm.tag, t.env);
-    if npm.dry_run {
+    let dir = t.workspace.join(PACK_DIR);
+    // Reading and unpacking the tarball, its digests, base64 and the JSON
+    // around it are work the size of the package: off the runtime.
+    let (npm_, registry_, tag_) = (npm.clone(), registry.clone(), tag.clone());
+    let package = tokio::task::spawn_blocking(move || {
+        let tarball = packed(&dir);
+        // Gone from the build directory, so a later provider (s3 of `.`)
+        // does not ship it.
+        let _ = std::fs::remove_dir_all(&dir);
+        Package::read(tarball?, &npm_, &registry_, &tag_)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let Package {
+        name,
+        version,
+        size,
+        document,
+    } = package;
+    let Some(document) = document else {
         p.say(&format!(
-            "Packed {name}@{version} ({} bytes); dry_run: nothing published",
-            tarball.len()
+            "Packed {name}@{version} ({size} bytes); dry_run: nothing published"
         ))
         .await;
         return Ok(());
-    }
+    };
     let token = npm
         .token
         .as_ref()
@@ -79,21 +74,20 @@ pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<()
         .or_else(|| secret_or_env("NPM_API_TOKEN", t.env, t.secrets))
         .or_else(|| secret_or_env("NPM_TOKEN", t.env, t.secrets))
         .ok_or("no npm token: set `api_token` (a `secure:` value is read from the repository secret API_TOKEN) or the secret NPM_API_TOKEN")?;
-    let document = document(&manifest, &name, &version, &tag, npm, &registry, &tarball);
     let url = format!("{registry}/{}", name.replace('/', "%2f"));
     let client = super::upload_client(TIMEOUT)?;
     let request = client
         .put(&url)
         .bearer_auth(&token)
         .header("npm-command", "publish")
-        .json(&document);
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(document);
     let response = super::send_unless_canceled(request, &registry, t.cancel).await?;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     if (200..300).contains(&status) {
         p.say(&format!(
-            "Published {name}@{version} to {registry} as {tag} ({} bytes)",
-            tarball.len()
+            "Published {name}@{version} to {registry} as {tag} ({size} bytes)"
         ))
         .await;
         return Ok(());
@@ -115,6 +109,41 @@ pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<()
     Err(format!(
         "{registry} refused {name}@{version} ({status}: {said}){hint}"
     ))
+}
+
+/// What was packed, and the publish document (serialized) unless `dry_run`.
+struct Package {
+    name: String,
+    version: String,
+    /// The tarball's bytes.
+    size: usize,
+    document: Option<Vec<u8>>,
+}
+
+impl Package {
+    fn read(tarball: Vec<u8>, npm: &Npm, registry: &str, tag: &str) -> Result<Package, String> {
+        let manifest = manifest(&tarball)?;
+        let field = |key: &str| {
+            manifest[key]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or(format!("the package.json has no {key}"))
+        };
+        let (name, version) = (field("name")?, field("version")?);
+        let document = if npm.dry_run {
+            None
+        } else {
+            let document = document(&manifest, &name, &version, tag, npm, registry, &tarball);
+            Some(serde_json::to_vec(&document).map_err(|e| e.to_string())?)
+        };
+        Ok(Package {
+            name,
+            version,
+            size: tarball.len(),
+            document,
+        })
+    }
 }
 
 /// The one tarball `npm pack` left.

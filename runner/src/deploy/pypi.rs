@@ -77,11 +77,17 @@ pub async fn deploy(pypi: &Pypi, t: &Target<'_>, p: &mut LogPipeline) -> Result<
     for dist in &dists {
         // One file in memory at a time, read again as it goes up.
         let (dir, filename) = (t.workspace.join("dist"), dist.filename.clone());
-        let bytes = tokio::task::spawn_blocking(move || read_file(&dir, &filename))
-            .await
-            .map_err(|e| e.to_string())??;
+        // Its SHA-256 too: work the size of the file, off the runtime.
+        let (bytes, digest) = tokio::task::spawn_blocking(move || {
+            read_file(&dir, &filename).map(|bytes| {
+                let digest = hex::encode(Sha256::digest(&bytes));
+                (bytes, digest)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         let size = bytes.len();
-        let (content_type, length, body) = form(dist, bytes);
+        let (content_type, length, body) = form(dist, bytes, &digest);
         let request = client
             .post(&server)
             .basic_auth(&user, Some(&password))
@@ -290,8 +296,9 @@ fn fields(metadata: &str) -> Vec<(String, String)> {
 }
 
 /// The `multipart/form-data` body twine sends, its content type and its
-/// length: the fields, the file's bytes (not copied) and the closing line.
-fn form(dist: &Dist, bytes: Vec<u8>) -> (String, u64, reqwest::Body) {
+/// length: the fields (`sha256` is the file's digest, in hex), the file's
+/// bytes (not copied) and the closing line.
+fn form(dist: &Dist, bytes: Vec<u8>, sha256: &str) -> (String, u64, reqwest::Body) {
     let boundary = format!("gantry-{:016x}", rand::random::<u64>());
     let mut head = Vec::with_capacity(4096);
     let mut field = |name: &str, value: &str| {
@@ -306,7 +313,7 @@ fn form(dist: &Dist, bytes: Vec<u8>) -> (String, u64, reqwest::Body) {
     field("protocol_version", "1");
     field("filetype", dist.filetype);
     field("pyversion", &dist.pyversion);
-    field("sha256_digest", &hex::encode(Sha256::digest(&bytes)));
+    field("sha256_digest", sha256);
     for (name, value) in &dist.fields {
         field(name, value);
     }
