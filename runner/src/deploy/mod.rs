@@ -464,43 +464,38 @@ pub(crate) async fn run(stage: &Stage<'_>, p: &mut LogPipeline) -> StageEnd {
             deploy.file.as_deref().unwrap_or("the pipeline file")
         ))
         .await;
-        // PyPI's distributions and npm's package are built by the job's own tools first.
-        let built = match &deploy.provider {
-            Provider::Pypi(pypi) => {
-                let command = pypi::build_command(pypi);
+        // What runs in the job's container: the `script` provider, and the
+        // build of PyPI's distributions or npm's package (by the job's own
+        // tools) before the runner uploads them.
+        let in_container = match &deploy.provider {
+            Provider::Script { script } => Some((script.clone(), "the script".to_string())),
+            Provider::Pypi(pypi) => Some((
+                pypi::build_command(pypi),
+                format!(
+                    "building the distributions (`setup.py {}`)",
+                    pypi.distributions
+                ),
+            )),
+            Provider::Npm(npm) => Some((
+                npm::pack_command(npm, stage.build_dir),
+                "packing the package (`npm pack`)".to_string(),
+            )),
+            _ => None,
+        };
+        let built = match in_container {
+            Some((command, what)) => {
                 let text = script::command_step(&command, stage.build_dir);
                 match stage.step("deploy.sh", &text, p).await {
                     Ok(0) => Ok(()),
-                    Ok(code) => Err(format!(
-                        "building the distributions (`setup.py {}`) exited with {code}",
-                        pypi.distributions
-                    )),
+                    Ok(code) => Err(format!("{what} exited with {code}")),
                     Err(end) => return end,
                 }
             }
-            Provider::Npm(npm) => {
-                let command = npm::pack_command(npm, stage.build_dir);
-                let text = script::command_step(&command, stage.build_dir);
-                match stage.step("deploy.sh", &text, p).await {
-                    Ok(0) => Ok(()),
-                    Ok(code) => Err(format!(
-                        "packing the package (`npm pack`) exited with {code}"
-                    )),
-                    Err(end) => return end,
-                }
-            }
-            _ => Ok(()),
+            None => Ok(()),
         };
         let result = match &deploy.provider {
             _ if built.is_err() => built,
-            Provider::Script { script: command } => {
-                let text = script::command_step(command, stage.build_dir);
-                match stage.step("deploy.sh", &text, p).await {
-                    Ok(0) => Ok(()),
-                    Ok(code) => Err(format!("the script exited with {code}")),
-                    Err(end) => return end,
-                }
-            }
+            Provider::Script { .. } => built,
             provider => {
                 let env = stage.environment().await;
                 if let Some(target) = target(provider, &env) {
