@@ -35,26 +35,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_MARKER: &str = "\u{FFFF} heroku-command-exit-status:";
 
 pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Result<(), String> {
-    let key = heroku
-        .api_key
-        .as_ref()
-        .and_then(|v| resolve(v, t.env, t.secrets))
-        .or_else(|| secret_or_env("HEROKU_API_KEY", t.env, t.secrets))
-        .ok_or("no Heroku API key: set `api_key` (a `secure:` value is read from the repository secret API_KEY) or the secret HEROKU_API_KEY")?;
-    let app = heroku
-        .app
-        .as_deref()
-        .map(|a| expand(a, t.env))
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| default_app(&t.repo.full_name));
-    // It goes into the API's paths.
-    if !app.starts_with(|c: char| c.is_ascii_alphanumeric())
-        || !app
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
-        return Err(format!("`app` must be a Heroku app's name, found `{app}`"));
-    }
+    let key = api_key(heroku, t.env, t.secrets)?;
+    let app = app_name(heroku, t.env, &t.repo.full_name)?;
     let api = Api {
         client: super::upload_client(REQUEST_TIMEOUT)?,
         base: expand(&heroku.api_url, t.env)
@@ -179,13 +161,44 @@ pub async fn deploy(heroku: &Heroku, t: &Target<'_>, p: &mut LogPipeline) -> Res
     Ok(())
 }
 
-/// dpl's default app: the repository's name.
-fn default_app(full_name: &str) -> String {
-    full_name
-        .rsplit('/')
-        .next()
-        .unwrap_or(full_name)
-        .to_string()
+/// The key: `api_key`, else the `HEROKU_API_KEY` secret or variable.
+fn api_key(
+    heroku: &Heroku,
+    env: &std::collections::BTreeMap<String, String>,
+    secrets: &[gantry_protocol::SecretVar],
+) -> Result<String, String> {
+    heroku
+        .api_key
+        .as_ref()
+        .and_then(|v| resolve(v, env, secrets))
+        .or_else(|| secret_or_env("HEROKU_API_KEY", env, secrets))
+        .ok_or_else(|| "no Heroku API key: set `api_key` (a `secure:` value is read from the repository secret API_KEY) or the secret HEROKU_API_KEY".to_string())
+}
+
+/// The app deployed to: `app` as the job's environment expands it, else
+/// (dpl's default) the repository's name. The deploy and its lock
+/// (`deploy::target`) both name it this way.
+pub fn app_name(
+    heroku: &Heroku,
+    env: &std::collections::BTreeMap<String, String>,
+    repo: &str,
+) -> Result<String, String> {
+    let app = heroku
+        .app
+        .as_deref()
+        .map(|a| expand(a, env))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(repo).to_string());
+    // It goes into the API's paths.
+    let name_like = app.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if name_like {
+        Ok(app)
+    } else {
+        Err(format!("`app` must be a Heroku app's name, found `{app}`"))
+    }
 }
 
 /// Heroku's Platform API with the key, for one app.
@@ -227,24 +240,22 @@ impl Api<'_> {
             .unwrap_or_else(|| text.lines().next().unwrap_or("").to_string())
             .replace(&self.key, "[key]");
         let message: String = message.chars().take(300).collect();
-        let hint = match (status, error["id"].as_str()) {
-            (401, _) => " check the API key (`api_key`, or the secret HEROKU_API_KEY)".to_string(),
-            (404, _) if path == format!("/apps/{}", self.app) => format!(
-                " is the app named {}? set `app:` (default: the repository's name)",
+        let hint = match status {
+            401 => "; check the API key (`api_key`, or the secret HEROKU_API_KEY)".to_string(),
+            404 if path == format!("/apps/{}", self.app) => format!(
+                "; is the app named {}? set `app:` (default: the repository's name)",
                 self.app
             ),
-            (403, _) => format!(" the key's account may not deploy to {}", self.app),
+            403 => format!("; the key's account may not deploy to {}", self.app),
             _ => String::new(),
         };
         let see = error["url"]
             .as_str()
             .map(|u| format!(" (see {u})"))
             .unwrap_or_default();
-        Err(
-            format!("Heroku refused {method} {path} ({status}: {message}){see};{hint}")
-                .trim_end_matches(';')
-                .to_string(),
-        )
+        Err(format!(
+            "Heroku refused {method} {path} ({status}: {message}){see}{hint}"
+        ))
     }
 }
 
@@ -338,12 +349,9 @@ async fn follow_output(
     p: &mut LogPipeline,
     cancel: &tokio_util::sync::CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(client) => client,
-        Err(_) => return,
+    // The client's deadline covers the whole stream: the build's limit.
+    let Ok(client) = super::upload_client(BUILD_LIMIT) else {
+        return;
     };
     let request = client.get(url).header(reqwest::header::ACCEPT, ACCEPT);
     let Ok(mut response) =
@@ -353,21 +361,20 @@ async fn follow_output(
             .await;
         return;
     };
-    let started = Instant::now();
     let mut lines = Lines::default();
     loop {
         let chunk = tokio::select! {
-            chunk = tokio::time::timeout(BUILD_LIMIT.saturating_sub(started.elapsed()), response.chunk()) => chunk,
+            chunk = response.chunk() => chunk,
             _ = cancel.cancelled() => return,
         };
         match chunk {
-            Ok(Ok(Some(bytes))) => {
+            Ok(Some(bytes)) => {
                 for line in lines.feed(&bytes) {
                     p.say(&line).await;
                 }
             }
-            Ok(Ok(None)) => break,
-            Ok(Err(_)) | Err(_) => {
+            Ok(None) => break,
+            Err(_) => {
                 p.say("(the build's output stream ended early; waiting for its end)")
                     .await;
                 break;
@@ -435,6 +442,8 @@ async fn attach(
     });
     let mut lines = Lines::default();
     let mut status = None;
+    // The server's greeting, before the dyno's output.
+    let mut greeting = true;
     let deadline = tokio::time::sleep(RUN_LIMIT);
     tokio::pin!(deadline);
     loop {
@@ -442,6 +451,9 @@ async fn attach(
             bytes = rx.recv() => match bytes {
                 Some(bytes) => {
                     for line in lines.feed(&bytes) {
+                        if std::mem::take(&mut greeting) && line.trim() == "rendezvous" {
+                            continue;
+                        }
                         if let Some(line) = show(line, &mut status) {
                             p.say(&line).await;
                         }
@@ -478,9 +490,9 @@ fn show(line: String, status: &mut Option<i64>) -> Option<String> {
     (!before.is_empty()).then(|| before.to_string())
 }
 
-/// The blocking side of [`attach`]: connects, sends the secret, skips the
-/// server's `rendezvous` greeting and hands every read to `out` (which
-/// says whether to go on) until the dyno closes the connection or `stop`.
+/// The blocking side of [`attach`]: connects, sends the secret and hands
+/// every read to `out` (which says whether to go on) until the dyno
+/// closes the connection or `stop`.
 fn rendezvous(
     host: &str,
     port: u16,
@@ -515,8 +527,6 @@ fn rendezvous(
         .set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
     let mut buffer = vec![0u8; 16 * 1024];
-    let mut greeted = false;
-    let mut head = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let n = match tls.read(&mut buffer) {
             Ok(0) => break,
@@ -533,28 +543,7 @@ fn rendezvous(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(format!("the dyno's connection failed: {e}")),
         };
-        let mut bytes = &buffer[..n];
-        if !greeted {
-            head.extend_from_slice(bytes);
-            let Some(end) = head.iter().position(|&b| b == b'\n') else {
-                continue;
-            };
-            greeted = true;
-            let first = String::from_utf8_lossy(&head[..end]).trim().to_string();
-            let rest = head.split_off(end + 1);
-            if first != "rendezvous" {
-                // No greeting: the first line is output.
-                let mut all = head.clone();
-                all.extend_from_slice(&rest);
-                if !out(&all) {
-                    break;
-                }
-                continue;
-            }
-            head = rest;
-            bytes = &head;
-        }
-        if !bytes.is_empty() && !out(bytes) {
+        if !out(&buffer[..n]) {
             break;
         }
     }
@@ -566,8 +555,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_app_is_the_repositorys_name() {
-        assert_eq!(default_app("acme/widget-api"), "widget-api");
+    fn the_app_is_the_option_or_the_repositorys_name_and_a_name_only() {
+        let env: std::collections::BTreeMap<String, String> =
+            [("STAGE".to_string(), "staging".to_string())].into();
+        let mut heroku = Heroku {
+            api_key: None,
+            app: None,
+            run: Vec::new(),
+            api_url: gantry_pipeline::HEROKU_API_URL.into(),
+        };
+        assert_eq!(
+            app_name(&heroku, &env, "acme/widget-api").unwrap(),
+            "widget-api"
+        );
+        heroku.app = Some("widget-$STAGE".into());
+        assert_eq!(
+            app_name(&heroku, &env, "acme/widget-api").unwrap(),
+            "widget-staging"
+        );
+        heroku.app = Some("../account".into());
+        let error = app_name(&heroku, &env, "acme/widget-api").unwrap_err();
+        assert_eq!(
+            error,
+            "`app` must be a Heroku app's name, found `../account`"
+        );
+    }
+
+    #[test]
+    fn the_key_is_the_option_else_heroku_api_key_else_a_clear_error() {
+        let heroku = Heroku {
+            api_key: Some(gantry_pipeline::Value::Secure {
+                secret: "api_key".into(),
+            }),
+            app: None,
+            run: Vec::new(),
+            api_url: gantry_pipeline::HEROKU_API_URL.into(),
+        };
+        let secret = |name: &str, value: &str| gantry_protocol::SecretVar {
+            name: name.into(),
+            value: value.into(),
+        };
+        let env = std::collections::BTreeMap::new();
+        let both = [
+            secret("API_KEY", "from-option"),
+            secret("HEROKU_API_KEY", "fallback"),
+        ];
+        assert_eq!(api_key(&heroku, &env, &both).unwrap(), "from-option");
+        assert_eq!(api_key(&heroku, &env, &both[1..]).unwrap(), "fallback");
+        let error = api_key(&heroku, &env, &[]).unwrap_err();
+        assert!(
+            error.starts_with("no Heroku API key: set `api_key`"),
+            "{error}"
+        );
     }
 
     #[test]

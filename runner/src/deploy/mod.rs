@@ -276,18 +276,10 @@ pub fn target(provider: &Provider, env: &BTreeMap<String, String>) -> Option<Str
                 .unwrap_or_else(|| x("$TRAVIS_TAG"))
         )),
         // One build at a time: Heroku would release whichever ended last.
-        Provider::Heroku(h) => Some(format!(
-            "heroku:{}",
-            h.app
-                .as_deref()
-                .map(x)
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| x("$TRAVIS_REPO_SLUG")
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string())
-        )),
+        // (A name that is no app's fails the deploy itself: no lock.)
+        Provider::Heroku(h) => heroku::app_name(h, env, &x("$TRAVIS_REPO_SLUG"))
+            .ok()
+            .map(|app| format!("heroku:{app}")),
         // One push at a time to a branch: a second would race the first.
         Provider::Pages(pages) => Some(format!(
             "pages:{}:{}",
