@@ -20,6 +20,7 @@ pub mod pages;
 pub mod pypi;
 pub mod releases;
 pub mod s3;
+pub mod tarball;
 pub mod values;
 
 use crate::job::{run_step, Interrupted, Runtime};

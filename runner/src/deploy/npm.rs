@@ -171,7 +171,7 @@ fn packed(dir: &Path) -> Result<Vec<u8>, String> {
 
 /// `package/package.json` of the tarball.
 fn manifest(tarball: &[u8]) -> Result<Value, String> {
-    let text = super::pypi::tar_gz_member(tarball, |path| path == "package/package.json")
+    let text = super::tarball::member(tarball, |path| path == "package/package.json")
         .ok_or("the package is not a tarball with a package/package.json")?;
     serde_json::from_str(&text).map_err(|e| format!("package.json is not JSON: {e}"))
 }

@@ -213,25 +213,9 @@ fn read_file(dir: &Path, filename: &str) -> Result<Vec<u8>, String> {
 
 /// `PKG-INFO` at the top folder of a `.tar.gz` sdist.
 fn sdist_metadata(bytes: &[u8]) -> Option<String> {
-    tar_gz_member(bytes, |path| {
+    super::tarball::member(bytes, |path| {
         path.trim_start_matches("./").matches('/').count() == 1 && path.ends_with("/PKG-INFO")
     })
-}
-
-/// The text of the first member of a `.tar.gz` whose path is `wanted`
-/// (an sdist's `PKG-INFO`, an npm package's `package.json`).
-pub(crate) fn tar_gz_member(bytes: &[u8], wanted: impl Fn(&str) -> bool) -> Option<String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    for entry in archive.entries().ok()? {
-        let mut entry = entry.ok()?;
-        let path = entry.path().ok()?.to_string_lossy().into_owned();
-        if wanted(&path) {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).ok()?;
-            return Some(text);
-        }
-    }
-    None
 }
 
 /// A wheel's `*.dist-info/METADATA`.
