@@ -48,6 +48,27 @@ fn expansion_keys_multiply_and_env_entries_are_one_job_each() {
     );
 }
 
+/// Travis takes `ruby` and `rbenv` for `rvm`, `gemfiles` for `gemfile` and
+/// `node` for `node_js` (travis-yml's schema); each expands as the key it
+/// stands for, without a warning.
+#[test]
+fn version_keys_under_their_other_names() {
+    let parsed = parse("language: ruby\nrbenv: [2.5.3, '3.2']\ngemfiles: [Gemfile, gemfiles/rails7]\nscript: rake\n");
+    assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
+    let p = plan("language: ruby\nrbenv: [2.5.3, '3.2']\ngemfiles: [Gemfile, gemfiles/rails7]\nscript: rake\n");
+    assert_eq!(p.jobs.len(), 4);
+    assert_eq!(p.jobs[0].name, "rvm: 2.5.3, gemfile: Gemfile");
+    assert_eq!(image(&p.jobs[0]), "ruby:2.5.3");
+    assert_eq!(image(&p.jobs[3]), "ruby:3.2");
+
+    let p = plan("language: node_js\nnode: ['18']\n");
+    assert_eq!(image(&p.jobs[0]), "node:18");
+    assert_eq!(
+        p.jobs[0].versions.get("node_js").map(String::as_str),
+        Some("18")
+    );
+}
+
 #[test]
 fn global_env_goes_to_every_job_before_its_own() {
     let p = plan("language: python\npython: '3.11'\nenv:\n  global: [A=1, 'B=\"two words\"']\n  jobs: [C=3, A=9]\nscript: pytest\n");

@@ -178,9 +178,13 @@ pub fn known_job_keys() -> Vec<&'static str> {
 /// Axes besides language versions that expand the matrix.
 const PLATFORM_AXES: &[&str] = &["os", "arch"];
 
+/// The other names Travis's schema (travis-yml) takes for a version key:
+/// `rbenv: 2.5.3` is `rvm: 2.5.3`, and so on.
 fn version_key_alias(key: &str) -> &str {
     match key {
-        "ruby" => "rvm",
+        "ruby" | "rbenv" => "rvm",
+        "gemfiles" => "gemfile",
+        "node" => "node_js",
         other => other,
     }
 }
