@@ -1751,7 +1751,8 @@ async fn npm_publishes_what_the_job_packs_and_npm_installs_it() {
 async fn heroku_builds_and_releases_the_commit_then_runs_its_commands() {
     use gantry_testkit::heroku::HerokuDouble;
     const KEY: &str = "hrku-0123456789abcdef-test-key";
-    let heroku = HerokuDouble::start(KEY, "deployer@acme.test", &["widget-api"]).await;
+    let heroku =
+        std::sync::Arc::new(HerokuDouble::start(KEY, "deployer@acme.test", &["widget-api"]).await);
     // The runner trusts the dyno's certificate as it would Heroku's.
     let roots = tempfile::tempdir().unwrap();
     let ca = roots.path().join("ca.pem");
@@ -1830,6 +1831,44 @@ async fn heroku_builds_and_releases_the_commit_then_runs_its_commands() {
     );
     assert_eq!(heroku.releases("widget-api").len(), 2);
 
+    // Canceled while a one-off dyno runs: the job ends at once, and the
+    // dyno with it (Heroku stops an attached dyno when its client goes).
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let watched = heroku.clone();
+    tokio::spawn(async move {
+        while watched.running("widget-api") == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        trigger.cancel();
+    });
+    let canceled = std::time::Instant::now();
+    let a = assignment(
+        &repo,
+        &sha,
+        &pipeline("widget-api", "\"echo waiting; sleep 30\""),
+        &secrets,
+    );
+    let (outcome, log) = run(&h, &a, cancel).await;
+    assert_eq!(outcome.outcome, JobOutcome::Canceled, "{log}");
+    assert!(
+        log.contains("Running `echo waiting; sleep 30` in a one-off dyno of widget-api"),
+        "{log}"
+    );
+    assert!(
+        canceled.elapsed() < std::time::Duration::from_secs(25),
+        "stopped in {:?}",
+        canceled.elapsed()
+    );
+    let stopped = std::time::Instant::now();
+    while heroku.running("widget-api") > 0 && stopped.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(heroku.running("widget-api"), 0, "the dyno still runs");
+    assert_eq!(heroku.stopped("widget-api").len(), 1);
+    assert!(heroku.stopped("widget-api")[0].starts_with("echo waiting; sleep 30"));
+    assert_eq!(heroku.releases("widget-api").len(), 3);
+
     // No buildpack knows the app: Heroku's build fails, and so does the job.
     let (bare, bare_sha) = repo_with(&[("README", "nothing to run\n")]);
     let (outcome, log) = run_pipeline(
@@ -1847,7 +1886,7 @@ async fn heroku_builds_and_releases_the_commit_then_runs_its_commands() {
     );
     let reason = outcome.reason.unwrap_or_default();
     assert!(reason.contains("failed: its output is above"), "{reason}");
-    assert_eq!(heroku.releases("widget-api").len(), 2);
+    assert_eq!(heroku.releases("widget-api").len(), 3);
 
     // A wrong key, then a wrong app: Heroku's words and what to check.
     let (outcome, log) = run_pipeline(
@@ -1875,5 +1914,5 @@ async fn heroku_builds_and_releases_the_commit_then_runs_its_commands() {
             && reason.contains("is the app named widget-ap?"),
         "{reason}"
     );
-    assert_eq!(heroku.releases("widget-api").len(), 2);
+    assert_eq!(heroku.releases("widget-api").len(), 3);
 }

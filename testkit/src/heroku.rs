@@ -8,7 +8,8 @@
 //! `succeeded` (a release of the app) or `failed`, and one-off dynos
 //! reached over the rendezvous protocol: TLS, the secret as the first
 //! line, `rendezvous` back, then the command's output. A dyno runs its
-//! command with `sh` in the app's released source.
+//! command with `sh` in the app's released source, and ends when its
+//! client disconnects, as Heroku's attached one-off dynos do.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -38,6 +39,10 @@ struct App {
     slug: Option<tempfile::TempDir>,
     restarts: u32,
     runs: Vec<String>,
+    /// How many one-off dynos are running now (attached, command not ended).
+    running: u32,
+    /// Commands whose dyno was stopped because its client went away.
+    stopped: Vec<String>,
 }
 
 struct Build {
@@ -156,6 +161,23 @@ impl HerokuDouble {
             .apps
             .get(app)
             .map(|a| a.runs.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many one-off dynos of `app` run a command now.
+    pub fn running(&self, app: &str) -> u32 {
+        let inner = self.shared.lock().expect("lock");
+        inner.apps.get(app).map_or(0, |a| a.running)
+    }
+
+    /// The commands of `app`'s dynos that were stopped because their
+    /// client disconnected before the command ended.
+    pub fn stopped(&self, app: &str) -> Vec<String> {
+        let inner = self.shared.lock().expect("lock");
+        inner
+            .apps
+            .get(app)
+            .map(|a| a.stopped.clone())
             .unwrap_or_default()
     }
 }
@@ -561,23 +583,54 @@ async fn serve_rendezvous(mut listener: crate::tls::TlsListener, shared: Shared)
                 .current_dir(&slug)
                 .stdout(std::process::Stdio::piped())
                 .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
                 .spawn();
             let Ok(mut child) = child else {
                 let _ = tls.shutdown().await;
                 return;
             };
+            let count = |change: i32| {
+                if let Some(state) = shared.lock().expect("lock").apps.get_mut(&app) {
+                    state.running = state.running.saturating_add_signed(change);
+                }
+            };
+            count(1);
+            let (mut client, mut to_client) = tokio::io::split(tls);
+            let mut gone = false;
             if let Some(mut out) = child.stdout.take() {
                 let mut buffer = vec![0u8; 8192];
-                while let Ok(n) = out.read(&mut buffer).await {
-                    // A dyno's output goes out with CRLF, as a terminal's.
-                    let text = String::from_utf8_lossy(&buffer[..n]).replace('\n', "\r\n");
-                    if n == 0 || tls.write_all(text.as_bytes()).await.is_err() {
-                        break;
+                let mut input = [0u8; 512];
+                loop {
+                    tokio::select! {
+                        read = out.read(&mut buffer) => {
+                            let Ok(n @ 1..) = read else { break };
+                            // A dyno's output goes out with CRLF, as a terminal's.
+                            let text = String::from_utf8_lossy(&buffer[..n]).replace('\n', "\r\n");
+                            if to_client.write_all(text.as_bytes()).await.is_err() {
+                                gone = true;
+                                break;
+                            }
+                        }
+                        // The client's input (ignored), or its going away.
+                        read = client.read(&mut input) => {
+                            if !matches!(read, Ok(1..)) {
+                                gone = true;
+                                break;
+                            }
+                        }
                     }
                 }
             }
-            let _ = child.wait().await;
-            let _ = tls.shutdown().await;
+            if gone {
+                let _ = child.kill().await;
+                if let Some(state) = shared.lock().expect("lock").apps.get_mut(&app) {
+                    state.stopped.push(command);
+                }
+            } else {
+                let _ = child.wait().await;
+                let _ = to_client.shutdown().await;
+            }
+            count(-1);
         });
     }
 }
