@@ -140,45 +140,34 @@ impl HerokuDouble {
         self.url.clone()
     }
 
-    pub fn releases(&self, app: &str) -> Vec<Release> {
+    /// What `read` makes of an app's state; the default for an unknown app.
+    fn app<T: Default>(&self, app: &str, read: impl FnOnce(&App) -> T) -> T {
         let inner = self.shared.lock().expect("lock");
-        inner
-            .apps
-            .get(app)
-            .map(|a| a.releases.clone())
-            .unwrap_or_default()
+        inner.apps.get(app).map(read).unwrap_or_default()
+    }
+
+    pub fn releases(&self, app: &str) -> Vec<Release> {
+        self.app(app, |a| a.releases.clone())
     }
 
     pub fn restarts(&self, app: &str) -> u32 {
-        let inner = self.shared.lock().expect("lock");
-        inner.apps.get(app).map_or(0, |a| a.restarts)
+        self.app(app, |a| a.restarts)
     }
 
     /// The commands one-off dynos of `app` were asked to run, as sent.
     pub fn runs(&self, app: &str) -> Vec<String> {
-        let inner = self.shared.lock().expect("lock");
-        inner
-            .apps
-            .get(app)
-            .map(|a| a.runs.clone())
-            .unwrap_or_default()
+        self.app(app, |a| a.runs.clone())
     }
 
     /// How many one-off dynos of `app` run a command now.
     pub fn running(&self, app: &str) -> u32 {
-        let inner = self.shared.lock().expect("lock");
-        inner.apps.get(app).map_or(0, |a| a.running)
+        self.app(app, |a| a.running)
     }
 
     /// The commands of `app`'s dynos that were stopped because their
     /// client disconnected before the command ended.
     pub fn stopped(&self, app: &str) -> Vec<String> {
-        let inner = self.shared.lock().expect("lock");
-        inner
-            .apps
-            .get(app)
-            .map(|a| a.stopped.clone())
-            .unwrap_or_default()
+        self.app(app, |a| a.stopped.clone())
     }
 }
 
