@@ -69,6 +69,35 @@ fn version_keys_under_their_other_names() {
     );
 }
 
+/// travis-build's `deploy.on` names runtimes `node` and `ruby` (and takes
+/// `node_js` and `rvm`): each deploys from the job of that version only.
+#[test]
+fn deploy_on_a_runtime_by_any_of_its_names() {
+    for (source, deploying) in [
+        ("language: node_js\nnode_js: ['8', '10']\ndeploy:\n  provider: script\n  script: ./release.sh\n  on:\n    node: '8'\n", "8"),
+        ("language: node_js\nnode_js: ['8', '10']\ndeploy:\n  provider: script\n  script: ./release.sh\n  on:\n    node_js: '10'\n", "10"),
+        ("language: ruby\nrvm: ['2.7', '3.2']\ndeploy:\n  provider: script\n  script: ./release.sh\n  on:\n    ruby: '3.2'\n", "3.2"),
+    ] {
+        let parsed = parse(source);
+        assert!(parsed.diagnostics.is_empty(), "{source}: {:#?}", parsed.diagnostics);
+        let p = plan(source);
+        let build = BuildContext::push("master");
+        let allowed: Vec<&str> = p
+            .jobs
+            .iter()
+            .filter(|j| j.deploy[0].on.check(&build, &j.versions).is_ok())
+            .flat_map(|j| j.versions.values().map(String::as_str))
+            .collect();
+        assert_eq!(allowed, [deploying], "{source}");
+        let refused = p
+            .jobs
+            .iter()
+            .find_map(|j| j.deploy[0].on.check(&build, &j.versions).err())
+            .unwrap_or_default();
+        assert!(refused.ends_with(&format!("not {deploying}")), "{refused}");
+    }
+}
+
 #[test]
 fn global_env_goes_to_every_job_before_its_own() {
     let p = plan("language: python\npython: '3.11'\nenv:\n  global: [A=1, 'B=\"two words\"']\n  jobs: [C=3, A=9]\nscript: pytest\n");

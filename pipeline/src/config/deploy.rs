@@ -996,15 +996,19 @@ fn deploy_on(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> DeployOn {
                     .map(|s| s.value)
                     .collect();
             }
-            other
-                if version_keys.contains(&other)
-                    || crate::catalog::all_version_keys().any(|k| k == other) =>
-            {
-                if let Some(v) = d.string(value, other) {
-                    on.versions.insert(other.to_string(), v.value);
+            // A runtime: `node: '8'` deploys from the job whose `node_js` is 8.
+            other => {
+                let key = super::job::version_key_alias(other);
+                if version_keys.contains(&key)
+                    || crate::catalog::all_version_keys().any(|k| k == key)
+                {
+                    if let Some(v) = d.string(value, other) {
+                        on.versions.insert(key.to_string(), v.value);
+                    }
+                } else {
+                    d.unknown_key(other, span, ON_KEYS, "`deploy.on`");
                 }
             }
-            other => d.unknown_key(other, span, ON_KEYS, "`deploy.on`"),
         }
     }
     on

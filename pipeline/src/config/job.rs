@@ -178,9 +178,10 @@ pub fn known_job_keys() -> Vec<&'static str> {
 /// Axes besides language versions that expand the matrix.
 const PLATFORM_AXES: &[&str] = &["os", "arch"];
 
-/// The other names Travis's schema (travis-yml) takes for a version key:
-/// `rbenv: 2.5.3` is `rvm: 2.5.3`, and so on.
-fn version_key_alias(key: &str) -> &str {
+/// The other names Travis takes for a version key (travis-yml's schema;
+/// travis-build's `deploy.on` runtimes `ruby` and `node`): `rbenv: 2.5.3`
+/// is `rvm: 2.5.3`, and so on.
+pub(crate) fn version_key_alias(key: &str) -> &str {
     match key {
         "ruby" | "rbenv" => "rvm",
         "gemfiles" => "gemfile",
