@@ -98,6 +98,24 @@ fn deploy_on_a_runtime_by_any_of_its_names() {
     }
 }
 
+/// travis-build reads `on: production` as `on: {branch: production}`.
+#[test]
+fn deploy_on_a_branch_name_alone() {
+    let source = "language: node_js\ndeploy:\n  provider: script\n  script: ./release.sh\n  on: production\n";
+    let parsed = parse(source);
+    assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
+    let job = &plan(source).jobs[0];
+    let on = &job.deploy[0].on;
+    assert_eq!(on.branches, ["production"]);
+    assert!(on
+        .check(&BuildContext::push("production"), &job.versions)
+        .is_ok());
+    assert_eq!(
+        on.check(&BuildContext::push("master"), &job.versions),
+        Err("branch master is not production".into())
+    );
+}
+
 #[test]
 fn global_env_goes_to_every_job_before_its_own() {
     let p = plan("language: python\npython: '3.11'\nenv:\n  global: [A=1, 'B=\"two words\"']\n  jobs: [C=3, A=9]\nscript: pytest\n");

@@ -975,6 +975,15 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
 
 fn deploy_on(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> DeployOn {
     let mut on = DeployOn::default();
+    // Travis's short form: `on: production` is `on: {branch: production}`.
+    if node.as_scalar().is_some() {
+        on.branches = d
+            .string(node, "deploy.on")
+            .map(|b| b.value)
+            .into_iter()
+            .collect();
+        return on;
+    }
     for (key, value, span) in d.entries(node, "deploy.on") {
         match key {
             "branch" | "branches" => {
