@@ -98,7 +98,8 @@ fn deploy_on_a_runtime_by_any_of_its_names() {
     }
 }
 
-/// travis-build reads `on: production` as `on: {branch: production}`.
+/// travis-build reads `on: production` as `on: {branch: production}`,
+/// and an empty `on:` as no condition.
 #[test]
 fn deploy_on_a_branch_name_alone() {
     let source = "language: node_js\ndeploy:\n  provider: script\n  script: ./release.sh\n  on: production\n";
@@ -114,6 +115,17 @@ fn deploy_on_a_branch_name_alone() {
         on.check(&BuildContext::push("master"), &job.versions),
         Err("branch master is not production".into())
     );
+
+    // An empty `on:` is no condition: the default branch deploys.
+    let source = "language: node_js\ndeploy:\n  provider: script\n  script: ./release.sh\n  on:\n";
+    let parsed = parse(source);
+    assert!(parsed.diagnostics.is_empty(), "{:#?}", parsed.diagnostics);
+    let job = &plan(source).jobs[0];
+    let on = &job.deploy[0].on;
+    assert!(on.branches.is_empty());
+    assert!(on
+        .check(&BuildContext::push("master"), &job.versions)
+        .is_ok());
 }
 
 #[test]

@@ -975,13 +975,12 @@ fn deploy(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> Option<Deploy>
 
 fn deploy_on(d: &mut Decoder, node: &Node, version_keys: &[&str]) -> DeployOn {
     let mut on = DeployOn::default();
-    // Travis's short form: `on: production` is `on: {branch: production}`.
-    if node.as_scalar().is_some() {
-        on.branches = d
-            .string(node, "deploy.on")
-            .map(|b| b.value)
-            .into_iter()
-            .collect();
+    // As travis-build reads it: `on: production` is `on: {branch:
+    // production}`, and an empty `on:` sets no condition.
+    if let Some(scalar) = node.as_scalar() {
+        if !scalar.is_null() {
+            on.branches = vec![scalar.text.clone()];
+        }
         return on;
     }
     for (key, value, span) in d.entries(node, "deploy.on") {
