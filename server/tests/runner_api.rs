@@ -758,7 +758,6 @@ async fn postgres_claims_alone_skip_the_wal_wait() {
                 .unwrap()
         }
     };
-    let claims = db.claim_pool.as_ref().expect("PostgreSQL has a claim pool");
-    assert_eq!(setting(claims).await, "off");
+    assert_eq!(setting(db.claims_pool()).await, "off");
     assert_eq!(setting(&db.pool).await, "on");
 }

@@ -68,8 +68,7 @@ impl Claimer {
 /// other's claim now counts, so the next look finds another repository's job.
 async fn claim_side_by_side(db: &Db, request: &ClaimRequest) -> Result<Option<Job>, sqlx::Error> {
     const LOOKS: usize = 4;
-    let pool = db.claim_pool.as_ref().unwrap_or(&db.pool);
-    let mut conn = pool.acquire().await?;
+    let mut conn = db.claims_pool().acquire().await?;
     for _ in 0..LOOKS {
         let claimed = jobs::claim_each(&mut conn, db.skip_locked(), std::slice::from_ref(request))
             .await?

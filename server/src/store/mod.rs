@@ -53,7 +53,7 @@ pub struct Db {
     pub backend: Backend,
     /// PostgreSQL: connections for job claims, whose commits do not wait
     /// for their WAL flush (see `queue::claimer`); opened on first use.
-    pub claim_pool: Option<AnyPool>,
+    claim_pool: Option<AnyPool>,
     /// SQLite: whose turn it is to write (see [`Db::begin`]).
     turns: Arc<WriteTurns>,
 }
@@ -212,6 +212,13 @@ impl Db {
             claim_pool,
             turns: Arc::default(),
         })
+    }
+
+    /// The connections side-by-side job claims run on: on PostgreSQL their
+    /// own, whose commits do not wait for the WAL flush (see
+    /// `queue::claimer`); elsewhere the one pool.
+    pub fn claims_pool(&self) -> &AnyPool {
+        self.claim_pool.as_ref().unwrap_or(&self.pool)
     }
 
     /// A fresh SQLite database in a temporary folder, for unit tests; the
