@@ -1648,8 +1648,8 @@ const PACKAGE_JSON: &str = r#"{
 
 /// parse-server's deploy: the job's npm runs `run_script` and packs the
 /// package, the runner publishes it under its tag with the token from a
-/// secret, and the real npm client installs it from the registry; the
-/// same version again is refused with what to do.
+/// secret, and the real npm client installs it from the registry; without
+/// the token, and for the same version again, the job fails saying what to do.
 #[tokio::test]
 async fn npm_publishes_what_the_job_packs_and_npm_installs_it() {
     const TOKEN: &str = "npm_gantryTestToken0123456789";
@@ -1667,6 +1667,13 @@ async fn npm_publishes_what_the_job_packs_and_npm_installs_it() {
         "image: {NODE_IMAGE}\nscript: true\ndeploy:\n  provider: npm\n  email: ci@acme.test\n  api_token:\n    secure: \"c2VjcmV0\"\n  registry: {}\n  tag: next\n  run_script: build\n",
         registry.url()
     );
+    // Without the secret the `secure:` token stands for, nothing is published.
+    let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &[]).await;
+    assert_eq!(outcome.outcome, JobOutcome::Failed, "{log}");
+    let reason = outcome.reason.unwrap_or_default();
+    assert!(reason.contains("no npm token: set `api_token`"), "{reason}");
+    assert!(registry.package("@acme/widget-lib").is_none());
+
     let secrets = [("API_TOKEN", TOKEN)];
     let (outcome, log) = run_pipeline(&h, &repo, &sha, &pipeline, &secrets).await;
     assert_eq!(outcome.outcome, JobOutcome::Passed, "{log}");

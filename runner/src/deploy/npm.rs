@@ -41,6 +41,11 @@ pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<()
         .trim_end_matches('/')
         .to_string();
     let tag = expand(&npm.tag, t.env);
+    // Before any work on the package: without a token there is nothing to do.
+    let token = match npm.dry_run {
+        true => None,
+        false => Some(token(npm, t)?),
+    };
     let dir = t.workspace.join(PACK_DIR);
     // Reading and unpacking the tarball, its digests, base64 and the JSON
     // around it are work the size of the package: off the runtime.
@@ -60,20 +65,13 @@ pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<()
         size,
         document,
     } = package;
-    let Some(document) = document else {
+    let (Some(document), Some(token)) = (document, token) else {
         p.say(&format!(
             "Packed {name}@{version} ({size} bytes); dry_run: nothing published"
         ))
         .await;
         return Ok(());
     };
-    let token = npm
-        .token
-        .as_ref()
-        .and_then(|v| resolve(v, t.env, t.secrets))
-        .or_else(|| secret_or_env("NPM_API_TOKEN", t.env, t.secrets))
-        .or_else(|| secret_or_env("NPM_TOKEN", t.env, t.secrets))
-        .ok_or("no npm token: set `api_token` (a `secure:` value is read from the repository secret API_TOKEN) or the secret NPM_API_TOKEN")?;
     let url = format!("{registry}/{}", name.replace('/', "%2f"));
     let client = super::upload_client(TIMEOUT)?;
     let request = client
@@ -109,6 +107,17 @@ pub async fn deploy(npm: &Npm, t: &Target<'_>, p: &mut LogPipeline) -> Result<()
     Err(format!(
         "{registry} refused {name}@{version} ({status}: {said}){hint}"
     ))
+}
+
+/// The token to publish with: `api_token`, else the secret (or variable)
+/// NPM_API_TOKEN or NPM_TOKEN.
+fn token(npm: &Npm, t: &Target<'_>) -> Result<String, String> {
+    npm.token
+        .as_ref()
+        .and_then(|v| resolve(v, t.env, t.secrets))
+        .or_else(|| secret_or_env("NPM_API_TOKEN", t.env, t.secrets))
+        .or_else(|| secret_or_env("NPM_TOKEN", t.env, t.secrets))
+        .ok_or_else(|| "no npm token: set `api_token` (a `secure:` value is read from the repository secret API_TOKEN) or the secret NPM_API_TOKEN".to_string())
 }
 
 /// What was packed, and the publish document (serialized) unless `dry_run`.
