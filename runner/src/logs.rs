@@ -262,12 +262,21 @@ impl LogPipeline {
     /// A line the runner writes about something outside its control (an AWS
     /// error, a registry's message): masked like the job's own output.
     pub async fn say(&mut self, text: &str) {
+        self.say_lines([text]).await;
+    }
+
+    /// Several such lines, sent as one chunk: output that arrives in
+    /// pieces of many lines (a Heroku build's) is not sent line by line.
+    pub async fn say_lines<S: AsRef<str>>(&mut self, lines: impl IntoIterator<Item = S>) {
         self.complete_partial();
-        let mut line = text.as_bytes().to_vec();
-        if !text.ends_with('\n') {
-            line.push(b'\n');
+        for text in lines {
+            let text = text.as_ref();
+            let mut line = text.as_bytes().to_vec();
+            if !text.ends_with('\n') {
+                line.push(b'\n');
+            }
+            self.masker.mask_into(&line, &mut self.pending);
         }
-        self.masker.mask_into(&line, &mut self.pending);
         self.flush().await;
     }
 
@@ -448,6 +457,22 @@ mod tests {
         p.push(b"ter22 ok\nnext").await;
         p.finish().await;
         assert_eq!(collect(&mut rx), "password is [secure] ok\nnext\n");
+    }
+
+    #[tokio::test]
+    async fn lines_said_together_are_masked_and_sent_as_one_chunk() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut p = LogPipeline::new(Masker::new(["hunter22"]), tx);
+        p.push(b"the job's unfinished line").await;
+        p.say_lines(["-----> Building", "key hunter22\n", "done"])
+            .await;
+        let said = rx.try_recv().expect("the lines said");
+        assert_eq!(
+            String::from_utf8_lossy(&said),
+            "the job's unfinished line\n-----> Building\nkey [secure]\ndone\n",
+            "the job's line is completed first"
+        );
+        assert!(rx.try_recv().is_err(), "one chunk for the lines said");
     }
 
     #[test]

@@ -316,11 +316,7 @@ async fn follow_output(
             _ = cancel.cancelled() => return,
         };
         match chunk {
-            Ok(Some(bytes)) => {
-                for line in lines.feed(&bytes) {
-                    p.say(&line).await;
-                }
-            }
+            Ok(Some(bytes)) => p.say_lines(lines.feed(&bytes)).await,
             Ok(None) => break,
             Err(_) => {
                 p.say("(the build's output stream ended early; waiting for its end)")
@@ -398,14 +394,14 @@ async fn attach(
         tokio::select! {
             bytes = rx.recv() => match bytes {
                 Some(bytes) => {
+                    let mut shown = Vec::new();
                     for line in lines.feed(&bytes) {
                         if std::mem::take(&mut greeting) && line.trim() == "rendezvous" {
                             continue;
                         }
-                        if let Some(line) = show(line, &mut status) {
-                            p.say(&line).await;
-                        }
+                        shown.extend(show(line, &mut status));
                     }
+                    p.say_lines(shown).await;
                 }
                 None => break,
             },
