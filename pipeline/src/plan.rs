@@ -252,9 +252,11 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
             })
             .collect();
     }
-    let has_matrix = !axes.is_empty() || !config.env.matrix.is_empty();
-    if !has_matrix && !config.include.is_empty() {
-        // Only included jobs: the root describes no job of its own.
+    if rows.len() == 1 && !config.include.is_empty() {
+        // A root that expands to one job (no matrix key, or each with one
+        // value) beside `jobs.include` describes no job of its own: its
+        // values reach the included jobs. travis-yml drops it as "probably
+        // an unnecessary duplicate" (`single_matrix_job_expanded?`).
         rows.clear();
     }
 

@@ -242,11 +242,30 @@ fn express_fourteen_versions_plus_an_allowed_nightly() {
 }
 
 #[test]
-fn mocha_root_job_plus_nine_includes_in_declared_stage_order() {
-    // The root sets `node_js` and an `env` list: one matrix job of its own (Travis's
-    // "extra job"), plus 9 includes; unnamed includes inherit the previous stage.
+fn mocha_nine_includes_in_declared_stage_order() {
+    // The root's `node_js` and one-entry `env` list expand to a single job,
+    // which travis-yml drops beside `jobs.include`: the 9 includes are the
+    // build, and each inherits the root's `env`. Unnamed includes inherit
+    // the previous stage.
     let p = plan("mochajs__mocha");
-    assert_eq!(p.jobs.len(), 10);
+    assert_eq!(p.jobs.len(), 9);
+    let coverage = p
+        .jobs
+        .iter()
+        .find(|j| j.name == "Latest Node.js (with coverage)")
+        .expect("the first include");
+    assert_eq!(
+        coverage.image,
+        gantry_pipeline::ImageSpec::Name("node:14".into())
+    );
+    assert!(
+        coverage
+            .env
+            .iter()
+            .any(|v| v.name == "NODE_OPTIONS" && v.value == "--trace-warnings"),
+        "{:?}",
+        coverage.env
+    );
     assert_eq!(p.stages, ["smoke", "precache", "lint", "test"]);
     let smoke: Vec<&str> = p.jobs_in_stage("smoke").map(|j| j.name.as_str()).collect();
     assert_eq!(smoke, ["Latest Node.js", "Node.js v12", "Node.js v10"]);
@@ -260,7 +279,7 @@ fn mocha_root_job_plus_nine_includes_in_declared_stage_order() {
         v10.env.is_empty(),
         "`env: null` in the anchor clears the inherited env"
     );
-    assert_eq!(p.jobs_in_stage("test").count(), 5);
+    assert_eq!(p.jobs_in_stage("test").count(), 4);
 }
 
 #[test]

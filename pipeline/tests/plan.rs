@@ -157,17 +157,58 @@ fn includes_inherit_root_keys_and_the_first_value_of_each_matrix_key() {
     assert_eq!(last.env_map().get("MODE").map(String::as_str), Some("c"));
 }
 
+/// travis-yml's `single_matrix_job_expanded?`: a root that expands to one
+/// job beside `jobs.include` is dropped as a duplicate, its values going to
+/// the includes (Travis since build stages, travis-ci#4681; the docs'
+/// "Explicitly included jobs with only one element in the build matrix",
+/// docs-travis-ci-com#2655: `- {}` keeps such a job).
 #[test]
-fn a_root_without_matrix_keys_adds_no_job_beside_includes() {
+fn a_root_of_one_job_adds_no_job_beside_includes() {
     let p = plan("language: go\nscript: go test ./...\njobs:\n  include:\n    - go: '1.21'\n    - go: '1.22'\n");
     assert_eq!(names(&p), ["go: 1.21", "go: 1.22"]);
-    // But a single matrix value at the root is a job of its own (Travis's "extra job").
+    // A single matrix value, or a one-entry `env` list, is no job of its own either.
     let p = plan(
         "language: go\ngo: '1.20'\nscript: go test ./...\njobs:\n  include:\n    - go: '1.22'\n",
     );
-    assert_eq!(p.jobs.len(), 2);
+    assert_eq!(names(&p), ["go: 1.22"]);
+    let p = plan("language: python\npython: ['3.8']\nenv: [EXTRA=no]\nscript: pytest\njobs:\n  include:\n    - name: one\n    - name: two\n      env: EXTRA=yes\n");
+    assert_eq!(names(&p), ["one", "two"]);
+    assert_eq!(image(&p.jobs[0]), "python:3.8");
+    assert_eq!(
+        p.jobs[0].env_map().get("EXTRA").map(String::as_str),
+        Some("no")
+    );
+    // An empty include is the way to keep it; a null one adds nothing, with a warning.
+    let src = "language: python\npython: ['3.8']\nscript: pytest\njobs:\n  include:\n    -\n    - {}\n    - env: EXTRA_TESTS=true\n";
+    let warned = parse(src).diagnostics;
+    assert!(
+        warned.len() == 1
+            && warned[0].line == 6
+            && warned[0]
+                .message
+                .contains("write `- {}` for a job with the root's keys alone"),
+        "{warned:#?}"
+    );
+    let p = plan(src);
+    assert_eq!(p.jobs.len(), 2, "{:?}", names(&p));
+    assert!(p.jobs[0].env.is_empty());
+    assert_eq!(
+        p.jobs[1].env_map().get("EXTRA_TESTS").map(String::as_str),
+        Some("true")
+    );
+    // Two or more values expand as usual, the includes after them.
+    let p = plan(
+        "language: go\ngo: ['1.20', '1.21']\nscript: go test\njobs:\n  include:\n    - go: '1.22'\n",
+    );
+    assert_eq!(p.jobs.len(), 3);
     // And no matrix and no includes is one job.
     assert_eq!(plan("language: go\nscript: go test\n").jobs.len(), 1);
+    assert_eq!(
+        plan("language: go\ngo: '1.20'\nscript: go test\n")
+            .jobs
+            .len(),
+        1
+    );
 }
 
 #[test]

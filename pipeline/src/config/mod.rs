@@ -173,13 +173,28 @@ fn rules(d: &mut Decoder, node: &Node, key: &str) -> Vec<JobRule> {
         .collect()
 }
 
+/// `jobs.include`'s entries. An empty one (`-` alone) is no job: Travis
+/// reads only maps there, and its docs once showed `-` where `- {}` (a job
+/// of the root's keys alone) was meant (docs-travis-ci-com#2655).
+fn included<'n>(d: &mut Decoder, items: impl Iterator<Item = &'n Node>) -> Vec<JobConfig> {
+    let mut jobs = Vec::new();
+    for item in items {
+        if item.is_null() {
+            d.diags.warning(
+                item.span,
+                "an empty `jobs.include` entry adds no job; write `- {}` for a job with the root's keys alone",
+            );
+        } else {
+            jobs.push(job::decode_job(d, item, Level::Include, "a job"));
+        }
+    }
+    jobs
+}
+
 fn jobs(d: &mut Decoder, node: &Node, config: &mut Config) {
     // `jobs: [...]` is a list of included jobs.
     if let NodeKind::Seq(items) = &node.kind {
-        config.include = items
-            .iter()
-            .map(|i| job::decode_job(d, i, Level::Include, "a job"))
-            .collect();
+        config.include = included(d, items.iter());
         return;
     }
     for (key, value, span) in d.entries(node, "jobs") {
@@ -193,10 +208,7 @@ fn jobs(d: &mut Decoder, node: &Node, config: &mut Config) {
                         continue;
                     }
                 };
-                config.include = items
-                    .into_iter()
-                    .map(|i| job::decode_job(d, i, Level::Include, "a job"))
-                    .collect();
+                config.include = included(d, items.into_iter());
             }
             "exclude" => config.exclude = rules(d, value, "exclude"),
             "allow_failures" | "allowed_failures" => {
