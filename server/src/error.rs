@@ -58,12 +58,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let message = match &self {
             ApiError::Internal(cause) => {
-                let mut chain = cause.to_string();
-                let mut source = cause.source();
-                while let Some(s) = source {
-                    chain.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
+                let chain = chain(cause.as_ref());
                 tracing::error!(error = %chain, "request failed");
                 "internal error; see the server log".to_string()
             }
@@ -74,3 +69,56 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error and its causes, `outer: inner: …`: the innermost usually says
+/// what to do ("Connection refused"). A cause whose words are already
+/// there (clients often repeat their source in their own message) is not
+/// said twice.
+pub fn chain(e: &(dyn std::error::Error + '_)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn causes_follow_the_error_once_each() {
+        let refused = Wrapped("Connection refused (os error 111)", None);
+        let connect = Wrapped("tcp connect error", Some(Box::new(refused)));
+        let client = Wrapped("client error (Connect)", Some(Box::new(connect)));
+        let service = Wrapped(
+            "Service Error: client error (Connect)",
+            Some(Box::new(client)),
+        );
+        assert_eq!(
+            chain(&service),
+            "Service Error: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+    }
+}

@@ -139,7 +139,10 @@ fn split(repo: &str) -> Result<(&str, &str), ForgeError> {
         .ok_or_else(|| ForgeError::Permanent(format!("`{repo}` is not an owner/name repository")))
 }
 
-fn classify(e: octocrab::Error) -> Result<(), ForgeError> {
+/// What an error from GitHub means for the caller: `Ok` for "not found"
+/// (the caller knows what that means), else a permanent or a transient
+/// error in words an admin can act on.
+fn classify(e: octocrab::Error, api_url: &str) -> Result<(), ForgeError> {
     match e {
         octocrab::Error::GitHub { source, .. } => {
             let status = source.status_code.as_u16();
@@ -159,7 +162,12 @@ fn classify(e: octocrab::Error) -> Result<(), ForgeError> {
                 ))),
             }
         }
-        other => Err(ForgeError::Transient(other.to_string())),
+        // No answer at all: where Gantry looked, and the innermost cause
+        // ("Connection refused", a DNS failure, a certificate).
+        other => Err(ForgeError::Transient(format!(
+            "no answer from GitHub's API at {api_url} ({}); check the network, a proxy (HTTPS_PROXY), or GANTRY_GITHUB_API_URL",
+            crate::error::chain(&other)
+        ))),
     }
 }
 
@@ -177,6 +185,8 @@ pub enum Credentials<'a> {
 pub struct GitHub {
     /// With a token (or none); for an App, the client that signs as the App.
     client: Arc<octocrab::Octocrab>,
+    /// Where the API is, as configured: said when it does not answer.
+    api_url: String,
     token: Option<String>,
     app: bool,
     answer_within: Duration,
@@ -244,6 +254,7 @@ impl GitHub {
             .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
         Ok(GitHub {
             client: Arc::new(client),
+            api_url: api_url.to_string(),
             token,
             app,
             answer_within: limits.answer_within,
@@ -289,7 +300,7 @@ impl GitHub {
             .get_repository_installation(owner, name)
             .await
             .map_err(|e| {
-                classify(e).err().unwrap_or_else(|| {
+                classify(e, &self.api_url).err().unwrap_or_else(|| {
                     ForgeError::Permanent(format!(
                         "the GitHub App is not installed on {owner}/{name}: install it on the repository or its owner"
                     ))
@@ -330,7 +341,7 @@ impl GitHub {
                     ))
                 })
             }
-            Err(e) => classify(e).map(|()| None),
+            Err(e) => classify(e, &self.api_url).map(|()| None),
         }
     }
 }
@@ -359,7 +370,7 @@ impl Forge for GitHub {
             match answer {
                 // A repository GitHub does not call public is taken as private.
                 Ok(repository) => Ok(Some(repository["private"].as_bool() != Some(false))),
-                Err(e) => classify(e).map(|()| None),
+                Err(e) => classify(e, &self.api_url).map(|()| None),
             }
         })
     }
@@ -408,7 +419,7 @@ impl Forge for GitHub {
             match builder.send().await {
                 Ok(_) => Ok(()),
                 // Not found here means the token cannot reach the repository: permanent.
-                Err(e) => Err(classify(e).err().unwrap_or_else(|| {
+                Err(e) => Err(classify(e, &self.api_url).err().unwrap_or_else(|| {
                     ForgeError::Permanent(
                         "GitHub answered 404/422: the token cannot set statuses on this repository"
                             .into(),
@@ -433,7 +444,7 @@ impl Forge for GitHub {
                 .await
             {
                 Ok(commit) => Ok(Some(commit.sha)),
-                Err(e) => classify(e).map(|()| None),
+                Err(e) => classify(e, &self.api_url).map(|()| None),
             }
         })
     }
@@ -535,6 +546,25 @@ mod tests {
             matches!(found, Err(ForgeError::Transient(_))),
             "a silent GitHub is retried later: {found:?}"
         );
+    }
+
+    /// Nothing listens where GANTRY_GITHUB_API_URL points: the error names
+    /// the URL, the innermost cause and what to check.
+    #[tokio::test]
+    async fn a_github_that_cannot_be_reached_is_named_with_the_cause() {
+        let (github, listener) = github_on_a_socket(1_000, 5_000).await;
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        drop(listener);
+        let found = github.pipeline_file("octo/hello", "abc123").await;
+        let Err(ForgeError::Transient(why)) = found else {
+            panic!("an unreachable GitHub is retried later: {found:?}");
+        };
+        assert!(
+            why.starts_with(&format!("no answer from GitHub's API at {url} (")),
+            "{why}"
+        );
+        assert!(why.contains("Connection refused"), "{why}");
+        assert!(why.ends_with("or GANTRY_GITHUB_API_URL"), "{why}");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 use super::send::Outcome;
 use super::text;
 use crate::config::EmailSettings;
+use crate::error::chain;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::AsyncSmtpTransport;
@@ -99,17 +100,6 @@ impl Mailer {
 /// An SMTP reply code as a number (`250`).
 fn code(code: &lettre::transport::smtp::response::Code) -> u16 {
     code.to_string().parse().unwrap_or(0)
-}
-
-/// The error and its causes, without the URL's password.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// `text` with the URL's password (if any) replaced.

@@ -467,14 +467,7 @@ fn answered(sent: reqwest::Result<reqwest::Response>, hide: impl Fn(String) -> S
             let what = if e.is_timeout() {
                 format!("no answer within {} s", TIMEOUT.as_secs())
             } else {
-                let e = e.without_url();
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    text.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                text
+                crate::error::chain(&e.without_url())
             };
             Outcome::Retry(None, hide(what))
         }
