@@ -19,6 +19,10 @@ pub struct Language {
     pub default_script: &'static [&'static str],
 }
 
+/// Travis's Python jobs have no default script: without one, the job fails
+/// (travis-build's `python.rb`: "Please override the script: key"), rather
+/// than passing with no test run.
+pub const PYTHON_SCRIPT: &str = "echo 'Python jobs have no default script: set `script:` in the pipeline file (for example `script: pytest`), or `script: skip`' >&2; false";
 const NODE_INSTALL: &str = "if [ -f yarn.lock ]; then yarn install --frozen-lockfile; elif [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci; else npm install; fi";
 const NODE_SCRIPT: &str = "if [ -f yarn.lock ]; then yarn test; else npm test; fi";
 const JVM_INSTALL: &str = "if [ -f gradlew ]; then ./gradlew assemble; elif [ -f build.gradle ]; then gradle assemble; elif [ -f mvnw ]; then ./mvnw install -DskipTests=true -Dmaven.javadoc.skip=true -B -V; elif [ -f pom.xml ]; then mvn install -DskipTests=true -Dmaven.javadoc.skip=true -B -V; fi";
@@ -27,7 +31,7 @@ const JVM_SCRIPT: &str = "if [ -f gradlew ]; then ./gradlew check; elif [ -f bui
 /// Every language Gantry maps, with Travis's documented defaults.
 pub const LANGUAGES: &[Language] = &[
     Language { name: "node_js", version_keys: &["node_js"], default_version: "lts", default_install: &[NODE_INSTALL], default_script: &[NODE_SCRIPT] },
-    Language { name: "python", version_keys: &["python"], default_version: "3", default_install: &["if [ -f requirements.txt ]; then pip install -r requirements.txt; fi"], default_script: &[] },
+    Language { name: "python", version_keys: &["python"], default_version: "3", default_install: &["if [ -f requirements.txt ]; then pip install -r requirements.txt; fi"], default_script: &[PYTHON_SCRIPT] },
     Language { name: "ruby", version_keys: &["rvm", "gemfile", "jdk"], default_version: "3", default_install: &["if [ -f Gemfile ]; then bundle install --jobs=3 --retry=3; fi"], default_script: &["if [ -f Gemfile ]; then bundle exec rake; else rake; fi"] },
     Language { name: "go", version_keys: &["go"], default_version: "latest", default_install: &["if [ -f go.mod ]; then go mod download; else go get -t -v ./...; fi"], default_script: &["if [ -f Makefile ]; then make; else go test -v ./...; fi"] },
     Language { name: "rust", version_keys: &["rust"], default_version: "stable", default_install: &["cargo build --verbose"], default_script: &["cargo build --verbose", "cargo test --verbose"] },

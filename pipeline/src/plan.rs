@@ -564,6 +564,14 @@ fn finish(
             (Phase::Script, lang.default_script),
         ] {
             if !phases.contains_key(&phase) && !defaults.is_empty() {
+                if defaults == [catalog::PYTHON_SCRIPT] {
+                    diags
+                        .warning(
+                            cfg.span,
+                            format!("job `{name}` has no `script`; it fails, as Travis's Python jobs do"),
+                        )
+                        .hint("add `script:` with the commands that test your project (`script: pytest`), or `script: skip`");
+                }
                 phases.insert(phase, defaults.iter().map(|s| s.to_string()).collect());
             }
         }
@@ -604,7 +612,9 @@ fn finish(
         before_install.splice(0..0, setup);
     }
     phases.retain(|_, commands| !commands.is_empty());
-    if !phases.contains_key(&Phase::Script) {
+    // No script at all, and none asked for: `script: skip` (a deploy-only
+    // job, as Travis's docs write them) is said on purpose.
+    if !phases.contains_key(&Phase::Script) && !cfg.phases.contains_key(&Phase::Script) {
         diags
             .warning(
                 cfg.span,

@@ -346,6 +346,37 @@ fn language_defaults_fill_missing_phases_and_skip_switches_them_off() {
     assert_eq!(p.jobs[0].commands(Phase::Script), ["true"]);
 }
 
+/// travis-build's Python has no default script and fails the job without
+/// one ("Please override the script: key"); `script: skip` is the way to run none.
+#[test]
+fn a_python_job_without_script_fails_as_on_travis() {
+    let src = "language: python\npython: '3.12'\n";
+    let warned = plan(src).diagnostics;
+    assert!(
+        warned.iter().any(|d| d
+            .message
+            .contains("has no `script`; it fails, as Travis's Python jobs do")),
+        "{warned:#?}"
+    );
+    let script = plan(src).jobs[0].commands(Phase::Script).to_vec();
+    assert_eq!(script.len(), 1);
+    // The job's shell runs it: it says what to do, and fails.
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script[0])
+        .output()
+        .expect("sh");
+    assert_eq!(ran.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&ran.stderr).contains("set `script:` in the pipeline file"),
+        "{ran:?}"
+    );
+    // `script: skip` runs none, and says nothing.
+    let p = plan("language: python\nscript: skip\n");
+    assert!(p.jobs[0].commands(Phase::Script).is_empty());
+    assert!(p.diagnostics.is_empty(), "{:#?}", p.diagnostics);
+}
+
 #[test]
 fn image_build_replaces_the_language_image() {
     let p = plan("language: generic\nimage:\n  build:\n    dockerfile: Dockerfile.dev\n    context: ./client\n    args: {NODE_ENV: test}\nscript: npm test\n");
