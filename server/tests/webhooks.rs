@@ -494,17 +494,30 @@ async fn no_pipeline_file_skip_markers_and_branch_filters(engine: Engine) {
     assert_eq!(build["reason"], "the commit message says [skip ci]");
 }
 
-async fn github_outages_are_retried_not_fatal(engine: Engine) {
-    let server = TestServer::start(engine).await;
+/// Pushes `PIPELINE` as delivery `id` while GitHub answers its next
+/// `times` requests with `status`; returns the repository (keep it: the
+/// GitHub double serves the commit from it).
+async fn push_while_github_fails(
+    server: &TestServer,
+    id: &str,
+    times: u32,
+    status: u16,
+) -> gantry_testkit::git::Repo {
     let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
-    server.github.fail_next(1, 502);
+    server.github.fail_next(times, status);
     server
         .webhook(
             "push",
-            "outage",
+            id,
             &push_payload(&repo.path.display().to_string(), &sha, "x"),
         )
         .await;
+    repo
+}
+
+async fn github_outages_are_retried_not_fatal(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let _repo = push_while_github_fails(&server, "outage", 1, 502).await;
     let build = server
         .wait_build(PUSH_REPO, |b| b["state"] == "queued")
         .await;
@@ -515,21 +528,77 @@ async fn github_outages_are_retried_not_fatal(engine: Engine) {
     );
 }
 
+/// The journal through the API: a push waiting on GitHub says why and when
+/// it is tried next; once planned, what came of it. Admin only.
+async fn the_journal_says_why_a_delivery_waits_and_what_came_of_it(engine: Engine) {
+    let server = TestServer::start(engine).await;
+    let _repo = push_while_github_fails(&server, "waits", 1_000, 503).await;
+    server
+        .delivery_outcome("waits", "processed_at IS NULL")
+        .await;
+
+    let (status, listed) = server.admin_get("/api/deliveries?state=waiting").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let waiting = &listed[0];
+    assert_eq!(waiting["id"], "waits");
+    assert_eq!(waiting["event"], "push");
+    assert_eq!(waiting["repo"], PUSH_REPO);
+    assert_eq!(waiting["state"], "waiting");
+    assert_eq!(waiting["attempts"], 1);
+    assert!(
+        waiting["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("503"),
+        "{waiting}"
+    );
+    let next = humantime::parse_rfc3339(waiting["next_attempt_at"].as_str().expect("when"))
+        .expect("RFC 3339");
+    let received =
+        humantime::parse_rfc3339(waiting["received_at"].as_str().expect("when")).expect("RFC 3339");
+    assert!(next > received, "{waiting}");
+    assert_eq!(waiting["processed_at"], Value::Null);
+    let (_, done) = server.admin_get("/api/deliveries?state=done").await;
+    assert_eq!(done, serde_json::json!([]));
+
+    // GitHub is back and the next attempt is due: the build is created.
+    server.github.recover();
+    sqlx::query("UPDATE deliveries SET lease_until = 0 WHERE id = 'waits'")
+        .execute(&server.app.db.pool)
+        .await
+        .unwrap();
+    server.app.planner_wake.notify_one();
+    server
+        .wait_build(PUSH_REPO, |b| b["state"] == "queued")
+        .await;
+    let (_, listed) = server.admin_get("/api/deliveries").await;
+    let done = &listed[0];
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["outcome"], "build created");
+    assert_eq!(done["attempts"], 2);
+    assert!(done["processed_at"].is_string(), "{done}");
+    assert_eq!(done["next_attempt_at"], Value::Null);
+
+    let (status, body) = server.get("/api/deliveries").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = server.admin_get("/api/deliveries?state=lost").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("states are pending, waiting, done"),
+        "{body}"
+    );
+}
+
 /// A GitHub that stays down errors the build after the last attempt (about
 /// 50 minutes of them; here the attempts before are counted in the
 /// database), saying how long it tried and what to do: nothing says it
 /// will try again when it will not.
 async fn a_github_down_for_good_errors_the_build_saying_what_to_do(engine: Engine) {
     let server = TestServer::start(engine).await;
-    let (repo, sha) = server.repo(PUSH_REPO, &[(".travis.yml", PIPELINE)], "x");
-    server.github.fail_next(1_000, 503);
-    server
-        .webhook(
-            "push",
-            "down",
-            &push_payload(&repo.path.display().to_string(), &sha, "x"),
-        )
-        .await;
+    let _repo = push_while_github_fails(&server, "down", 1_000, 503).await;
     // The first attempt failed, and the delivery waits for the next.
     let waiting = server
         .delivery_outcome("down", "lease_until IS NOT NULL AND processed_at IS NULL")
@@ -849,6 +918,7 @@ on_both_databases!(
     a_pipeline_with_errors_errors_the_build_with_its_diagnostics,
     no_pipeline_file_skip_markers_and_branch_filters,
     github_outages_are_retried_not_fatal,
+    the_journal_says_why_a_delivery_waits_and_what_came_of_it,
     a_github_down_for_good_errors_the_build_saying_what_to_do,
     a_burst_of_pushes_becomes_one_build_each,
 );

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod builds;
 pub mod caches;
 pub mod crons;
+pub mod deliveries;
 pub mod notifications;
 pub mod pages;
 pub mod permission;
@@ -15,7 +16,7 @@ pub mod trigger;
 pub mod views;
 
 use crate::metrics::Metrics;
-use crate::store::{builds as build_store, deliveries, jobs};
+use crate::store::{builds as build_store, deliveries as delivery_store, jobs};
 use crate::{intake, App};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -114,6 +115,7 @@ pub fn router(app: App) -> Router {
             axum::routing::put(secrets::put).delete(secrets::delete),
         )
         .route("/api/runners", get(runner::list))
+        .route("/api/deliveries", get(deliveries::list))
         .route("/api/builds/{id}", get(builds::get_build))
         .route(
             "/api/builds/{id}/notifications",
@@ -179,7 +181,7 @@ async fn metrics(
         .find(|(s, _)| s == "queued")
         .map_or(0, |(_, n)| *n);
     let _ = writeln!(out, "# HELP gantry_queue_length Jobs waiting for a runner.\n# TYPE gantry_queue_length gauge\ngantry_queue_length {queued}");
-    let pending = deliveries::pending_count(&app.db).await?;
+    let pending = delivery_store::pending_count(&app.db).await?;
     let _ = writeln!(out, "# HELP gantry_deliveries_pending Webhook deliveries stored but not yet planned.\n# TYPE gantry_deliveries_pending gauge\ngantry_deliveries_pending {pending}");
     let _ = writeln!(out, "# HELP gantry_webhooks_total Webhook deliveries by result.\n# TYPE gantry_webhooks_total counter");
     for (result, counter) in [

@@ -209,6 +209,130 @@ pub async fn retry_later(
     Ok(())
 }
 
+/// Where a delivery is in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Stored and acknowledged; not planned yet (or being planned now).
+    Pending,
+    /// An attempt to plan it failed (GitHub unavailable); the next is due
+    /// when its lease ends, and `outcome` says why.
+    Waiting,
+    /// Planned: `outcome` says what came of it (a build, or why none).
+    Done,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 3] = [
+        DeliveryState::Pending,
+        DeliveryState::Waiting,
+        DeliveryState::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Waiting => "waiting",
+            DeliveryState::Done => "done",
+        }
+    }
+
+    /// The rows in this state.
+    fn condition(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "processed_at IS NULL AND outcome IS NULL",
+            DeliveryState::Waiting => "processed_at IS NULL AND outcome IS NOT NULL",
+            DeliveryState::Done => "processed_at IS NOT NULL",
+        }
+    }
+}
+
+/// A delivery as operators see it: what came of it, or why it waits.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub id: String,
+    pub event: String,
+    /// `owner/name` from the payload, when it names one.
+    pub repo: Option<String>,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub outcome: Option<String>,
+    pub received_at_ms: i64,
+    pub processed_at_ms: Option<i64>,
+    /// Waiting: when the next attempt is due.
+    pub next_attempt_ms: Option<i64>,
+}
+
+/// The newest `limit` deliveries (in `state`, when given), newest first.
+pub async fn recent(
+    db: &Db,
+    state: Option<DeliveryState>,
+    limit: i64,
+) -> Result<Vec<JournalEntry>, sqlx::Error> {
+    let sql = format!(
+        "SELECT id, event, payload, body, received_at, processed_at, lease_until, attempts, outcome
+         FROM deliveries WHERE {} ORDER BY received_at DESC, id DESC LIMIT $1",
+        state.map_or("1 = 1", DeliveryState::condition)
+    );
+    let rows = sqlx::query(&sql).bind(limit).fetch_all(&db.pool).await?;
+    let mut stored = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let processed_at: Option<i64> = r.try_get("processed_at")?;
+        let outcome: Option<String> = r.try_get("outcome")?;
+        let state = match (processed_at, &outcome) {
+            (Some(_), _) => DeliveryState::Done,
+            (None, Some(_)) => DeliveryState::Waiting,
+            (None, None) => DeliveryState::Pending,
+        };
+        let entry = JournalEntry {
+            id: r.try_get("id")?,
+            event: r.try_get("event")?,
+            repo: None,
+            state,
+            attempts: r.try_get("attempts")?,
+            outcome,
+            received_at_ms: r.try_get("received_at")?,
+            processed_at_ms: processed_at,
+            next_attempt_ms: match state {
+                DeliveryState::Waiting => r.try_get("lease_until")?,
+                _ => None,
+            },
+        };
+        let payload: Option<String> = r.try_get("payload")?;
+        let body: Option<Vec<u8>> = r.try_get("body")?;
+        stored.push((entry, payload, body));
+    }
+    // Decompressing and reading up to a hundred payloads: off the runtime.
+    let entries = tokio::task::spawn_blocking(move || {
+        stored
+            .into_iter()
+            .map(|(mut entry, payload, body)| {
+                entry.repo = payload_text(payload, body).ok().and_then(|t| repo_of(&t));
+                entry
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    Ok(entries)
+}
+
+/// The repository a GitHub payload names (`repository.full_name`).
+fn repo_of(payload: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        repository: Option<Repository>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Repository {
+        full_name: String,
+    }
+    serde_json::from_str::<Payload>(payload)
+        .ok()?
+        .repository
+        .map(|r| r.full_name)
+}
+
 pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM deliveries")
         .fetch_one(&db.pool)
