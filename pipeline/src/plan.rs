@@ -397,7 +397,18 @@ pub fn plan(config: &Config, build: &BuildContext, catalog: &Catalog) -> Plan {
         let secure_env = global_secure || c.env_entries.iter().any(|e| e.secure);
         let mut job = finish(c, name, env_vars, allow_failure, catalog, &mut diags);
         job.secure_env = secure_env;
-        plan.jobs.push(job);
+        // The same job twice (an include that repeats a matrix row) runs
+        // once, as travis-yml's `jobs.uniq` has it; where each was written
+        // does not make them two.
+        let line = job.line;
+        let seen = plan.jobs.iter().any(|j| {
+            job.line = j.line;
+            *j == job
+        });
+        job.line = line;
+        if !seen {
+            plan.jobs.push(job);
+        }
     }
 
     if plan.jobs.len() > MAX_JOBS {

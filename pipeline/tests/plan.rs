@@ -201,6 +201,17 @@ fn a_root_of_one_job_adds_no_job_beside_includes() {
         "language: go\ngo: ['1.20', '1.21']\nscript: go test\njobs:\n  include:\n    - go: '1.22'\n",
     );
     assert_eq!(p.jobs.len(), 3);
+    // An include that repeats a matrix row is that job, once (travis-yml's
+    // `jobs.uniq`); one that differs in anything is a job of its own.
+    let p = plan(
+        "language: ruby\nrvm: ['2.2', '2.3']\nscript: rake\njobs:\n  include:\n    - rvm: '2.3'\n    - rvm: '2.3'\n      env: SLOW=1\n",
+    );
+    assert_eq!(
+        names(&p),
+        ["rvm: 2.2", "rvm: 2.3", "rvm: 2.3, SLOW=1"],
+        "{:?}",
+        p.jobs
+    );
     // And no matrix and no includes is one job.
     assert_eq!(plan("language: go\nscript: go test\n").jobs.len(), 1);
     assert_eq!(
