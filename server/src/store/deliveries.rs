@@ -275,7 +275,8 @@ pub async fn recent(
         state.map_or("1 = 1", DeliveryState::condition)
     );
     let rows = sqlx::query(&sql).bind(limit).fetch_all(&db.pool).await?;
-    let mut stored = Vec::with_capacity(rows.len());
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut payloads = Vec::with_capacity(rows.len());
     for r in &rows {
         let processed_at: Option<i64> = r.try_get("processed_at")?;
         let outcome: Option<String> = r.try_get("outcome")?;
@@ -300,20 +301,22 @@ pub async fn recent(
         };
         let payload: Option<String> = r.try_get("payload")?;
         let body: Option<Vec<u8>> = r.try_get("body")?;
-        stored.push((entry, payload, body));
+        entries.push(entry);
+        payloads.push((payload, body));
     }
     // Decompressing and reading up to a hundred payloads: off the runtime.
-    let entries = tokio::task::spawn_blocking(move || {
-        stored
+    // Should that fail, the entries are still shown, without their repository.
+    let repos = tokio::task::spawn_blocking(move || {
+        payloads
             .into_iter()
-            .map(|(mut entry, payload, body)| {
-                entry.repo = payload_text(payload, body).ok().and_then(|t| repo_of(&t));
-                entry
-            })
-            .collect()
+            .map(|(payload, body)| payload_text(payload, body).ok().and_then(|t| repo_of(&t)))
+            .collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
+    for (entry, repo) in entries.iter_mut().zip(repos) {
+        entry.repo = repo;
+    }
     Ok(entries)
 }
 
